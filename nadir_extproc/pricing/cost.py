@@ -1,0 +1,149 @@
+"""The cost of one request in USD, by billing class, and the saving against a baseline model.
+
+Money is ``Decimal`` end to end (never ``float``): rates are genai-prices' ``Decimal`` USD per million
+tokens, token counts are ints, and every product is exact. Rates come from ``catalogue.py`` (the data
+bundled with genai-prices, version in ``CATALOGUE``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Final
+
+from nadir_extproc.pricing import catalogue
+from nadir_extproc.pricing.catalogue import CATALOGUE
+from nadir_extproc.pricing.usage import Usage
+
+# Why a Cost has no total. Never a total of 0 for something we could not price.
+UNKNOWN_PROVIDER: Final = "unknown_provider"  # provider id not in the catalogue
+UNKNOWN_MODEL: Final = "unknown_model"  # provider known, model name matches none of its models
+NO_USAGE: Final = "no_usage"  # the response carried no usage block
+INVALID_USAGE: Final = "invalid_usage"  # negative counts, or reasoning > output
+MISSING_RATE: Final = "missing_rate"  # the catalogue has no rate for a token class this usage has
+PROVIDER_ERROR: Final = "provider_error"  # set by callers: the upstream failed, nothing to price
+
+BREAKDOWN_KEYS: Final = ("input", "cache_read", "cache_write", "output")
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The price of one request.
+
+    - ``provider``: the catalogue's provider id (``"openai"``, ``"anthropic"``, ``"google"`` …), or the
+      caller's provider string when it is unknown.
+    - ``model``: the model as priced — the catalogue's model id (``"gpt-4o-mini"`` for
+      ``"gpt-4o-mini-2024-07-18"``), or the normalised name when it could not be priced.
+    - ``total_usd``: USD, exact; ``None`` when unpriced (see ``unpriced_reason``).
+    - ``breakdown``: USD per billing class, keys ``BREAKDOWN_KEYS``: ``"input"`` (uncached input),
+      ``"cache_read"``, ``"cache_write"`` (5-minute and 1-hour writes together), ``"output"``
+      (reasoning included). They sum to ``total_usd``. Empty when unpriced.
+    - ``unpriced_reason``: ``None`` when priced, else one of the module constants
+      ``UNKNOWN_PROVIDER``, ``UNKNOWN_MODEL``, ``NO_USAGE``, ``INVALID_USAGE``, ``MISSING_RATE``,
+      ``PROVIDER_ERROR``.
+    - ``catalogue``: where the rates came from, e.g. ``"genai-prices 0.2.3"``.
+    """
+
+    provider: str
+    model: str
+    total_usd: Decimal | None
+    breakdown: dict[str, Decimal] = field(default_factory=dict, hash=False)
+    unpriced_reason: str | None = None
+    catalogue: str = CATALOGUE
+
+    @property
+    def priced(self) -> bool:
+        """Whether ``total_usd`` is a real price (``False`` means: unknown, not free)."""
+        return self.total_usd is not None
+
+    @classmethod
+    def unpriced(cls, provider: str, model: str, reason: str) -> Cost:
+        """A ``Cost`` with no total, for ``reason`` (one of the module's reason constants)."""
+        return cls(provider=provider, model=model, total_usd=None, unpriced_reason=reason)
+
+
+def price(provider: str, model: str, usage: Usage | None, *, when: datetime | None = None) -> Cost:
+    """The cost in USD of ``usage`` (tokens, normalised by a dialect) on ``model`` served by ``provider``.
+
+    ``provider``: ``"openai"``, ``"anthropic"``, ``"google"`` (or another exact genai-prices provider
+    id). ``model``: the model that served the request (the response's model, never ``"auto"``); dated
+    snapshots and vendor prefixes are resolved by ``catalogue.resolve``, never by substring. ``when``:
+    request time for dated price changes (default: now, UTC; naive means UTC).
+
+    Each ``Usage`` class is billed at its own rate (``catalogue.Rates``), per million tokens:
+    uncached input, cache reads, 5-minute and 1-hour cache writes, output; reasoning is part of
+    output and is not billed again. Long-context tiers are chosen on ``usage.input_tokens`` (all input).
+
+    Never raises for unknown providers/models, missing or malformed usage: the result is then unpriced
+    with a reason. Source of rates: ``CATALOGUE`` (genai-prices' bundled data, no network).
+    """
+    entry = catalogue.resolve(provider, model)
+    if entry is None:
+        if catalogue.catalogue_provider_id(provider) is None:
+            return Cost.unpriced(provider, model, UNKNOWN_PROVIDER)
+        return Cost.unpriced(provider, catalogue.normalise_model_ref(model), UNKNOWN_MODEL)
+    if usage is None:
+        return Cost.unpriced(entry.provider_id, entry.model_id, NO_USAGE)
+    if not _valid(usage):
+        return Cost.unpriced(entry.provider_id, entry.model_id, INVALID_USAGE)
+
+    r = catalogue.rates(entry, when or datetime.now(UTC), usage.input_tokens)
+    try:
+        breakdown = {
+            "input": _usd(usage.uncached_input_tokens, r.input),
+            "cache_read": _usd(usage.cache_read_tokens, r.cache_read),
+            "cache_write": _usd(usage.cache_write_tokens, r.cache_write_5m)
+            + _usd(usage.cache_write_1h_tokens, r.cache_write_1h),
+            "output": _usd(usage.output_tokens - usage.reasoning_tokens, r.output)
+            + _usd(usage.reasoning_tokens, r.reasoning),
+        }
+    except _MissingRate:
+        return Cost.unpriced(entry.provider_id, entry.model_id, MISSING_RATE)
+    return Cost(
+        provider=entry.provider_id,
+        model=entry.model_id,
+        total_usd=sum(breakdown.values(), Decimal(0)),
+        breakdown=breakdown,
+    )
+
+
+def saving(actual: Cost, baseline: Cost) -> Decimal | None:
+    """USD saved by ``actual`` against ``baseline`` (``baseline.total_usd - actual.total_usd``).
+
+    Negative when the actual request cost more. ``None`` unless both are priced.
+    """
+    if actual.total_usd is None or baseline.total_usd is None:
+        return None
+    return baseline.total_usd - actual.total_usd
+
+
+class _MissingRate(Exception):
+    pass
+
+
+_ZERO = Decimal(0)
+
+
+def _usd(tokens: int, rate_per_mtok: Decimal | None) -> Decimal:
+    """``tokens`` x ``rate_per_mtok`` (USD per million tokens), exact."""
+    if not tokens:
+        return _ZERO
+    if rate_per_mtok is None:
+        raise _MissingRate
+    return (rate_per_mtok * tokens).scaleb(-6)
+
+
+def _valid(u: Usage) -> bool:
+    return (
+        min(
+            u.uncached_input_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.cache_write_1h_tokens,
+            u.output_tokens,
+            u.reasoning_tokens,
+        )
+        >= 0
+        and u.reasoning_tokens <= u.output_tokens
+    )
