@@ -1,7 +1,7 @@
 """Generate the Python stubs in ``nadir_extproc/pb/`` from ``proto/nadir_extproc/pb/*.proto``.
 
 Run ``make proto`` (or ``python -m nadir_extproc.pb.generate [OUT_DIR]``). The generated files are
-committed; ``tests/test_proto_stubs.py`` regenerates into a temporary folder and fails when the
+committed; ``tests/protocol/test_stub_drift.py`` regenerates into a temporary folder and fails when the
 committed stubs differ from what ``proto/`` produces.
 
 Needs the ``grpcio-tools`` dev dependency (pinned in pyproject.toml, because the generated text

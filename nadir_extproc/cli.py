@@ -1,0 +1,60 @@
+"""The ``nadir-extproc`` command: ``serve`` (the ext_proc service) and ``demo`` (the local stack)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Envoy ext_proc that routes model=\"auto\" LLM calls and prices every request.")
+
+
+@app.command()
+def serve(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (else $NADIR_CONFIG)."),
+    listen: Optional[str] = typer.Option(None, help="host:port to listen on (else $NADIR_LISTEN, default 127.0.0.1:50051)."),
+    uds: Optional[str] = typer.Option(None, help="Also listen on this Unix socket path (else $NADIR_UDS)."),
+) -> None:
+    """Run the ext_proc gRPC service until SIGTERM (graceful stop)."""
+    from nadir_extproc.config import ConfigError, load_settings
+    from nadir_extproc.server import serve as run
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    updates = {k: v for k, v in (("listen", listen), ("uds", uds)) if v}
+    if updates:
+        settings = settings.model_copy(update=updates)
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop  # optional: faster event loop when installed
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(run(settings))
+
+
+@app.command()
+def demo(
+    keep_logs: Optional[Path] = typer.Option(None, help="Write the processes' logs into this folder."),
+) -> None:
+    """Start emulator + nadir-extproc + Envoy, send sample traffic with the official SDKs, print a table."""
+    from nadir_extproc.demo import run_demo
+
+    raise typer.Exit(run_demo(keep_logs))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

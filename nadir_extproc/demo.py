@@ -1,0 +1,135 @@
+"""``nadir-extproc demo``: the local stack with sample traffic from the official SDKs.
+
+Starts the provider emulator, nadir-extproc and the real Envoy (``nadir_extproc.stack``), sends
+~20 prompts from trivial to hard with ``model="auto"`` through Envoy using the official ``openai``
+(Chat Completions and Responses) and ``anthropic`` SDKs — only the base URL changed — and prints
+what came back in the ``x-nadir-*`` headers. Then it times the same request sent straight to the
+emulator and through Envoy + ext_proc, and stops every process it started.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from nadir_extproc.stack import Stack
+
+PROMPTS: list[tuple[str, str]] = [
+    ("openai_chat", "Hi! What's the capital of France?"),
+    ("openai_chat", "Translate 'good morning' into Spanish."),
+    ("openai_chat", "Give me three synonyms for 'happy'."),
+    ("openai_chat", "Prove that the square root of 2 is irrational."),
+    ("openai_chat", "Debug this:\n```python\ndef avg(xs): return sum(xs)/len(xs)\nprint(avg([]))\n```"),
+    ("openai_chat", "Write a haiku about autumn leaves."),
+    ("openai_chat", "Analyze the time complexity of quicksort in the worst case and explain why."),
+    ("openai_chat", "Summarise this report for a CFO: " + "Quarterly revenue grew while cloud spend rose faster. " * 45),
+    ("openai_responses", "What is 17 + 25?"),
+    ("openai_responses", "Refactor a 2,000-line Django view into services; outline the architecture step by step."),
+    ("openai_responses", "Name a fruit that is yellow."),
+    ("openai_responses", "Derive the closed form of the sum 1 + 2 + ... + n."),
+    ("anthropic_messages", "Say hello in Japanese."),
+    ("anthropic_messages", "What's a good name for a golden retriever?"),
+    ("anthropic_messages", "Design an algorithm to detect cycles in a directed graph and prove it correct."),
+    ("anthropic_messages", "```sql\nSELECT * FROM orders o JOIN users u ON o.uid = u.id;\n```\nWhy is this slow?"),
+    ("anthropic_messages", "Is a tomato a fruit or a vegetable? One sentence."),
+    ("anthropic_messages", "Optimize this bash loop: for f in $(ls); do cat $f | grep x; done"),
+    ("openai_chat", "Convert 5 miles to kilometres."),
+    ("anthropic_messages", "List the planets of the solar system."),
+]
+
+API_KEY = "sk-demo-not-a-real-key"
+
+
+def _call(dialect: str, prompt: str, base_url: str):
+    """One SDK call with model="auto"; returns (headers, input tokens, output tokens)."""
+    if dialect == "anthropic_messages":
+        import anthropic
+
+        c = anthropic.Anthropic(base_url=base_url, api_key=API_KEY, max_retries=0)
+        raw = c.messages.with_raw_response.create(
+            model="auto", max_tokens=256, messages=[{"role": "user", "content": prompt}]
+        )
+        msg = raw.parse()
+        u = msg.usage
+        return raw.headers, u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0), u.output_tokens
+    import openai
+
+    c = openai.OpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
+    if dialect == "openai_responses":
+        raw = c.responses.with_raw_response.create(model="auto", input=prompt)
+        r = raw.parse()
+        return raw.headers, r.usage.input_tokens, r.usage.output_tokens
+    raw = c.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": prompt}])
+    r = raw.parse()
+    return raw.headers, r.usage.prompt_tokens, r.usage.completion_tokens
+
+
+def _median_ms(fn, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def run_demo(keep_logs: Path | None = None, console: Console | None = None) -> int:
+    """Run the demo; returns a process exit code (0 when every call was routed and priced)."""
+    console = console or Console(width=None if Console().is_terminal else 150)
+    if keep_logs:
+        keep_logs.mkdir(parents=True, exist_ok=True)
+    console.print("[bold]Starting emulator + nadir-extproc + Envoy 1.40 ...[/bold]")
+    failures = 0
+    with Stack(log_dir=keep_logs) as stack:
+        console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})\n")
+        table = Table(title='model="auto" through Envoy + nadir-extproc', show_lines=False)
+        for col, just in [("prompt", "left"), ("API", "left"), ("routed to", "left"), ("in tok", "right"),
+                          ("out tok", "right"), ("cost USD", "right"), ("saved USD", "right"), ("ext_proc ms", "right")]:
+            table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis")
+        total_cost = Decimal(0)
+        total_saved = Decimal(0)
+        ours = []
+        for dialect, prompt in PROMPTS:
+            snippet = prompt.replace("\n", " ")[:40] + ("…" if len(prompt) > 40 else "")
+            try:
+                h, tin, tout = _call(dialect, prompt, stack.base_url)
+            except Exception as e:  # noqa: BLE001 — show the failure in the table, keep going
+                failures += 1
+                table.add_row(snippet, dialect, f"[red]{type(e).__name__}[/red]", "", "", "", "", "")
+                continue
+            cost = h.get("x-nadir-cost-usd")
+            saved = h.get("x-nadir-cost-saved")
+            if cost is None:
+                failures += 1
+            else:
+                total_cost += Decimal(cost)
+            if saved is not None:
+                total_saved += Decimal(saved)
+            lat = h.get("x-nadir-latency-ms", "")
+            if lat:
+                ours.append(float(lat))
+            table.add_row(snippet, dialect, h.get("x-nadir-routed-to", "?"), str(tin), str(tout),
+                          cost or f"[yellow]{h.get('x-nadir-unpriced-reason', 'n/a')}[/yellow]", saved or "", lat)
+        console.print(table)
+        console.print(f"Total cost [bold]${total_cost}[/bold], saved vs default models [bold]${total_saved}[/bold] "
+                      f"over {len(PROMPTS)} requests.")
+        # Added latency: the same request straight to the emulator vs through Envoy + ext_proc.
+        import openai
+
+        direct = openai.OpenAI(base_url=f"{stack.emulator_url}/v1", api_key=API_KEY, max_retries=0)
+        via = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=API_KEY, max_retries=0)
+        msgs = [{"role": "user", "content": "What's the capital of France?"}]
+        d_ms = _median_ms(lambda: direct.chat.completions.create(model="gpt-4o-mini", messages=msgs), 30)
+        v_ms = _median_ms(lambda: via.chat.completions.create(model="auto", messages=msgs), 30)
+        console.print(
+            f"Latency (median of 30, SDK wall time): direct to emulator {d_ms:.2f} ms, through Envoy + ext_proc "
+            f"{v_ms:.2f} ms (+{v_ms - d_ms:.2f} ms); ext_proc's own processing median "
+            f"{statistics.median(ours) if ours else float('nan'):.3f} ms per request."
+        )
+    console.print("All processes stopped.")
+    return 1 if failures else 0

@@ -1,0 +1,30 @@
+"""API dialects: one module per client-facing LLM API. ``detect`` picks one by request path."""
+
+from __future__ import annotations
+
+from nadir_extproc.dialects.anthropic_messages import AnthropicMessages
+from nadir_extproc.dialects.base import Dialect, RewriteError
+from nadir_extproc.dialects.openai_chat import OpenAIChat
+from nadir_extproc.dialects.openai_responses import OpenAIResponses
+
+#: Every dialect we speak, by name.
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (OpenAIChat(), OpenAIResponses(), AnthropicMessages())}
+
+
+def default_paths() -> dict[str, str]:
+    """Request path -> dialect name, from each dialect's default ``paths``."""
+    return {p: d.name for d in DIALECTS.values() for p in d.paths}
+
+
+def detect(path: str, paths: dict[str, str]) -> Dialect | None:
+    """The dialect serving ``path`` (an HTTP ``:path``; the query string is ignored).
+
+    ``paths`` maps exact paths to dialect names (``default_paths()`` or the config's). Returns
+    ``None`` for any other path.
+    """
+    q = path.find("?")
+    name = paths.get(path if q < 0 else path[:q])
+    return DIALECTS.get(name) if name else None
+
+
+__all__ = ["DIALECTS", "Dialect", "RewriteError", "default_paths", "detect"]

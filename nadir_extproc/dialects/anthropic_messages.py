@@ -1,0 +1,73 @@
+"""Anthropic Messages (``POST /v1/messages``).
+
+Usage counting rule (Anthropic API reference, "Messages" usage object): ``input_tokens``
+*excludes* ``cache_read_input_tokens`` and ``cache_creation_input_tokens``; the three are
+disjoint. ``cache_creation`` splits writes by TTL (``ephemeral_5m_input_tokens``,
+``ephemeral_1h_input_tokens``); without it all writes are 5-minute writes (the default TTL).
+Thinking tokens are inside ``output_tokens`` (no separate counter). When ``usage.iterations`` is
+present (server-side compaction), each entry is a separately billed step and the top-level counts
+cover only the last one, so the bill is the sum of the iterations (shared case 26).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nadir_extproc.dialects.base import Dialect, _text_of, as_int
+from nadir_extproc.pricing.usage import Usage
+
+
+def _one(u: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    """(uncached input, cache read, 5m write, 1h write, output) of one Anthropic usage object."""
+    write = as_int(u.get("cache_creation_input_tokens"))
+    cc = u.get("cache_creation")
+    if isinstance(cc, dict):
+        w1h = as_int(cc.get("ephemeral_1h_input_tokens"))
+        w5m = as_int(cc.get("ephemeral_5m_input_tokens"))
+        if w1h + w5m == 0:
+            w5m = write
+    else:
+        w5m, w1h = write, 0
+    return (
+        as_int(u.get("input_tokens")),
+        as_int(u.get("cache_read_input_tokens")),
+        w5m,
+        w1h,
+        as_int(u.get("output_tokens")),
+    )
+
+
+def anthropic_usage(u: Any) -> Usage | None:
+    """Normalise an Anthropic usage object (see module docstring for the rule)."""
+    if not isinstance(u, dict) or ("input_tokens" not in u and "output_tokens" not in u):
+        return None
+    its = u.get("iterations")
+    parts = [_one(x) for x in its if isinstance(x, dict)] if isinstance(its, list) and its else [_one(u)]
+    unc, read, w5m, w1h, out = (sum(p[i] for p in parts) for i in range(5))
+    return Usage(
+        uncached_input_tokens=unc,
+        cache_read_tokens=read,
+        cache_write_tokens=w5m,
+        cache_write_1h_tokens=w1h,
+        output_tokens=out,
+    )
+
+
+class AnthropicMessages(Dialect):
+    name = "anthropic_messages"
+    provider = "anthropic"
+    operation = "chat"
+    paths = ("/v1/messages",)
+
+    def prompt_text(self, body: dict[str, Any]) -> str:
+        out: list[str] = []
+        _text_of(body.get("system"), out)
+        msgs = body.get("messages")
+        if isinstance(msgs, list):
+            for m in msgs:
+                if isinstance(m, dict):
+                    _text_of(m.get("content"), out)
+        return "\n".join(out)
+
+    def usage(self, body: dict[str, Any]) -> Usage | None:
+        return anthropic_usage(body.get("usage"))

@@ -1,0 +1,133 @@
+"""What every API dialect knows: how to read a request and a response of its API.
+
+A dialect is pure: it parses already-decoded JSON (``dict``) and returns plain values. Adding a
+provider API means adding one module in this package that defines a ``Dialect`` subclass and
+listing it in ``nadir_extproc.dialects.DIALECTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+from nadir_extproc.pricing.usage import Usage
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_WS = b" \t\r\n"
+
+
+class RewriteError(ValueError):
+    """The body has no top-level string field to rewrite (raised by ``replace_top_level_string``)."""
+
+
+def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
+    """Return ``body`` with the top-level JSON string field ``key`` set to ``value``.
+
+    Only that one value changes; every other byte (spacing, key order, number formats, escaped text
+    inside messages, a nested ``metadata.model``) stays as the client sent it.
+
+    ``body`` must be a JSON object that already parsed (the caller checked it with ``json.loads``).
+    Raises ``RewriteError`` when the object has no top-level ``key`` whose value is a string.
+    Cost is one regex pass over the body up to the key (``model`` is usually first).
+    """
+    depth = 0
+    for m in _TOKEN.finditer(body):
+        tok = m.group()
+        c = tok[:1]
+        if c == b"{" or c == b"[":
+            depth += 1
+            continue
+        if c == b"}" or c == b"]":
+            depth -= 1
+            if depth == 0:
+                break
+            continue
+        if depth != 1:
+            continue
+        # A string at depth 1 is a key when the next non-space byte is ':'.
+        i = m.end()
+        n = len(body)
+        while i < n and body[i] in _WS:
+            i += 1
+        if i >= n or body[i] != 0x3A:  # ':'
+            continue
+        if json.loads(tok) != key:
+            continue
+        i += 1
+        while i < n and body[i] in _WS:
+            i += 1
+        vm = _STRING.match(body, i)
+        if vm is None:
+            raise RewriteError(f"top-level {key!r} is not a string")
+        new = json.dumps(value, ensure_ascii=False).encode()
+        return body[: vm.start()] + new + body[vm.end() :]
+    raise RewriteError(f"no top-level {key!r} field")
+
+
+def _text_of(content: Any, out: list[str]) -> None:
+    """Append the text parts of an OpenAI/Anthropic ``content`` value (str or list of parts)."""
+    if isinstance(content, str):
+        out.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict):
+                t = part.get("text")
+                if isinstance(t, str):
+                    out.append(t)
+            elif isinstance(part, str):
+                out.append(part)
+
+
+def as_int(v: Any) -> int:
+    """A token count from JSON: non-negative int, anything else (absent, null, bad) counts as 0."""
+    return v if type(v) is int and v > 0 else 0
+
+
+class Dialect:
+    """One client-facing LLM API (request and response formats).
+
+    Class attributes:
+    - ``name``: our id for the API (``openai_chat`` …), used in config and logs.
+    - ``provider``: provider id (``openai``, ``anthropic``, ``google``), selects the Envoy cluster
+      and the price list.
+    - ``operation``: the ``gen_ai.operation.name`` value (OTel GenAI semconv v1.41.1).
+    - ``paths``: request paths (without query) that this dialect serves by default.
+    """
+
+    name: ClassVar[str]
+    provider: ClassVar[str]
+    operation: ClassVar[str]
+    paths: ClassVar[tuple[str, ...]]
+
+    # --- request ---------------------------------------------------------------------------
+    def request_model(self, body: dict[str, Any]) -> str | None:
+        """The model the client asked for (``None`` when absent or not a string)."""
+        m = body.get("model")
+        return m if isinstance(m, str) else None
+
+    def rewrite_model(self, raw: bytes, body: dict[str, Any], model: str) -> bytes:
+        """The request body with only the top-level ``model`` replaced by ``model``.
+
+        Raises ``RewriteError`` when there is no top-level string ``model``.
+        """
+        return replace_top_level_string(raw, "model", model)
+
+    def is_stream(self, body: dict[str, Any]) -> bool:
+        """True when the client asked for a streamed (SSE) response."""
+        return body.get("stream") is True
+
+    def prompt_text(self, body: dict[str, Any]) -> str:
+        """All prompt text of the request, joined by newlines (for the router; never logged)."""
+        raise NotImplementedError
+
+    # --- response --------------------------------------------------------------------------
+    def response_model(self, body: dict[str, Any]) -> str | None:
+        """The model that served the request, as the provider reports it."""
+        m = body.get("model")
+        return m if isinstance(m, str) else None
+
+    def usage(self, body: dict[str, Any]) -> Usage | None:
+        """Normalised usage of a JSON response body; ``None`` when the body reports none."""
+        raise NotImplementedError

@@ -1,0 +1,88 @@
+"""Builders for the ext_proc replies we send, over the generated stubs in ``nadir_extproc.pb``.
+
+Facts from Envoy 1.40 (``shared/docs/extproc-facts.md``): header values must be sent in
+``raw_value`` (a mutation with only ``value`` arrives as an empty header); a ``mode_override``
+replaces the whole ``ProcessingMode`` and is honoured only in replies to header messages.
+"""
+
+from __future__ import annotations
+
+from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep, processing_mode_pb2 as pm
+
+ProcessingRequest = ep.ProcessingRequest
+ProcessingResponse = ep.ProcessingResponse
+ProcessingMode = pm.ProcessingMode
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+#: Mode for requests we do not process: nothing more is sent to us after the request headers.
+MODE_SKIP_REST = ProcessingMode(
+    request_header_mode=ProcessingMode.SEND,
+    response_header_mode=ProcessingMode.SKIP,
+    request_body_mode=ProcessingMode.NONE,
+    response_body_mode=ProcessingMode.NONE,
+    request_trailer_mode=ProcessingMode.SKIP,
+    response_trailer_mode=ProcessingMode.SKIP,
+)
+
+#: Mode for a streamed (SSE) response: the whole mode, response body STREAMED so that no event is
+#: held back (BUFFERED held a stream back 0.91 s in the measured case).
+MODE_STREAM_RESPONSE = ProcessingMode(
+    request_header_mode=ProcessingMode.SEND,
+    response_header_mode=ProcessingMode.SEND,
+    request_body_mode=ProcessingMode.BUFFERED,
+    response_body_mode=ProcessingMode.STREAMED,
+    request_trailer_mode=ProcessingMode.SKIP,
+    response_trailer_mode=ProcessingMode.SKIP,
+)
+
+
+def headers_map(msg: ep.HttpHeaders) -> dict[str, str]:
+    """Envoy's header list as ``{lowercase name: value}`` (last one wins; values decoded as
+    latin-1 from ``raw_value``, falling back to ``value``)."""
+    out: dict[str, str] = {}
+    for h in msg.headers.headers:
+        out[h.key.lower()] = h.raw_value.decode("latin-1") if h.raw_value else h.value
+    return out
+
+
+def header_mutation(
+    set_headers: dict[str, str] | None = None, remove: list[str] | None = None
+) -> ep.HeaderMutation:
+    """A ``HeaderMutation`` that overwrites (or adds) ``set_headers`` and removes ``remove``."""
+    hm = ep.HeaderMutation()
+    if set_headers:
+        for k, v in set_headers.items():
+            hm.set_headers.add(
+                header=base_pb2.HeaderValue(key=k, raw_value=v.encode("latin-1")), append_action=_OVERWRITE
+            )
+    if remove:
+        hm.remove_headers.extend(remove)
+    return hm
+
+
+def common(
+    set_headers: dict[str, str] | None = None,
+    remove: list[str] | None = None,
+    body: bytes | None = None,
+    clear_route_cache: bool = False,
+) -> ep.CommonResponse:
+    """A ``CommonResponse`` (status CONTINUE) with optional header mutation and replacement body."""
+    cr = ep.CommonResponse()
+    if set_headers or remove:
+        cr.header_mutation.CopyFrom(header_mutation(set_headers, remove))
+    if body is not None:
+        cr.body_mutation.body = body
+    if clear_route_cache:
+        cr.clear_route_cache = True
+    return cr
+
+
+def continue_reply(phase: str) -> ProcessingResponse:
+    """The empty CONTINUE reply for ``phase`` (the ProcessingRequest oneof name)."""
+    r = ProcessingResponse()
+    if phase in ("request_trailers", "response_trailers"):
+        getattr(r, phase).SetInParent()
+    else:
+        getattr(r, phase).response.SetInParent()
+    return r

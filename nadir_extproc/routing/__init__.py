@@ -1,0 +1,1 @@
+"""Routing: the Router interface, tier policy and the rule-based router."""

@@ -1,0 +1,46 @@
+"""The Router interface: prompt in, tier and concrete model out.
+
+A router scores a prompt and a ``TierPolicy`` turns the tier into a concrete model for the
+request's provider. Routers are pure and synchronous (they run inside the ext_proc request-body
+phase, well under Envoy's ``message_timeout``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What a router may look at: provider id, dialect name and the prompt text (never logged)."""
+
+    provider: str
+    dialect: str
+    prompt: str
+    message_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A routing decision.
+
+    - ``model``: concrete model to send upstream.
+    - ``tier``: ``"strong"`` or ``"weak"`` (or ``"default"`` for a fallback).
+    - ``score``: P(strong model needed) in [0, 1] where the router has one, else ``None``.
+    - ``reason``: short machine-readable reason (``"code_fence"``, ``"long_prompt"``, …).
+    - ``router``: which router decided (``"rules"``, ``"onnx"``, ``"fallback"``).
+    """
+
+    model: str
+    tier: str
+    score: float | None
+    reason: str
+    router: str
+
+
+class Router(Protocol):
+    """Anything that maps a ``RouteRequest`` to a ``Decision``; may raise on internal errors
+    (the processor then falls back to the route's default model)."""
+
+    def route(self, request: RouteRequest) -> Decision: ...

@@ -1,0 +1,112 @@
+"""The grpc.aio ExternalProcessor servicer: the bidi ``Process`` stream loop, health, shutdown.
+
+Thin by design: one gRPC stream = one HTTP request = one ``RequestProcessor``, dropped when the
+stream ends however it ends (``finally``). All request logic lives in ``processor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from nadir_extproc.config import Settings
+from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
+from nadir_extproc.processor import Context, RequestProcessor
+from nadir_extproc.protocol import ProcessingRequest, ProcessingResponse
+from nadir_extproc.routing.rules import RuleRouter
+
+log = logging.getLogger("nadir_extproc")
+
+#: Name under which grpc.health.v1 reports this service (the empty name reports the server).
+SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
+
+
+class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
+    """``envoy.service.ext_proc.v3.ExternalProcessor`` over ``RequestProcessor``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def Process(
+        self, request_iterator: AsyncIterator[ProcessingRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ProcessingResponse]:
+        proc = RequestProcessor(self.ctx)
+        try:
+            async for req in request_iterator:
+                yield proc.handle(req)
+        finally:
+            proc.finish()
+
+
+def build_context(settings: Settings) -> Context:
+    """The shared request context from settings: tier policy and the rule-based router."""
+    policy = settings.policy()
+    return Context(settings=settings, router=RuleRouter(policy), policy=policy)
+
+
+class Service:
+    """A running ext_proc server: gRPC on TCP (and optionally a Unix socket) with health.
+
+    ``await start()`` binds and returns the bound TCP port (``listen`` may use port 0);
+    ``await stop(grace_s)`` marks health NOT_SERVING, stops accepting and lets open streams finish
+    within ``grace_s`` seconds.
+    """
+
+    def __init__(self, settings: Settings, ctx: Context | None = None) -> None:
+        self.settings = settings
+        self.ctx = ctx or build_context(settings)
+        self.port: int | None = None
+        self.health = health.aio.HealthServicer()
+        opts = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self.server = grpc.aio.server(options=opts)
+        ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.ctx), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+
+    async def start(self) -> int:
+        """Bind and start serving; returns the TCP port. Raises ``RuntimeError`` if binding fails."""
+        self.port = self.server.add_insecure_port(self.settings.listen)
+        if not self.port:
+            raise RuntimeError(f"cannot listen on {self.settings.listen}")
+        if self.settings.uds:
+            self.server.add_insecure_port(f"unix:{self.settings.uds}")
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "nadir-extproc serving on %s (port %s)%s",
+            self.settings.listen,
+            self.port,
+            f" and unix:{self.settings.uds}" if self.settings.uds else "",
+        )
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful stop (see class docstring)."""
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(self.settings.grace_period_s if grace_s is None else grace_s)
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run the service until SIGTERM/SIGINT, then stop gracefully (``settings.grace_period_s``)."""
+    svc = Service(settings)
+    await svc.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    print(f"nadir-extproc listening on {settings.listen.rsplit(':', 1)[0]}:{svc.port}", flush=True)
+    await stop.wait()
+    log.info("signal received: stopping (grace %.1fs)", settings.grace_period_s)
+    await svc.stop()
