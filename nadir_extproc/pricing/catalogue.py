@@ -20,6 +20,7 @@ What we take from genai-prices and what we do ourselves:
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -165,10 +166,54 @@ def rates(model: CatalogueModel, when: datetime, input_tokens: int) -> Rates:
     (genai-prices' ``TieredPrices``: above a tier's ``start`` every token is billed at that tier's rate).
     Service-tier and batch variants (genai-prices ``price_context``) are not applied: standard prices.
     """
-    p = model.info.get_prices(when)
+    sheet = _sheet(model.info.get_prices(when))
+    band = bisect_left(sheet.starts, input_tokens)  # how many tier thresholds input_tokens is above
+    found = sheet.rates_by_band.get(band)
+    if found is None:
+        found = sheet.rates_by_band[band] = _rates_from(sheet.raw, input_tokens)
+    return found
 
+
+_PRICE_KEYS = (
+    "input_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "cache_write_5m_mtok",
+    "cache_write_1h_mtok",
+    "output_mtok",
+    "output_reasoning_mtok",
+)
+
+
+@dataclass(slots=True)
+class _Sheet:
+    """One catalogue ``ModelPrice``, read once: its token prices, every tier threshold, and the
+    ``Rates`` already worked out per band between thresholds."""
+
+    prices: gp.ModelPrice
+    raw: dict[str, Decimal | gp.TieredPrices | None]
+    starts: tuple[int, ...]
+    rates_by_band: dict[int, Rates]
+
+
+_sheets: dict[int, _Sheet] = {}
+
+
+def _sheet(prices: gp.ModelPrice) -> _Sheet:
+    # Reading a key a ModelPrice lacks goes through genai-prices' __getattr__ and unit registry (~4 us
+    # each). get_prices() without a price context returns the catalogue's own long-lived objects, so
+    # memoising per object is bounded by the catalogue's size.
+    sheet = _sheets.get(id(prices))
+    if sheet is None or sheet.prices is not prices:
+        raw = {key: getattr(prices, key, None) for key in _PRICE_KEYS}
+        starts = sorted({t.start for v in raw.values() if isinstance(v, gp.TieredPrices) for t in v.tiers})
+        sheet = _sheets[id(prices)] = _Sheet(prices, raw, tuple(starts), {})
+    return sheet
+
+
+def _rates_from(raw: dict[str, Decimal | gp.TieredPrices | None], input_tokens: int) -> Rates:
     def rate(key: str) -> Decimal | None:
-        value = getattr(p, key, None)
+        value = raw[key]
         if isinstance(value, gp.TieredPrices):
             chosen = value.base
             for tier in value.tiers:  # sorted ascending by genai-prices
