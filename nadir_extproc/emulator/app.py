@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .anthropic_messages import AnthropicMessages
-from .common import Dialect, serve
+from .common import STARTED, Dialect, serve
 from .gemini import Gemini
 from .openai_chat import OpenAIChat
 from .openai_responses import OpenAIResponses
@@ -61,7 +61,7 @@ _RECORDER = web.AppKey("recorder", Recorder)
 
 @web.middleware
 async def _record(request: web.Request, handler: Any) -> web.StreamResponse:
-    request["emulator_started"] = time.monotonic()
+    request[STARTED] = time.monotonic()
     if not request.path.startswith(CONTROL_PREFIX):
         body = await request.read()
         request.app[_RECORDER].requests.append(RecordedRequest(

@@ -17,6 +17,7 @@ import asyncio
 import json
 import secrets
 import string
+import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,15 @@ from .models import Provider, resolve_model
 from .tokens import Output, canned_reply, cap_output, prompt_tokens, text_tokens
 
 _ALNUM = string.ascii_letters + string.digits
+
+#: ``time.monotonic()`` when the request arrived (set by the app's middleware).
+STARTED = web.RequestKey("emulator_started", float)
+
+
+def elapsed_ms(request: web.Request) -> int:
+    """Milliseconds since the request arrived (0 when not known)."""
+    started = request.get(STARTED)
+    return 0 if started is None else int((time.monotonic() - started) * 1000)
 
 
 def random_id(prefix: str, n: int, alphabet: str = _ALNUM) -> str:

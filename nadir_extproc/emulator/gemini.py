@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
 from aiohttp import web
 
-from .common import Answer, Dialect, EventStream, RequestError, ToolSpec, Turn, json_response, split_deltas
+from .common import (Answer, Dialect, EventStream, RequestError, ToolSpec, Turn, elapsed_ms, json_response,
+                     split_deltas)
 from .control import Control, EmulatedUsage
 
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -145,9 +145,7 @@ class Gemini(Dialect):
 
     async def respond(self, request: web.Request, answer: Answer) -> web.StreamResponse:
         headers = self.headers()
-        started = request.get("emulator_started")
-        if started is not None:
-            headers["server-timing"] = f"gfet4t7; dur={int((time.monotonic() - started) * 1000)}"
+        headers["server-timing"] = f"gfet4t7; dur={elapsed_ms(request)}"
         response_id = secrets.token_urlsafe(17)[:23]
         finish = "MAX_TOKENS" if answer.truncated else "STOP"
 
@@ -160,26 +158,28 @@ class Gemini(Dialect):
                     "responseId": response_id}
 
         if answer.tool_call:
-            pieces: list[list[dict[str, Any]]] = [
-                [{"functionCall": {"name": answer.tool_call.name, "args": answer.tool_call.input}}]]
+            pieces: list[dict[str, Any]] = [
+                {"functionCall": {"name": answer.tool_call.name, "args": answer.tool_call.input}}]
             sizes = [1]
+        elif not answer.turn.stream:
+            pieces, sizes = [{"text": answer.text}], [1]
         else:
             words = split_deltas(answer.text)
             groups = ["".join(words[i:i + _CHUNK_WORDS]) for i in range(0, len(words), _CHUNK_WORDS)]
-            pieces = [[{"text": g}] for g in groups]
+            pieces = [{"text": g} for g in groups]
             sizes = [len(g.encode()) for g in groups]
         if not answer.turn.stream:
-            body = chunk([p for group in pieces for p in group], gemini_usage(answer.usage), True)
+            body = chunk(pieces, gemini_usage(answer.usage), True)
             return json_response(body, 200, headers, answer.control, indent=2,
                                  content_type="application/json; charset=UTF-8")
 
         final = answer.usage.output - answer.usage.reasoning
         total, sent = sum(sizes) or 1, 0
         chunks = []
-        for i, (parts, size) in enumerate(zip(pieces, sizes, strict=True)):
+        for i, (part, size) in enumerate(zip(pieces, sizes, strict=True)):
             sent += size
             last = i == len(pieces) - 1
-            chunks.append(chunk(parts, gemini_usage(answer.usage, final if last else final * sent // total), last))
+            chunks.append(chunk([part], gemini_usage(answer.usage, final if last else final * sent // total), last))
         if request.query.get("alt") != "sse":
             return json_response(chunks, 200, headers, answer.control, indent=2,
                                  content_type="application/json; charset=UTF-8")

@@ -7,12 +7,11 @@ spaces, exactly as recording ``09-openai-chat-error-404-unknown-model`` shows.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
-from .common import Dialect, RequestError, ToolSpec, hex_id, json_response
+from .common import Dialect, RequestError, ToolSpec, elapsed_ms, hex_id, json_response
 from .control import Control, EmulatedUsage
 
 _INVALID_JSON = (
@@ -61,9 +60,7 @@ class OpenAIDialect(Dialect):
     def response_headers(self, request: web.Request) -> dict[str, str]:
         """:meth:`headers` with ``openai-processing-ms`` set to the time spent so far (ms)."""
         headers = self.headers()
-        started = request.get("emulator_started")
-        if started is not None:
-            headers["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
+        headers["openai-processing-ms"] = str(elapsed_ms(request))
         return headers
 
     def error_body(self, err: RequestError) -> dict[str, Any]:
