@@ -7,9 +7,10 @@ installs, so prices never come from the network and a cost is reproducible from 
 
 What we take from genai-prices and what we do ourselves:
 
-- *Model matching* is genai-prices' own per-provider match rules (``Provider.find_model``), which are
-  exact (``equals``) for OpenAI and Gemini names and ``starts_with`` for Claude snapshots. We never match
-  by substring or prefix ourselves, so ``gpt-4o-mini`` can never resolve to ``gpt-4o``.
+- *Model matching* is genai-prices' own per-provider match rules (``Provider.find_model``): mostly
+  exact (``equals``) for OpenAI and Gemini names, ``starts_with`` for Claude snapshots and a few
+  families (``gemini-2.5-pro``). We never match by substring or prefix ourselves, so ``gpt-4o-mini``
+  can never resolve to ``gpt-4o``.
 - *Rates*: ``ModelInfo.get_prices(when)`` picks the price that was in force at ``when`` (genai-prices
   keeps dated price changes, e.g. o3's cut on 2025-06-10); tiered rates ("over 200K input tokens, every
   token at the higher rate") are selected here the way genai-prices' ``calc_unit_price`` does.
@@ -69,12 +70,13 @@ class Rates:
 
     - ``cache_read``: the input rate when the model has no cache-read price (no caching discount).
     - ``cache_write_5m``: ``cache_write_5m_mtok``, else ``cache_write_mtok``, else the input rate
-      (OpenAI and Gemini charge no write surcharge; their catalogue entries have no write price).
+      (no write surcharge: gpt-4o, gpt-4.1, o-series and Gemini entries have no write price).
     - ``cache_write_1h``: ``cache_write_1h_mtok``; else the input rate when the model has no write
       surcharge at all; else ``None``. genai-prices would bill 1-hour writes at the 5-minute rate when
       only ``cache_write_mtok`` exists — an under-charge (Anthropic bills 1h at 2x input, 5m at
       1.25x) — so we refuse to price instead. In 0.2.3 every ``anthropic`` model with a write price
-      has a 1h price; only some Vertex-hosted Claude entries under ``google`` lack one.
+      has a 1h price; some Vertex-hosted Claude entries under ``google`` and the gpt-5.6+/gpt-6
+      entries under ``openai`` have a write price but no 1h price.
     - ``reasoning``: ``output_reasoning_mtok`` when the catalogue has it, else the output rate
       (OpenAI, Anthropic and Gemini bill reasoning/thinking as output).
     """

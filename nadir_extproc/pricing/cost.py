@@ -80,9 +80,10 @@ def price(provider: str, model: str, usage: Usage | None, *, when: datetime | No
     """
     entry = catalogue.resolve(provider, model)
     if entry is None:
-        if catalogue.catalogue_provider_id(provider) is None:
+        provider_id = catalogue.catalogue_provider_id(provider)
+        if provider_id is None:
             return Cost.unpriced(provider, model, UNKNOWN_PROVIDER)
-        return Cost.unpriced(provider, catalogue.normalise_model_ref(model), UNKNOWN_MODEL)
+        return Cost.unpriced(provider_id, catalogue.normalise_model_ref(model), UNKNOWN_MODEL)
     if usage is None:
         return Cost.unpriced(entry.provider_id, entry.model_id, NO_USAGE)
     if not _valid(usage):

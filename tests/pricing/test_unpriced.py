@@ -26,8 +26,13 @@ def test_unknown_model():
     assert not cost.priced
     assert cost.unpriced_reason == UNKNOWN_MODEL == "unknown_model"
     assert cost.breakdown == {}
-    assert cost.model == "gpt-9-imaginary"
+    assert (cost.provider, cost.model) == ("openai", "gpt-9-imaginary")
     assert cost.catalogue == "genai-prices 0.2.3"
+
+
+def test_unknown_model_names_the_catalogue_provider_and_the_normalised_name():
+    cost = price("Gemini", "models/Gemini-9-Imaginary", Usage(uncached_input_tokens=1), when=WHEN)
+    assert (cost.provider, cost.model, cost.unpriced_reason) == ("google", "gemini-9-imaginary", UNKNOWN_MODEL)
 
 
 def test_no_usage():
