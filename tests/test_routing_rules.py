@@ -1,0 +1,36 @@
+"""The rule-based router: each documented rule, on prompts written here."""
+
+from __future__ import annotations
+
+import pytest
+
+from nadir_extproc.routing.base import RouteRequest
+from nadir_extproc.routing.policy import TierPolicy
+from nadir_extproc.routing.rules import RuleRouter
+
+router = RuleRouter(TierPolicy())
+
+
+@pytest.mark.parametrize(
+    "provider, prompt, messages, model, reason",
+    [
+        ("openai", "What's the capital of France?", 1, "gpt-4o-mini", "short_simple"),
+        ("openai", "fix:\n```js\nx()\n```", 1, "gpt-4o", "code_fence"),
+        ("openai", "a" * 2001, 1, "gpt-4o", "long_prompt"),
+        ("openai", "a" * 2000, 1, "gpt-4o-mini", "short_simple"),
+        ("anthropic", "Please PROVE the lemma", 1, "claude-sonnet-4-5", "reasoning_marker"),
+        ("anthropic", "Explain it step by step", 1, "claude-sonnet-4-5", "reasoning_marker"),
+        ("anthropic", "improve the analysis", 1, "claude-haiku-4-5", "short_simple"),  # no whole-word marker
+        ("google", "hi", 9, "gemini-2.5-pro", "long_conversation"),
+        ("google", "hi", 8, "gemini-2.5-flash", "short_simple"),
+    ],
+)
+def test_rules(provider, prompt, messages, model, reason):
+    d = router.route(RouteRequest(provider=provider, dialect="x", prompt=prompt, message_count=messages))
+    assert (d.model, d.reason, d.router) == (model, reason, "rules")
+    assert d.score == (1.0 if d.tier == "strong" else 0.0)
+
+
+def test_unknown_provider_raises():
+    with pytest.raises(KeyError):
+        router.route(RouteRequest(provider="mistral", dialect="x", prompt="hi"))
