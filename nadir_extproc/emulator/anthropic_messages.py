@@ -29,13 +29,14 @@ Request fields read: ``model``, ``max_tokens`` and ``messages`` (all required), 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from .common import (Answer, Dialect, EventStream, RequestError, ToolSpec, Turn, compact, json_response, random_id,
                      split_deltas, split_fixed)
-from .control import Control, EmulatedUsage
+from .control import EmulatedUsage
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
@@ -109,7 +110,7 @@ class AnthropicMessages(Dialect):
             "server": "cloudflare",
         }
 
-    def error_body(self, err: RequestError) -> dict[str, Any]:
+    def error_body(self, err: RequestError, headers: Mapping[str, str]) -> dict[str, Any]:
         type_ = _ERROR_TYPES.get(err.status, "api_error" if err.status >= 500 else "invalid_request_error")
         if err.kind == "model_not_found":
             message = f"model: {err.model}"
@@ -117,15 +118,7 @@ class AnthropicMessages(Dialect):
             message = _FORCED_MESSAGES.get(err.status, "Emulated error")
         else:
             message = err.message
-        return {"type": "error", "error": {"type": type_, "message": message}, "request_id": None}
-
-    def error_response(self, err: RequestError, control: Control) -> web.Response:
-        headers = self.headers()
-        if err.status == 429:
-            headers["retry-after"] = "1"
-        body = self.error_body(err)
-        body["request_id"] = headers["request-id"]
-        return json_response(body, err.status, headers, control)
+        return {"type": "error", "error": {"type": type_, "message": message}, "request_id": headers["request-id"]}
 
     def read(self, payload: dict[str, Any], request: web.Request) -> Turn:
         for field in ("model", "max_tokens", "messages"):

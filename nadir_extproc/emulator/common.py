@@ -155,9 +155,13 @@ class Dialect:
         """Read the request body into a :class:`Turn`; raise :class:`RequestError` when invalid."""
         raise NotImplementedError
 
-    def error_body(self, err: RequestError) -> dict[str, Any]:
-        """The provider's error body for ``err``."""
+    def error_body(self, err: RequestError, headers: Mapping[str, str]) -> dict[str, Any]:
+        """The provider's error body for ``err`` (``headers`` are the response headers, for ids)."""
         raise NotImplementedError
+
+    def error_format(self, err: RequestError) -> tuple[int | None, str]:
+        """(JSON indent or None for compact, content-type) of the error response."""
+        return None, "application/json"
 
     def headers(self) -> dict[str, str]:
         """Provider headers for any response (request id etc.), without content-type."""
@@ -167,16 +171,14 @@ class Dialect:
         """Write ``answer`` as the provider would (JSON or SSE)."""
         raise NotImplementedError
 
-    # Overridable details of the error response.
-    error_content_type = "application/json"
-    error_indent: int | None = None
-
     def error_response(self, err: RequestError, control: Control) -> web.Response:
+        """The complete error response; 429 also carries ``retry-after: 1`` (seconds)."""
         headers = self.headers()
         if err.status == 429:
             headers["retry-after"] = "1"
-        return json_response(self.error_body(err), err.status, headers, control,
-                             indent=self.error_indent, content_type=self.error_content_type)
+        indent, content_type = self.error_format(err)
+        return json_response(self.error_body(err, headers), err.status, headers, control,
+                             indent=indent, content_type=content_type)
 
 
 async def serve(dialect: Dialect, request: web.Request) -> web.StreamResponse:

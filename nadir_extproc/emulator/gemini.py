@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from .common import (Answer, Dialect, EventStream, RequestError, ToolSpec, Turn, elapsed_ms, json_response,
                      split_deltas)
-from .control import Control, EmulatedUsage
+from .control import EmulatedUsage
 
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 503: "UNAVAILABLE",
@@ -104,7 +105,7 @@ class Gemini(Dialect):
                 "x-content-type-options": "nosniff", "x-frame-options": "SAMEORIGIN", "x-xss-protection": "0",
                 "server": "scaffolding on HTTPServer2"}
 
-    def error_body(self, err: RequestError) -> dict[str, Any]:
+    def error_body(self, err: RequestError, headers: Mapping[str, str]) -> dict[str, Any]:
         if err.kind == "model_not_found":
             message = (f"models/{err.model} is not found for API version v1beta, or is not supported for "
                        f"generateContent. Call ListModels to see the list of available models and their supported "
@@ -118,9 +119,8 @@ class Gemini(Dialect):
         status = _STATUS.get(err.status, "INTERNAL" if err.status >= 500 else "FAILED_PRECONDITION")
         return {"error": {"code": err.status, "message": message, "status": status}}
 
-    def error_response(self, err: RequestError, control: Control) -> web.Response:
-        return json_response(self.error_body(err), err.status, self.headers(), control, indent=2,
-                             content_type="application/json; charset=UTF-8")
+    def error_format(self, err: RequestError) -> tuple[int | None, str]:
+        return 2, "application/json; charset=UTF-8"
 
     def read(self, payload: dict[str, Any], request: web.Request) -> Turn:
         model, method = request.match_info["model"], request.match_info["method"]

@@ -7,12 +7,13 @@ spaces, exactly as recording ``09-openai-chat-error-404-unknown-model`` shows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from .common import Dialect, RequestError, ToolSpec, elapsed_ms, hex_id, json_response
-from .control import Control, EmulatedUsage
+from .common import Dialect, RequestError, ToolSpec, elapsed_ms, hex_id
+from .control import EmulatedUsage
 
 _INVALID_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
@@ -63,7 +64,7 @@ class OpenAIDialect(Dialect):
         headers["openai-processing-ms"] = str(elapsed_ms(request))
         return headers
 
-    def error_body(self, err: RequestError) -> dict[str, Any]:
+    def error_body(self, err: RequestError, headers: Mapping[str, str]) -> dict[str, Any]:
         if err.kind == "invalid_json":
             message, type_, code = _INVALID_JSON, "invalid_request_error", None
         elif err.kind == "model_not_found":
@@ -76,11 +77,10 @@ class OpenAIDialect(Dialect):
             message, type_, code = err.message, "invalid_request_error", None
         return {"error": {"message": message, "type": type_, "param": err.param, "code": code}}
 
-    def error_response(self, err: RequestError, control: Control) -> web.Response:
-        if err.kind != "model_not_found":
-            return super().error_response(err, control)
-        return json_response(self.error_body(err), err.status, self.headers(), control,
-                             indent=4, content_type="application/json; charset=utf-8")
+    def error_format(self, err: RequestError) -> tuple[int | None, str]:
+        if err.kind == "model_not_found":
+            return 4, "application/json; charset=utf-8"
+        return 2, "application/json"
 
     @staticmethod
     def require_model(payload: dict[str, Any], missing: RequestError) -> str:
