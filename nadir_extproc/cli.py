@@ -44,11 +44,22 @@ def serve(
 @app.command()
 def demo(
     keep_logs: Optional[Path] = typer.Option(None, help="Write the processes' logs into this folder."),
+    upstream: list[str] = typer.Option(
+        [], help="PROVIDER=URL: send that provider's traffic to a real endpoint (e.g. openai=https://api.openai.com); "
+        "the SDK key comes from OPENAI_API_KEY / ANTHROPIC_API_KEY."
+    ),
 ) -> None:
     """Start emulator + nadir-extproc + Envoy, send sample traffic with the official SDKs, print a table."""
     from nadir_extproc.demo import run_demo
 
-    raise typer.Exit(run_demo(keep_logs))
+    urls = {}
+    for item in upstream:
+        provider, sep, url = item.partition("=")
+        if not sep:
+            typer.echo(f"error: --upstream takes PROVIDER=URL, got {item!r}", err=True)
+            raise typer.Exit(2)
+        urls[provider.strip()] = url.strip()
+    raise typer.Exit(run_demo(keep_logs, upstream_urls=urls))
 
 
 def main() -> None:

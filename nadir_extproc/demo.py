@@ -9,6 +9,7 @@ emulator and through Envoy + ext_proc, and stops every process it started.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from decimal import Decimal
@@ -43,14 +44,20 @@ PROMPTS: list[tuple[str, str]] = [
 ]
 
 API_KEY = "sk-demo-not-a-real-key"
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
-def _call(dialect: str, prompt: str, base_url: str):
+def _key(provider: str, real: dict[str, str]) -> str:
+    """The SDK key: the real one from the environment when that provider is real, else a dummy."""
+    return os.environ.get(KEY_ENV[provider], API_KEY) if provider in real else API_KEY
+
+
+def _call(dialect: str, prompt: str, base_url: str, real: dict[str, str]):
     """One SDK call with model="auto"; returns (headers, input tokens, output tokens)."""
     if dialect == "anthropic_messages":
         import anthropic
 
-        c = anthropic.Anthropic(base_url=base_url, api_key=API_KEY, max_retries=0)
+        c = anthropic.Anthropic(base_url=base_url, api_key=_key("anthropic", real), max_retries=0)
         raw = c.messages.with_raw_response.create(
             model="auto", max_tokens=256, messages=[{"role": "user", "content": prompt}]
         )
@@ -59,7 +66,7 @@ def _call(dialect: str, prompt: str, base_url: str):
         return raw.headers, u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0), u.output_tokens
     import openai
 
-    c = openai.OpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
+    c = openai.OpenAI(base_url=f"{base_url}/v1", api_key=_key("openai", real), max_retries=0)
     if dialect == "openai_responses":
         raw = c.responses.with_raw_response.create(model="auto", input=prompt)
         r = raw.parse()
@@ -78,14 +85,20 @@ def _median_ms(fn, n: int) -> float:
     return statistics.median(times)
 
 
-def run_demo(keep_logs: Path | None = None, console: Console | None = None) -> int:
-    """Run the demo; returns a process exit code (0 when every call was routed and priced)."""
+def run_demo(
+    keep_logs: Path | None = None, console: Console | None = None, upstream_urls: dict[str, str] | None = None
+) -> int:
+    """Run the demo; returns a process exit code (0 when every call was routed and priced).
+
+    ``upstream_urls`` (provider -> ``https://host``) sends those providers to real endpoints; the
+    rest stay on the local emulator."""
+    real = upstream_urls or {}
     console = console or Console(width=None if Console().is_terminal else 150)
     if keep_logs:
         keep_logs.mkdir(parents=True, exist_ok=True)
     console.print("[bold]Starting emulator + nadir-extproc + Envoy 1.40 ...[/bold]")
     failures = 0
-    with Stack(log_dir=keep_logs) as stack:
+    with Stack(log_dir=keep_logs, upstream_urls=real) as stack:
         console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})\n")
         table = Table(title='model="auto" through Envoy + nadir-extproc', show_lines=False)
         for col, just in [("prompt", "left"), ("API", "left"), ("routed to", "left"), ("in tok", "right"),
@@ -97,7 +110,7 @@ def run_demo(keep_logs: Path | None = None, console: Console | None = None) -> i
         for dialect, prompt in PROMPTS:
             snippet = prompt.replace("\n", " ")[:40] + ("…" if len(prompt) > 40 else "")
             try:
-                h, tin, tout = _call(dialect, prompt, stack.base_url)
+                h, tin, tout = _call(dialect, prompt, stack.base_url, real)
             except Exception as e:  # noqa: BLE001 — show the failure in the table, keep going
                 failures += 1
                 table.add_row(snippet, dialect, f"[red]{type(e).__name__}[/red]", "", "", "", "", "")

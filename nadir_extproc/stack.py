@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -52,6 +53,26 @@ def _set_address(cluster: dict[str, Any], host: str, port: int) -> None:
     ep["socket_address"] = {"address": host, "port_value": port}
 
 
+def _real_upstream(cluster: dict[str, Any], url: str) -> None:
+    """Point a provider cluster at ``url`` (``https://host[:port]`` or ``http://host:port``):
+    DNS-resolved, with TLS and SNI for https. Raises ``ValueError`` for a URL with a path."""
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname or u.path not in ("", "/"):
+        raise ValueError(f"upstream URL must be scheme://host[:port] without a path: {url!r}")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    cluster["type"] = "LOGICAL_DNS"
+    cluster["dns_lookup_family"] = "V4_PREFERRED"
+    _set_address(cluster, u.hostname, port)
+    if u.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": u.hostname,
+            },
+        }
+
+
 def render_envoy_config(
     *,
     listen_port: int,
@@ -60,9 +81,16 @@ def render_envoy_config(
     upstream_port: int,
     source: Path = ENVOY_CONFIG,
     extproc_uds: str | None = None,
+    upstream_urls: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``source`` (``envoy/envoy.yaml``) with the listener, admin, ext_proc and provider ports
-    replaced (all on 127.0.0.1). With ``extproc_uds`` the ext_proc cluster uses that Unix socket."""
+    replaced (all on 127.0.0.1). With ``extproc_uds`` the ext_proc cluster uses that Unix socket.
+    ``upstream_urls`` (provider -> ``https://host``) sends that provider's cluster to a real
+    endpoint instead of the emulator. Raises ``ValueError`` for an unknown provider or bad URL."""
+    upstream_urls = upstream_urls or {}
+    unknown = set(upstream_urls) - set(PROVIDER_CLUSTERS)
+    if unknown:
+        raise ValueError(f"unknown provider(s) {sorted(unknown)}; known: {PROVIDER_CLUSTERS}")
     cfg = yaml.safe_load(source.read_text(encoding="utf-8"))
     cfg["admin"]["address"]["socket_address"]["port_value"] = admin_port
     cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = listen_port
@@ -75,6 +103,8 @@ def render_envoy_config(
                 c["type"] = "STATIC"
             else:
                 _set_address(c, "127.0.0.1", extproc_port)
+        elif c["name"] in upstream_urls:
+            _real_upstream(c, upstream_urls[c["name"]])
         elif c["name"] in PROVIDER_CLUSTERS:
             _set_address(c, "127.0.0.1", upstream_port)
     return cfg
@@ -119,7 +149,7 @@ class Stack:
     ``base_url`` is Envoy's listener (``http://127.0.0.1:PORT``); ``emulator_url`` and
     ``admin_url`` are the emulator and Envoy admin. ``extproc_env`` adds environment variables for
     the ext_proc process (e.g. ``NADIR_CONFIG``); ``start_extproc=False`` leaves it down (to test
-    Envoy's failure mode).
+    Envoy's failure mode); ``upstream_urls`` sends chosen providers to real endpoints.
     """
 
     def __init__(
@@ -128,8 +158,10 @@ class Stack:
         extproc_env: dict[str, str] | None = None,
         start_extproc: bool = True,
         log_dir: Path | None = None,
+        upstream_urls: dict[str, str] | None = None,
     ) -> None:
         self.extproc_env = extproc_env or {}
+        self.upstream_urls = upstream_urls or {}
         self.start_extproc = start_extproc
         self.procs: dict[str, subprocess.Popen] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="nadir-stack-")
@@ -188,6 +220,7 @@ class Stack:
             admin_port=self.admin_port,
             extproc_port=self.extproc_port,
             upstream_port=self.upstream_port,
+            upstream_urls=self.upstream_urls,
         )
         path = self.dir / "envoy.yaml"
         path.write_text(json.dumps(cfg), encoding="utf-8")

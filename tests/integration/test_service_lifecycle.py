@@ -132,3 +132,20 @@ def test_dead_ext_proc_fails_open_then_recovers():
             time.sleep(0.2)
         assert raw.headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
         assert json.loads(upstream_requests(stack)[-1]["body"])["model"] == "gpt-4o-mini"
+
+
+def test_real_provider_upstreams_render_valid_tls_clusters(tmp_path):
+    cfg = render_envoy_config(
+        listen_port=1, admin_port=2, extproc_port=3, upstream_port=4,
+        upstream_urls={"openai": "https://api.openai.com", "anthropic": "https://api.anthropic.com:443"},
+    )
+    clusters = {c["name"]: c for c in cfg["static_resources"]["clusters"]}
+    assert clusters["openai"]["transport_socket"]["typed_config"]["sni"] == "api.openai.com"
+    assert clusters["anthropic"]["type"] == "LOGICAL_DNS"
+    assert "transport_socket" not in clusters["google"]  # still the emulator
+    path = tmp_path / "envoy.json"
+    path.write_text(json.dumps(cfg))
+    r = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    with pytest.raises(ValueError):
+        render_envoy_config(listen_port=1, admin_port=2, extproc_port=3, upstream_port=4, upstream_urls={"openai": "https://x/api"})
