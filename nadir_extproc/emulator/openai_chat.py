@@ -43,11 +43,10 @@ class OpenAIChat(OpenAIDialect):
         msgs = [m for m in messages if isinstance(m, dict)]
         texts = [text_of(m.get("content")) for m in msgs]
         last_user = next((text_of(m.get("content")) for m in reversed(msgs) if m.get("role") in ("user", "tool")), "")
-        cap = payload.get("max_completion_tokens", payload.get("max_tokens"))
+        cap = next((v for v in (payload.get("max_completion_tokens"), payload.get("max_tokens")) if type(v) is int), None)
         after_tool = bool(msgs) and msgs[-1].get("role") == "tool"
         tool = None if after_tool else pick_function(payload.get("tools"), payload.get("tool_choice"), nested=True)
-        return Turn(model, texts, last_user, cap if isinstance(cap, int) else None,
-                    payload.get("stream") is True, tool, payload)
+        return Turn(model, texts, last_user, cap, payload.get("stream") is True, tool, payload)
 
     async def respond(self, request: web.Request, answer: Answer) -> web.StreamResponse:
         headers = self.response_headers(request)

@@ -120,6 +120,10 @@ class OpenAIResponses(OpenAIDialect):
         return await stream.close()
 
 
+def _number(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
 def _padding() -> str:
     return random_id("", secrets.randbelow(16))
 
@@ -164,11 +168,11 @@ def _response_object(answer: Answer, resp_id: str, created: int, status: str, ou
                       "summary": reasoning.get("summary")},
         "service_tier": tier,
         "store": p.get("store", True),
-        "temperature": float(p.get("temperature", 1.0)),
+        "temperature": _number(p.get("temperature"), 1.0),
         "text": {"format": {"type": "text"}},
         "tool_choice": p.get("tool_choice", "auto"),
         "tools": p.get("tools", []),
-        "top_p": float(p.get("top_p", 1.0)),
+        "top_p": _number(p.get("top_p"), 1.0),
         "truncation": "disabled",
         "usage": usage,
         "user": None,
