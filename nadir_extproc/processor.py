@@ -45,6 +45,7 @@ from nadir_extproc.stats import count
 log = logging.getLogger("nadir_extproc")
 
 H_PROVIDER = "x-nadir-provider"
+H_TIER = "x-nadir-tier"  # request header: the client pins a routing tier
 H_ROUTED_TO = "x-nadir-routed-to"
 H_COST = "x-nadir-cost-usd"
 H_SAVED = "x-nadir-cost-saved"
@@ -128,7 +129,7 @@ class RequestProcessor:
     """State of one HTTP request across its ext_proc phases (one per gRPC stream)."""
 
     __slots__ = (
-        "ctx", "dialect", "out", "_ns", "_resp_headers", "_status", "_encoding", "_sse", "_done",
+        "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_sse", "_done",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -136,6 +137,7 @@ class RequestProcessor:
         self.dialect: Dialect | None = None
         self.out = Outcome()
         self._ns = 0
+        self._req_headers: dict[str, str] = {}
         self._status = 0
         self._encoding = ""
         self._sse = False
@@ -197,6 +199,7 @@ class RequestProcessor:
             r.mode_override.CopyFrom(p.MODE_SKIP_REST)
             return r
         self.dialect = dialect
+        self._req_headers = h
         self.out.dialect = dialect.name
         self.out.provider = dialect.provider
         narrowed = _narrow_accept_encoding(h.get("accept-encoding", ""))
@@ -255,6 +258,8 @@ class RequestProcessor:
             dialect=d.name,
             prompt=d.prompt_text(body),
             message_count=len(msgs) if isinstance(msgs, list) else 1,
+            body=body,
+            pinned_tier=self._req_headers.get(H_TIER) or None,
         )
         try:
             return self.ctx.router.route(req)

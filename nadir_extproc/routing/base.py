@@ -7,18 +7,28 @@ phase, well under Envoy's ``message_timeout``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class RouteRequest:
-    """What a router may look at: provider id, dialect name and the prompt text (never logged)."""
+    """What a router may look at (never logged: it holds prompt text).
+
+    - ``provider``, ``dialect``: ids (``openai``, ``openai_chat`` …).
+    - ``prompt``: all prompt text of the request, as the dialect extracts it.
+    - ``message_count``: number of messages/input items.
+    - ``body``: the parsed JSON request body (read-only), for constraints such as images or tools.
+    - ``pinned_tier``: a tier the client pinned with the ``x-nadir-tier`` request header, else ``None``.
+    """
 
     provider: str
     dialect: str
     prompt: str
     message_count: int = 1
+    body: Mapping[str, Any] | None = None
+    pinned_tier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
