@@ -27,7 +27,7 @@ Test-control request headers
 ----------------------------
 - ``x-emulator-usage: {"input": N, "output": N, "cache_read": N, "cache_write": N, "reasoning": N}``
   -- the exact usage to report, in tokens. ``input`` is UNCACHED input; ``output`` includes
-  ``reasoning``; ``cache_read``/``cache_write``/``reasoning`` default to 0. Each dialect converts:
+  ``reasoning``; absent keys are 0, unknown keys are a 400. Each dialect converts:
   OpenAI ``prompt_tokens = input + cache_read + cache_write`` with ``cached_tokens = cache_read``;
   Anthropic ``input_tokens = input``, ``cache_read_input_tokens``, ``cache_creation_input_tokens``;
   Gemini ``promptTokenCount = input + cache_read + cache_write``, ``cachedContentTokenCount =

@@ -166,9 +166,16 @@ async def test_extra_headers_added_as_given(emulator, http):
         assert resp.headers["x-nadir-cost-usd"] == "999"
 
 
+async def test_usage_keys_default_to_zero(emulator, http):
+    status, _, raw = await call(http, emulator, "/v1/chat/completions", {"model": "gpt-4o", "messages": HELLO},
+                                headers={"x-emulator-usage": '{"output": 3}'})
+    usage = json.loads(raw)["usage"]
+    assert status == 200 and (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (0, 3, 3)
+
+
 async def test_malformed_control_header_is_400(emulator, http):
     status, _, raw = await call(http, emulator, "/v1/chat/completions", {"model": "gpt-4o", "messages": HELLO},
-                                headers={"x-emulator-usage": '{"input": 1}'})
+                                headers={"x-emulator-usage": '{"inputs": 1}'})
     assert status == 400 and "x-emulator-usage" in json.loads(raw)["error"]["message"]
     status, _, raw = await call(http, emulator, "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 9,
                                 "messages": HELLO}, headers={"x-emulator-usage": '{"input": 1, "output": 2, "reasoning": 3}'})
