@@ -147,7 +147,8 @@ def decide(turn: Turn, model: str, control: Control) -> Answer:
 
 
 class Dialect:
-    """One provider API. Subclasses set ``provider`` and implement the four hooks."""
+    """One provider API. Subclasses set ``provider`` and implement ``read``, ``error_body``, ``headers``
+    and ``respond``; ``error_format`` may be overridden."""
 
     provider: Provider
 
