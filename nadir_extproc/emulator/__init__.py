@@ -25,12 +25,17 @@ with arguments from :func:`.common.example_arguments` instead of answering in te
 
 Test-control request headers
 ----------------------------
-- ``x-emulator-usage: {"input": N, "output": N, "cache_read": N, "cache_write": N, "reasoning": N}``
+- ``x-emulator-usage: {"input": N, "output": N, "cache_read": N, "cache_write": N, "cache_write_1h": N,
+  "reasoning": N}``
   -- the exact usage to report, in tokens. ``input`` is UNCACHED input; ``output`` includes
   ``reasoning``; absent keys are 0, unknown keys are a 400. Each dialect converts:
-  OpenAI ``prompt_tokens = input + cache_read + cache_write`` with ``cached_tokens = cache_read``;
-  Anthropic ``input_tokens = input``, ``cache_read_input_tokens``, ``cache_creation_input_tokens``;
-  Gemini ``promptTokenCount = input + cache_read + cache_write``, ``cachedContentTokenCount =
+  with ``writes = cache_write + cache_write_1h``,
+  OpenAI ``prompt_tokens = input + cache_read + writes`` with ``cached_tokens = cache_read`` and
+  ``cache_write_tokens = writes`` (only when non-zero);
+  Anthropic ``input_tokens = input``, ``cache_read_input_tokens = cache_read``,
+  ``cache_creation_input_tokens = writes`` split into ``ephemeral_5m_input_tokens = cache_write``
+  and ``ephemeral_1h_input_tokens = cache_write_1h``;
+  Gemini ``promptTokenCount = input + cache_read + writes``, ``cachedContentTokenCount =
   cache_read``, ``candidatesTokenCount = output - reasoning``, ``thoughtsTokenCount = reasoning``.
 - ``x-emulator-status: <code>`` -- answer with that status (>= 300) and the provider's error body
   (429 also sends ``retry-after: 1``); the body is not parsed.

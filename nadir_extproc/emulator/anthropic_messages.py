@@ -10,7 +10,7 @@ JSON (``application/json``)::
                "output_tokens", "service_tier": "standard", "inference_geo": "not_available"}}
 
 Counting rule: ``input_tokens`` EXCLUDES cache reads and writes (they are reported separately);
-cache writes are reported as 5-minute-TTL writes; thinking tokens are inside ``output_tokens`` (no
+``cache_creation`` splits writes into 5-minute and 1-hour TTL; thinking tokens are inside ``output_tokens`` (no
 thinking block is emitted).
 
 SSE (``text/event-stream; charset=utf-8``; ``event: <type>\\ndata: <json>\\n\\n``), as recording 30:
@@ -89,9 +89,9 @@ def anthropic_usage(u: EmulatedUsage) -> dict[str, Any]:
     """Message usage: ``input_tokens`` is the uncached input only."""
     return {
         "input_tokens": u.input,
-        "cache_creation_input_tokens": u.cache_write,
+        "cache_creation_input_tokens": u.all_cache_write,
         "cache_read_input_tokens": u.cache_read,
-        "cache_creation": {"ephemeral_5m_input_tokens": u.cache_write, "ephemeral_1h_input_tokens": 0},
+        "cache_creation": {"ephemeral_5m_input_tokens": u.cache_write, "ephemeral_1h_input_tokens": u.cache_write_1h},
         "output_tokens": u.output,
         "service_tier": "standard",
         "inference_geo": "not_available",

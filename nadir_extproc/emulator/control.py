@@ -29,7 +29,9 @@ class EmulatedUsage:
     - ``input``: uncached input tokens.
     - ``output``: all output tokens, reasoning included.
     - ``cache_read``: input tokens read from the prompt cache.
-    - ``cache_write``: input tokens written to the prompt cache.
+    - ``cache_write``: input tokens written to the prompt cache (5-minute TTL on Anthropic).
+    - ``cache_write_1h``: input tokens written with Anthropic's 1-hour TTL (other providers have no
+      TTL classes and report it together with ``cache_write``).
     - ``reasoning``: the part of ``output`` that was reasoning/thinking (``reasoning <= output``).
 
     Each dialect converts this to its provider's fields and counting rule. In the header, absent
@@ -40,12 +42,18 @@ class EmulatedUsage:
     output: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0
     reasoning: int = 0
 
     @property
     def all_input(self) -> int:
         """Input tokens of every class (uncached + cache read + cache write)."""
-        return self.input + self.cache_read + self.cache_write
+        return self.input + self.cache_read + self.all_cache_write
+
+    @property
+    def all_cache_write(self) -> int:
+        """Cache-write tokens of both TTLs."""
+        return self.cache_write + self.cache_write_1h
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,7 @@ class Control:
     chunk_delay_ms: int = 0
 
 
-_USAGE_KEYS = ("input", "output", "cache_read", "cache_write", "reasoning")
+_USAGE_KEYS = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning")
 
 
 def _parse_usage(raw: str) -> EmulatedUsage:

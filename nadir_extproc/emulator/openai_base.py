@@ -126,8 +126,8 @@ def chat_usage(u: EmulatedUsage) -> dict[str, Any]:
     ``cached_tokens`` is the cache-read subset; ``cache_write_tokens`` appears only when non-zero
     (as in recording 12); ``reasoning_tokens`` is inside ``completion_tokens``."""
     prompt_details: dict[str, int] = {"cached_tokens": u.cache_read, "audio_tokens": 0}
-    if u.cache_write:
-        prompt_details["cache_write_tokens"] = u.cache_write
+    if u.all_cache_write:
+        prompt_details["cache_write_tokens"] = u.all_cache_write
     return {
         "prompt_tokens": u.all_input,
         "completion_tokens": u.output,
@@ -146,8 +146,8 @@ def responses_usage(u: EmulatedUsage) -> dict[str, Any]:
     """Responses usage: ``input_tokens`` INCLUDES cached tokens (``input_tokens_details.cached_tokens``);
     ``reasoning_tokens`` is inside ``output_tokens``."""
     details: dict[str, int] = {"cached_tokens": u.cache_read}
-    if u.cache_write:
-        details["cache_write_tokens"] = u.cache_write
+    if u.all_cache_write:
+        details["cache_write_tokens"] = u.all_cache_write
     return {
         "input_tokens": u.all_input,
         "input_tokens_details": details,

@@ -90,6 +90,21 @@ async def test_anthropic_override(emulator, http, shapes):
         "input_tokens": 100, "cache_creation_input_tokens": 20, "cache_read_input_tokens": 40, "output_tokens": 30}
 
 
+async def test_one_hour_cache_writes(emulator, http):
+    """cache_write 20 (5 m) + cache_write_1h 50: Anthropic cache_creation_input_tokens 20 + 50 = 70 split
+    5m 20 / 1h 50, input_tokens still 100; OpenAI prompt_tokens 100 + 40 + 70 = 210, cache_write_tokens 70."""
+    headers = {"x-emulator-usage": json.dumps(
+        {"input": 100, "output": 30, "cache_read": 40, "cache_write": 20, "cache_write_1h": 50})}
+    msg = await post_json(http, emulator.base_url + "/v1/messages",
+                          {"model": "claude-opus-4-1", "max_tokens": 10, "messages": HELLO}, headers)
+    assert msg["usage"]["input_tokens"] == 100 and msg["usage"]["cache_creation_input_tokens"] == 70
+    assert msg["usage"]["cache_creation"] == {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 50}
+    chat = await post_json(http, emulator.base_url + "/v1/chat/completions",
+                           {"model": "gpt-4o", "messages": HELLO}, headers)
+    assert chat["usage"]["prompt_tokens"] == 210
+    assert chat["usage"]["prompt_tokens_details"]["cache_write_tokens"] == 70
+
+
 async def test_gemini_override(emulator, http, shapes):
     base = emulator.base_url + "/v1beta/models/gemini-2.5-pro"
     expected = {"promptTokenCount": 160, "candidatesTokenCount": 20, "totalTokenCount": 190,
