@@ -1,15 +1,18 @@
 """Service settings: defaults, overridden by a YAML file, overridden by environment variables.
 
 File: ``--config PATH`` or ``NADIR_CONFIG``. Environment: ``NADIR_LISTEN`` (``host:port``),
-``NADIR_UDS`` (Unix socket path), ``NADIR_AUTO_MODEL``, ``NADIR_LOG_LEVEL``. A bad entry raises
+``NADIR_UDS`` (Unix socket path), ``NADIR_AUTO_MODEL``, ``NADIR_LOG_LEVEL``,
+``NADIR_PROMETHEUS_PORT`` (``telemetry.prometheus_port``); ``OTEL_*`` as in ``TelemetrySettings``;
+``NADIR_STATE_DIR``, ``NADIR_LEDGER_DSN`` (``ledger.postgres_dsn``), ``NADIR_KEY_ID_SECRET``. A bad entry raises
 ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -20,6 +23,139 @@ from nadir_extproc.routing.policy import DEFAULT_TIERS, TierPolicy
 
 class ConfigError(ValueError):
     """The configuration file or environment has an invalid entry (message names it)."""
+
+
+class TelemetrySettings(BaseModel):
+    """OpenTelemetry export (``nadir_extproc.telemetry``). The standard ``OTEL_*`` environment
+    variables are honoured by the OTel SDK itself: ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``,
+    ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT`` (used when
+    ``otlp_endpoint`` is unset; SDK default ``localhost:4317``), ``OTEL_EXPORTER_OTLP_HEADERS``,
+    ``OTEL_BSP_*`` (batch span processor), ``OTEL_METRIC_EXPORT_INTERVAL`` (ms),
+    ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (``none`` turns that signal's export off).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: OTLP gRPC collector (``http://host:4317``; a bare ``host:port`` means plain-text gRPC).
+    otlp_endpoint: str | None = None
+    #: ``service.name`` unless ``OTEL_SERVICE_NAME`` is set.
+    service_name: str = "nadir-extproc"
+    #: Prometheus ``/metrics`` port (0 or None = no endpoint); env ``NADIR_PROMETHEUS_PORT``.
+    prometheus_port: int | None = Field(default=None, ge=0, le=65535)
+    prometheus_host: str = "127.0.0.1"
+    #: Put prompt/response content on spans (``gen_ai.input.messages`` …). Off: never exported.
+    capture_content: bool = False
+    #: Also emit ``gen_ai.usage.cost`` (USD, float) for tools that display it.
+    emit_usage_cost: bool = True
+    #: Batch span processor queue bound (spans); beyond it spans are dropped and counted.
+    max_queue_size: int = Field(default=2048, ge=1)
+
+
+def _default_state_dir() -> str:
+    """Where the service keeps its own files (key-id secret, SQLite ledger): ``$NADIR_STATE_DIR``,
+    else ``$XDG_STATE_HOME/nadir-extproc``, else ``~/.local/state/nadir-extproc``."""
+    if os.environ.get("NADIR_STATE_DIR"):
+        return os.environ["NADIR_STATE_DIR"]
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "nadir-extproc")
+
+
+class TagSettings(BaseModel):
+    """Request tags (``nadir_extproc.tags``): which headers carry them and how they are checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: tag name -> request header (lower case).
+    headers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "user": "x-nadir-user", "feature": "x-nadir-feature", "team": "x-nadir-team",
+            "env": "x-nadir-env", "session": "x-nadir-session",
+        }
+    )
+    #: Generic form ``<generic_prefix><name>``; only names in ``allow`` are kept.
+    generic_prefix: str = "x-nadir-tag-"
+    allow: list[str] = Field(default_factory=list)
+    #: Longest accepted value, in characters; longer values are dropped and counted.
+    max_len: int = Field(default=128, ge=1, le=4096)
+    #: Keep the tag headers on the upstream request (default: removed before upstream).
+    forward: bool = False
+    #: Fall back to the body's user field (OpenAI ``user``, Anthropic ``metadata.user_id``).
+    body_user: bool = True
+
+    @field_validator("headers")
+    @classmethod
+    def _lower(cls, v: dict[str, str]) -> dict[str, str]:
+        return {k: h.lower() for k, h in v.items()}
+
+
+class KeyIdSettings(BaseModel):
+    """API-key identity: key id = HMAC-SHA256(secret, key), first ``length`` hex characters.
+    The secret comes from ``$NADIR_KEY_ID_SECRET``, else ``secret_path`` (default
+    ``<state_dir>/key_id.secret``), generated with mode 0600 if absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    secret_path: str | None = None
+    length: int = Field(default=16, ge=4, le=64)
+
+
+class LedgerSettings(BaseModel):
+    """The per-request ledger (``nadir_extproc.ledger``): SQLite in ``sqlite_dir`` (default
+    ``<state_dir>/ledger``), or PostgreSQL when ``postgres_dsn`` (env ``NADIR_LEDGER_DSN``) is set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    sqlite_dir: str | None = None
+    postgres_dsn: str | None = None
+    #: Rows waiting to be written; when full, new rows are dropped and counted.
+    queue_size: int = Field(default=10000, ge=1)
+    #: Rows per write transaction.
+    batch_size: int = Field(default=500, ge=1)
+    #: Longest time a row waits before it is written, in seconds.
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    #: On shutdown, how long to wait for the queue to be written, in seconds.
+    close_timeout_s: float = Field(default=10.0, ge=0)
+
+
+class BudgetRule(BaseModel):
+    """One budget (``nadir_extproc.budgets``): spend of requests sharing a ``scope`` value within a
+    sliding ``window`` (seconds, or ``"90s"``, ``"5m"``, ``"1h"``, ``"7d"``, ``"month"`` = 30 days)
+    against ``limit_usd``. ``scope``: ``key_id``, ``trace`` (W3C traceparent trace id), or a tag
+    name (``team``, ``feature``, ``user``, ``env``, ``session``, …). ``match``: only that scope
+    value; unset: every value has its own total. ``action``: ``alert`` or ``block``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    scope: str = Field(min_length=1)
+    match: str | None = None
+    window: int = Field(gt=0, le=366 * 86400)
+    limit_usd: Decimal = Field(ge=0)
+    action: Literal["alert", "block"] = "alert"
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            s = v.strip().lower()
+            if s == "month":
+                return 30 * 86400
+            units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+            if s and s[-1] in units and s[:-1].strip().isdigit():
+                return int(s[:-1]) * units[s[-1]]
+            if s.isdigit():
+                return int(s)
+            raise ValueError(f"window {v!r}: use seconds or N s/m/h/d/w or 'month'")
+        return v
+
+    @field_validator("limit_usd", mode="before")
+    @classmethod
+    def _exact(cls, v: Any) -> Any:
+        # YAML reads 0.0004 as a float; go through its shortest repr, not its binary value.
+        return Decimal(repr(v)) if isinstance(v, float) else v
 
 
 class Settings(BaseModel):
@@ -44,6 +180,23 @@ class Settings(BaseModel):
     #: (default: the provider's strong tier).
     default_models: dict[str, str] = Field(default_factory=dict)
     log_level: str = "INFO"
+    #: Dialects whose streamed requests get ``stream_options.include_usage`` added when the client
+    #: did not ask (OpenAI sends streamed usage only then); the added usage chunk is removed from
+    #: what the client receives. Remove a dialect for upstreams that reject the field (old Azure
+    #: api-versions, some OpenAI-compatible servers).
+    inject_stream_usage: list[str] = Field(default_factory=lambda: ["openai_chat"])
+    #: Bound on one SSE event held while it is incomplete (bytes); larger events are forwarded
+    #: unparsed and counted (``sse_event_overflow``).
+    max_sse_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: OpenTelemetry spans and metrics (see ``TelemetrySettings``).
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    #: Service state (key-id secret, SQLite ledger); env ``NADIR_STATE_DIR``.
+    state_dir: str = Field(default_factory=_default_state_dir)
+    #: Request tags, key ids, the ledger and budgets (issue 7).
+    tags: TagSettings = Field(default_factory=TagSettings)
+    key_id: KeyIdSettings = Field(default_factory=KeyIdSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    budgets: list[BudgetRule] = Field(default_factory=list)
 
     @field_validator("paths")
     @classmethod
@@ -89,6 +242,12 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for var, key in _ENV.items():
         if env.get(var):
             data[key] = env[var]
+    if env.get("NADIR_STATE_DIR"):
+        data["state_dir"] = env["NADIR_STATE_DIR"]
+    if env.get("NADIR_LEDGER_DSN"):
+        data["ledger"] = {**(data.get("ledger") or {}), "postgres_dsn": env["NADIR_LEDGER_DSN"]}
+    if env.get("NADIR_PROMETHEUS_PORT"):
+        data["telemetry"] = {**(data.get("telemetry") or {}), "prometheus_port": env["NADIR_PROMETHEUS_PORT"]}
     try:
         return Settings(**data)
     except ValidationError as e:

@@ -35,6 +35,8 @@ from typing import Any, Callable
 from nadir_extproc import protocol as p
 from nadir_extproc.config import Settings
 from nadir_extproc.dialects import Dialect, RewriteError, detect
+from nadir_extproc.dialects.base import DROP, TERMINAL, StreamUsage
+from nadir_extproc.sse import SSEParser
 from nadir_extproc.pricing.cost import Cost, price, saving
 from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.pricing.usage import Usage
@@ -90,6 +92,9 @@ class Outcome:
     baseline: Cost | None = None
     saved_usd: Decimal | None = None
     latency_ms: float = 0.0
+    #: "ok", "provider_error" (HTTP error or an error event in a stream) or "cut" (stream ended early).
+    result: str = "ok"
+    unpriced_reason: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -130,6 +135,8 @@ class RequestProcessor:
 
     __slots__ = (
         "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_sse", "_done",
+        "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
+        "_inband_sent", "_stream_done", "_priced", "_overflow_counted",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -142,6 +149,17 @@ class RequestProcessor:
         self._encoding = ""
         self._sse = False
         self._done = False
+        self._path = ""
+        self._injected = False  # we added stream_options.include_usage to the request
+        self._stream: StreamUsage | None = None  # set for streamed responses
+        self._parser: SSEParser | None = None
+        self._inflate: Any = None
+        self._raw_stream = b""
+        self._raw_overflow = False
+        self._inband_sent = False
+        self._stream_done = False
+        self._priced = False
+        self._overflow_counted = False
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -181,6 +199,16 @@ class RequestProcessor:
         if self._done:
             return
         self._done = True
+        if self._stream is not None and not self._stream_done:
+            # Cancelled stream (client gone, upstream reset, Envoy closed the gRPC stream): record
+            # it as cut, priced on the tokens known so far.
+            self.out.result = "cut"
+            count("stream_cut")
+            if not self._priced:
+                try:
+                    self._cost_headers(*self._stream_result(), 0)
+                except Exception as e:  # noqa: BLE001
+                    count("internal_error", f"finish: {type(e).__name__}: {e}")
         self.out.latency_ms = self.latency_ms()
         cb = self.ctx.on_complete
         if cb is not None and self.out.dialect is not None:
@@ -200,6 +228,7 @@ class RequestProcessor:
             return r
         self.dialect = dialect
         self._req_headers = h
+        self._path = h.get(":path", "")
         self.out.dialect = dialect.name
         self.out.provider = dialect.provider
         narrowed = _narrow_accept_encoding(h.get("accept-encoding", ""))
@@ -227,28 +256,33 @@ class RequestProcessor:
             r.request_body.response.SetInParent()
             return r
         self.out.stream = d.is_stream(body)
-        model = d.request_model(body)
+        path_model = d.model_from_path(self._path)
+        model = path_model or d.request_model(body)
         self.out.requested_model = model
         if model is None:
             count("request_no_model")
             r.request_body.response.SetInParent()
             return r
-        provider = d.provider
-        if model != self.ctx.settings.auto_model:
-            self.out.routed_model = model
-            r.request_body.response.CopyFrom(p.common({H_PROVIDER: provider}, clear_route_cache=True))
-            return r
-        decision = self._route(d, body)
-        new = d.rewrite_model(raw, body, decision.model)
-        self.out.decision = decision
-        self.out.routed_model = decision.model
-        r.request_body.response.CopyFrom(
-            p.common(
-                {"content-length": str(len(new)), H_PROVIDER: provider},
-                body=new,
-                clear_route_cache=True,
-            )
-        )
+        set_h = {H_PROVIDER: d.provider}
+        new: bytes | None = None
+        if model == self.ctx.settings.auto_model:
+            decision = self._route(d, body)
+            self.out.decision = decision
+            model = decision.model
+            if path_model is not None:
+                set_h[":path"] = d.rewrite_path(self._path, model)
+            else:
+                new = d.rewrite_model(raw, body, model)
+                body = {**body, "model": model}
+        self.out.routed_model = model
+        if d.name in self.ctx.settings.inject_stream_usage:
+            injected = d.inject_stream_usage(raw if new is None else new, body)
+            if injected is not None:
+                new = injected
+                self._injected = True
+        if new is not None:
+            set_h["content-length"] = str(len(new))
+        r.request_body.response.CopyFrom(p.common(set_h, body=new, clear_route_cache=True))
         return r
 
     def _route(self, d: Dialect, body: dict[str, Any]) -> Decision:
@@ -281,66 +315,173 @@ class RequestProcessor:
         except ValueError:
             self._status = 0
         self.out.status = self._status
-        self._encoding = h.get("content-encoding", "")
+        self._encoding = h.get("content-encoding", "").strip().lower()
         ctype = h.get("content-type", "").lower()
         self._sse = ctype.startswith("text/event-stream")
         set_h: dict[str, str] = {}
-        if self._sse:
+        d = self.dialect
+        if d is not None and (self._sse or (self.out.stream and not msg.end_of_stream)):
+            # A stream: STREAMED response body so no event is held back (the override must carry
+            # the whole mode). Cost goes in-band later; only the routed model is known now.
             self.out.stream = True
+            self._stream = d.stream_usage(self._injected)
+            if self._sse:
+                if self._encoding in ("", "identity"):
+                    self._parser = SSEParser(self.ctx.settings.max_sse_event_bytes)
+                elif self._encoding in ("gzip", "x-gzip", "deflate"):
+                    self._parser = SSEParser(self.ctx.settings.max_sse_event_bytes)
+                    self._inflate = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
             routed = _safe_model(self.out.routed_model)
             if routed:
                 set_h[H_ROUTED_TO] = routed
             r.mode_override.CopyFrom(p.MODE_STREAM_RESPONSE)
         elif msg.end_of_stream:
-            set_h = self._final_headers(None, time.perf_counter_ns())
+            set_h = self._cost_headers(*self._read_json(None), time.perf_counter_ns())
         r.response_headers.response.CopyFrom(p.common(set_h or None, spoofed or None))
         return r
 
     def _response_body(self, msg: Any, t0: int) -> p.ProcessingResponse:
         r = p.ProcessingResponse()
-        if self._sse or not msg.end_of_stream:
-            # STREAMED chunks pass through untouched (streamed usage is read by the SSE layer).
+        if self._stream is not None:
+            body = self._stream_chunk(msg, t0)
+            if body is None:
+                r.response_body.response.SetInParent()
+            else:
+                r.response_body.response.CopyFrom(p.common(body=body))
+            return r
+        if not msg.end_of_stream:
             r.response_body.response.SetInParent()
             return r
-        set_h = self._final_headers(msg.body, t0)
+        set_h = self._cost_headers(*self._read_json(msg.body), t0)
         r.response_body.response.CopyFrom(p.common(set_h))
         return r
 
+    # ------------------------------------------------------------------ streams
+    def _stream_chunk(self, msg: Any, t0: int) -> bytes | None:
+        """One STREAMED response chunk: returns the bytes to send instead, or ``None`` to forward
+        it unchanged. Complete events are forwarded as they come; a partial event at the end of a
+        chunk is held until it completes (no complete event is ever delayed). The in-band cost
+        comment goes right before the terminal event (or at the end of the stream)."""
+        chunk: bytes = msg.body
+        eos: bool = msg.end_of_stream
+        parser = self._parser
+        if parser is None:
+            # Not SSE (e.g. Gemini's JSON-array stream) or an encoding we cannot decode: forward
+            # unchanged, keep a bounded copy to read usage from at the end.
+            if self._encoding in ("", "identity") and len(self._raw_stream) + len(chunk) <= self.ctx.settings.max_message_bytes:
+                self._raw_stream += chunk
+            elif chunk:
+                self._raw_overflow = True
+            if eos:
+                self._end_stream(t0)
+            return None
+        if self._inflate is not None:
+            # Compressed SSE: parse the inflated copy, forward the compressed bytes untouched (no
+            # in-band cost: rewriting would need re-compression).
+            try:
+                events, _ = parser.feed(self._inflate.decompress(chunk))
+            except zlib.error:
+                count("sse_inflate_error")
+                self._inflate = None
+                self._parser = None
+                self._raw_overflow = True
+                events = []
+            for ev in events:
+                self._stream.on_event(ev)
+            if eos:
+                self._end_stream(t0)
+            return None
+        events, passthrough = parser.feed(chunk)
+        out: list[bytes] = []
+        for ev in events:
+            verdict = self._stream.on_event(ev)
+            if verdict == TERMINAL and not self._inband_sent:
+                out.append(self._inband(t0, ev.raw))
+            if verdict != DROP:
+                out.append(ev.raw)
+        if passthrough:
+            out.append(passthrough)
+        if eos:
+            out.append(parser.flush())
+            if not self._inband_sent:
+                out.append(self._inband(t0, b"\n"))
+            self._stream_done = True
+        if parser.overflows and not self._overflow_counted:
+            self._overflow_counted = True
+            count("sse_event_overflow")
+        body = b"".join(out)
+        return None if body == chunk else body
+
+    def _stream_result(self) -> tuple[str | None, Usage | None, str | None]:
+        """(served model, usage, unpriced reason) of the stream as known now."""
+        st = self._stream
+        served = st.model or self.out.routed_model
+        if self._status >= 400 or st.failed:
+            return served, st.usage(), "provider_error"
+        if self._parser is None and self._raw_stream is not None and not self._raw_overflow:
+            served2, usage, unpriced = self._read_json(self._raw_stream)
+            return served2 or served, usage, unpriced
+        if self._parser is None and self._raw_overflow:
+            return served, None, "unsupported_content_encoding"
+        usage = st.usage()
+        return served, usage, None if usage is not None else "no_usage"
+
+    def _inband(self, t0: int, before: bytes) -> bytes:
+        """The SSE comment block carrying the cost fields (every SSE parser ignores comments).
+        Uses the stream's own line ending (from the event it precedes)."""
+        self._inband_sent = True
+        h = self._cost_headers(*self._stream_result(), t0)
+        nl = b"\r\n" if before.endswith(b"\r\n") else b"\n"
+        lines = [f": {k}={v}".encode("latin-1") for k, v in h.items()]
+        return nl.join(lines) + nl + nl
+
+    def _end_stream(self, t0: int) -> None:
+        self._stream_done = True
+        if not self._priced:
+            self._cost_headers(*self._stream_result(), t0)
+
     # ------------------------------------------------------------------ pricing
-    def _final_headers(self, raw: bytes | None, t0: int) -> dict[str, str]:
-        """Read usage from a whole JSON response body and return the cost headers."""
+    def _read_json(self, raw: bytes | None) -> tuple[str | None, Usage | None, str | None]:
+        """(served model, usage, unpriced reason) from a whole JSON response body (``None`` for
+        a response without a body). A JSON array (Gemini's non-SSE stream) is read from its last
+        element that reports usage."""
+        d = self.dialect
+        served = self.out.routed_model
+        if d is None:
+            return served, None, "no_dialect"
+        if self._status >= 400:
+            return served, None, "provider_error"
+        if not raw:
+            return served, None, "no_usage"
+        data = decode_body(raw, self._encoding)
+        if data is None:
+            count("response_undecodable", self._encoding)
+            return served, None, "unsupported_content_encoding"
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if isinstance(body, list):
+            body = next((x for x in reversed(body) if isinstance(x, dict) and d.usage(x) is not None), None)
+            if body is None:
+                return served, None, "no_usage"
+        if not isinstance(body, dict):
+            count("response_not_json")
+            return served, None, "response_not_json"
+        served = d.response_model(body) or served
+        usage = d.usage(body)
+        return served, usage, None if usage is not None else "no_usage"
+
+    def _cost_headers(self, served: str | None, usage: Usage | None, unpriced: str | None, t0: int) -> dict[str, str]:
+        """Price (served model, usage), record it in the outcome, return the ``x-nadir-*`` fields."""
         d = self.dialect
         out = self.out
-        unpriced: str | None = None
-        usage: Usage | None = None
-        served = out.routed_model
-        if d is None:
-            return {}
-        if self._status >= 400:
-            unpriced = "provider_error"
-        elif raw is None or not raw:
-            unpriced = "no_usage"
-        else:
-            data = decode_body(raw, self._encoding)
-            if data is None:
-                count("response_undecodable", self._encoding)
-                unpriced = "unsupported_content_encoding"
-            else:
-                try:
-                    body = json.loads(data)
-                except (ValueError, UnicodeDecodeError):
-                    body = None
-                if not isinstance(body, dict):
-                    count("response_not_json")
-                    unpriced = "response_not_json"
-                else:
-                    served = d.response_model(body) or served
-                    usage = d.usage(body)
-                    if usage is None:
-                        unpriced = "no_usage"
+        self._priced = True
         out.response_model = served
         out.usage = usage
         headers: dict[str, str] = {}
+        if d is None:
+            return headers
         safe = _safe_model(served)
         if safe:
             headers[H_ROUTED_TO] = safe
@@ -357,8 +498,11 @@ class RequestProcessor:
             else:
                 unpriced = cost.unpriced_reason or "unknown_model"
         if unpriced is not None:
+            out.unpriced_reason = unpriced
             headers[H_UNPRICED] = unpriced
             count(f"unpriced_{unpriced}")
+        if unpriced == "provider_error":
+            out.result = "provider_error"
         headers[H_LATENCY] = f"{self.latency_ms(time.perf_counter_ns(), t0):.3f}"
         return headers
 

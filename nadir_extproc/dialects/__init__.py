@@ -19,12 +19,19 @@ def default_paths() -> dict[str, str]:
 def detect(path: str, paths: dict[str, str]) -> Dialect | None:
     """The dialect serving ``path`` (an HTTP ``:path``; the query string is ignored).
 
-    ``paths`` maps exact paths to dialect names (``default_paths()`` or the config's). Returns
+    ``paths`` maps exact paths to dialect names (``default_paths()`` or the config's); then each
+    dialect's ``matches_path`` (Gemini: ``/v1beta/models/{model}:generateContent``). Returns
     ``None`` for any other path.
     """
     q = path.find("?")
-    name = paths.get(path if q < 0 else path[:q])
-    return DIALECTS.get(name) if name else None
+    bare = path if q < 0 else path[:q]
+    name = paths.get(bare)
+    if name:
+        return DIALECTS.get(name)
+    for d in DIALECTS.values():
+        if d.matches_path(bare):
+            return d
+    return None
 
 
 __all__ = ["DIALECTS", "Dialect", "RewriteError", "default_paths", "detect"]

@@ -11,9 +11,10 @@ cover only the last one, so the bill is the sum of the iterations (shared case 2
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from nadir_extproc.dialects.base import Dialect, _text_of, as_int
+from nadir_extproc.dialects.base import KEEP, TERMINAL, Dialect, StreamUsage, _text_of, as_int
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -53,6 +54,62 @@ def anthropic_usage(u: Any) -> Usage | None:
     )
 
 
+class MessagesStreamUsage(StreamUsage):
+    """Messages stream: ``message_start.message.usage`` then ``message_delta.usage`` are running
+    totals, not increments (shared case 04). Fields are merged one by one: the latest value that
+    is present and non-zero wins, so a later event that omits or zeroes a field keeps the earlier
+    count, and a field that grows (server tools) takes the new value. ``iterations`` (case 26) is
+    taken from the latest event that has it. ``message_stop`` is terminal; ``event: error`` after
+    HTTP 200 marks the stream failed. Only message_start, message_delta and error are parsed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._merged: dict[str, Any] = {}
+
+    def _merge(self, u: Any) -> None:
+        if not isinstance(u, dict):
+            return
+        for k, v in u.items():
+            if k == "iterations" and isinstance(v, list) and v:
+                self._merged[k] = v
+            elif k == "cache_creation" and isinstance(v, dict):
+                cc = dict(self._merged.get(k) or {})
+                for kk, vv in v.items():
+                    if type(vv) is int and vv > 0:
+                        cc[kk] = vv
+                self._merged[k] = cc
+            elif type(v) is int and (v > 0 or k not in self._merged):
+                self._merged[k] = v
+
+    def on_event(self, ev: Any) -> int:
+        name = ev.event
+        if name == "message_stop":
+            return TERMINAL
+        if name not in ("message_start", "message_delta", "error"):
+            return KEEP
+        try:
+            obj = json.loads(ev.data)
+        except ValueError:
+            return KEEP
+        if not isinstance(obj, dict):
+            return KEEP
+        if name == "error":
+            self.failed = True
+        elif name == "message_start":
+            msg = obj.get("message")
+            if isinstance(msg, dict):
+                m = msg.get("model")
+                if isinstance(m, str):
+                    self.model = m
+                self._merge(msg.get("usage"))
+        else:
+            self._merge(obj.get("usage"))
+        return KEEP
+
+    def usage(self) -> Usage | None:
+        return anthropic_usage(self._merged) if self._merged else None
+
+
 class AnthropicMessages(Dialect):
     name = "anthropic_messages"
     provider = "anthropic"
@@ -71,3 +128,6 @@ class AnthropicMessages(Dialect):
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return anthropic_usage(body.get("usage"))
+
+    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+        return MessagesStreamUsage()

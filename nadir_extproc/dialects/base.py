@@ -85,6 +85,34 @@ def as_int(v: Any) -> int:
     return v if type(v) is int and v > 0 else 0
 
 
+#: ``StreamUsage.on_event`` verdicts for one SSE event.
+KEEP = 0  # forward the event unchanged
+DROP = 1  # remove the event from what the client receives (e.g. a usage chunk we asked for)
+TERMINAL = 2  # the stream's terminal event: in-band cost goes right before it
+
+
+class StreamUsage:
+    """Usage of one streamed (SSE) response, built event by event.
+
+    Subclasses (one per dialect) look at each ``nadir_extproc.sse.Event`` and parse JSON only for
+    events that can hold the model or usage. After the stream: ``usage()`` (``None`` when the
+    stream reported none), ``model`` (as the provider reported it), ``failed`` (an error event
+    arrived after HTTP 200).
+    """
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.failed = False
+
+    def on_event(self, ev: Any) -> int:
+        """Take one event; return ``KEEP``, ``DROP`` or ``TERMINAL``."""
+        raise NotImplementedError
+
+    def usage(self) -> Usage | None:
+        """Normalised usage known so far (``None`` if none was reported)."""
+        raise NotImplementedError
+
+
 class Dialect:
     """One client-facing LLM API (request and response formats).
 
@@ -131,3 +159,26 @@ class Dialect:
     def usage(self, body: dict[str, Any]) -> Usage | None:
         """Normalised usage of a JSON response body; ``None`` when the body reports none."""
         raise NotImplementedError
+
+    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+        """A fresh per-stream usage accumulator. ``injected_usage``: we added
+        ``stream_options.include_usage`` to the request, so the usage-only event is ours to drop."""
+        raise NotImplementedError
+
+    def inject_stream_usage(self, raw: bytes, body: dict[str, Any]) -> bytes | None:
+        """The request body changed so a streamed response reports usage, or ``None`` when the API
+        needs no change (the default) or the client already asked for it."""
+        return None
+
+    # --- model in the URL path (Gemini); other dialects keep the model in the body -----------
+    def matches_path(self, path: str) -> bool:
+        """True when ``path`` (query removed) belongs to this dialect beyond its exact ``paths``."""
+        return False
+
+    def model_from_path(self, path: str) -> str | None:
+        """The model named in the request path, for APIs that put it there (else ``None``)."""
+        return None
+
+    def rewrite_path(self, path: str, model: str) -> str:
+        """``path`` with the model replaced (APIs that put the model in the path); else unchanged."""
+        return path

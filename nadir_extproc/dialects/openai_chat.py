@@ -9,9 +9,11 @@ likewise *inside* ``prompt_tokens`` (3329 = 3 + 3211 cached + 115 written).
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from nadir_extproc.dialects.base import Dialect, _text_of, as_int
+from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, Dialect, StreamUsage, _text_of, as_int
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -42,6 +44,61 @@ def openai_usage(u: Any, input_key: str, output_key: str, in_details: str, out_d
     )
 
 
+_USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
+_EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
+
+
+class ChatStreamUsage(StreamUsage):
+    """Chat Completions stream: usage is in the chunk with ``choices: []`` (with
+    ``stream_options.include_usage``); OpenAI-compatible servers may repeat cumulative usage on
+    every chunk, so the last usage object wins. ``data: [DONE]`` is the terminal event. Only the
+    first chunk (for the model) and chunks whose text holds a usage object are JSON-parsed, and
+    only the last of those, at the end."""
+
+    def __init__(self, injected_usage: bool) -> None:
+        super().__init__()
+        self.injected = injected_usage
+        self._last_usage_data: str | None = None
+        self._usage: Usage | None = None
+
+    def on_event(self, ev: Any) -> int:
+        data = ev.data
+        if not ev.has_data:
+            return KEEP
+        if data == "[DONE]":
+            return TERMINAL
+        if self.model is None or '"error"' in data[:20]:
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                return KEEP
+            if isinstance(obj, dict):
+                if isinstance(obj.get("error"), dict):
+                    self.failed = True
+                m = obj.get("model")
+                if isinstance(m, str) and self.model is None:
+                    self.model = m
+        if _USAGE_OBJECT.search(data):
+            self._last_usage_data = data
+            self._usage = None
+            if self.injected and _EMPTY_CHOICES.search(data):
+                return DROP
+        return KEEP
+
+    def usage(self) -> Usage | None:
+        if self._usage is None and self._last_usage_data is not None:
+            try:
+                obj = json.loads(self._last_usage_data)
+            except ValueError:
+                return None
+            if isinstance(obj, dict):
+                self._usage = openai_usage(
+                    obj.get("usage"), "prompt_tokens", "completion_tokens",
+                    "prompt_tokens_details", "completion_tokens_details",
+                )
+        return self._usage
+
+
 class OpenAIChat(Dialect):
     name = "openai_chat"
     provider = "openai"
@@ -65,3 +122,29 @@ class OpenAIChat(Dialect):
             "prompt_tokens_details",
             "completion_tokens_details",
         )
+
+    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+        return ChatStreamUsage(injected_usage)
+
+    def inject_stream_usage(self, raw: bytes, body: dict[str, Any]) -> bytes | None:
+        """Add ``"stream_options": {"include_usage": true}`` to a streamed request that lacks it
+        (OpenAI sends streamed usage only then). The object is appended before the closing brace
+        so no other byte changes; an existing ``stream_options`` object is rewritten with
+        ``include_usage`` set. ``None`` when not streamed or already asked for."""
+        if body.get("stream") is not True:
+            return None
+        so = body.get("stream_options")
+        if isinstance(so, dict) and so.get("include_usage") is True:
+            return None
+        if so is None and "stream_options" not in body:
+            end = raw.rstrip()
+            if not end.endswith(b"}"):
+                return None
+            inner = end[:-1].rstrip()
+            sep = b"" if inner.endswith(b"{") else b","
+            return inner + sep + b'"stream_options":{"include_usage":true}}'
+        if isinstance(so, dict):
+            new = dict(body)
+            new["stream_options"] = {**so, "include_usage": True}
+            return json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode()
+        return None

@@ -8,11 +8,56 @@ Usage counting rule (OpenAI API reference, "The response object"): ``input_token
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from nadir_extproc.dialects.base import Dialect, _text_of
+from nadir_extproc.dialects.base import KEEP, TERMINAL, Dialect, StreamUsage, _text_of
 from nadir_extproc.dialects.openai_chat import openai_usage
 from nadir_extproc.pricing.usage import Usage
+
+
+_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesStreamUsage(StreamUsage):
+    """Responses stream: usage only in ``response.completed`` / ``response.incomplete`` /
+    ``response.failed`` (the terminal events, which are the only ones parsed; ``error`` too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._usage: Usage | None = None
+
+    def on_event(self, ev: Any) -> int:
+        name = ev.event
+        if name is None and ev.has_data and '"type"' in ev.data:
+            # Some servers omit the event: line; the type is inside the JSON.
+            for t in _FINAL | {"error"}:
+                if f'"{t}"' in ev.data[:80]:
+                    name = t
+                    break
+        if name in _FINAL:
+            try:
+                obj = json.loads(ev.data)
+            except ValueError:
+                return TERMINAL
+            resp = obj.get("response") if isinstance(obj, dict) else None
+            if isinstance(resp, dict):
+                m = resp.get("model")
+                if isinstance(m, str):
+                    self.model = m
+                self._usage = openai_usage(
+                    resp.get("usage"), "input_tokens", "output_tokens",
+                    "input_tokens_details", "output_tokens_details",
+                )
+            if name == "response.failed":
+                self.failed = True
+            return TERMINAL
+        if name == "error":
+            self.failed = True
+        return KEEP
+
+    def usage(self) -> Usage | None:
+        return self._usage
 
 
 class OpenAIResponses(Dialect):
@@ -45,3 +90,6 @@ class OpenAIResponses(Dialect):
             "input_tokens_details",
             "output_tokens_details",
         )
+
+    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+        return ResponsesStreamUsage()
