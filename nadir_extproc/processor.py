@@ -416,8 +416,13 @@ class RequestProcessor:
         """(served model, usage, unpriced reason) of the stream as known now."""
         st = self._stream
         served = st.model or self.out.routed_model
-        if self._status >= 400 or st.failed:
-            return served, st.usage(), "provider_error"
+        if self._status >= 400:
+            return served, None, "provider_error"
+        if st.failed:
+            # An error event after HTTP 200: the request failed, priced on what was reported.
+            self.out.result = "provider_error"
+            usage = st.usage()
+            return served, usage, None if usage is not None else "provider_error"
         if self._parser is None and self._raw_stream is not None and not self._raw_overflow:
             served2, usage, unpriced = self._read_json(self._raw_stream)
             return served2 or served, usage, unpriced

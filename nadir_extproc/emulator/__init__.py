@@ -14,6 +14,9 @@ Endpoints
 - ``GET /__emulator/requests`` -- every provider request received, oldest first, as JSON:
   ``[{"method", "path", "query", "headers": [[name, value], ...], "body_base64", "body_text"}]``
   (``body_text`` is null when the body is not UTF-8); ``DELETE /__emulator/requests`` clears it (204).
+- ``POST /__emulator/replay`` -- queue a canned response for the next provider request: JSON
+  ``{"status", "headers", "chunks_base64": [...], "delay_ms"}``; the bytes are sent exactly, in
+  those chunks (see :class:`.app.Replay`). Used to replay recorded ``.sse`` files re-chunked.
 
 Models: only those in :mod:`.models` for the endpoint's provider; any other name -- ``auto``
 included, since no real provider knows it -- is a 404 in the provider's error format. The response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
@@ -50,10 +51,27 @@ class RecordedRequest:
 
 
 @dataclass
+class Replay:
+    """A canned response for the next provider request: exact bytes, sent in the given chunks.
+
+    Queued with ``POST /__emulator/replay`` and JSON ``{"status": 200, "headers": {name: value},
+    "chunks_base64": [...], "delay_ms": 5}``; used by tests that replay recorded provider bytes
+    (e.g. ``.sse`` files) re-chunked at chosen boundaries. ``delay_ms`` sleeps between chunks so
+    they tend to reach the client (or Envoy) as separate reads.
+    """
+
+    status: int
+    headers: dict[str, str]
+    chunks: list[bytes]
+    delay_ms: int = 0
+
+
+@dataclass
 class Recorder:
-    """Every provider request received, in order (control endpoints excluded)."""
+    """Every provider request received, in order (control endpoints excluded), and queued replays."""
 
     requests: list[RecordedRequest] = field(default_factory=list)
+    replays: list[Replay] = field(default_factory=list)
 
 
 _RECORDER = web.AppKey("recorder", Recorder)
@@ -64,9 +82,38 @@ async def _record(request: web.Request, handler: Any) -> web.StreamResponse:
     request[STARTED] = time.monotonic()
     if not request.path.startswith(CONTROL_PREFIX):
         body = await request.read()
-        request.app[_RECORDER].requests.append(RecordedRequest(
+        rec = request.app[_RECORDER]
+        rec.requests.append(RecordedRequest(
             request.method, request.path, request.query_string, list(request.headers.items()), body))
+        if rec.replays:
+            return await _serve_replay(request, rec.replays.pop(0))
     return await handler(request)
+
+
+async def _serve_replay(request: web.Request, replay: Replay) -> web.StreamResponse:
+    resp = web.StreamResponse(status=replay.status, headers=replay.headers)
+    await resp.prepare(request)
+    for i, chunk in enumerate(replay.chunks):
+        if i and replay.delay_ms:
+            await asyncio.sleep(replay.delay_ms / 1000)
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+async def _queue_replay(request: web.Request) -> web.Response:
+    try:
+        spec = await request.json()
+        replay = Replay(
+            status=int(spec.get("status", 200)),
+            headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
+            chunks=[base64.b64decode(c) for c in spec["chunks_base64"]],
+            delay_ms=int(spec.get("delay_ms", 0)),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        return web.json_response({"error": f"bad replay spec: {e}"}, status=400)
+    request.app[_RECORDER].replays.append(replay)
+    return web.Response(status=204)
 
 
 def _route(dialect: Dialect) -> Any:
@@ -97,6 +144,7 @@ def build_app() -> web.Application:
         web.post("/v1/models/{model:[^/:]+}:{method:[A-Za-z]+}", gemini),
         web.get(CONTROL_PREFIX + "requests", _list_requests),
         web.delete(CONTROL_PREFIX + "requests", _clear_requests),
+        web.post(CONTROL_PREFIX + "replay", _queue_replay),
     ])
     return app
 
