@@ -202,3 +202,28 @@ def test_outcome_handed_on_once_when_the_stream_ends():
     o = seen[0]
     assert (o.dialect, o.requested_model, o.routed_model, o.response_model) == ("openai_chat", "auto", "gpt-4o-mini", "gpt-4o-mini-2024-07-18")
     assert o.decision.tier == "weak" and o.usage.uncached_input_tokens == 41 and o.latency_ms > 0
+
+
+def test_cancelled_stream_is_recorded_as_cut_with_the_tokens_known_so_far():
+    seen = []
+    proc = RequestProcessor(ctx(on_complete=seen.append))
+    run_request(proc, b'{"model":"auto","stream":true,"max_tokens":9,"messages":[{"role":"user","content":"hi"}]}', "/v1/messages")
+    proc.handle(headers("response_headers", {":status": "200", "content-type": "text/event-stream"}))
+    start = (b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude-haiku-4-5-20251001",'
+             b'"usage":{"input_tokens":1000,"output_tokens":1}}}\n\n')
+    r = proc.handle(body("response_body", start + b"event: content_block_delta\ndata: {\"ty", eos=False))
+    # The complete event goes on at once; the partial one is held until it completes.
+    assert r.response_body.response.body_mutation.body == start
+    proc.finish()  # Envoy closed the stream before end_of_stream (client went away)
+    o = seen[0]
+    assert o.result == "cut" and o.usage.uncached_input_tokens == 1000 and o.usage.output_tokens == 1
+    # claude-haiku-4-5: 1000 * 1.00/1e6 + 1 * 5.00/1e6 = 0.001 + 0.000005 = 0.001005
+    assert str(o.cost.total_usd.normalize()) == "0.001005"
+
+
+def test_stream_chunk_without_changes_is_forwarded_as_is():
+    proc = RequestProcessor(ctx())
+    run_request(proc, b'{"model":"claude-haiku-4-5","stream":true,"max_tokens":9,"messages":[]}', "/v1/messages")
+    proc.handle(headers("response_headers", {":status": "200", "content-type": "text/event-stream"}))
+    r = proc.handle(body("response_body", b"event: ping\ndata: {\"type\": \"ping\"}\n\n", eos=False))
+    assert r.response_body.response == ep.CommonResponse()  # no body mutation: nothing rewritten

@@ -1,0 +1,166 @@
+"""Streamed responses through a real Envoy: every recorded .sse stream replayed re-chunked, the
+cost delivered in-band as an SSE comment, and the official SDKs' streaming iterators unaffected.
+
+Costs are hand arithmetic: tokens from the recorded stream x list rate (USD / 1M tokens)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import urllib.request
+
+import anthropic
+import openai
+import pytest
+
+from nadir_extproc.sse import SSEParser
+from tests.integration.conftest import clear_upstream, upstream_requests
+
+KEY = "sk-test-not-a-real-key"
+COMMENT = re.compile(rb"(?:: x-nadir-[a-z-]+=[^\r\n]*\r?\n)+\r?\n")
+
+# id -> (request path, expected in-band fields). Rates: gpt-4o-mini 0.15/0.60, gpt-5-nano 0.05/0.40,
+# gpt-5 1.25/10, gpt-4o 2.50/10, claude-sonnet-4-5 and -4-6 3/15.
+STREAMS = {
+    # 53*0.15 + 15*0.60 = 7.95 + 9 = 16.95 -> 0.00001695
+    "15-openai-chat-stream-gpt-4o-mini": ("/v1/chat/completions", {"x-nadir-cost-usd": "0.00001695", "x-nadir-routed-to": "gpt-4o-mini-2024-07-18"}),
+    # 12*0.05 + 100*0.40 = 0.6 + 40 = 40.6 -> 0.0000406 (the 100 reasoning tokens are inside the 100 output)
+    "03-openai-chat-stream-include-usage": ("/v1/chat/completions", {"x-nadir-cost-usd": "0.0000406"}),
+    # 13*1.25 + 11*10 = 16.25 + 110 = 126.25 -> 0.00012625
+    "16-openai-chat-stream-gpt-5": ("/v1/chat/completions", {"x-nadir-cost-usd": "0.00012625"}),
+    # no usage in the stream (client did not ask; the replay ignores our injection) -> unpriced, never 0
+    "04-openai-chat-stream-no-usage": ("/v1/chat/completions", {"x-nadir-unpriced-reason": "no_usage"}),
+    # 255*2.50 + 16*10 = 637.5 + 160 = 797.5 -> 0.0007975
+    "20-openai-responses-stream-gpt-4o": ("/v1/responses", {"x-nadir-cost-usd": "0.0007975"}),
+    # 53*1.25 + 469*10 = 66.25 + 4690 = 4756.25 -> 0.00475625
+    "21-openai-responses-stream-gpt-5-usage": ("/v1/responses", {"x-nadir-cost-usd": "0.00475625"}),
+    # 20*3 + 5*15 = 60 + 75 = 135 -> 0.000135
+    "30-anthropic-stream-basic": ("/v1/messages", {"x-nadir-cost-usd": "0.000135"}),
+    # 1007*3 + 59*15 = 3021 + 885 = 3906 -> 0.003906
+    "33-anthropic-stream-tool-search": ("/v1/messages", {"x-nadir-cost-usd": "0.003906"}),
+    # an OpenAI-compatible model the OpenAI price list does not have -> unpriced. The client did not
+    # ask for usage, so we injected include_usage and its usage-only chunk is removed (see below).
+    "47-huggingface-router-stream": ("/v1/chat/completions", {"x-nadir-unpriced-reason": "unknown_model"}),
+}
+USAGE_CHUNK_REMOVED = {"47-huggingface-router-stream"}
+
+
+def _queue_replay(stack, data: bytes, cuts: list[int], delay_ms: int = 2) -> None:
+    chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    spec = {"status": 200, "headers": {"content-type": "text/event-stream; charset=utf-8"},
+            "chunks_base64": [base64.b64encode(c).decode() for c in chunks], "delay_ms": delay_ms}
+    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
+                                 method="POST", headers={"content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).close()
+
+
+def _post_stream(stack, path: str, body: bytes) -> tuple[dict[str, str], bytes]:
+    req = urllib.request.Request(stack.base_url + path, data=body, method="POST",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return {k.lower(): v for k, v in r.headers.items()}, r.read()
+
+
+def sent_stream_options(stack):
+    return json.loads(upstream_requests(stack)[-1]["body"]).get("stream_options")
+
+
+def _fields(block: bytes) -> dict[str, str]:
+    out = {}
+    for line in block.splitlines():
+        if line.startswith(b": "):
+            k, _, v = line[2:].decode().partition("=")
+            out[k] = v
+    return out
+
+
+@pytest.mark.parametrize("rid", sorted(STREAMS))
+def test_recorded_stream_replayed_rechunked_through_envoy(stack, provider_responses, rid):
+    path, expected = STREAMS[rid]
+    data = (provider_responses / f"{rid}.response.sse").read_bytes()
+    request = (provider_responses / f"{rid}.request.json").read_bytes()
+    rng = random.Random(rid)
+    for cuts in ([], sorted(rng.sample(range(1, len(data)), min(25, len(data) - 1)))):
+        clear_upstream(stack)
+        _queue_replay(stack, data, cuts)
+        headers, received = _post_stream(stack, path, request)
+        blocks = COMMENT.findall(received)
+        assert len(blocks) == 1, received[-600:]
+        fields = _fields(blocks[0])
+        for k, v in expected.items():
+            assert fields.get(k) == v, (k, fields)
+        if "x-nadir-cost-usd" not in expected:
+            assert "x-nadir-cost-usd" not in fields  # unpriced is never 0
+        # Every original byte reaches the client, in order; only our comment block was added (and,
+        # where we injected include_usage, the usage-only chunk removed).
+        want = data
+        if rid in USAGE_CHUNK_REMOVED:
+            usage_event = next(e.raw for e in SSEParser().feed(data)[0] if b'"choices":[]' in e.raw)
+            want = data.replace(usage_event, b"", 1)
+            assert sent_stream_options(stack) == {"include_usage": True}
+        assert received.replace(blocks[0], b"", 1) == want
+        # The comment sits right before the terminal event (or at the end for terminal-less streams).
+        after = received[received.index(blocks[0]) + len(blocks[0]):]
+        first = SSEParser().feed(after)[0]
+        if first:
+            assert first[0].data == "[DONE]" or first[0].event in ("response.completed", "message_stop")
+        assert "x-nadir-cost-usd" not in headers  # headers left before the usage was known
+
+
+def test_openai_sdk_stream_without_usage_request_is_unaffected(stack):
+    clear_upstream(stack)
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=KEY, max_retries=0)
+    stream = client.chat.completions.create(
+        model="auto", stream=True, messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 1000, "output": 500})},
+    )
+    chunks = list(stream)
+    # We injected include_usage upstream and removed the usage-only chunk: every chunk the client
+    # sees has choices[0], and none carries usage (exactly as without the sidecar).
+    assert chunks and all(len(c.choices) == 1 for c in chunks) and all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).startswith("You asked")
+    sent = json.loads(upstream_requests(stack)[-1]["body"])
+    assert sent["stream_options"] == {"include_usage": True} and sent["model"] == "gpt-4o-mini"
+
+
+def test_openai_sdk_stream_with_usage_keeps_the_usage_chunk_and_gets_cost_in_band(stack):
+    # gpt-4o-mini 1000 in / 500 out: 1000*0.15 + 500*0.60 = 150 + 300 = 450 -> 0.00045
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=KEY, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+        model="auto", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 1000, "output": 500})},
+    ) as resp:
+        raw = b"".join(resp.iter_bytes())
+    assert _fields(COMMENT.findall(raw)[0])["x-nadir-cost-usd"] == "0.00045"
+    stream_chunks = [json.loads(e.data) for e in SSEParser().feed(raw)[0] if e.has_data and e.data != "[DONE]"]
+    assert stream_chunks[-1]["choices"] == [] and stream_chunks[-1]["usage"]["prompt_tokens"] == 1000
+
+
+def test_anthropic_sdk_stream_is_unaffected_and_priced(stack):
+    # claude-haiku-4-5 (weak tier) 200 in / 100 out: 200*1 + 100*5 = 700 -> 0.0007
+    client = anthropic.Anthropic(base_url=stack.base_url, api_key=KEY, max_retries=0)
+    with client.messages.stream(
+        model="auto", max_tokens=100, messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 200, "output": 100})},
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.startswith("You asked") and final.usage.output_tokens == 100
+    assert final.model == "claude-haiku-4-5-20251001"
+    with client.messages.with_streaming_response.create(
+        model="auto", max_tokens=100, stream=True, messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 200, "output": 100})},
+    ) as resp:
+        assert resp.headers["x-nadir-routed-to"] == "claude-haiku-4-5"
+        raw = b"".join(resp.iter_bytes())
+    assert _fields(COMMENT.findall(raw)[0])["x-nadir-cost-usd"] == "0.0007"
+
+
+def test_responses_sdk_stream_events_unaffected(stack):
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=KEY, max_retries=0)
+    events = list(client.responses.create(model="auto", stream=True, input="Say hi",
+                                          extra_headers={"x-emulator-usage": json.dumps({"input": 10, "output": 5})}))
+    assert events[-1].type == "response.completed" and events[-1].response.usage.input_tokens == 10
