@@ -62,6 +62,11 @@ def demo(
     raise typer.Exit(run_demo(keep_logs, upstream_urls=urls))
 
 
+from nadir_extproc.pricing.explain import cost_command  # noqa: E402
+
+app.command(name="cost")(cost_command)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

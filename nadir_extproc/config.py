@@ -179,6 +179,12 @@ class Settings(BaseModel):
     #: provider -> baseline model for x-nadir-cost-saved and fallback when routing fails
     #: (default: the provider's strong tier).
     default_models: dict[str, str] = Field(default_factory=dict)
+    #: provider (route) -> model whose cost at the same usage is the savings baseline
+    #: (``x-nadir-cost-saved`` = baseline cost - actual cost). Default: the most expensive of the
+    #: route's tier models at that usage (``nadir_extproc.pricing.savings``).
+    baseline_models: dict[str, str] = Field(default_factory=dict)
+    #: Operator price file (YAML/TOML) merged over the catalogue (``nadir_extproc.pricing.pricefile``).
+    price_file: str | None = None
     log_level: str = "INFO"
     #: Dialects whose streamed requests get ``stream_options.include_usage`` added when the client
     #: did not ask (OpenAI sends streamed usage only then); the added usage chunk is removed from

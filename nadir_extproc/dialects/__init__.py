@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from nadir_extproc.dialects.anthropic_messages import AnthropicMessages
 from nadir_extproc.dialects.base import Dialect, RewriteError
+from nadir_extproc.dialects.gemini import Gemini
 from nadir_extproc.dialects.openai_chat import OpenAIChat
 from nadir_extproc.dialects.openai_responses import OpenAIResponses
 
 #: Every dialect we speak, by name.
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (OpenAIChat(), OpenAIResponses(), AnthropicMessages())}
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (OpenAIChat(), OpenAIResponses(), AnthropicMessages(), Gemini())}
 
 
 def default_paths() -> dict[str, str]:

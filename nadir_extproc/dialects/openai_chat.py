@@ -4,7 +4,11 @@ Usage counting rule (OpenAI API reference, "The chat completion object"):
 ``prompt_tokens`` *includes* ``prompt_tokens_details.cached_tokens``; ``completion_tokens``
 *includes* ``completion_tokens_details.reasoning_tokens``. OpenAI-compatible gateways that proxy
 Anthropic (OpenRouter, recorded response 45) also report ``prompt_tokens_details.cache_write_tokens``,
-likewise *inside* ``prompt_tokens`` (3329 = 3 + 3211 cached + 115 written).
+likewise *inside* ``prompt_tokens`` (3329 = 3 + 3211 cached + 115 written). DeepSeek (API docs,
+"Context Caching") reports cache hits as top-level ``prompt_cache_hit_tokens`` beside
+``prompt_cache_miss_tokens``, the two summing to ``prompt_tokens``; the larger of it and
+``prompt_tokens_details.cached_tokens`` is the cache read (they agree when both are sent), else every
+hit would be billed at the miss rate.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ def openai_usage(u: Any, input_key: str, output_key: str, in_details: str, out_d
         return None
     prompt = as_int(u.get(input_key))
     d_in = u.get(in_details)
-    cached = as_int(d_in.get("cached_tokens")) if isinstance(d_in, dict) else 0
+    cached = max(
+        as_int(d_in.get("cached_tokens")) if isinstance(d_in, dict) else 0,
+        as_int(u.get("prompt_cache_hit_tokens")),  # DeepSeek: hit + miss = prompt_tokens
+    )
     cached = min(cached, prompt)
     written = as_int(d_in.get("cache_write_tokens")) if isinstance(d_in, dict) else 0
     written = min(written, prompt - cached)

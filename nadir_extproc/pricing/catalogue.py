@@ -11,9 +11,15 @@ What we take from genai-prices and what we do ourselves:
   exact (``equals``) for OpenAI and Gemini names, ``starts_with`` for Claude snapshots and a few
   families (``gemini-2.5-pro``). We never match by substring or prefix ourselves, so ``gpt-4o-mini``
   can never resolve to ``gpt-4o``.
-- *Rates*: ``ModelInfo.get_prices(when)`` picks the price that was in force at ``when`` (genai-prices
-  keeps dated price changes, e.g. o3's cut on 2025-06-10); tiered rates ("over 200K input tokens, every
-  token at the higher rate") are selected here the way genai-prices' ``calc_unit_price`` does.
+- *Rates*: ``ModelInfo.get_prices(when, price_context)`` picks the price that was in force at ``when``
+  (genai-prices keeps dated price changes, e.g. o3's cut on 2025-06-10, and time-of-day prices, e.g.
+  DeepSeek's off-peak discount) and the variant for the service tier served (``service_tier``:
+  ``flex`` / ``priority`` …) or a batch result (``processing: batch``); tiered rates ("over 200K input
+  tokens, every token at the higher rate") are selected here the way genai-prices' ``calc_unit_price``
+  does.
+- *Operator overrides* (``pricefile.py``): a price file adds models (self-hosted, OpenAI-compatible),
+  replaces a model's rates, applies a negotiated discount, or maps deployment names (Azure) to models;
+  installed with ``use_price_file`` and consulted by ``resolve`` before the catalogue.
 - *Arithmetic* is ours (``cost.py``): genai-prices' ``calc_price`` costs ~0.2 ms per call, too slow for
   the request path, and only returns input/output/total, not the per-class breakdown we report.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from copy import copy
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -50,14 +57,36 @@ _PREFIX_SEGMENTS = frozenset({"models", "publishers", "openai", "anthropic", "go
 _DATE_SUFFIX = re.compile(r"[-@](?:20\d{2}-\d{2}-\d{2}|20\d{6})$")
 
 
+STANDARD_TIERS = frozenset({"default", "standard", "on_demand", "auto"})
+"""Service-tier names that providers report for standard processing: OpenAI ``default`` (``auto``
+when the request asked for it and the default served it), Anthropic and Gemini ``standard``, Groq
+``on_demand``. Priced at the standard rates."""
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogueModel:
-    """One model of the catalogue: ``provider_id`` and ``model_id`` as genai-prices names them
-    (e.g. ``("openai", "gpt-4o-mini")``), and genai-prices' ``ModelInfo`` for its prices."""
+    """One priced model: ``provider_id`` and ``model_id`` as genai-prices names them
+    (e.g. ``("openai", "gpt-4o-mini")``), and genai-prices' ``ModelInfo`` for its prices.
+
+    ``source``: where the rates come from (``CATALOGUE``, or the operator's price file).
+    ``multiplier``: every rate is multiplied by it (``Decimal("0.8")`` for a negotiated 20 % discount).
+    """
 
     provider_id: str
     model_id: str
     info: gp.ModelInfo
+    source: str = CATALOGUE
+    multiplier: Decimal = Decimal(1)
+
+
+class VariantMissing(LookupError):
+    """The request was served under a price variant the model has no rates for (``what`` is
+    ``"service_tier"`` or ``"batch"``; ``value`` the tier name or ``"batch"``)."""
+
+    def __init__(self, what: str, value: str) -> None:
+        super().__init__(f"no {what} price {value!r}")
+        self.what = what
+        self.value = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +108,10 @@ class Rates:
       entries under ``openai`` have a write price but no 1h price.
     - ``reasoning``: ``output_reasoning_mtok`` when the catalogue has it, else the output rate
       (OpenAI, Anthropic and Gemini bill reasoning/thinking as output).
+    - ``web_search``: USD per *thousand* web-search calls (``web_searches_kcount``), no fallback.
+
+    ``tier_start``: the long-context threshold (input tokens) this request is above, whose rates
+    these are; ``None`` for the base rates.
     """
 
     input: Decimal | None
@@ -87,6 +120,8 @@ class Rates:
     cache_write_1h: Decimal | None
     output: Decimal | None
     reasoning: Decimal | None
+    web_search: Decimal | None = None
+    tier_start: int | None = None
 
 
 @cache
@@ -111,11 +146,14 @@ def catalogue_provider_id(provider: str) -> str | None:
     """The genai-prices provider id for our ``provider`` (case-insensitive), or ``None`` if unknown.
 
     ``"openai"``, ``"anthropic"``, ``"google"`` (and ``"gemini"``) map through ``PROVIDER_IDS``; any
-    other exact genai-prices provider id maps to itself.
+    other exact genai-prices provider id, or a provider the installed price file adds models for,
+    maps to itself.
     """
     key = provider.strip().lower()
     pid = PROVIDER_IDS.get(key, key)
-    return pid if pid in _providers() else None
+    if pid in _providers() or (_price_file is not None and pid in _price_file.providers):
+        return pid
+    return None
 
 
 def normalise_model_ref(model: str) -> str:
@@ -135,44 +173,166 @@ def normalise_model_ref(model: str) -> str:
 def resolve(provider: str, model: str) -> CatalogueModel | None:
     """The catalogue model for ``model`` as served by ``provider``, or ``None`` (unknown provider/model).
 
-    Rules, in order: normalise the name (``normalise_model_ref``); ask genai-prices'
-    ``Provider.find_model`` (the provider's own match rules, plus its documented fallback providers,
-    e.g. ``google`` -> ``anthropic`` for Claude on Vertex, and genai-prices' compact-date retry
-    ``-20251211`` -> ``-2025-12-11``); if that fails and the name ends in a snapshot date
-    (``-2024-07-18``, ``-20250929``, ``@20250929``), retry once without the date, so a snapshot the
-    catalogue does not list is priced as its undated alias (the result's ``model_id`` says so).
+    Rules: ask genai-prices' ``Provider.find_model`` (the provider's own match rules, plus its
+    documented fallback providers, e.g. ``google`` -> ``anthropic`` for Claude on Vertex, and
+    genai-prices' compact-date retry ``-20251211`` -> ``-2025-12-11``) for, in order, the name as
+    served (lower-cased; gateways such as OpenRouter and Groq keep a vendor prefix in their own ids),
+    the name without vendor/collection prefixes (``normalise_model_ref``), and both without a
+    trailing snapshot date (``-2024-07-18``, ``-20250929``, ``@20250929``), so a snapshot the catalogue
+    does not list is priced as its undated alias (the result's ``model_id`` says so).
     ``Provider.find_model`` returns ``None`` for no match; it raises nothing.
 
+    With a price file installed (``use_price_file``), first: an alias (Azure deployment name …)
+    is replaced by its target; a model the file prices itself (exact name, case-insensitive) is
+    returned with the file's rates; a catalogue model the file discounts gets its ``multiplier``.
+
     Results, misses included, are cached per exact ``(provider, model)`` (bounded LRU: model names
-    come from clients).
+    come from clients); ``use_price_file`` clears the cache.
     """
+    pf = _price_file
+    if pf is not None:
+        target = pf.aliases.get((PROVIDER_IDS.get(provider.strip().lower(), provider.strip().lower()), model.strip().lower()))
+        if target is not None:
+            provider, model = target
     pid = catalogue_provider_id(provider)
     if pid is None:
         return None
-    catalogue_provider = _providers()[pid]
-    all_providers = _all_providers()
     ref = normalise_model_ref(model)
-    info = catalogue_provider.find_model(ref, all_providers=all_providers)
-    if info is None and (undated := _DATE_SUFFIX.sub("", ref)) != ref:
-        info = catalogue_provider.find_model(undated, all_providers=all_providers)
+    if pf is not None:
+        own = pf.models.get((pid, model.strip().lower())) or pf.models.get((pid, ref))
+        if own is not None:
+            return own
+    found = resolve_in_catalogue(pid, model)
+    if found is not None and pf is not None and (discount := pf.discounts.get((pid, found.model_id))) is not None:
+        return CatalogueModel(found.provider_id, found.model_id, found.info, source=discount[1], multiplier=discount[0])
+    return found
+
+
+def resolve_in_catalogue(provider: str, model: str) -> CatalogueModel | None:
+    """``resolve`` against the genai-prices catalogue alone (no price file), not cached."""
+    pid = PROVIDER_IDS.get(provider.strip().lower(), provider.strip().lower())
+    catalogue_provider = _providers().get(pid)
+    if catalogue_provider is None:
+        return None
+    all_providers = _all_providers()
+    info = None
+    for name in _candidate_names(model):
+        info = catalogue_provider.find_model(name, all_providers=all_providers)
+        if info is not None:
+            break
     if info is None:
         return None
     return CatalogueModel(provider_id=pid, model_id=info.id, info=info)
 
 
-def rates(model: CatalogueModel, when: datetime, input_tokens: int) -> Rates:
+def _candidate_names(model: str) -> list[str]:
+    """Names to look up, in order: the name as served (lower-cased: OpenRouter and Groq ids keep
+    their vendor prefix, ``anthropic/claude-sonnet-4.6``, ``openai/gpt-oss-120b``), then without
+    vendor/collection prefixes (``normalise_model_ref``), then each without a snapshot date."""
+    raw = model.strip().lower()
+    ref = normalise_model_ref(model)
+    names = [raw, ref, _DATE_SUFFIX.sub("", raw), _DATE_SUFFIX.sub("", ref)]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+class PriceOverrides:
+    """What an operator's price file adds to the catalogue (built by ``pricefile.load_price_file``).
+
+    - ``models``: ``(provider id, lower-cased model name)`` -> ``CatalogueModel`` with the file's rates.
+    - ``discounts``: ``(provider id, catalogue model id)`` -> ``(multiplier, source)``.
+    - ``aliases``: ``(provider id, lower-cased name)`` -> ``(provider, model)`` it stands for.
+    - ``providers``: provider ids the file adds models for.
+    - ``source``: text for ``Cost.catalogue``, e.g. ``"price file prices.yaml"``.
+    """
+
+    def __init__(
+        self,
+        models: dict[tuple[str, str], CatalogueModel],
+        discounts: dict[tuple[str, str], tuple[Decimal, str]],
+        aliases: dict[tuple[str, str], tuple[str, str]],
+        source: str,
+    ) -> None:
+        self.models = models
+        self.discounts = discounts
+        self.aliases = aliases
+        self.providers = frozenset(p for p, _ in models)
+        self.source = source
+
+
+_price_file: PriceOverrides | None = None
+
+
+def use_price_file(overrides: PriceOverrides | None) -> None:
+    """Install ``overrides`` (from ``pricefile.load_price_file``) for every later ``resolve``;
+    ``None`` goes back to the catalogue alone. Clears the resolution and rate caches."""
+    global _price_file
+    _price_file = overrides
+    resolve.cache_clear()
+    _sheets.clear()
+
+
+def price_file() -> PriceOverrides | None:
+    """The installed price-file overrides, or ``None``."""
+    return _price_file
+
+
+def normalise_service_tier(tier: str | None) -> str | None:
+    """The service tier a response reports, as a genai-prices ``service_tier`` context value:
+    ``None`` for standard processing (absent, ``STANDARD_TIERS``), else the lower-cased name
+    (``"flex"``, ``"priority"``, ``"scale"`` …)."""
+    if not isinstance(tier, str):
+        return None
+    t = tier.strip().lower()
+    return None if not t or t in STANDARD_TIERS else t
+
+
+def rates(
+    model: CatalogueModel,
+    when: datetime,
+    input_tokens: int,
+    *,
+    service_tier: str | None = None,
+    batch: bool = False,
+) -> Rates:
     """The ``Rates`` of ``model`` in force at ``when``, for a request of ``input_tokens`` input tokens.
 
     ``when``: request time (naive means UTC, as in genai-prices). ``input_tokens``: all input, cache
     reads and writes included — the quantity providers compare with a long-context threshold
-    (genai-prices' ``TieredPrices``: above a tier's ``start`` every token is billed at that tier's rate).
-    Service-tier and batch variants (genai-prices ``price_context``) are not applied: standard prices.
+    (genai-prices' ``TieredPrices``: above a tier's ``start`` every token is billed at that tier's rate;
+    200,000 is below a 200,000 threshold, 200,001 above).
+    ``service_tier``: the tier that served the request (``normalise_service_tier``; ``None`` = standard).
+    ``batch``: the request is a batch-API result. Both select genai-prices price variants
+    (``{"service_tier": …}``, ``{"processing": "batch"}``) active at ``when``; classes a variant does
+    not name keep their standard rate (genai-prices' semantics).
+
+    Raises ``VariantMissing`` when a non-standard tier or batch was asked for and the model has no
+    such variant at ``when`` (pricing it at standard rates would be wrong by the tier's factor).
     """
-    sheet = _sheet(model.info.get_prices(when))
+    tier = normalise_service_tier(service_tier)
+    info = model.info
+    standard = info.get_prices(when)
+    variants: tuple[gp.PriceVariant, ...] = ()
+    ctx: dict[str, str] = {}
+    if tier is not None or batch:
+        if tier is not None:
+            ctx["service_tier"] = tier
+        if batch:
+            ctx["processing"] = "batch"
+        variants = tuple(
+            v
+            for v in info.price_variants or ()
+            if (v.constraint is None or v.constraint.active(when))
+            and all(ctx.get(k) == value for k, value in v.when.items())
+        )
+        if tier is not None and not any("service_tier" in v.when for v in variants):
+            raise VariantMissing("service_tier", tier)
+        if batch and not any(v.when.get("processing") == "batch" for v in variants):
+            raise VariantMissing("batch", "batch")
+    sheet = _sheet(standard, variants, model.multiplier)
     band = bisect_left(sheet.starts, input_tokens)  # how many tier thresholds input_tokens is above
     found = sheet.rates_by_band.get(band)
     if found is None:
-        found = sheet.rates_by_band[band] = _rates_from(sheet.raw, input_tokens)
+        found = sheet.rates_by_band[band] = _rates_from(sheet.raw, input_tokens, model.multiplier)
     return found
 
 
@@ -184,36 +344,58 @@ _PRICE_KEYS = (
     "cache_write_1h_mtok",
     "output_mtok",
     "output_reasoning_mtok",
+    "web_searches_kcount",
 )
 
 
 @dataclass(slots=True)
 class _Sheet:
-    """One catalogue ``ModelPrice``, read once: its token prices, every tier threshold, and the
-    ``Rates`` already worked out per band between thresholds."""
+    """One catalogue ``ModelPrice`` (with the price variants applied), read once: its token prices,
+    every tier threshold, and the ``Rates`` already worked out per band between thresholds."""
 
-    prices: gp.ModelPrice
+    standard: gp.ModelPrice
     raw: dict[str, Decimal | gp.TieredPrices | None]
     starts: tuple[int, ...]
     rates_by_band: dict[int, Rates]
 
 
-_sheets: dict[int, _Sheet] = {}
+_sheets: dict[tuple[int, tuple[int, ...], Decimal], _Sheet] = {}
 
 
-def _sheet(prices: gp.ModelPrice) -> _Sheet:
+def _sheet(standard: gp.ModelPrice, variants: tuple[gp.PriceVariant, ...], multiplier: Decimal) -> _Sheet:
     # Reading a key a ModelPrice lacks goes through genai-prices' __getattr__ and unit registry (~4 us
-    # each). get_prices() without a price context returns the catalogue's own long-lived objects, so
-    # memoising per object is bounded by the catalogue's size.
-    sheet = _sheets.get(id(prices))
-    if sheet is None or sheet.prices is not prices:
-        raw = {key: getattr(prices, key, None) for key in _PRICE_KEYS}
+    # each). get_prices() without a price context returns the catalogue's own long-lived objects, and
+    # variants are catalogue objects too, so memoising per (standard, variants) is bounded by the
+    # catalogue's size (get_prices(when, ctx) would return a fresh copy per call, so we lay the
+    # variants over the standard prices ourselves, the way it does).
+    key = (id(standard), tuple(id(v) for v in variants), multiplier)
+    sheet = _sheets.get(key)
+    if sheet is None or sheet.standard is not standard:
+        prices = _apply_variants(standard, variants)
+        raw = {key_: getattr(prices, key_, None) for key_ in _PRICE_KEYS}
         starts = sorted({t.start for v in raw.values() if isinstance(v, gp.TieredPrices) for t in v.tiers})
-        sheet = _sheets[id(prices)] = _Sheet(prices, raw, tuple(starts), {})
+        sheet = _sheets[key] = _Sheet(standard, raw, tuple(starts), {})
     return sheet
 
 
-def _rates_from(raw: dict[str, Decimal | gp.TieredPrices | None], input_tokens: int) -> Rates:
+def _apply_variants(standard: gp.ModelPrice, variants: tuple[gp.PriceVariant, ...]) -> gp.ModelPrice:
+    """``standard`` with the variants' prices laid over it, first variant winning per key — the
+    same resolution as genai-prices' ``ModelInfo.get_prices(when, price_context)``."""
+    if not variants:
+        return standard
+    overrides: dict[str, Decimal | gp.TieredPrices] = {}
+    for variant in variants:
+        for key, value in variant.prices.__dict__.items():
+            if value is not None:
+                overrides.setdefault(key, value)
+    resolved = copy(standard)
+    resolved.__dict__.update(overrides)
+    return resolved
+
+
+def _rates_from(raw: dict[str, Decimal | gp.TieredPrices | None], input_tokens: int, multiplier: Decimal) -> Rates:
+    crossed: list[int] = []
+
     def rate(key: str) -> Decimal | None:
         value = raw[key]
         if isinstance(value, gp.TieredPrices):
@@ -221,8 +403,9 @@ def _rates_from(raw: dict[str, Decimal | gp.TieredPrices | None], input_tokens: 
             for tier in value.tiers:  # sorted ascending by genai-prices
                 if input_tokens > tier.start:
                     chosen = tier.price
-            return chosen
-        return value
+                    crossed.append(tier.start)
+            return chosen if multiplier == 1 else chosen * multiplier
+        return value if value is None or multiplier == 1 else value * multiplier
 
     input_rate = rate("input_mtok")
     write = _first(rate("cache_write_5m_mtok"), rate("cache_write_mtok"))
@@ -237,6 +420,8 @@ def _rates_from(raw: dict[str, Decimal | gp.TieredPrices | None], input_tokens: 
         cache_write_1h=write_1h,
         output=output,
         reasoning=_first(rate("output_reasoning_mtok"), output),
+        web_search=rate("web_searches_kcount"),
+        tier_start=max(crossed) if crossed else None,
     )
 
 

@@ -23,8 +23,11 @@ NO_USAGE: Final = "no_usage"  # the response carried no usage block
 INVALID_USAGE: Final = "invalid_usage"  # negative counts, or reasoning > output
 MISSING_RATE: Final = "missing_rate"  # the catalogue has no rate for a token class this usage has
 PROVIDER_ERROR: Final = "provider_error"  # set by callers: the upstream failed, nothing to price
+UNKNOWN_SERVICE_TIER: Final = "unknown_service_tier"  # served tier (flex, priority …) has no rates
+NO_BATCH_PRICE: Final = "no_batch_price"  # a batch result, and the model has no batch rates
 
 BREAKDOWN_KEYS: Final = ("input", "cache_read", "cache_write", "output")
+"""Keys of every priced ``Cost.breakdown``; ``"web_search"`` is added when the usage has web-search calls."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +44,13 @@ class Cost:
       (reasoning included). They sum to ``total_usd``. Empty when unpriced.
     - ``unpriced_reason``: ``None`` when priced, else one of the module constants
       ``UNKNOWN_PROVIDER``, ``UNKNOWN_MODEL``, ``NO_USAGE``, ``INVALID_USAGE``, ``MISSING_RATE``,
-      ``PROVIDER_ERROR``.
-    - ``catalogue``: where the rates came from, e.g. ``"genai-prices 0.2.3"``.
+      ``PROVIDER_ERROR``, ``UNKNOWN_SERVICE_TIER``, ``NO_BATCH_PRICE``.
+    - ``catalogue``: where the rates came from, e.g. ``"genai-prices 0.2.3"`` or
+      ``"price file prices.yaml"`` (operator overrides, ``pricefile.py``).
+    - ``rates``: the ``catalogue.Rates`` applied (USD per MTok per class), ``None`` when unpriced
+      before rates were chosen.
+    - ``service_tier``: the non-standard tier priced (``"flex"``, ``"priority"`` …), ``None`` = standard.
+    - ``batch``: priced at the batch rates.
     """
 
     provider: str
@@ -51,6 +59,9 @@ class Cost:
     breakdown: dict[str, Decimal] = field(default_factory=dict, hash=False)
     unpriced_reason: str | None = None
     catalogue: str = CATALOGUE
+    rates: catalogue.Rates | None = field(default=None, compare=False)
+    service_tier: str | None = None
+    batch: bool = False
 
     @property
     def priced(self) -> bool:
@@ -63,20 +74,37 @@ class Cost:
         return cls(provider=provider, model=model, total_usd=None, unpriced_reason=reason)
 
 
-def price(provider: str, model: str, usage: Usage | None, *, when: datetime | None = None) -> Cost:
+def price(
+    provider: str,
+    model: str,
+    usage: Usage | None,
+    *,
+    when: datetime | None = None,
+    service_tier: str | None = None,
+    batch: bool = False,
+) -> Cost:
     """The cost in USD of ``usage`` (tokens, normalised by a dialect) on ``model`` served by ``provider``.
 
     ``provider``: ``"openai"``, ``"anthropic"``, ``"google"`` (or another exact genai-prices provider
-    id). ``model``: the model that served the request (the response's model, never ``"auto"``); dated
-    snapshots and vendor prefixes are resolved by ``catalogue.resolve``, never by substring. ``when``:
-    request time for dated price changes (default: now, UTC; naive means UTC).
+    id, or one the installed price file adds). ``model``: the model that served the request (the
+    response's model, never ``"auto"``); dated snapshots and vendor prefixes are resolved by
+    ``catalogue.resolve``, never by substring. ``when``: request time for dated price changes
+    (default: now, UTC; naive means UTC).
+    ``service_tier``: the tier the *response* says served the request (OpenAI ``service_tier``,
+    Anthropic ``usage.service_tier``, Gemini ``usageMetadata.serviceTier``); ``None``, ``"default"``,
+    ``"standard"``, ``"on_demand"`` mean standard rates; ``"flex"``/``"priority"`` … use the catalogue's
+    variant for that tier, and a tier it has no rates for leaves the cost unpriced
+    (``UNKNOWN_SERVICE_TIER``). ``batch``: the request is a batch-API result (batch rates, else
+    ``NO_BATCH_PRICE``).
 
     Each ``Usage`` class is billed at its own rate (``catalogue.Rates``), per million tokens:
     uncached input, cache reads, 5-minute and 1-hour cache writes, output; reasoning is part of
-    output and is not billed again. Long-context tiers are chosen on ``usage.input_tokens`` (all input).
+    output and is not billed again; web-search calls per thousand. Long-context tiers are chosen on
+    ``usage.input_tokens`` (all input, cache included): above the threshold every token moves.
 
     Never raises for unknown providers/models, missing or malformed usage: the result is then unpriced
-    with a reason. Source of rates: ``CATALOGUE`` (genai-prices' bundled data, no network).
+    with a reason. Source of rates: ``CATALOGUE`` (genai-prices' bundled data, no network), or the
+    operator's price file.
     """
     entry = catalogue.resolve(provider, model)
     if entry is None:
@@ -89,7 +117,12 @@ def price(provider: str, model: str, usage: Usage | None, *, when: datetime | No
     if not _valid(usage):
         return Cost.unpriced(entry.provider_id, entry.model_id, INVALID_USAGE)
 
-    r = catalogue.rates(entry, when or datetime.now(UTC), usage.input_tokens)
+    tier = catalogue.normalise_service_tier(service_tier)
+    try:
+        r = catalogue.rates(entry, when or datetime.now(UTC), usage.input_tokens, service_tier=tier, batch=batch)
+    except catalogue.VariantMissing as e:
+        reason = UNKNOWN_SERVICE_TIER if e.what == "service_tier" else NO_BATCH_PRICE
+        return Cost(entry.provider_id, entry.model_id, None, {}, reason, entry.source, None, tier, batch)
     try:
         breakdown = {
             "input": _usd(usage.uncached_input_tokens, r.input),
@@ -99,13 +132,20 @@ def price(provider: str, model: str, usage: Usage | None, *, when: datetime | No
             "output": _usd(usage.output_tokens - usage.reasoning_tokens, r.output)
             + _usd(usage.reasoning_tokens, r.reasoning),
         }
+        if usage.web_search_requests:
+            # web_searches_kcount is USD per thousand calls.
+            breakdown["web_search"] = _usd(usage.web_search_requests * 1000, r.web_search)
     except _MissingRate:
-        return Cost.unpriced(entry.provider_id, entry.model_id, MISSING_RATE)
+        return Cost(entry.provider_id, entry.model_id, None, {}, MISSING_RATE, entry.source, r, tier, batch)
     return Cost(
         provider=entry.provider_id,
         model=entry.model_id,
         total_usd=sum(breakdown.values(), Decimal(0)),
         breakdown=breakdown,
+        catalogue=entry.source,
+        rates=r,
+        service_tier=tier,
+        batch=batch,
     )
 
 
@@ -144,6 +184,7 @@ def _valid(u: Usage) -> bool:
             u.cache_write_1h_tokens,
             u.output_tokens,
             u.reasoning_tokens,
+            u.web_search_requests,
         )
         >= 0
         and u.reasoning_tokens <= u.output_tokens

@@ -5,7 +5,7 @@ says so where it happens (``nadir_extproc/dialects/``). Here the classes are dis
 ``reasoning_tokens`` which is *inside* ``output_tokens`` (OpenAI, Anthropic and Gemini all bill
 reasoning/thinking as output).
 
-All counts are tokens (non-negative ints).
+All counts are tokens (non-negative ints), except ``web_search_requests`` (calls).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class Usage:
     - ``cache_write_1h_tokens``: input written to the cache with the 1-hour TTL.
     - ``output_tokens``: all output, reasoning included.
     - ``reasoning_tokens``: the part of ``output_tokens`` that was reasoning/thinking.
+    - ``web_search_requests``: server-side web-search calls billed per call (Anthropic
+      ``usage.server_tool_use.web_search_requests``), not tokens.
     """
 
     uncached_input_tokens: int = 0
@@ -31,6 +33,7 @@ class Usage:
     cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    web_search_requests: int = 0
 
     @property
     def input_tokens(self) -> int:

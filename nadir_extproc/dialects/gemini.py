@@ -1,0 +1,203 @@
+"""Google Gemini ``generateContent`` / ``streamGenerateContent`` (Gemini API and Vertex AI paths).
+
+The model is in the URL path, not the body: ``/v1beta/models/{model}:generateContent``,
+``/v1/models/{model}:streamGenerateContent?alt=sse``, Vertex
+``/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:generateContent``. A path model
+of ``auto`` is rewritten in the path (``rewrite_path``), like the body field of the other dialects.
+Streaming is chosen by the method in the path (``:streamGenerateContent``), not by the body.
+
+Usage counting rule (Gemini API reference, ``GenerateContentResponse.UsageMetadata``):
+
+- ``promptTokenCount`` is the whole prompt and *includes* ``cachedContentTokenCount`` (the cache
+  read subset; "when cachedContent is set, this is still the total effective prompt size");
+- ``toolUsePromptTokenCount`` (prompt of tool-use, e.g. grounding results) is *not* inside
+  ``promptTokenCount`` and is billed as input;
+- ``thoughtsTokenCount`` is *not* inside ``candidatesTokenCount`` and is billed as output
+  (``totalTokenCount`` = prompt + toolUsePrompt + candidates + thoughts, recording 35:
+  9 + 9 + 34 = 52).
+
+So: input = prompt + toolUsePrompt, of which cache read = cachedContent; output = candidates +
+thoughts, of which reasoning = thoughts. Gemini reports no cache writes (explicit cache creation
+is billed per storage hour, outside a request). Streamed chunks each carry cumulative
+``usageMetadata``; the last one holds the final counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from nadir_extproc.dialects.base import KEEP, Dialect, StreamUsage, as_int
+from nadir_extproc.pricing.usage import Usage
+
+# ".../models/{model}:{method}" with the model as one path segment (no "/", ":" or "?").
+_PATH = re.compile(r"^(?P<head>/[^?]*?/models/)(?P<model>[^/:?]+)(?P<method>:(?:generateContent|streamGenerateContent))(?P<tail>(?:\?.*)?)$")
+
+
+def gemini_usage(u: Any) -> Usage | None:
+    """Normalise a Gemini ``usageMetadata`` object (see the module docstring for the rule).
+
+    Returns ``None`` when ``u`` is not a usage object (no prompt or candidate count at all).
+    """
+    if not isinstance(u, dict) or not any(
+        k in u for k in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount")
+    ):
+        return None
+    prompt = as_int(u.get("promptTokenCount"))
+    tool_prompt = as_int(u.get("toolUsePromptTokenCount"))
+    cached = min(as_int(u.get("cachedContentTokenCount")), prompt)
+    thoughts = as_int(u.get("thoughtsTokenCount"))
+    candidates = as_int(u.get("candidatesTokenCount"))
+    return Usage(
+        uncached_input_tokens=prompt - cached + tool_prompt,
+        cache_read_tokens=cached,
+        output_tokens=candidates + thoughts,
+        reasoning_tokens=thoughts,
+    )
+
+
+def _last_with_usage(body: Any) -> dict[str, Any] | None:
+    """The response object holding the usage: the body, or for ``streamGenerateContent`` without
+    ``alt=sse`` (a JSON array of chunks) the last chunk that has ``usageMetadata``."""
+    if isinstance(body, dict):
+        return body
+    if isinstance(body, list):
+        for chunk in reversed(body):
+            if isinstance(chunk, dict) and isinstance(chunk.get("usageMetadata"), dict):
+                return chunk
+        for chunk in reversed(body):
+            if isinstance(chunk, dict):
+                return chunk
+    return None
+
+
+def _parts_text(content: Any, out: list[str]) -> None:
+    """Append the ``text`` of each part of a Gemini ``Content`` (``{"parts": [...]}``)."""
+    if isinstance(content, dict):
+        parts = content.get("parts")
+        if isinstance(parts, list):
+            for part in parts:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    out.append(part["text"])
+        elif isinstance(parts, dict) and isinstance(parts.get("text"), str):
+            out.append(parts["text"])
+    elif isinstance(content, str):
+        out.append(content)
+
+
+class GeminiStreamUsage(StreamUsage):
+    """``streamGenerateContent?alt=sse``: every ``data:`` chunk is a whole
+    ``GenerateContentResponse`` with cumulative ``usageMetadata``; the last one wins (never summed).
+    There is no terminal event (the stream just ends). Chunks are JSON-parsed only when their text
+    holds ``usageMetadata``, ``modelVersion`` (first time) or ``error``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._usage: Usage | None = None
+
+    def on_event(self, ev: Any) -> int:
+        data = ev.data
+        if not ev.has_data:
+            return KEEP
+        wanted = '"usageMetadata"' in data or '"error"' in data or (self.model is None and '"modelVersion"' in data)
+        if not wanted:
+            return KEEP
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return KEEP
+        if not isinstance(obj, dict):
+            return KEEP
+        if isinstance(obj.get("error"), dict):
+            self.failed = True
+        m = obj.get("modelVersion")
+        if isinstance(m, str):
+            self.model = m
+        u = gemini_usage(obj.get("usageMetadata"))
+        if u is not None:
+            self._usage = u
+        return KEEP
+
+    def usage(self) -> Usage | None:
+        return self._usage
+
+
+class Gemini(Dialect):
+    name = "gemini"
+    provider = "google"
+    operation = "chat"
+    #: No exact paths: the model is part of the path; ``matches_path`` recognises them.
+    paths = ()
+
+    # --- path ----------------------------------------------------------------------------
+    def matches_path(self, path: str) -> bool:
+        """True for ``…/models/{model}:generateContent`` and ``:streamGenerateContent`` paths."""
+        return _PATH.match(path) is not None
+
+    def model_from_path(self, path: str) -> str | None:
+        """The model segment of ``path`` (URL-decoded), e.g. ``"gemini-2.5-flash"`` for
+        ``/v1beta/models/gemini-2.5-flash:generateContent``; ``None`` for any other path."""
+        m = _PATH.match(path)
+        return unquote(m.group("model")) if m else None
+
+    def rewrite_path(self, path: str, model: str) -> str:
+        """``path`` with only the model segment replaced by ``model`` (method and query kept);
+        ``path`` unchanged when it names no model. ``models/`` prefixes on ``model`` are dropped."""
+        m = _PATH.match(path)
+        if m is None:
+            return path
+        if model.startswith("models/"):
+            model = model[len("models/") :]
+        return m.group("head") + model + m.group("method") + m.group("tail")
+
+    def is_stream_path(self, path: str) -> bool:
+        """True when ``path`` calls ``:streamGenerateContent``."""
+        m = _PATH.match(path)
+        return m is not None and m.group("method") == ":streamGenerateContent"
+
+    # --- request -------------------------------------------------------------------------
+    def request_model(self, body: dict[str, Any]) -> str | None:
+        """Always ``None``: Gemini names the model in the path (``model_from_path``)."""
+        return None
+
+    def is_stream(self, body: dict[str, Any], path: str | None = None) -> bool:
+        """Streaming is chosen by the path's method (``is_stream_path``); the body never says.
+        Without ``path`` this returns ``False``."""
+        return self.is_stream_path(path) if path else False
+
+    def prompt_text(self, body: dict[str, Any]) -> str:
+        """``systemInstruction`` (or ``system_instruction``) parts, then every ``contents[].parts[].text``."""
+        out: list[str] = []
+        _parts_text(body.get("systemInstruction", body.get("system_instruction")), out)
+        contents = body.get("contents")
+        if isinstance(contents, dict):
+            contents = [contents]
+        if isinstance(contents, list):
+            for c in contents:
+                _parts_text(c, out)
+        return "\n".join(out)
+
+    # --- response ------------------------------------------------------------------------
+    def response_model(self, body: dict[str, Any]) -> str | None:
+        """``modelVersion`` as Google reports it (``"gemini-2.5-flash"``, ``"models/gemini-2.5-pro"``)."""
+        b = _last_with_usage(body)
+        m = b.get("modelVersion") if b is not None else None
+        return m if isinstance(m, str) else None
+
+    def usage(self, body: dict[str, Any]) -> Usage | None:
+        """Normalised ``usageMetadata`` (rule in the module docstring); ``None`` for an error body
+        or a response without usage."""
+        b = _last_with_usage(body)
+        return gemini_usage(b.get("usageMetadata")) if b is not None else None
+
+    def service_tier(self, body: dict[str, Any]) -> str | None:
+        """``usageMetadata.serviceTier`` (``"standard"``, ``"flex"``, ``"priority"``) when reported."""
+        b = _last_with_usage(body)
+        u = b.get("usageMetadata") if b is not None else None
+        t = u.get("serviceTier") if isinstance(u, dict) else None
+        return t if isinstance(t, str) else None
+
+    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+        return GeminiStreamUsage()

@@ -1,0 +1,407 @@
+"""``nadir-extproc cost``: explain the bill of one recorded LLM interaction.
+
+Given the request URL, the response body (JSON, a gzip-compressed JSON, a batch-result line, or a
+raw SSE stream) and optionally the request body, ``explain`` infers the provider (from the URL host,
+with genai-prices' ``api_pattern`` of each provider) and the API dialect (from the URL path), reads
+the usage the way the request path does (``nadir_extproc.dialects``), prices it (``price``) and
+says why when it cannot. The result is a plain ``dict`` (``--json`` prints it):
+
+- ``cost_usd``: plain decimal string (USD), or ``None`` when unpriced;
+- ``unpriced_reason`` (``cost.py`` constants, plus ``unsupported_api``, ``response_not_json``,
+  ``stream_not_supported``) and ``explanation`` (one sentence for people);
+- ``served_model``, ``priced_as``, ``provider``, ``dialect``, ``requested_model``,
+  ``service_tier``, ``batch``, ``when`` (ISO time whose prices apply), ``price_source``;
+- ``usage``: ``input_tokens`` (all input, cache included), ``cache_read_tokens``,
+  ``cache_write_5m_tokens``, ``cache_write_1h_tokens``, ``output_tokens`` (reasoning included),
+  ``reasoning_tokens``, ``web_search_requests``; ``None`` when the response has none;
+- ``rates_usd_per_mtok`` (per class, decimal strings; ``web_search`` is USD per 1000 calls),
+  ``long_context_above`` (the threshold crossed, tokens) and ``breakdown_usd``;
+- ``baseline_model``, ``baseline_cost_usd``, ``cost_saved_usd`` (baseline − actual, signed; see
+  ``savings.py`` for the definition).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import typer
+
+from nadir_extproc.dialects import DIALECTS, Dialect
+from nadir_extproc.pricing import catalogue
+from nadir_extproc.pricing.context import served_context, unwrap_batch_result
+from nadir_extproc.pricing.cost import PROVIDER_ERROR, Cost, price
+from nadir_extproc.pricing.money import format_usd
+from nadir_extproc.pricing.savings import baseline_cost, cost_saved
+from nadir_extproc.pricing.usage import Usage
+
+UNSUPPORTED_API = "unsupported_api"
+RESPONSE_NOT_JSON = "response_not_json"
+STREAM_NOT_SUPPORTED = "stream_not_supported"
+
+_WHY = {
+    "unknown_provider": "no catalogue provider serves {host}; pass --provider (a genai-prices provider id) "
+    "or add the model to a price file",
+    "unknown_model": "{source} has no model named {served!r} for provider {provider}; add it to a price file",
+    "no_usage": "the response reports no token usage{hint}",
+    "invalid_usage": "the usage is inconsistent (negative counts, or more reasoning than output)",
+    "missing_rate": "the catalogue has no rate for a token class this usage has (e.g. 1-hour cache writes)",
+    "provider_error": "the provider answered with an error ({error}); nothing was billed",
+    "unknown_service_tier": "served under service tier {tier!r}, for which the catalogue has no rates",
+    "no_batch_price": "a batch result, and the catalogue has no batch rates for this model at this date",
+    UNSUPPORTED_API: "no dialect reads responses of {path} (supported: Chat Completions, Responses, "
+    "Messages, Gemini generateContent)",
+    RESPONSE_NOT_JSON: "the response is neither JSON nor an SSE stream",
+    STREAM_NOT_SUPPORTED: "streamed response: not supported yet",
+}
+
+
+def provider_from_url(url: str) -> str | None:
+    """The genai-prices provider id whose ``api_pattern`` matches ``url`` (first in catalogue
+    order), or ``None`` (e.g. ``http://localhost:11434``)."""
+    catalogue.load()
+    for p in catalogue._all_providers():  # noqa: SLF001 - same package
+        if p.api_pattern and re.match(p.api_pattern, url):
+            return p.id
+    return None
+
+
+def dialect_from_path(path: str) -> Dialect | None:
+    """The dialect of a request path, also behind gateway prefixes (``/openai/v1/chat/completions``,
+    ``/api/paas/v4/chat/completions``): by suffix ``/chat/completions``, ``/responses``, ``/messages``,
+    or Gemini's ``/models/{model}:generateContent``. ``None`` for anything else (``/v1/completions``)."""
+    bare = path.split("?", 1)[0].rstrip("/")
+    for d in DIALECTS.values():
+        if d.matches_path(bare):
+            return d
+    for suffix, name in (("/chat/completions", "openai_chat"), ("/responses", "openai_responses"), ("/messages", "anthropic_messages")):
+        if bare.endswith(suffix):
+            return DIALECTS[name]
+    return None
+
+
+def _error_summary(body: Any) -> str | None:
+    """``type``/``code``/``status`` of an error body (never its message, which may quote input)."""
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    if isinstance(err, dict):
+        bits = [str(err[k]) for k in ("code", "type", "status") if isinstance(err.get(k), (str, int))]
+        return " ".join(dict.fromkeys(bits)) or "error"
+    if body.get("type") == "error":
+        return "error"
+    return None
+
+
+def _read_stream(d: Dialect, raw: bytes) -> tuple[Usage | None, str | None, bool] | None:
+    """``(usage, model, failed)`` of a raw SSE body, or ``None`` when streams cannot be read yet."""
+    try:
+        from nadir_extproc.sse import SSEParser
+
+        acc = d.stream_usage(False)
+    except (ImportError, NotImplementedError, AttributeError):
+        return None
+    parser = SSEParser(max_event_bytes=len(raw) + 1)
+    events, _ = parser.feed(raw + (b"" if raw.endswith((b"\n\n", b"\r\n\r\n")) else b"\n\n"))
+    for ev in events:
+        acc.on_event(ev)
+    return acc.usage(), acc.model, acc.failed
+
+
+def _usage_json(u: Usage | None) -> dict[str, int] | None:
+    if u is None:
+        return None
+    return {
+        "input_tokens": u.input_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_5m_tokens": u.cache_write_tokens,
+        "cache_write_1h_tokens": u.cache_write_1h_tokens,
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "web_search_requests": u.web_search_requests,
+    }
+
+
+def _usd(v: Decimal | None) -> str | None:
+    return None if v is None else format_usd(v)
+
+
+def explain(
+    url: str,
+    response: bytes,
+    request: bytes | None = None,
+    *,
+    provider: str | None = None,
+    dialect: str | None = None,
+    status: int | None = None,
+    when: datetime | None = None,
+    batch: bool | None = None,
+    baseline: str | None = None,
+    candidates: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The priced breakdown of one interaction as a JSON-ready dict (keys in the module docstring).
+
+    ``url``: the request URL (provider from its host, dialect from its path; ``provider`` /
+    ``dialect`` override). ``response``: the response body bytes (gzip is decompressed; SSE is read
+    with the dialect's stream reader). ``request``: the request body (optional; supplies the
+    requested model and explains a stream without usage). ``status``: HTTP status when known (>= 400
+    is a provider error). ``when``: request time (default now, UTC). ``batch``: force batch rates
+    (default: detected from a batch-result wrapper or Anthropic ``service_tier: batch``).
+    ``baseline``: savings baseline model; else the most expensive of ``candidates[provider]`` at this
+    usage (default candidates: the built-in routing tiers). Never raises for bad bodies.
+    """
+    when = when or datetime.now(UTC)
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    d = DIALECTS.get(dialect) if dialect else dialect_from_path(parts.path)
+    prov = provider or provider_from_url(url)
+    out: dict[str, Any] = {
+        "url": url,
+        "provider": prov,
+        "dialect": d.name if d else None,
+        "requested_model": None,
+        "served_model": None,
+        "priced_as": None,
+        "service_tier": None,
+        "batch": bool(batch),
+        "when": when.isoformat(),
+        "usage": None,
+        "rates_usd_per_mtok": None,
+        "long_context_above": None,
+        "breakdown_usd": None,
+        "cost_usd": None,
+        "unpriced_reason": None,
+        "explanation": None,
+        "price_source": None,
+        "baseline_model": None,
+        "baseline_cost_usd": None,
+        "cost_saved_usd": None,
+    }
+
+    def unpriced(reason: str, **fmt: Any) -> dict[str, Any]:
+        out["unpriced_reason"] = reason
+        values = {"host": parts.netloc or url, "path": parts.path, "hint": "", "error": "error", **fmt}
+        out["explanation"] = _WHY.get(reason, reason).format(**values)
+        return out
+
+    req_body: Any = None
+    if request:
+        try:
+            req_body = json.loads(request)
+        except ValueError:
+            req_body = None
+    if d is not None:
+        out["requested_model"] = d.model_from_path(parts.path) or (
+            d.request_model(req_body) if isinstance(req_body, dict) else None
+        )
+    if d is None:
+        return unpriced(UNSUPPORTED_API)
+
+    raw = gzip.decompress(response) if response[:2] == b"\x1f\x8b" else response
+    text = raw.lstrip()
+    usage: Usage | None
+    body: Any = None
+    tier: str | None = None
+    is_batch = bool(batch)
+    if text[:5] in (b"data:", b"event") or text[:1] == b":":
+        read = _read_stream(d, raw)
+        if read is None:
+            return unpriced(STREAM_NOT_SUPPORTED)
+        usage, served, failed = read
+        if failed and usage is None:
+            return unpriced(PROVIDER_ERROR, error="error event in the stream")
+    else:
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return unpriced(RESPONSE_NOT_JSON)
+        wrapped = unwrap_batch_result(body)
+        if wrapped is not None:
+            body, wrapped_status = wrapped
+            is_batch = True if batch is None else batch
+            status = status or wrapped_status
+        err = _error_summary(body)
+        if (status is not None and status >= 400) or err is not None:
+            return unpriced(PROVIDER_ERROR, error=err or f"HTTP {status}")
+        served = d.response_model(body)
+        usage = d.usage(body)
+        tier, batch_tier = served_context(body)
+        is_batch = is_batch or (batch_tier and batch is not False)
+    served = served or out["requested_model"]
+    out["served_model"] = served
+    out["usage"] = _usage_json(usage)
+    out["service_tier"] = tier
+    out["batch"] = is_batch
+    if prov is None:
+        return unpriced("unknown_provider")
+    if usage is None:
+        hint = ""
+        if isinstance(req_body, dict) and req_body.get("stream") is True and not (
+            isinstance(req_body.get("stream_options"), dict) and req_body["stream_options"].get("include_usage")
+        ) and d.name == "openai_chat":
+            hint = " (a Chat Completions stream without stream_options.include_usage carries none)"
+        return unpriced("no_usage", hint=hint)
+    if not served:
+        return unpriced("unknown_model", source=catalogue.CATALOGUE, served="", provider=prov)
+
+    cost = price(prov, served, usage, when=when, service_tier=tier, batch=is_batch)
+    out["provider"] = cost.provider
+    out["price_source"] = cost.catalogue
+    if cost.rates is not None:
+        r = cost.rates
+        out["rates_usd_per_mtok"] = {
+            "input": _usd(r.input),
+            "cache_read": _usd(r.cache_read),
+            "cache_write_5m": _usd(r.cache_write_5m),
+            "cache_write_1h": _usd(r.cache_write_1h),
+            "output": _usd(r.output),
+            "reasoning": _usd(r.reasoning),
+            "web_search_per_1000": _usd(r.web_search),
+        }
+        out["long_context_above"] = r.tier_start
+    if cost.total_usd is None:
+        return unpriced(
+            cost.unpriced_reason or "unknown_model",
+            source=catalogue.CATALOGUE,
+            served=served,
+            provider=cost.provider,
+            tier=tier,
+        )
+    out["priced_as"] = cost.model
+    out["breakdown_usd"] = {k: format_usd(v) for k, v in cost.breakdown.items()}
+    out["cost_usd"] = format_usd(cost.total_usd)
+    _baseline(out, prov, cost, usage, when, tier, is_batch, baseline, candidates)
+    return out
+
+
+def _baseline(
+    out: dict[str, Any],
+    provider: str,
+    cost: Cost,
+    usage: Usage,
+    when: datetime,
+    tier: str | None,
+    batch: bool,
+    configured: str | None,
+    candidates: dict[str, list[str]] | None,
+) -> None:
+    if candidates is None:
+        from nadir_extproc.routing.policy import DEFAULT_TIERS
+
+        candidates = {p: list(t.values()) for p, t in DEFAULT_TIERS.items()}
+    pool = candidates.get(cost.provider) or candidates.get(provider) or []
+    base = baseline_cost(provider, usage, pool, configured=configured, when=when, service_tier=tier, batch=batch)
+    if base is None:
+        return
+    out["baseline_model"] = base.model
+    out["baseline_cost_usd"] = _usd(base.total_usd)
+    out["cost_saved_usd"] = _usd(cost_saved(cost, base))
+
+
+def render_table(e: dict[str, Any]) -> str:
+    """``explain``'s result as a plain-text table: one line per token class with its tokens, rate
+    (USD per MTok) and cost (USD), then the total, the baseline and the saving."""
+    lines = [
+        f"provider     {e['provider'] or '-'}    dialect {e['dialect'] or '-'}",
+        f"model        {e['served_model'] or '-'}"
+        + (f"  (priced as {e['priced_as']}, {e['price_source']})" if e.get("priced_as") else ""),
+    ]
+    if e.get("service_tier") or e.get("batch"):
+        lines.append(f"served       tier {e.get('service_tier') or 'standard'}{', batch' if e.get('batch') else ''}")
+    u = e.get("usage")
+    r = e.get("rates_usd_per_mtok") or {}
+    if u:
+        uncached = u["input_tokens"] - u["cache_read_tokens"] - u["cache_write_5m_tokens"] - u["cache_write_1h_tokens"]
+        rows = [
+            ("input (uncached)", uncached, r.get("input")),
+            ("cache read", u["cache_read_tokens"], r.get("cache_read")),
+            ("cache write 5m", u["cache_write_5m_tokens"], r.get("cache_write_5m")),
+            ("cache write 1h", u["cache_write_1h_tokens"], r.get("cache_write_1h")),
+            ("output (excl. reasoning)", u["output_tokens"] - u["reasoning_tokens"], r.get("output")),
+            ("reasoning (output)", u["reasoning_tokens"], r.get("reasoning")),
+        ]
+        lines.append(f"{'class':<26}{'tokens':>10}{'USD/MTok':>12}{'USD':>16}")
+        for label, n, rate in rows:
+            usd = format_usd(Decimal(rate) * n / 1_000_000) if rate is not None and e.get("cost_usd") else ""
+            lines.append(f"{label:<26}{n:>10}{(rate or '-'):>12}{usd:>16}")
+        if u.get("web_search_requests"):
+            rate = r.get("web_search_per_1000")
+            usd = format_usd(Decimal(rate) * u["web_search_requests"] / 1000) if rate and e.get("cost_usd") else ""
+            lines.append(f"{'web search (calls)':<26}{u['web_search_requests']:>10}{(rate or '-') + '/1k':>12}{usd:>16}")
+        lines.append(f"{'all input':<26}{u['input_tokens']:>10}")
+        if e.get("long_context_above"):
+            lines.append(f"long-context rates: input above {e['long_context_above']} tokens")
+    if e.get("cost_usd") is not None:
+        lines.append(f"{'total':<48}{e['cost_usd']:>16}")
+    else:
+        lines.append(f"unpriced: {e['unpriced_reason']} - {e['explanation']}")
+    if e.get("baseline_model"):
+        lines.append(
+            f"baseline     {e['baseline_model']} {e['baseline_cost_usd']} USD; saved {e['cost_saved_usd']} USD "
+            "(baseline cost at the same usage - actual cost)"
+        )
+    return "\n".join(lines)
+
+
+def cost_command(
+    url: str = typer.Option(..., "--url", help="The request URL the response answered (provider and dialect come from it)."),
+    response: Path = typer.Option(..., "--response", help="Response body: JSON (gzip ok), a batch-result line, or raw SSE."),
+    request: Optional[Path] = typer.Option(None, "--request", help="Request body (JSON), optional."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
+    dialect: Optional[str] = typer.Option(None, "--dialect", help=f"Override the dialect ({', '.join(DIALECTS)})."),
+    status: Optional[int] = typer.Option(None, "--status", help="HTTP status of the response (>= 400: provider error)."),
+    when: Optional[str] = typer.Option(None, "--when", help="Request time, ISO 8601 (default: now, UTC); picks dated prices."),
+    batch: Optional[bool] = typer.Option(None, "--batch/--no-batch", help="Force batch rates on/off (default: detected)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Savings baseline model (default: config, else the most expensive routing tier model)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Settings file: tiers, baseline_models, price_file."),
+    price_file: Optional[Path] = typer.Option(None, "--price-file", help="Operator price file (YAML/TOML) over the catalogue."),
+) -> None:
+    """Explain the bill of one recorded interaction: usage per class, rate, cost, baseline, saving.
+
+    The saving is cost(same usage on the baseline model) - actual cost, signed; the baseline is the
+    route's configured baseline model, else the most expensive of its routing tier models.
+    """
+    from nadir_extproc.pricing.pricefile import PriceFileError, install_price_file
+
+    candidates = None
+    pf = price_file
+    if config is not None:
+        from nadir_extproc.config import ConfigError, load_settings
+
+        try:
+            settings = load_settings(config)
+        except ConfigError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        candidates = {p: list(t.values()) for p, t in settings.tiers.items()}
+        pf = pf or (Path(settings.price_file) if settings.price_file else None)
+        prov_key = provider or provider_from_url(url) or ""
+        baseline = baseline or settings.baseline_models.get(prov_key)
+    if dialect is not None and dialect not in DIALECTS:
+        typer.echo(f"error: --dialect {dialect!r}: known dialects are {', '.join(DIALECTS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        if pf is not None:
+            install_price_file(pf)
+        t = None
+        if when:
+            t = datetime.fromisoformat(when.replace("Z", "+00:00"))
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=UTC)
+        resp_bytes = response.read_bytes()
+        req_bytes = request.read_bytes() if request is not None else None
+    except (OSError, ValueError, PriceFileError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    result = explain(
+        url, resp_bytes, req_bytes, provider=provider, dialect=dialect, status=status, when=t,
+        batch=batch, baseline=baseline, candidates=candidates,
+    )
+    typer.echo(json.dumps(result, indent=2) if as_json else render_table(result))
