@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nadir_extproc.dialects.base import KEEP, TERMINAL, Dialect, StreamUsage, _text_of, as_int
+from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of, as_int
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -104,6 +104,7 @@ class MessagesStreamUsage(StreamUsage):
                 self._merge(msg.get("usage"))
         else:
             self._merge(obj.get("usage"))
+            return USAGE
         return KEEP
 
     def usage(self) -> Usage | None:

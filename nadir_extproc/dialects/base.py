@@ -23,16 +23,20 @@ class RewriteError(ValueError):
 
 
 def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
-    """Return ``body`` with the top-level JSON string field ``key`` set to ``value``.
+    """Return ``body`` with every top-level JSON string field ``key`` set to ``value``.
 
-    Only that one value changes; every other byte (spacing, key order, number formats, escaped text
-    inside messages, a nested ``metadata.model``) stays as the client sent it.
+    Only those values change; every other byte (spacing, key order, number formats, escaped text
+    inside messages, a nested ``metadata.model``) stays as the client sent it. A body with the key
+    twice gets both rewritten, so the upstream sees the new value whichever duplicate its parser
+    keeps (Python's keeps the last, others the first).
 
     ``body`` must be a JSON object that already parsed (the caller checked it with ``json.loads``).
     Raises ``RewriteError`` when the object has no top-level ``key`` whose value is a string.
-    Cost is one regex pass over the body up to the key (``model`` is usually first).
+    Cost: one regex pass over the body's strings and brackets.
     """
     depth = 0
+    spans: list[tuple[int, int]] = []
+    n = len(body)
     for m in _TOKEN.finditer(body):
         tok = m.group()
         c = tok[:1]
@@ -48,7 +52,6 @@ def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
             continue
         # A string at depth 1 is a key when the next non-space byte is ':'.
         i = m.end()
-        n = len(body)
         while i < n and body[i] in _WS:
             i += 1
         if i >= n or body[i] != 0x3A:  # ':'
@@ -61,9 +64,17 @@ def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
         vm = _STRING.match(body, i)
         if vm is None:
             raise RewriteError(f"top-level {key!r} is not a string")
-        new = json.dumps(value, ensure_ascii=False).encode()
-        return body[: vm.start()] + new + body[vm.end() :]
-    raise RewriteError(f"no top-level {key!r} field")
+        spans.append((vm.start(), vm.end()))
+    if not spans:
+        raise RewriteError(f"no top-level {key!r} field")
+    new = json.dumps(value, ensure_ascii=False).encode()
+    out = []
+    prev = 0
+    for a, b in spans:
+        out += [body[prev:a], new]
+        prev = b
+    out.append(body[prev:])
+    return b"".join(out)
 
 
 def _text_of(content: Any, out: list[str]) -> None:
@@ -85,10 +96,11 @@ def as_int(v: Any) -> int:
     return v if type(v) is int and v > 0 else 0
 
 
-#: ``StreamUsage.on_event`` verdicts for one SSE event.
+#: ``StreamUsage.on_event`` verdict flags for one SSE event (combine with ``|``, test with ``&``).
 KEEP = 0  # forward the event unchanged
 DROP = 1  # remove the event from what the client receives (e.g. a usage chunk we asked for)
 TERMINAL = 2  # the stream's terminal event: in-band cost goes right before it
+USAGE = 4  # the event that carries the final usage (opt-in cost JSON field goes into it)
 
 
 class StreamUsage:
@@ -105,7 +117,7 @@ class StreamUsage:
         self.failed = False
 
     def on_event(self, ev: Any) -> int:
-        """Take one event; return ``KEEP``, ``DROP`` or ``TERMINAL``."""
+        """Take one event; return verdict flags (``KEEP``, or ``DROP``/``TERMINAL``/``USAGE`` or-ed)."""
         raise NotImplementedError
 
     def usage(self) -> Usage | None:

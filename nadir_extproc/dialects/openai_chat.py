@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, Dialect, StreamUsage, _text_of, as_int
+from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of, as_int
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -88,8 +88,8 @@ class ChatStreamUsage(StreamUsage):
         if _USAGE_OBJECT.search(data):
             self._last_usage_data = data
             self._usage = None
-            if self.injected and _EMPTY_CHOICES.search(data):
-                return DROP
+            if _EMPTY_CHOICES.search(data):
+                return DROP if self.injected else USAGE
         return KEEP
 
     def usage(self) -> Usage | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nadir_extproc.dialects.base import KEEP, TERMINAL, Dialect, StreamUsage, _text_of
+from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of
 from nadir_extproc.dialects.openai_chat import openai_usage
 from nadir_extproc.pricing.usage import Usage
 
@@ -39,7 +39,7 @@ class ResponsesStreamUsage(StreamUsage):
             try:
                 obj = json.loads(ev.data)
             except ValueError:
-                return TERMINAL
+                return TERMINAL | USAGE
             resp = obj.get("response") if isinstance(obj, dict) else None
             if isinstance(resp, dict):
                 m = resp.get("model")
@@ -51,7 +51,7 @@ class ResponsesStreamUsage(StreamUsage):
                 )
             if name == "response.failed":
                 self.failed = True
-            return TERMINAL
+            return TERMINAL | USAGE
         if name == "error":
             self.failed = True
         return KEEP

@@ -172,3 +172,9 @@ def test_detect_by_path_ignores_query():
     assert detect("/v1/responses", paths).name == "openai_responses"
     assert detect("/v1/models", paths) is None
     assert detect("/v1/chat/completions/extra", paths) is None
+
+
+def test_duplicate_top_level_model_keys_are_all_rewritten():
+    # json.loads keeps the last duplicate; some upstream parsers keep the first: rewrite both.
+    raw = b'{"model":"gpt-4o","messages":[],"model":"auto"}'
+    assert replace_top_level_string(raw, "model", "m") == b'{"model":"m","messages":[],"model":"m"}'

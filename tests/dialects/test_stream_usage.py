@@ -10,7 +10,7 @@ import random
 import pytest
 
 from nadir_extproc.dialects import DIALECTS
-from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL
+from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE
 from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.sse import SSEParser
 
@@ -51,7 +51,7 @@ def test_recorded_stream_usage_whole_and_rechunked(provider_responses, rid, dial
     data = (provider_responses / f"{rid}.response.sse").read_bytes()
     st, verdicts = run(dialect, data)
     assert st.usage() == expected and st.model == model and not st.failed
-    assert sum(1 for _, v in verdicts if v == TERMINAL) == 1
+    assert sum(1 for _, v in verdicts if v & TERMINAL) == 1
     rng = random.Random(rid)
     for _ in range(20):
         cuts = sorted(rng.sample(range(1, len(data)), min(30, len(data) - 1)))
@@ -63,7 +63,7 @@ def test_recorded_stream_usage_whole_and_rechunked(provider_responses, rid, dial
 def test_terminal_events_per_dialect(provider_responses):
     def terminal(rid, d):
         _, v = run(d, (provider_responses / f"{rid}.response.sse").read_bytes())
-        return [e.event or e.data for e, x in v if x == TERMINAL]
+        return [e.event or e.data for e, x in v if x & TERMINAL]
     assert terminal("15-openai-chat-stream-gpt-4o-mini", chat) == ["[DONE]"]
     assert terminal("20-openai-responses-stream-gpt-4o", responses) == ["response.completed"]
     assert terminal("30-anthropic-stream-basic", messages) == ["message_stop"]
@@ -87,13 +87,15 @@ def test_openai_usage_chunk_and_cumulative_usage_shared_case_05(cases_dir, varia
     key = next(k for k in case["input"] if k.startswith(variant[:2]))
     st, verdicts = run(chat, case["input"][key].encode())
     assert st.usage() == Usage(uncached_input_tokens=57, output_tokens=12)  # last, not summed (171/18)
-    assert all(v != DROP for _, v in verdicts)  # the client asked for usage: nothing is removed
+    assert all(not v & DROP for _, v in verdicts)  # the client asked for usage: nothing is removed
+    # A has the usage-only chunk (choices: []), B repeats usage on content chunks instead.
+    assert sum(1 for _, v in verdicts if v & USAGE) == (1 if variant.startswith("A") else 0)
 
 
 def test_injected_usage_chunk_is_dropped_only_when_we_asked(provider_responses):
     data = (provider_responses / "15-openai-chat-stream-gpt-4o-mini.response.sse").read_bytes()
     st, verdicts = run(chat, data, injected=True)
-    dropped = [e for e, v in verdicts if v == DROP]
+    dropped = [e for e, v in verdicts if v & DROP]
     assert len(dropped) == 1 and json.loads(dropped[0].data)["choices"] == []
     assert st.usage() == Usage(uncached_input_tokens=53, output_tokens=15)
 
