@@ -43,6 +43,8 @@ from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.routing.base import Decision, RouteRequest, Router
 from nadir_extproc.routing.policy import TierPolicy
 from nadir_extproc.stats import count
+from nadir_extproc.telemetry.context import carrier_from_headers
+from nadir_extproc.telemetry.extract import note_request, note_response
 
 log = logging.getLogger("nadir_extproc")
 
@@ -69,7 +71,35 @@ class Context:
     router: Router
     policy: TierPolicy
     #: Called once per finished request with its ``Outcome`` (telemetry/ledger hook; off path).
+    #: Use ``add_on_complete`` to chain several sinks.
     on_complete: Callable[["Outcome"], None] | None = None
+
+    def add_on_complete(self, sink: Callable[["Outcome"], None]) -> None:
+        """Add a sink to ``on_complete`` (kept as a plain callable while there is only one)."""
+        cur = self.on_complete
+        if cur is None:
+            self.on_complete = sink
+        elif isinstance(cur, FanOut):
+            cur.sinks.append(sink)
+        else:
+            self.on_complete = FanOut([cur, sink])
+
+
+class FanOut:
+    """Calls every sink with the outcome; one sink raising does not stop the others (counted as
+    ``on_complete_error``)."""
+
+    __slots__ = ("sinks",)
+
+    def __init__(self, sinks: list[Callable[["Outcome"], None]]) -> None:
+        self.sinks = sinks
+
+    def __call__(self, out: "Outcome") -> None:
+        for sink in self.sinks:
+            try:
+                sink(out)
+            except Exception as e:  # noqa: BLE001
+                count("on_complete_error", f"{getattr(sink, '__qualname__', sink)}: {type(e).__name__}: {e}")
 
 
 @dataclass
@@ -96,6 +126,22 @@ class Outcome:
     result: str = "ok"
     unpriced_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    # -- telemetry (nadir_extproc.telemetry reads these; never raw keys or prompt text) --
+    #: Wall-clock Unix ns: stream start, and response end (last stream event, or the cut).
+    start_ns: int = field(default_factory=time.time_ns)
+    end_ns: int | None = None
+    #: gen_ai.request.* attributes of the parameters present in the body (telemetry.extract).
+    request_params: dict[str, Any] = field(default_factory=dict)
+    response_id: str | None = None
+    finish_reasons: list[str] | None = None
+    #: Overrides the error.type derived from ``status``/``result``.
+    error_type: str | None = None
+    #: Time the router took, ms (None when no routing happened).
+    router_ms: float | None = None
+    #: W3C trace context (traceparent/tracestate): Envoy's gRPC metadata, else request headers.
+    trace_carrier: dict[str, str] = field(default_factory=dict)
+    #: Prompt/response content as span attributes; filled only when telemetry.capture_content.
+    content: dict[str, str] | None = None
 
 
 def _safe_model(m: str | None) -> str | None:
@@ -210,6 +256,10 @@ class RequestProcessor:
                 except Exception as e:  # noqa: BLE001
                     count("internal_error", f"finish: {type(e).__name__}: {e}")
         self.out.latency_ms = self.latency_ms()
+        if self.out.end_ns is None:
+            self.out.end_ns = time.time_ns()
+        if "traceparent" not in self.out.trace_carrier and "traceparent" in self._req_headers:
+            self.out.trace_carrier = carrier_from_headers(self._req_headers)
         cb = self.ctx.on_complete
         if cb is not None and self.out.dialect is not None:
             try:
@@ -256,6 +306,7 @@ class RequestProcessor:
             r.request_body.response.SetInParent()
             return r
         self.out.stream = d.is_stream(body)
+        note_request(self.out, body, self.ctx.settings.telemetry.capture_content)
         path_model = d.model_from_path(self._path)
         model = path_model or d.request_model(body)
         self.out.requested_model = model
@@ -295,6 +346,7 @@ class RequestProcessor:
             body=body,
             pinned_tier=self._req_headers.get(H_TIER) or None,
         )
+        t_route = time.perf_counter_ns()
         try:
             return self.ctx.router.route(req)
         except Exception as e:  # noqa: BLE001 — fall back to the route's default model
@@ -303,6 +355,8 @@ class RequestProcessor:
             if fallback is None:
                 raise
             return Decision(model=fallback, tier="default", score=None, reason="router_error", router="fallback")
+        finally:
+            self.out.router_ms = (time.perf_counter_ns() - t_route) / 1e6
 
     def _response_headers(self, msg: Any) -> p.ProcessingResponse:
         r = p.ProcessingResponse()
@@ -475,6 +529,7 @@ class RequestProcessor:
             return served, None, "response_not_json"
         served = d.response_model(body) or served
         usage = d.usage(body)
+        note_response(self.out, body, self.ctx.settings.telemetry.capture_content)
         return served, usage, None if usage is not None else "no_usage"
 
     def _cost_headers(self, served: str | None, usage: Usage | None, unpriced: str | None, t0: int) -> dict[str, str]:

@@ -20,6 +20,8 @@ from nadir_extproc.pricing import catalogue
 from nadir_extproc.processor import Context, RequestProcessor
 from nadir_extproc.protocol import ProcessingRequest, ProcessingResponse
 from nadir_extproc.routing.rules import RuleRouter
+from nadir_extproc.telemetry.context import carrier_from_metadata
+from nadir_extproc.telemetry.providers import Telemetry, setup_telemetry
 
 log = logging.getLogger("nadir_extproc")
 
@@ -37,6 +39,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         self, request_iterator: AsyncIterator[ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ProcessingResponse]:
         proc = RequestProcessor(self.ctx)
+        # Envoy sends the trace context of its ext_proc span in the stream's gRPC metadata.
+        proc.out.trace_carrier = carrier_from_metadata(context.invocation_metadata())
         try:
             async for req in request_iterator:
                 yield proc.handle(req)
@@ -44,13 +48,17 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             proc.finish()
 
 
-def build_context(settings: Settings) -> Context:
-    """The shared request context from settings: tier policy and the rule-based router.
+def build_context(settings: Settings, telemetry: Telemetry | None = None) -> Context:
+    """The shared request context from settings: tier policy and the rule-based router; with
+    ``telemetry``, its ``record`` is added as an ``on_complete`` sink (span + metrics per request).
 
     Also loads the price catalogue now (~0.3 s) so the first request does not pay for it."""
     catalogue.load()
     policy = settings.policy()
-    return Context(settings=settings, router=RuleRouter(policy), policy=policy)
+    ctx = Context(settings=settings, router=RuleRouter(policy), policy=policy)
+    if telemetry is not None:
+        ctx.add_on_complete(telemetry.record)
+    return ctx
 
 
 class Service:
@@ -61,9 +69,12 @@ class Service:
     within ``grace_s`` seconds.
     """
 
-    def __init__(self, settings: Settings, ctx: Context | None = None) -> None:
+    def __init__(self, settings: Settings, ctx: Context | None = None, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
-        self.ctx = ctx or build_context(settings)
+        #: OTel export (``settings.telemetry``), set up here unless a ``ctx`` is given; a given
+        #: ``telemetry`` (already wired into ``ctx``) is shut down by ``stop()`` too.
+        self.telemetry = telemetry if telemetry is not None or ctx is not None else setup_telemetry(settings.telemetry)
+        self.ctx = ctx or build_context(settings, self.telemetry)
         self.port: int | None = None
         self.health = health.aio.HealthServicer()
         opts = [
@@ -91,6 +102,8 @@ class Service:
             self.port,
             f" and unix:{self.settings.uds}" if self.settings.uds else "",
         )
+        if self.telemetry is not None:
+            log.info("telemetry: %s", self.telemetry.describe())
         return self.port
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -98,6 +111,8 @@ class Service:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.settings.grace_period_s if grace_s is None else grace_s)
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.shutdown)
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:

@@ -82,11 +82,13 @@ def render_envoy_config(
     source: Path = ENVOY_CONFIG,
     extproc_uds: str | None = None,
     upstream_urls: dict[str, str] | None = None,
+    otlp_port: int | None = None,
 ) -> dict[str, Any]:
     """``source`` (``envoy/envoy.yaml``) with the listener, admin, ext_proc and provider ports
     replaced (all on 127.0.0.1). With ``extproc_uds`` the ext_proc cluster uses that Unix socket.
     ``upstream_urls`` (provider -> ``https://host``) sends that provider's cluster to a real
-    endpoint instead of the emulator. Raises ``ValueError`` for an unknown provider or bad URL."""
+    endpoint instead of the emulator. ``otlp_port`` replaces the OTLP collector's port (tracing;
+    ``None`` keeps the file's 4317). Raises ``ValueError`` for an unknown provider or bad URL."""
     upstream_urls = upstream_urls or {}
     unknown = set(upstream_urls) - set(PROVIDER_CLUSTERS)
     if unknown:
@@ -107,6 +109,8 @@ def render_envoy_config(
             _real_upstream(c, upstream_urls[c["name"]])
         elif c["name"] in PROVIDER_CLUSTERS:
             _set_address(c, "127.0.0.1", upstream_port)
+        elif c["name"] == "opentelemetry_collector" and otlp_port is not None:
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = otlp_port
     return cfg
 
 
@@ -150,6 +154,9 @@ class Stack:
     ``admin_url`` are the emulator and Envoy admin. ``extproc_env`` adds environment variables for
     the ext_proc process (e.g. ``NADIR_CONFIG``); ``start_extproc=False`` leaves it down (to test
     Envoy's failure mode); ``upstream_urls`` sends chosen providers to real endpoints.
+    ``otlp_endpoint`` (``host:port`` of an OTLP gRPC collector on loopback) sends Envoy's spans and
+    nadir-extproc's spans and metrics there (default: Envoy to the file's 127.0.0.1:4317, the
+    ext_proc to ``OTEL_EXPORTER_OTLP_ENDPOINT`` or localhost:4317).
     """
 
     def __init__(
@@ -159,8 +166,10 @@ class Stack:
         start_extproc: bool = True,
         log_dir: Path | None = None,
         upstream_urls: dict[str, str] | None = None,
+        otlp_endpoint: str | None = None,
     ) -> None:
         self.extproc_env = extproc_env or {}
+        self.otlp_endpoint = otlp_endpoint
         self.upstream_urls = upstream_urls or {}
         self.start_extproc = start_extproc
         self.procs: dict[str, subprocess.Popen] = {}
@@ -221,6 +230,7 @@ class Stack:
             extproc_port=self.extproc_port,
             upstream_port=self.upstream_port,
             upstream_urls=self.upstream_urls,
+            otlp_port=urlsplit(f"//{self.otlp_endpoint.split('://')[-1]}").port if self.otlp_endpoint else None,
         )
         path = self.dir / "envoy.yaml"
         path.write_text(json.dumps(cfg), encoding="utf-8")
@@ -233,7 +243,10 @@ class Stack:
 
     def start_extproc_process(self) -> None:
         """(Re)start the nadir-extproc process on ``extproc_port`` and wait for its ready line."""
-        env = {"NADIR_LISTEN": f"127.0.0.1:{self.extproc_port}", **self.extproc_env}
+        env = {"NADIR_LISTEN": f"127.0.0.1:{self.extproc_port}"}
+        if self.otlp_endpoint:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{self.otlp_endpoint.split('://')[-1]}"
+        env.update(self.extproc_env)
         p = self._spawn("extproc", [sys.executable, "-m", "nadir_extproc.cli", "serve"], env=env)
         _read_ready_line(p, r"nadir-extproc listening on", 30, "nadir-extproc")
 

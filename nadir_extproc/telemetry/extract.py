@@ -1,0 +1,203 @@
+"""What telemetry reads from request and response bodies (pure; called by the processor).
+
+``note_request`` and ``note_response`` copy the few values a span needs onto the ``Outcome``:
+request parameters, response id and finish reasons, and — only when content capture is opted in —
+the messages. Nothing here keeps prompt text unless ``capture_content`` is true. Field names per
+API are from the providers' API references (OpenAI Chat Completions and Responses, Anthropic
+Messages, Gemini ``generateContent``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from nadir_extproc.telemetry import names as n
+
+# body key -> (attribute, kind). First key present wins for the same attribute.
+_PARAMS: tuple[tuple[str, str, str], ...] = (
+    ("max_tokens", n.REQUEST_MAX_TOKENS, "int"),  # chat (legacy), anthropic
+    ("max_completion_tokens", n.REQUEST_MAX_TOKENS, "int"),  # chat
+    ("max_output_tokens", n.REQUEST_MAX_TOKENS, "int"),  # responses
+    ("maxOutputTokens", n.REQUEST_MAX_TOKENS, "int"),  # gemini generationConfig
+    ("temperature", n.REQUEST_TEMPERATURE, "float"),
+    ("top_p", n.REQUEST_TOP_P, "float"),
+    ("topP", n.REQUEST_TOP_P, "float"),
+    ("top_k", n.REQUEST_TOP_K, "float"),
+    ("topK", n.REQUEST_TOP_K, "float"),
+    ("frequency_penalty", n.REQUEST_FREQUENCY_PENALTY, "float"),
+    ("frequencyPenalty", n.REQUEST_FREQUENCY_PENALTY, "float"),
+    ("presence_penalty", n.REQUEST_PRESENCE_PENALTY, "float"),
+    ("presencePenalty", n.REQUEST_PRESENCE_PENALTY, "float"),
+    ("seed", n.REQUEST_SEED, "int"),
+    ("n", n.REQUEST_CHOICE_COUNT, "int"),
+    ("candidateCount", n.REQUEST_CHOICE_COUNT, "int"),
+    ("stop", n.REQUEST_STOP_SEQUENCES, "strs"),
+    ("stop_sequences", n.REQUEST_STOP_SEQUENCES, "strs"),
+    ("stopSequences", n.REQUEST_STOP_SEQUENCES, "strs"),
+)
+
+
+def _number(v: Any, kind: str) -> int | float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if kind == "int":
+        return int(v) if float(v).is_integer() else None
+    return float(v)
+
+
+def request_params(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``gen_ai.request.*`` attributes for the parameters present in a request body.
+
+    ``body`` is the parsed JSON request of any supported API (Gemini's ``generationConfig`` is
+    looked into). Values of the wrong type (``null``, strings for numbers, booleans) are left out.
+    Returns attribute name -> int | float | list[str]; ``gen_ai.request.choice.count`` only when
+    not 1 (the convention's rule). Never raises on odd input.
+    """
+    out: dict[str, Any] = {}
+    sources: list[Mapping[str, Any]] = [body]
+    gc = body.get("generationConfig")
+    if isinstance(gc, Mapping):
+        sources.append(gc)
+    for src in sources:
+        for key, attr, kind in _PARAMS:
+            if attr in out or key not in src:
+                continue
+            v = src[key]
+            if kind == "strs":
+                if isinstance(v, str):
+                    out[attr] = [v]
+                elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+                    out[attr] = list(v)
+                continue
+            num = _number(v, kind)
+            if num is not None:
+                out[attr] = num
+    if out.get(n.REQUEST_CHOICE_COUNT) == 1:
+        del out[n.REQUEST_CHOICE_COUNT]
+    return out
+
+
+def response_info(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None]:
+    """``(gen_ai.response.id, gen_ai.response.finish_reasons)`` from a parsed JSON response body.
+
+    OpenAI Chat: ``id``, ``choices[].finish_reason``; OpenAI Responses: ``id``, then
+    ``incomplete_details.reason`` or ``status``; Anthropic: ``id``, ``stop_reason``; Gemini:
+    ``responseId``, ``candidates[].finishReason``. ``None`` for what the body does not carry.
+    """
+    rid = body.get("id")
+    if not isinstance(rid, str):
+        rid = body.get("responseId")
+    rid = rid if isinstance(rid, str) and rid else None
+    reasons: list[str] = []
+    choices = body.get("choices")
+    cands = body.get("candidates")
+    if isinstance(choices, list):
+        reasons = [c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)]
+    elif isinstance(cands, list):
+        reasons = [c["finishReason"] for c in cands if isinstance(c, dict) and isinstance(c.get("finishReason"), str)]
+    elif isinstance(body.get("stop_reason"), str):
+        reasons = [body["stop_reason"]]
+    elif body.get("object") == "response":
+        inc = body.get("incomplete_details")
+        if isinstance(inc, dict) and isinstance(inc.get("reason"), str):
+            reasons = [inc["reason"]]
+        elif isinstance(body.get("status"), str):
+            reasons = [body["status"]]
+    return rid, (reasons or None)
+
+
+# ----------------------------------------------------------------------------- content (opt-in)
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """Message content (string or list of blocks) -> convention ``parts`` (text parts keep their
+    text; other blocks keep only their type)."""
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, list):
+        for b in content:
+            if isinstance(b, str):
+                parts.append({"type": "text", "content": b})
+            elif isinstance(b, dict):
+                text = b.get("text")
+                if isinstance(text, str):
+                    parts.append({"type": "text", "content": text})
+                else:
+                    parts.append({"type": str(b.get("type", "unknown"))})
+    return parts
+
+
+def input_messages(body: Mapping[str, Any]) -> dict[str, str]:
+    """Opt-in content: ``gen_ai.input.messages`` (and ``gen_ai.system_instructions``) as JSON
+    strings in the convention's role/parts shape, from a chat/messages/responses/gemini body."""
+    out: dict[str, str] = {}
+    msgs: list[dict[str, Any]] = []
+    raw = body.get("messages")
+    if raw is None:
+        raw = body.get("input")
+    if isinstance(raw, str):
+        msgs.append({"role": "user", "parts": _parts(raw)})
+    elif isinstance(raw, list):
+        for m in raw:
+            if isinstance(m, dict):
+                msgs.append({"role": str(m.get("role", "user")), "parts": _parts(m.get("content"))})
+    contents = body.get("contents")
+    if isinstance(contents, list):
+        for m in contents:
+            if isinstance(m, dict):
+                msgs.append({"role": str(m.get("role", "user")), "parts": _parts(m.get("parts"))})
+    if msgs:
+        out[n.INPUT_MESSAGES] = json.dumps(msgs, ensure_ascii=False)
+    system = body.get("system", body.get("instructions"))
+    if system is not None:
+        parts = _parts(system)
+        if parts:
+            out[n.SYSTEM_INSTRUCTIONS] = json.dumps(parts, ensure_ascii=False)
+    return out
+
+
+def output_messages(body: Mapping[str, Any]) -> dict[str, str]:
+    """Opt-in content: ``gen_ai.output.messages`` as a JSON string from a JSON response body."""
+    msgs: list[dict[str, Any]] = []
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        for c in choices:
+            if isinstance(c, dict) and isinstance(c.get("message"), dict):
+                msgs.append({"role": "assistant", "parts": _parts(c["message"].get("content")),
+                             "finish_reason": c.get("finish_reason")})
+    elif isinstance(body.get("content"), list):
+        msgs.append({"role": "assistant", "parts": _parts(body["content"]), "finish_reason": body.get("stop_reason")})
+    elif isinstance(body.get("output"), list):
+        for item in body["output"]:
+            if isinstance(item, dict) and item.get("type") == "message":
+                msgs.append({"role": "assistant", "parts": _parts(item.get("content"))})
+    elif isinstance(body.get("candidates"), list):
+        for c in body["candidates"]:
+            if isinstance(c, dict) and isinstance(c.get("content"), dict):
+                msgs.append({"role": "assistant", "parts": _parts(c["content"].get("parts")),
+                             "finish_reason": c.get("finishReason")})
+    return {n.OUTPUT_MESSAGES: json.dumps(msgs, ensure_ascii=False)} if msgs else {}
+
+
+# ----------------------------------------------------------------------------- processor hooks
+def note_request(out: Any, body: Mapping[str, Any], capture_content: bool = False) -> None:
+    """Copy request parameters (and, if opted in, the input messages) onto ``out`` (an
+    ``Outcome``). Never raises."""
+    try:
+        out.request_params = request_params(body)
+        if capture_content:
+            out.content = {**(out.content or {}), **input_messages(body)}
+    except Exception:  # noqa: BLE001 — telemetry must not break the request path
+        pass
+
+
+def note_response(out: Any, body: Mapping[str, Any], capture_content: bool = False) -> None:
+    """Copy response id and finish reasons (and, if opted in, the output messages) onto ``out``.
+    Never raises."""
+    try:
+        out.response_id, out.finish_reasons = response_info(body)
+        if capture_content:
+            out.content = {**(out.content or {}), **output_messages(body)}
+    except Exception:  # noqa: BLE001
+        pass

@@ -1,0 +1,174 @@
+"""One GenAI span per LLM request, built only from the request's ``Outcome``.
+
+Span name ``{gen_ai.operation.name} {gen_ai.request.model}`` (``chat auto``), kind CLIENT, start
+and end at the request's wall-clock times (``Outcome.start_ns`` / ``end_ns``: the ext_proc stream's
+start and the end of the response — for a stream, after its last event, or at the cut). Attribute
+names are in ``names``; values:
+
+- usage (tokens): ``gen_ai.usage.input_tokens`` is *all* input (uncached + cache reads + cache
+  writes), ``output_tokens`` includes reasoning. When usage is unknown every usage attribute is
+  absent; the cache and reasoning attributes are set only when non-zero (``Usage`` cannot tell a
+  reported 0 from an absent field), so no attribute ever claims a 0 nobody reported.
+- money (USD): exact decimal strings under ``nadir.cost.*``; ``gen_ai.usage.cost`` as a float.
+- provider errors (HTTP status >= 400): span status ERROR and ``error.type`` = the status code.
+- no raw keys, no prompt or response text unless ``capture_content`` (opt-in).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from nadir_extproc.pricing.money import format_usd
+from nadir_extproc.telemetry import names as n
+from nadir_extproc.telemetry.context import parent_context
+
+
+def operation_name(out: Any) -> str:
+    """``gen_ai.operation.name`` for the outcome's dialect (``chat`` when unknown)."""
+    return n.OPERATION_BY_DIALECT.get(out.dialect or "", "chat")
+
+
+def provider_name(out: Any) -> str | None:
+    """``gen_ai.provider.name`` for the outcome's provider id (the id itself when the convention
+    has no well-known value for it)."""
+    return n.PROVIDER_BY_ID.get(out.provider, out.provider) if out.provider else None
+
+
+def span_name(out: Any) -> str:
+    """``{gen_ai.operation.name} {gen_ai.request.model}``; just the operation when the model is
+    unknown."""
+    op = operation_name(out)
+    return f"{op} {out.requested_model}" if out.requested_model else op
+
+
+def error_type(out: Any) -> str | None:
+    """``error.type``: the outcome's own ``error_type`` if set, else the HTTP status (>= 400) as
+    a string, else ``"provider_error"`` for an error reported inside a 200 stream, else ``None``
+    (a cut stream is not an error by itself: see ``nadir.stream.cut``)."""
+    et = getattr(out, "error_type", None)
+    if et:
+        return str(et)
+    status = out.status
+    if status is not None and status >= 400:
+        return str(status)
+    return "provider_error" if getattr(out, "result", "ok") == "provider_error" else None
+
+
+def is_cut(out: Any) -> bool:
+    """True when the response never reached its end (client or upstream cut the stream)."""
+    return getattr(out, "result", "ok") == "cut"
+
+
+def _usd(x: Decimal) -> str:
+    return format_usd(x)
+
+
+def span_attributes(out: Any, *, emit_usage_cost: bool = True, capture_content: bool = False) -> dict[str, Any]:
+    """All span attributes for one ``Outcome`` (name -> str | bool | int | float | list[str]).
+
+    Reads ``Outcome`` fields only (``tags``, ``key_id``, ``request_params``, ``content`` … via
+    ``getattr`` so older outcomes work). Never includes ``None`` values."""
+    a: dict[str, Any] = {n.OPERATION_NAME: operation_name(out)}
+    prov = provider_name(out)
+    if prov:
+        a[n.PROVIDER_NAME] = prov
+    if out.dialect:
+        a[n.DIALECT] = out.dialect
+    if out.requested_model:
+        a[n.REQUEST_MODEL] = out.requested_model
+    if out.response_model:
+        a[n.RESPONSE_MODEL] = out.response_model
+    rid = getattr(out, "response_id", None)
+    if rid:
+        a[n.RESPONSE_ID] = rid
+    reasons = getattr(out, "finish_reasons", None)
+    if reasons:
+        a[n.RESPONSE_FINISH_REASONS] = list(reasons)
+    params = getattr(out, "request_params", None) or {}
+    for k, v in params.items():
+        if v is not None:
+            a[k] = v
+    if out.status is not None:
+        a[n.HTTP_STATUS] = out.status
+    et = error_type(out)
+    if et:
+        a[n.ERROR_TYPE_ATTR] = et
+
+    u = out.usage
+    if u is not None:
+        a[n.USAGE_INPUT_TOKENS] = u.input_tokens
+        a[n.USAGE_OUTPUT_TOKENS] = u.output_tokens
+        if u.cache_read_tokens:
+            a[n.USAGE_CACHE_READ_INPUT_TOKENS] = u.cache_read_tokens
+        writes = u.cache_write_tokens + u.cache_write_1h_tokens
+        if writes:
+            a[n.USAGE_CACHE_CREATION_INPUT_TOKENS] = writes
+        if u.reasoning_tokens:
+            a[n.USAGE_REASONING_OUTPUT_TOKENS] = u.reasoning_tokens
+
+    cost = out.cost
+    if cost is not None and cost.total_usd is not None:
+        a[n.COST_USD] = _usd(cost.total_usd)
+        a[n.COST_CATALOGUE] = cost.catalogue
+        if emit_usage_cost:
+            a[n.USAGE_COST] = float(cost.total_usd)
+    unpriced = getattr(out, "unpriced_reason", None) or (cost.unpriced_reason if cost is not None and cost.total_usd is None else None)
+    if unpriced:
+        a[n.COST_UNPRICED_REASON] = unpriced
+    if out.saved_usd is not None:
+        a[n.COST_SAVED_USD] = _usd(out.saved_usd)
+    base = out.baseline
+    if base is not None:
+        bm = getattr(base, "model", None)
+        if bm:
+            a[n.COST_BASELINE_MODEL] = bm
+        if base.total_usd is not None:
+            a[n.COST_BASELINE_USD] = _usd(base.total_usd)
+
+    if out.routed_model:
+        a[n.ROUTE_MODEL] = out.routed_model
+    d = out.decision
+    if d is not None:
+        a[n.ROUTE_TIER] = d.tier
+        a[n.ROUTE_REASON] = d.reason
+        a[n.ROUTE_ROUTER] = d.router
+        if d.score is not None:
+            a[n.ROUTE_SCORE] = float(d.score)
+    rms = getattr(out, "router_ms", None)
+    if rms is not None:
+        a[n.ROUTE_LATENCY_MS] = float(rms)
+    a[n.PROCESSING_LATENCY_MS] = float(out.latency_ms)
+    a[n.STREAM] = bool(out.stream)
+    if out.stream:
+        a[n.STREAM_CUT] = is_cut(out)
+
+    tags = getattr(out, "tags", None) or {}
+    for k, v in tags.items():
+        if isinstance(k, str) and isinstance(v, str):
+            a[n.TAG_PREFIX + k] = v
+    kid = getattr(out, "key_id", None)
+    if kid:
+        a[n.KEY_ID] = str(kid)
+    if capture_content:
+        for k, v in (getattr(out, "content", None) or {}).items():
+            a[k] = v
+    return a
+
+
+def record_span(tracer: Tracer, out: Any, *, emit_usage_cost: bool = True, capture_content: bool = False) -> None:
+    """Start and end the request's span on ``tracer``, parented from ``out.trace_carrier``.
+
+    Start/end times are ``out.start_ns`` / ``out.end_ns`` (Unix ns); the span is handed to the
+    tracer provider's processors (the batch processor queues it; nothing is exported here)."""
+    ctx = parent_context(getattr(out, "trace_carrier", None))
+    attrs = span_attributes(out, emit_usage_cost=emit_usage_cost, capture_content=capture_content)
+    start = getattr(out, "start_ns", None)
+    end = getattr(out, "end_ns", None)
+    span = tracer.start_span(span_name(out), context=ctx, kind=SpanKind.CLIENT, attributes=attrs, start_time=start)
+    et = attrs.get(n.ERROR_TYPE_ATTR)
+    if et:
+        span.set_status(Status(StatusCode.ERROR, f"error.type={et}"))
+    span.end(end_time=end)
