@@ -66,6 +66,9 @@ from nadir_extproc.pricing.explain import cost_command  # noqa: E402
 
 app.command(name="cost")(cost_command)
 
+from nadir_extproc.ledger.cli import report as report_command  # noqa: E402
+app.command(name="report")(report_command)
+
 
 def main() -> None:
     """Console-script entry point."""

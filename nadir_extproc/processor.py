@@ -33,6 +33,8 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from nadir_extproc import protocol as p
+from nadir_extproc.budgets import H_REMAINING, Budgets, block_reply, scope_values, trace_id
+from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
 from nadir_extproc.config import Settings
 from nadir_extproc.dialects import Dialect, RewriteError, detect
 from nadir_extproc.dialects.base import DROP, TERMINAL, StreamUsage
@@ -70,6 +72,10 @@ class Context:
     settings: Settings
     router: Router
     policy: TierPolicy
+    #: Key ids (HMAC of the API key) and budget rules; ``None`` = off (``nadir_extproc.tags``,
+    #: ``nadir_extproc.budgets``).
+    identity: KeyIdentity | None = None
+    budgets: Budgets | None = None
     #: Called once per finished request with its ``Outcome`` (telemetry/ledger hook; off path).
     #: Use ``add_on_complete`` to chain several sinks.
     on_complete: Callable[["Outcome"], None] | None = None
@@ -125,6 +131,10 @@ class Outcome:
     #: "ok", "provider_error" (HTTP error or an error event in a stream) or "cut" (stream ended early).
     result: str = "ok"
     unpriced_reason: str | None = None
+    #: Request tags (name -> value), the API key's id (never the key) and Envoy's x-request-id.
+    tags: dict[str, str] = field(default_factory=dict)
+    key_id: str | None = None
+    request_id: str | None = None
     notes: list[str] = field(default_factory=list)
     # -- telemetry (nadir_extproc.telemetry reads these; never raw keys or prompt text) --
     #: Wall-clock Unix ns: stream start, and response end (last stream event, or the cut).
@@ -183,6 +193,7 @@ class RequestProcessor:
         "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_sse", "_done",
         "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
         "_inband_sent", "_stream_done", "_priced", "_overflow_counted",
+        "_scopes", "_budget_h", "_spent",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -206,6 +217,9 @@ class RequestProcessor:
         self._stream_done = False
         self._priced = False
         self._overflow_counted = False
+        self._scopes: dict[str, str] | None = None  # budget scope values (None: no budgets)
+        self._budget_h: dict[str, str] = {}
+        self._spent = False  # cost added to the budget totals
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -231,6 +245,8 @@ class RequestProcessor:
             count("internal_error", f"{phase}: {type(e).__name__}: {e}")
             log.debug("internal error in %s", phase, exc_info=True)
             r = p.continue_reply(phase) if phase else p.ProcessingResponse()
+        if self._priced and not self._spent:
+            self._record_spend()
         self._ns += time.perf_counter_ns() - t0
         return r
 
@@ -255,6 +271,7 @@ class RequestProcessor:
                     self._cost_headers(*self._stream_result(), 0)
                 except Exception as e:  # noqa: BLE001
                     count("internal_error", f"finish: {type(e).__name__}: {e}")
+        self._record_spend()
         self.out.latency_ms = self.latency_ms()
         if self.out.end_ns is None:
             self.out.end_ns = time.time_ns()
@@ -281,9 +298,10 @@ class RequestProcessor:
         self._path = h.get(":path", "")
         self.out.dialect = dialect.name
         self.out.provider = dialect.provider
+        remove = self._identify(h)
         narrowed = _narrow_accept_encoding(h.get("accept-encoding", ""))
-        if narrowed is not None:
-            r.request_headers.response.CopyFrom(p.common({"accept-encoding": narrowed}))
+        if narrowed is not None or remove:
+            r.request_headers.response.CopyFrom(p.common({"accept-encoding": narrowed} if narrowed else None, remove or None))
         else:
             r.request_headers.response.SetInParent()
         return r
@@ -300,6 +318,9 @@ class RequestProcessor:
         except (ValueError, UnicodeDecodeError):
             count("request_not_json")
             body = None
+        blocked = self._check_budget(body if isinstance(body, dict) else None)
+        if blocked is not None:
+            return blocked
         if not isinstance(body, dict):
             if body is not None:
                 count("request_not_object")
@@ -391,6 +412,8 @@ class RequestProcessor:
             r.mode_override.CopyFrom(p.MODE_STREAM_RESPONSE)
         elif msg.end_of_stream:
             set_h = self._cost_headers(*self._read_json(None), time.perf_counter_ns())
+        if self._budget_h:
+            set_h = {**set_h, **self._budget_h}
         r.response_headers.response.CopyFrom(p.common(set_h or None, spoofed or None))
         return r
 
@@ -578,3 +601,43 @@ class RequestProcessor:
         baseline = price(d.provider, base_model, usage)
         self.out.baseline = baseline
         return saving(cost, baseline)
+
+    # ------------------------------------------------------------------ tags, key ids, budgets
+    def _identify(self, h: dict[str, str]) -> list[str]:
+        """Tags, key id and request id from the request headers; returns the tag headers to
+        remove before upstream (none with ``tags.forward``)."""
+        cfg = self.ctx.settings.tags
+        res = read_tags(h, cfg.headers, frozenset(cfg.allow), cfg.max_len, cfg.generic_prefix)
+        self.out.tags = res.tags
+        self.out.request_id = check_value(h.get("x-request-id", ""), 128)[0]
+        if self.ctx.identity is not None:
+            self.out.key_id = self.ctx.identity.key_id(h)
+        return [] if cfg.forward else res.tag_headers
+
+    def _check_budget(self, body: dict[str, Any] | None) -> p.ProcessingResponse | None:
+        """Body user fallback, then the budget verdict: a 429 reply for ``block``, else ``None``
+        (the remaining amount goes on the response headers)."""
+        cfg = self.ctx.settings.tags
+        if cfg.body_user:
+            apply_body_fallback(self.out.tags, self.out.dialect, body, cfg.max_len)
+        b = self.ctx.budgets
+        if not b:
+            return None
+        self._scopes = scope_values(self.out.tags, self.out.key_id, trace_id(self._req_headers))
+        v = b.check(self._scopes)
+        if v.remaining_usd is not None:
+            self._budget_h = {H_REMAINING: format_usd(v.remaining_usd)}
+        if v.action != "block":
+            return None
+        self.out.result = "blocked"
+        self.out.status = 429
+        return block_reply(self.out.dialect, v)
+
+    def _record_spend(self) -> None:
+        """Add this request's cost to the budget totals, once, as soon as it is priced."""
+        if self._spent:
+            return
+        self._spent = True
+        cost = self.out.cost
+        if self.ctx.budgets and self._scopes is not None and cost is not None and cost.total_usd is not None:
+            self.ctx.budgets.record(self._scopes, cost.total_usd)

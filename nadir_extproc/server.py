@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from nadir_extproc import ledger
+from nadir_extproc.budgets import Budgets
 from nadir_extproc.config import Settings
 from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.processor import Context, RequestProcessor
 from nadir_extproc.protocol import ProcessingRequest, ProcessingResponse
 from nadir_extproc.routing.rules import RuleRouter
+from nadir_extproc.tags import identity_from_settings
 from nadir_extproc.telemetry.context import carrier_from_metadata
 from nadir_extproc.telemetry.providers import Telemetry, setup_telemetry
 
@@ -56,6 +59,9 @@ def build_context(settings: Settings, telemetry: Telemetry | None = None) -> Con
     catalogue.load()
     policy = settings.policy()
     ctx = Context(settings=settings, router=RuleRouter(policy), policy=policy)
+    # Key ids (creates the key-id secret, mode 0600, on first start) and budget rules.
+    ctx.identity = identity_from_settings(settings)
+    ctx.budgets = Budgets(settings.budgets) if settings.budgets else None
     if telemetry is not None:
         ctx.add_on_complete(telemetry.record)
     return ctx
@@ -75,6 +81,9 @@ class Service:
         #: ``telemetry`` (already wired into ``ctx``) is shut down by ``stop()`` too.
         self.telemetry = telemetry if telemetry is not None or ctx is not None else setup_telemetry(settings.telemetry)
         self.ctx = ctx or build_context(settings, self.telemetry)
+        #: The ledger writer (``settings.ledger``; an on_complete sink), opened here unless a
+        #: ``ctx`` is given; ``stop()`` flushes it.
+        self.ledger = ledger.attach(settings, self.ctx) if ctx is None else None
         self.port: int | None = None
         self.health = health.aio.HealthServicer()
         opts = [
@@ -111,6 +120,9 @@ class Service:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.settings.grace_period_s if grace_s is None else grace_s)
+        if self.ledger is not None:  # every finished stream has queued its row by now
+            if not await asyncio.to_thread(self.ledger.close, self.settings.ledger.close_timeout_s):
+                log.error("ledger: rows still queued after %.1fs; not all were written", self.settings.ledger.close_timeout_s)
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)
 

@@ -1,0 +1,266 @@
+"""The ledger's row: one finished request, and the versioned table definitions.
+
+``LedgerRow`` is the one shape every store writes and every report reads. Money is
+``decimal.Decimal`` USD throughout (PostgreSQL ``NUMERIC``; SQLite ``TEXT`` holding a plain decimal
+string such as ``"0.00045"``, never an exponent); token counts are ints (``None`` when the response
+reported no usage); times are UTC.
+
+``status`` is one of ``STATUSES``: ``ok``; ``provider_error`` (HTTP status >= 400 or an error event
+in a stream); ``cut_stream`` (the stream ended before its terminal event); ``blocked`` (a budget
+rule answered 429 before the provider was called); ``no_response`` (the request ended before any
+response headers, e.g. the client went away).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+STATUSES = ("ok", "provider_error", "cut_stream", "blocked", "no_response")
+
+#: Tags that get a column of their own (``tag_<name>``); every tag is also in ``tags`` (JSON).
+TAG_COLUMNS = ("user", "feature", "team", "env", "session")
+
+TABLE = "nadir_requests"
+VERSION_TABLE = "nadir_schema_version"
+
+
+@dataclass
+class LedgerRow:
+    """One request in the ledger. Units: USD (``Decimal``), tokens (int), ms (float)."""
+
+    ts: datetime
+    request_id: str
+    trace_id: str | None = None
+    dialect: str | None = None
+    provider: str | None = None
+    requested_model: str | None = None
+    served_model: str | None = None
+    tier: str | None = None
+    score: float | None = None
+    route_reason: str | None = None
+    router: str | None = None
+    uncached_input_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: Decimal | None = None
+    baseline_usd: Decimal | None = None
+    saved_usd: Decimal | None = None
+    unpriced_reason: str | None = None
+    status: str = "ok"
+    http_status: int | None = None
+    stream: bool = False
+    latency_ms: float | None = None
+    duration_ms: float | None = None
+    key_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def input_tokens(self) -> int:
+        """All input tokens (uncached + cache reads + cache writes); 0 without usage."""
+        return sum(
+            x or 0
+            for x in (self.uncached_input_tokens, self.cache_read_tokens, self.cache_write_tokens, self.cache_write_1h_tokens)
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens; 0 without usage."""
+        return self.input_tokens + (self.output_tokens or 0)
+
+
+#: Column order of the table = ``LedgerRow`` fields, tags split into ``tag_*`` columns + JSON.
+ROW_FIELDS = [f.name for f in fields(LedgerRow) if f.name != "tags"]
+COLUMNS = ROW_FIELDS + [f"tag_{t}" for t in TAG_COLUMNS] + ["tags"]
+MONEY = ("cost_usd", "baseline_usd", "saved_usd")
+
+
+def to_db(row: LedgerRow, *, text_money: bool, text_time: bool) -> tuple[Any, ...]:
+    """The row as a tuple in ``COLUMNS`` order. ``text_money``: money as plain decimal strings
+    (SQLite); ``text_time``: ``ts`` as a fixed-width ISO string in UTC (sorts as time)."""
+    vals: list[Any] = []
+    for name in ROW_FIELDS:
+        v = getattr(row, name)
+        if name == "ts":
+            v = v.astimezone(timezone.utc)
+            if text_time:
+                v = v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        elif name in MONEY and v is not None and text_money:
+            v = format(v, "f")
+        vals.append(v)
+    vals.extend(row.tags.get(t) for t in TAG_COLUMNS)
+    vals.append(json.dumps(row.tags, ensure_ascii=False, sort_keys=True))
+    return tuple(vals)
+
+
+def parse_ts(v: Any) -> datetime:
+    """A stored time as an aware UTC ``datetime`` (SQLite text or a PostgreSQL timestamptz)."""
+    if isinstance(v, datetime):
+        return v.astimezone(timezone.utc)
+    return datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+def from_db(values: tuple[Any, ...]) -> LedgerRow:
+    """Inverse of ``to_db`` (either store)."""
+    d = dict(zip(COLUMNS, values))
+    kw: dict[str, Any] = {name: d[name] for name in ROW_FIELDS}
+    kw["ts"] = parse_ts(kw["ts"])
+    for m in MONEY:
+        if kw[m] is not None and not isinstance(kw[m], Decimal):
+            kw[m] = Decimal(kw[m])
+    kw["stream"] = bool(kw["stream"])
+    kw["tags"] = json.loads(d["tags"]) if d["tags"] else {}
+    return LedgerRow(**kw)
+
+
+def _trace_of(o: Any) -> str | None:
+    carrier = getattr(o, "trace_carrier", None) or {}
+    tp = carrier.get("traceparent")
+    if not tp:
+        return None
+    from nadir_extproc.budgets import trace_id
+
+    return trace_id({"traceparent": tp})
+
+
+def _duration_ms(o: Any) -> float | None:
+    start, end = getattr(o, "start_ns", None), getattr(o, "end_ns", None)
+    return (end - start) / 1e6 if start and end and end >= start else None
+
+
+def from_outcome(o: Any, ts: datetime, request_id: str) -> LedgerRow:
+    """The ledger row of a finished request's ``processor.Outcome`` (optional fields read with
+    ``getattr`` defaults). ``ts``: when the request finished (the outcome's ``end_ns`` wins when
+    set); ``request_id``: used when the outcome has none (Envoy's ``x-request-id``). Trace id: the
+    W3C traceparent's; duration: ``end_ns - start_ns`` in ms."""
+    end_ns = getattr(o, "end_ns", None)
+    if end_ns:
+        ts = datetime.fromtimestamp(end_ns / 1e9, timezone.utc)
+    usage = o.usage
+    cost = o.cost
+    base = getattr(o, "baseline", None)
+    dec = o.decision
+    result = getattr(o, "result", "ok")
+    if result == "blocked":
+        status = "blocked"
+    elif result == "cut":
+        status = "cut_stream"
+    elif result == "provider_error" or (o.status or 0) >= 400:
+        status = "provider_error"
+    elif not o.status:
+        status = "no_response"
+    else:
+        status = "ok"
+    total = cost.total_usd if cost is not None else None
+    if status == "blocked":
+        total = Decimal(0)  # answered by us: the provider was never called
+    unpriced = getattr(o, "unpriced_reason", None)
+    if total is None and unpriced is None:
+        unpriced = (cost.unpriced_reason if cost is not None else None) or {
+            "provider_error": "provider_error", "blocked": "blocked", "no_response": "no_response"
+        }.get(status, "no_usage")
+    return LedgerRow(
+        ts=ts,
+        request_id=getattr(o, "request_id", None) or request_id,
+        trace_id=getattr(o, "trace_id", None) or _trace_of(o),
+        dialect=o.dialect,
+        provider=o.provider,
+        requested_model=o.requested_model,
+        served_model=o.response_model or o.routed_model,
+        tier=dec.tier if dec else None,
+        score=dec.score if dec else None,
+        route_reason=dec.reason if dec else None,
+        router=dec.router if dec else None,
+        uncached_input_tokens=usage.uncached_input_tokens if usage else None,
+        cache_read_tokens=usage.cache_read_tokens if usage else None,
+        cache_write_tokens=usage.cache_write_tokens if usage else None,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        reasoning_tokens=usage.reasoning_tokens if usage else None,
+        cost_usd=total,
+        baseline_usd=base.total_usd if base is not None else None,
+        saved_usd=o.saved_usd,
+        unpriced_reason=unpriced if total is None else None,
+        status=status,
+        http_status=o.status or None,
+        stream=bool(o.stream),
+        latency_ms=o.latency_ms,
+        duration_ms=_duration_ms(o),
+        key_id=getattr(o, "key_id", None),
+        tags=dict(getattr(o, "tags", None) or {}),
+    )
+
+
+# ---------------------------------------------------------------------------- migrations
+#: Types per store, filled into the DDL templates below.
+TYPES = {
+    "sqlite": {"ts": "TEXT", "money": "TEXT", "float": "REAL", "bool": "INTEGER", "int": "INTEGER", "text": "TEXT"},
+    "postgres": {"ts": "TIMESTAMPTZ", "money": "NUMERIC", "float": "DOUBLE PRECISION", "bool": "BOOLEAN", "int": "BIGINT", "text": "TEXT"},
+}
+
+_V1_TABLE = f"""
+CREATE TABLE {TABLE} (
+  ts {{ts}} NOT NULL,
+  request_id {{text}} NOT NULL,
+  trace_id {{text}},
+  dialect {{text}},
+  provider {{text}},
+  requested_model {{text}},
+  served_model {{text}},
+  tier {{text}},
+  score {{float}},
+  route_reason {{text}},
+  router {{text}},
+  uncached_input_tokens {{int}},
+  cache_read_tokens {{int}},
+  cache_write_tokens {{int}},
+  cache_write_1h_tokens {{int}},
+  output_tokens {{int}},
+  reasoning_tokens {{int}},
+  cost_usd {{money}},
+  baseline_usd {{money}},
+  saved_usd {{money}},
+  unpriced_reason {{text}},
+  status {{text}} NOT NULL,
+  http_status {{int}},
+  stream {{bool}} NOT NULL,
+  latency_ms {{float}},
+  duration_ms {{float}},
+  key_id {{text}},
+  tag_user {{text}},
+  tag_feature {{text}},
+  tag_team {{text}},
+  tag_env {{text}},
+  tag_session {{text}},
+  tags {{text}} NOT NULL
+)"""
+
+#: (version, statements). Append only: a released version is never edited.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            _V1_TABLE,
+            f"CREATE INDEX {TABLE}_ts ON {TABLE} (ts)",
+            f"CREATE INDEX {TABLE}_key_ts ON {TABLE} (key_id, ts)",
+            f"CREATE INDEX {TABLE}_team_ts ON {TABLE} (tag_team, ts)",
+        ],
+    ),
+]
+
+
+def statements(kind: str, version: int) -> list[str]:
+    """DDL of migration ``version`` for store ``kind`` (``sqlite`` or ``postgres``)."""
+    for v, stmts in MIGRATIONS:
+        if v == version:
+            return [s.format(**TYPES[kind]) for s in stmts]
+    raise KeyError(version)
+
+
+LATEST = MIGRATIONS[-1][0]
