@@ -41,6 +41,11 @@ PROMPTS: list[tuple[str, str]] = [
     ("anthropic_messages", "Optimize this bash loop: for f in $(ls); do cat $f | grep x; done"),
     ("openai_chat", "Convert 5 miles to kilometres."),
     ("anthropic_messages", "List the planets of the solar system."),
+    # Streamed: the cost arrives in-band, as an SSE comment before the terminal event.
+    ("openai_chat+stream", "Tell me a one-line joke about accountants."),
+    ("openai_chat+stream", "Explain step by step how TCP slow start works."),
+    ("openai_responses+stream", "What colour is the sky on Mars?"),
+    ("anthropic_messages+stream", "Write a limerick about cloud bills."),
 ]
 
 API_KEY = "sk-demo-not-a-real-key"
@@ -52,8 +57,43 @@ def _key(provider: str, real: dict[str, str]) -> str:
     return os.environ.get(KEY_ENV[provider], API_KEY) if provider in real else API_KEY
 
 
+def _inband(raw: bytes) -> dict[str, str]:
+    """The ``x-nadir-*`` fields of the SSE comment lines in a streamed body."""
+    out = {}
+    for line in raw.splitlines():
+        if line.startswith(b": x-nadir-"):
+            k, _, v = line[2:].decode().partition("=")
+            out[k] = v
+    return out
+
+
+def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str]):
+    """One streamed SDK call with model="auto"; the cost fields come from the in-band comment."""
+    if dialect == "anthropic_messages":
+        import anthropic
+
+        c = anthropic.Anthropic(base_url=base_url, api_key=_key("anthropic", real), max_retries=0)
+        with c.messages.with_streaming_response.create(
+            model="auto", max_tokens=256, stream=True, messages=[{"role": "user", "content": prompt}]
+        ) as resp:
+            return {**resp.headers, **_inband(b"".join(resp.iter_bytes()))}, "—", "—"
+    import openai
+
+    c = openai.OpenAI(base_url=f"{base_url}/v1", api_key=_key("openai", real), max_retries=0)
+    if dialect == "openai_responses":
+        cm = c.responses.with_streaming_response.create(model="auto", stream=True, input=prompt)
+    else:
+        cm = c.chat.completions.with_streaming_response.create(
+            model="auto", stream=True, messages=[{"role": "user", "content": prompt}]
+        )
+    with cm as resp:
+        return {**resp.headers, **_inband(b"".join(resp.iter_bytes()))}, "—", "—"
+
+
 def _call(dialect: str, prompt: str, base_url: str, real: dict[str, str]):
     """One SDK call with model="auto"; returns (headers, input tokens, output tokens)."""
+    if dialect.endswith("+stream"):
+        return _call_stream(dialect.removesuffix("+stream"), prompt, base_url, real)
     if dialect == "anthropic_messages":
         import anthropic
 
@@ -93,7 +133,7 @@ def run_demo(
     ``upstream_urls`` (provider -> ``https://host``) sends those providers to real endpoints; the
     rest stay on the local emulator."""
     real = upstream_urls or {}
-    console = console or Console(width=None if Console().is_terminal else 150)
+    console = console or Console(width=None if Console().is_terminal else 170)
     if keep_logs:
         keep_logs.mkdir(parents=True, exist_ok=True)
     console.print("[bold]Starting emulator + nadir-extproc + Envoy 1.40 ...[/bold]")
@@ -101,19 +141,22 @@ def run_demo(
     with Stack(log_dir=keep_logs, upstream_urls=real) as stack:
         console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})\n")
         table = Table(title='model="auto" through Envoy + nadir-extproc', show_lines=False)
-        for col, just in [("prompt", "left"), ("API", "left"), ("routed to", "left"), ("in tok", "right"),
-                          ("out tok", "right"), ("cost USD", "right"), ("saved USD", "right"), ("ext_proc ms", "right")]:
-            table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis")
+        for col, just, width in [("prompt", "left", 32), ("API", "left", 16), ("routed to", "left", 26),
+                                 ("in tok", "right", 6), ("out tok", "right", 7), ("cost USD", "right", 11),
+                                 ("saved USD", "right", 11), ("ext_proc ms", "right", 11)]:
+            table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", min_width=width)
         total_cost = Decimal(0)
         total_saved = Decimal(0)
         ours = []
         for dialect, prompt in PROMPTS:
-            snippet = prompt.replace("\n", " ")[:40] + ("…" if len(prompt) > 40 else "")
+            snippet = prompt.replace("\n", " ")[:31] + ("…" if len(prompt) > 31 else "")
+            api = {"openai_chat": "chat", "openai_responses": "responses", "anthropic_messages": "messages"}[
+                dialect.removesuffix("+stream")] + (" (stream)" if dialect.endswith("+stream") else "")
             try:
                 h, tin, tout = _call(dialect, prompt, stack.base_url, real)
             except Exception as e:  # noqa: BLE001 — show the failure in the table, keep going
                 failures += 1
-                table.add_row(snippet, dialect, f"[red]{type(e).__name__}[/red]", "", "", "", "", "")
+                table.add_row(snippet, api, f"[red]{type(e).__name__}[/red]", "", "", "", "", "")
                 continue
             cost = h.get("x-nadir-cost-usd")
             saved = h.get("x-nadir-cost-saved")
@@ -126,7 +169,7 @@ def run_demo(
             lat = h.get("x-nadir-latency-ms", "")
             if lat:
                 ours.append(float(lat))
-            table.add_row(snippet, dialect, h.get("x-nadir-routed-to", "?"), str(tin), str(tout),
+            table.add_row(snippet, api, h.get("x-nadir-routed-to", "?"), str(tin), str(tout),
                           cost or f"[yellow]{h.get('x-nadir-unpriced-reason', 'n/a')}[/yellow]", saved or "", lat)
         console.print(table)
         console.print(f"Total cost [bold]${total_cost}[/bold], saved vs default models [bold]${total_saved}[/bold] "
