@@ -18,7 +18,7 @@ CASES = SHARED / "cases"
 def provider_responses() -> Path:
     """Folder of recorded real provider interactions; skips the test when it is absent."""
     if not (PROVIDER_RESPONSES / "index.jsonl").is_file():
-        pytest.skip(f"recorded provider responses not found at {PROVIDER_RESPONSES}")
+        pytest.skip(f"recorded provider responses not found at {PROVIDER_RESPONSES} (set NADIR_SHARED_DIR)")
     return PROVIDER_RESPONSES
 
 
@@ -33,5 +33,5 @@ def provider_index(provider_responses: Path) -> list[dict]:
 def cases_dir() -> Path:
     """Folder of shared fault cases; skips the test when it is absent."""
     if not CASES.is_dir():
-        pytest.skip(f"shared cases not found at {CASES}")
+        pytest.skip(f"shared cases not found at {CASES} (set NADIR_SHARED_DIR)")
     return CASES
