@@ -156,7 +156,7 @@ def _pid(provider: str) -> str:
 
 def _errors(e: ValidationError) -> str:
     return "; ".join(
-        (".".join(str(p) for p in err["loc"]) + ": " if err["loc"] else "") + err["msg"] for err in e.errors()
+        (".".join(str(p) for p in err["loc"]) + ": " if err["loc"] else "") + err["msg"].removeprefix("Value error, ") for err in e.errors()
     )
 
 
