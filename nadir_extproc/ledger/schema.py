@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from nadir_extproc.pricing.money import format_usd
+
 STATUSES = ("ok", "provider_error", "cut_stream", "blocked", "no_response")
 
 #: Tags that get a column of their own (``tag_<name>``); every tag is also in ``tags`` (JSON).
@@ -92,7 +94,7 @@ def to_db(row: LedgerRow, *, text_money: bool, text_time: bool) -> tuple[Any, ..
             if text_time:
                 v = v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         elif name in MONEY and v is not None and text_money:
-            v = format(v, "f")
+            v = format_usd(v)  # plain decimal, no exponent, no trailing zeros
         vals.append(v)
     vals.extend(row.tags.get(t) for t in TAG_COLUMNS)
     vals.append(json.dumps(row.tags, ensure_ascii=False, sort_keys=True))

@@ -1,0 +1,193 @@
+"""Tags, key ids, the ledger and budgets through the real stack (Envoy 1.40 + nadir-extproc +
+emulator), with the official SDKs as clients.
+
+Every priced request here is gpt-4o-mini (the weak tier for a short prompt) with usage fixed by the
+emulator's ``x-emulator-usage`` header at 1000 input + 500 output tokens:
+1000 x 0.15/1e6 + 500 x 0.60/1e6 = 0.00015 + 0.0003 = 0.00045 USD (baseline gpt-4o: 0.0075, saved 0.00705).
+Anthropic requests (claude-haiku-4-5, 1.00 / 5.00 per 1M): 100 x 1e-6 + 20 x 5e-6 = 0.0002 USD.
+
+The ledger is written only at SIGTERM in this module (flush interval 1 h, batch 10 000), so the
+rows found after stopping the ext_proc were flushed by the shutdown path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from nadir_extproc.stack import Stack
+from tests.integration.conftest import clear_upstream, upstream_requests
+
+MARKER = "sk-MARKER-4b1d7e0a-must-never-be-stored"
+USAGE = {"x-emulator-usage": json.dumps({"input": 1000, "output": 500})}
+ASK = [{"role": "user", "content": "What's the capital of France?"}]
+
+CONFIG = """
+log_level: DEBUG
+tags:
+  allow: [case, cost-center]
+ledger:
+  flush_interval_s: 3600
+  batch_size: 10000
+budgets:
+  - {name: capped, scope: team, match: capped, window: 1h, limit_usd: 0.0004, action: block}
+  - {name: runaway, scope: session, window: 5m, limit_usd: 0.001, action: block}
+  - {name: watch, scope: team, match: watched, window: 1h, limit_usd: 0.001, action: alert}
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("allocation")
+    (d / "settings.yaml").write_text(CONFIG)
+    state = d / "state"
+    with Stack(extproc_env={"NADIR_CONFIG": str(d / "settings.yaml"), "NADIR_STATE_DIR": str(state)}) as stack:
+        yield stack, state
+
+
+def oai(stack, retries: int = 0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=MARKER, max_retries=retries)
+
+
+def chat(client, **headers):
+    return client.chat.completions.with_raw_response.create(model="auto", messages=ASK, extra_headers={**USAGE, **headers})
+
+
+def ledger_rows(state: Path) -> list[dict]:
+    c = sqlite3.connect(state / "ledger" / "ledger.sqlite3")
+    c.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in c.execute("SELECT * FROM nadir_requests ORDER BY ts")]
+    finally:
+        c.close()
+
+
+def test_block_returns_the_providers_429_and_the_sdks_raise_rate_limit_errors(env):
+    stack, _ = env
+    clear_upstream(stack)
+    before = stack.envoy_stats("ext_proc").get("http.llm.ext_proc.immediate_responses_sent", 0)
+    raw = chat(oai(stack), **{"x-nadir-team": "capped", "x-nadir-tag-case": "block"})
+    assert raw.headers["x-nadir-cost-usd"] == "0.00045"
+    assert raw.headers["x-nadir-budget-remaining"] == "0.0004"  # nothing spent yet
+    # spent 0.00045 >= 0.0004: the next call is answered by us. Default SDK retries (2) are
+    # switched off by x-should-retry: false, so exactly one 429 per call.
+    with pytest.raises(openai.RateLimitError) as ei:
+        chat(oai(stack, retries=2), **{"x-nadir-team": "capped", "x-nadir-tag-case": "block"})
+    e = ei.value
+    assert e.status_code == 429
+    assert e.body == {
+        "message": "nadir budget 'capped' exceeded: 0.00045 USD spent of 0.0004 USD allowed per hour for this team",
+        "type": "rate_limit_exceeded", "param": None, "code": "budget_exceeded",
+    }
+    assert e.response.headers["x-nadir-budget-rule"] == "capped"
+    assert e.response.headers["x-nadir-budget-remaining"] == "-0.00005"  # 0.0004 - 0.00045
+
+    claude = anthropic.Anthropic(base_url=stack.base_url, api_key=MARKER, max_retries=2)
+    with pytest.raises(anthropic.RateLimitError) as ai:
+        claude.messages.create(model="auto", max_tokens=16, messages=ASK,
+                               extra_headers={"x-nadir-team": "capped", "x-nadir-tag-case": "block"})
+    assert ai.value.status_code == 429
+    assert ai.value.body == {"type": "error", "error": {
+        "type": "rate_limit_error",
+        "message": "nadir budget 'capped' exceeded: 0.00045 USD spent of 0.0004 USD allowed per hour for this team",
+    }}
+    assert len(upstream_requests(stack)) == 1  # the blocked calls never reached the provider
+    after = stack.envoy_stats("ext_proc")["http.llm.ext_proc.immediate_responses_sent"]
+    assert after - before == 2
+
+
+def test_runaway_session_is_stopped_within_one_request_of_crossing(env):
+    stack, _ = env
+    client = oai(stack)
+    # 0.001 USD per 5 minutes; each step 0.00045: spent before steps 1..4 = 0, 0.00045, 0.0009, 0.00135
+    outcomes = []
+    for _ in range(5):
+        try:
+            chat(client, **{"x-nadir-session": "agent-loop-1", "x-nadir-tag-case": "runaway"})
+            outcomes.append("ok")
+        except openai.RateLimitError:
+            outcomes.append("429")
+    assert outcomes == ["ok", "ok", "ok", "429", "429"]
+    chat(client, **{"x-nadir-session": "agent-loop-2", "x-nadir-tag-case": "runaway"})  # another session is fine
+
+
+def test_alert_reports_remaining_budget_and_lets_traffic_through(env):
+    stack, _ = env
+    client = oai(stack)
+    remaining = [chat(client, **{"x-nadir-team": "watched", "x-nadir-tag-case": "alert"}).headers["x-nadir-budget-remaining"] for _ in range(4)]
+    # 0.001 - 0, - 0.00045, - 0.0009, - 0.00135
+    assert remaining == ["0.001", "0.00055", "0.0001", "-0.00035"]
+    assert stack.log("extproc").count("budget alert: rule watch") == 1
+
+
+def test_tag_headers_do_not_go_upstream(env):
+    stack, _ = env
+    clear_upstream(stack)
+    chat(oai(stack), **{"x-nadir-team": "growth", "x-nadir-feature": "search", "x-nadir-tag-cost-center": "cc-1",
+                        "x-nadir-tag-not-allowed": "x", "x-nadir-tag-case": "tags"})
+    (up,) = upstream_requests(stack)
+    assert [k for k in up["hdrs"] if k.startswith("x-nadir")] == []
+    assert up["hdrs"]["authorization"] == f"Bearer {MARKER}"  # the provider still gets its key
+
+
+def test_ledger_rows_survive_sigterm_with_tags_and_key_ids_and_the_key_is_nowhere(env, tmp_path):
+    stack, state = env
+    claude = anthropic.Anthropic(base_url=stack.base_url, api_key=MARKER, max_retries=0)
+    claude.messages.create(
+        model="claude-haiku-4-5", max_tokens=16, messages=ASK, metadata={"user_id": "end-user-42"},
+        extra_headers={"x-nadir-env": "prod", "x-nadir-tag-case": "sigterm",
+                       "x-emulator-usage": json.dumps({"input": 100, "output": 20})},
+    )
+    assert ledger_rows(state) == []  # nothing written yet: the flush interval is an hour
+    assert stack.stop_process("extproc") == 0  # SIGTERM: graceful stop flushes the ledger
+
+    rows = ledger_rows(state)
+    secret = (state / "key_id.secret").read_bytes()
+    kid = hmac.new(secret, MARKER.encode(), hashlib.sha256).hexdigest()[:16]
+    by_case: dict[str, list[dict]] = {}
+    for r in rows:
+        by_case.setdefault(json.loads(r["tags"]).get("case"), []).append(r)
+    # block: 1 ok + 2 blocked; runaway: 3 ok + 2 blocked + 1 other session; alert: 4; tags: 1; sigterm: 1
+    assert {k: len(v) for k, v in by_case.items()} == {"block": 3, "runaway": 6, "alert": 4, "tags": 1, "sigterm": 1}
+    assert {r["key_id"] for r in rows} == {kid}
+    assert [(r["status"], r["http_status"], r["cost_usd"]) for r in by_case["block"]] == [
+        ("ok", 200, "0.00045"), ("blocked", 429, "0"), ("blocked", 429, "0")]
+    assert [r["dialect"] for r in by_case["block"]] == ["openai_chat", "openai_chat", "anthropic_messages"]
+    (t,) = by_case["tags"]
+    assert json.loads(t["tags"]) == {"team": "growth", "feature": "search", "cost-center": "cc-1", "case": "tags"}
+    assert (t["tag_team"], t["tag_feature"], t["served_model"], t["saved_usd"]) == ("growth", "search", "gpt-4o-mini-2024-07-18", "0.00705")
+    (s,) = by_case["sigterm"]
+    assert json.loads(s["tags"]) == {"env": "prod", "case": "sigterm", "user": "end-user-42"}
+    assert (s["provider"], s["cost_usd"], s["uncached_input_tokens"], s["output_tokens"]) == ("anthropic", "0.0002", 100, 20)
+
+    # The report over the same ledger: priced gpt-4o-mini calls by case: block 1, runaway 3 + 1
+    # (other session), alert 4, tags 1 -> 10 x 0.00045 = 0.0045; plus the Anthropic call 0.0002.
+    out = subprocess.run(
+        [sys.executable, "-m", "nadir_extproc.cli", "report", "--sqlite-dir", str(state / "ledger"), "--by", "tag:case", "--format", "json", "--top", "0"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    doc = json.loads(out)
+    assert {g["tag:case"]: (g["requests"], g["cost_usd"]) for g in doc["groups"]} == {
+        "block": (3, "0.00045"), "runaway": (6, "0.0018"), "alert": (4, "0.0018"), "tags": (1, "0.00045"), "sigterm": (1, "0.0002"),
+    }
+    assert doc["total"]["cost_usd"] == "0.0047"
+
+    # The raw key is in no file we wrote (ledger + WAL, secret, logs) nor in the report.
+    assert MARKER not in out
+    for f in [*state.rglob("*"), stack.dir / "extproc.log", stack.dir / "envoy.log"]:
+        if f.is_file():
+            assert MARKER.encode() not in f.read_bytes(), f
+
+    # Restarted, the budgets are seeded from the ledger: team "capped" is still over its limit.
+    stack.start_extproc_process()
+    with pytest.raises(openai.RateLimitError):
+        chat(oai(stack), **{"x-nadir-team": "capped", "x-nadir-tag-case": "after-restart"})
