@@ -1,0 +1,146 @@
+"""Every Envoy config a deployment ships passes `envoy --mode validate` (the ConfigMap contents as
+kustomize renders them, and istio-proxy's config with our EnvoyFilter applied), and the two that
+carry traffic are run for real: the sidecar config over the Unix socket, and the Istio patch,
+which must process provider hosts only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from nadir_extproc.stack import envoy_binary, free_port
+from tests.deploy.conftest import start_envoy, stop_process
+from tests.deploy.k8s_tools import BUILDS, REPO, apply_envoyfilter, diff_paths, find, kustomize, one, point_cluster_at
+from tests.integration.conftest import raw_post
+
+KEY = "sk-test-not-a-real-key"
+HERE = Path(__file__).parent
+
+
+def _validate(cfg: dict | str, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text(cfg if isinstance(cfg, str) else json.dumps(cfg))
+    r = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "OK" in r.stdout + r.stderr, f"{name}: {(r.stdout + r.stderr)[-3000:]}"
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_envoy_configs_embedded_in_configmaps_validate(build, tmp_path):
+    cms = [cm for cm in find(kustomize(build), "ConfigMap") if "envoy.yaml" in cm.get("data", {})]
+    if build in ("overlays/istio", "overlays/envoy-gateway", "overlays/envoy-gateway-sidecar"):
+        assert cms == []  # the mesh's / Gateway's Envoy is used there
+        return
+    assert cms
+    for cm in cms:
+        _validate(cm["data"]["envoy.yaml"], tmp_path, f"{cm['metadata']['name']}.yaml")
+
+
+def _istio_config() -> dict:
+    ef = one(kustomize("overlays/istio"), "EnvoyFilter", "nadir-extproc")
+    return apply_envoyfilter(yaml.safe_load((HERE / "istio_bootstrap.yaml").read_text()), ef)
+
+
+def test_istio_envoyfilter_assembled_into_a_bootstrap_validates(tmp_path):
+    cfg = _istio_config()
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.ext_proc", "envoy.filters.http.router"]
+    _validate(cfg, tmp_path, "istio-proxy.json")
+    # The check has teeth: a wrong field in the patch makes Envoy reject the bootstrap.
+    broken = json.loads(json.dumps(cfg))
+    hcm = broken["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"][0]["typed_config"]["processing_mode"]["request_body_mode"] = "BUFFER"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    r = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+
+
+def _sidecar_on_loopback(up, listen: int, admin: int, health: int, collector: int) -> dict:
+    """envoy/sidecar.yaml with ONLY the addresses that cannot exist here replaced: ports, the
+    socket path, and the provider/collector clusters pointed at loopback without TLS."""
+    original = yaml.safe_load((REPO / "envoy" / "sidecar.yaml").read_text())
+    cfg = json.loads(json.dumps(original))
+    cfg["admin"]["address"]["socket_address"]["port_value"] = admin
+    listeners = {l["name"]: l for l in cfg["static_resources"]["listeners"]}
+    listeners["llm_egress"]["address"]["socket_address"]["port_value"] = listen
+    listeners["health"]["address"]["socket_address"].update(address="127.0.0.1", port_value=health)
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] == "nadir_extproc":
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]["path"] = up.extproc_sock
+        elif c["name"] == "envoy_admin":
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = admin
+        elif c["name"] == "otel_collector":
+            point_cluster_at(c, "127.0.0.1", collector)
+        else:
+            point_cluster_at(c, "127.0.0.1", up.emulator_port)
+    # Everything else (filters, routes, ext_proc settings, timeouts, limits) is the file as shipped.
+    for p in diff_paths(original, cfg):
+        if p.startswith("/static_resources/listeners"):
+            assert p.endswith(("/address/socket_address/port_value", "/address/socket_address/address")), p
+        elif p != "/admin/address/socket_address/port_value":
+            assert p.startswith("/static_resources/clusters/"), p
+            assert "/load_assignment/" in p or p.endswith(("/type", "/transport_socket", "/dns_lookup_family")), p
+    return cfg
+
+
+def test_sidecar_config_serves_llm_calls_over_the_unix_socket(upstreams, tmp_path):
+    listen, admin, health, collector = free_port(), free_port(), free_port(), free_port()
+    cfg = _sidecar_on_loopback(upstreams, listen, admin, health, collector)
+    path = tmp_path / "sidecar.json"
+    path.write_text(json.dumps(cfg))
+    envoy = start_envoy(path, tmp_path / "envoy.log", admin)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{health}/ready", timeout=5) as r:
+            assert r.status == 200  # the kubelet's startup/readiness probe
+        with urllib.request.urlopen(f"http://127.0.0.1:{health}/stats/prometheus", timeout=5) as r:
+            assert b"envoy_cluster_upstream_cx_total" in r.read()
+        oai = openai.OpenAI(base_url=f"http://127.0.0.1:{listen}/v1", api_key=KEY, max_retries=0)
+        raw = oai.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+        assert raw.http_response.status_code == 200
+        # Routed by the ext_proc (rule router: short prompt -> weak tier) and priced.
+        assert raw.headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
+        assert raw.headers["x-nadir-cost-usd"]
+        # Only the Unix socket connects Envoy to nadir-extproc in this config.
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/clusters", timeout=5) as r:
+            clusters = r.read().decode()
+        assert f"nadir_extproc::{upstreams.extproc_sock}::rq_total::" in clusters
+        stats = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=ext_proc", timeout=5).read().decode()
+        assert "http.llm.ext_proc.streams_started: " in stats and "http.llm.ext_proc.streams_started: 0" not in stats
+    finally:
+        stop_process(envoy)
+
+
+def test_istio_patch_processes_provider_hosts_only(upstreams, tmp_path):
+    cfg = _istio_config()
+    listen, admin = free_port(), free_port()
+    cfg["admin"]["address"]["socket_address"]["port_value"] = admin
+    listener = cfg["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"].update(address="127.0.0.1", port_value=listen)
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] == "nadir_extproc":
+            point_cluster_at(c, "127.0.0.1", upstreams.extproc_port)  # was 127.0.0.1:50051
+        else:
+            point_cluster_at(c, "127.0.0.1", upstreams.emulator_port)
+    path = tmp_path / "istio.json"
+    path.write_text(json.dumps(cfg))
+    envoy = start_envoy(path, tmp_path / "envoy.log", admin)
+    try:
+        body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        url = f"http://127.0.0.1:{listen}/v1/chat/completions"
+        status, headers, _ = raw_post(url, body, {"host": "api.openai.com", "authorization": f"Bearer {KEY}"})
+        assert status == 200
+        assert headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
+        # Another host on the same port: the filter stays disabled, nothing is rewritten or added.
+        status, headers, _ = raw_post(url, body, {"host": "internal-service.example", "authorization": f"Bearer {KEY}"})
+        assert not any(k.startswith("x-nadir-") for k in headers)
+        with urllib.request.urlopen(f"http://127.0.0.1:{upstreams.emulator_port}/__emulator/requests", timeout=5) as r:
+            seen = [json.loads(__import__("base64").b64decode(row["body_base64"]) or b"{}").get("model") for row in json.loads(r.read())]
+        assert seen[-2:] == ["gpt-4o-mini", "auto"]
+    finally:
+        stop_process(envoy)
