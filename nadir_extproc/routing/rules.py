@@ -9,7 +9,11 @@ Rules, in order (the first that fires decides; thresholds are constructor argume
    ``architecture``), case-insensitive on word boundaries -> strong, reason ``reasoning_marker``;
 4. more than ``many_messages`` messages (default 8) -> strong, reason ``long_conversation``;
 5. otherwise weak, reason ``short_simple``.
-Score is 1.0 for strong and 0.0 for weak (rules have no probability).
+A tier the client pinned (``RouteRequest.pinned_tier``, the ``x-nadir-tier`` header) that the policy
+knows for the provider replaces the rules, reason ``pinned``. The policy's hard constraints
+(``TierPolicy.pick``: context window, images, tools) then apply, and the constraints that changed
+the model are appended to the reason (``code_fence+vision``).
+Score is 1.0 for strong and 0.0 for weak (rules have no probability); ``None`` for a pinned tier.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import re
 
 from nadir_extproc.routing.base import Decision, RouteRequest
-from nadir_extproc.routing.policy import TierPolicy
+from nadir_extproc.routing.policy import TierPolicy, request_needs
 
 _MARKERS = re.compile(
     r"\b(prove|proof|derive|step[- ]by[- ]step|debug|refactor|analy[sz]e|optimi[sz]e|algorithm|"
@@ -48,11 +52,17 @@ class RuleRouter:
 
     def route(self, request: RouteRequest) -> Decision:
         """Decide by the rules; raises ``KeyError`` if the policy has no model for the provider."""
-        tier, reason = self._tier(request)
+        pinned = request.pinned_tier
+        if pinned and pinned in self.policy.tiers.get(request.provider, {}):
+            tier, reason, score = pinned, "pinned", None
+        else:
+            tier, reason = self._tier(request)
+            score = 1.0 if tier == "strong" else 0.0
+        pick = self.policy.pick(request.provider, tier, request_needs(request.prompt, request.body))
         return Decision(
-            model=self.policy.model(request.provider, tier),
-            tier=tier,
-            score=1.0 if tier == "strong" else 0.0,
-            reason=reason,
+            model=pick.model,
+            tier=pick.tier,
+            score=score,
+            reason="+".join((reason, *pick.notes)),
             router="rules",
         )
