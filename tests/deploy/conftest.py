@@ -58,6 +58,7 @@ class Upstreams:
     extproc_port: int
     extproc_sock: str
     dir: Path
+    metrics_port: int
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +71,17 @@ def upstreams() -> Iterator[Upstreams]:
         procs.append(emu)
         emu_port = int(_ready(emu, r"listening on http://127\.0\.0\.1:(\d+)", "emulator").group(1))
         port, sock = free_port(), str(d / "extproc.sock")
-        env = {**os.environ, "NADIR_CONFIG": str(K8S / "base" / "settings.yaml"), "NADIR_LISTEN": f"127.0.0.1:{port}", "NADIR_UDS": sock}
+        metrics_port = free_port()
+        # The k8s settings file, with only what cannot exist here replaced through the environment
+        # (which the service reads over the file): addresses, the state directory, no OTLP export.
+        env = {**os.environ, "NADIR_CONFIG": str(K8S / "base" / "settings.yaml"), "NADIR_LISTEN": f"127.0.0.1:{port}",
+               "NADIR_UDS": sock, "NADIR_STATE_DIR": str(d / "state"), "NADIR_PROMETHEUS_PORT": str(metrics_port),
+               "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
         ext = subprocess.Popen([sys.executable, "-m", "nadir_extproc.cli", "serve"], stdout=subprocess.PIPE,
                                stderr=open(d / "extproc.log", "w"), env=env, start_new_session=True)
         procs.append(ext)
         _ready(ext, r"nadir-extproc listening on", "nadir-extproc")
-        yield Upstreams(emu_port, port, sock, d)
+        yield Upstreams(emu_port, port, sock, d, metrics_port)
     finally:
         for p in reversed(procs):
             _stop(p)

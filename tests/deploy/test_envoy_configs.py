@@ -6,6 +6,7 @@ which must process provider hosts only."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -89,31 +90,81 @@ def _sidecar_on_loopback(up, listen: int, admin: int, health: int, collector: in
     return cfg
 
 
-def test_sidecar_config_serves_llm_calls_over_the_unix_socket(upstreams, tmp_path):
+@pytest.fixture(scope="module")
+def sidecar_envoy(upstreams, tmp_path_factory):
+    """The real Envoy running envoy/sidecar.yaml (addresses replaced) in front of ``upstreams``;
+    yields (listen port, admin port, health port)."""
+    d = tmp_path_factory.mktemp("sidecar")
     listen, admin, health, collector = free_port(), free_port(), free_port(), free_port()
-    cfg = _sidecar_on_loopback(upstreams, listen, admin, health, collector)
-    path = tmp_path / "sidecar.json"
-    path.write_text(json.dumps(cfg))
-    envoy = start_envoy(path, tmp_path / "envoy.log", admin)
+    path = d / "sidecar.json"
+    path.write_text(json.dumps(_sidecar_on_loopback(upstreams, listen, admin, health, collector)))
+    envoy = start_envoy(path, d / "envoy.log", admin)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{health}/ready", timeout=5) as r:
-            assert r.status == 200  # the kubelet's startup/readiness probe
-        with urllib.request.urlopen(f"http://127.0.0.1:{health}/stats/prometheus", timeout=5) as r:
-            assert b"envoy_cluster_upstream_cx_total" in r.read()
-        oai = openai.OpenAI(base_url=f"http://127.0.0.1:{listen}/v1", api_key=KEY, max_retries=0)
-        raw = oai.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "hi"}])
-        assert raw.http_response.status_code == 200
-        # Routed by the ext_proc (rule router: short prompt -> weak tier) and priced.
-        assert raw.headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
-        assert raw.headers["x-nadir-cost-usd"]
-        # Only the Unix socket connects Envoy to nadir-extproc in this config.
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/clusters", timeout=5) as r:
-            clusters = r.read().decode()
-        assert f"nadir_extproc::{upstreams.extproc_sock}::rq_total::" in clusters
-        stats = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=ext_proc", timeout=5).read().decode()
-        assert "http.llm.ext_proc.streams_started: " in stats and "http.llm.ext_proc.streams_started: 0" not in stats
+        yield listen, admin, health
     finally:
         stop_process(envoy)
+
+
+def test_sidecar_config_serves_llm_calls_over_the_unix_socket(upstreams, sidecar_envoy):
+    listen, admin, health = sidecar_envoy
+    with urllib.request.urlopen(f"http://127.0.0.1:{health}/ready", timeout=5) as r:
+        assert r.status == 200  # the kubelet's startup/readiness probe
+    with urllib.request.urlopen(f"http://127.0.0.1:{health}/stats/prometheus", timeout=5) as r:
+        assert b"envoy_cluster_upstream_cx_total" in r.read()
+    oai = openai.OpenAI(base_url=f"http://127.0.0.1:{listen}/v1", api_key=KEY, max_retries=0)
+    raw = oai.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert raw.http_response.status_code == 200
+    # Routed by the ext_proc (rule router: short prompt -> weak tier) and priced.
+    assert raw.headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
+    assert raw.headers["x-nadir-cost-usd"]
+    # Only the Unix socket connects Envoy to nadir-extproc in this config.
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/clusters", timeout=5) as r:
+        clusters = r.read().decode()
+    assert f"nadir_extproc::{upstreams.extproc_sock}::rq_total::" in clusters
+    stats = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=ext_proc", timeout=5).read().decode()
+    assert "http.llm.ext_proc.streams_started: " in stats and "http.llm.ext_proc.streams_started: 0" not in stats
+
+
+def _promql_names(expr: str) -> tuple[set[str], set[str]]:
+    """(metric names, label names) a PromQL expression refers to."""
+    metrics = set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{\[]", expr))
+    labels = set(re.findall(r"[{,]\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", expr))
+    for group in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+        labels |= {g.strip() for g in group.split(",") if g.strip()}
+    return metrics, labels
+
+
+def test_dashboard_queries_only_metrics_and_labels_the_service_serves(upstreams, sidecar_envoy):
+    listen = sidecar_envoy[0]
+    url = f"http://127.0.0.1:{listen}/v1/chat/completions"
+    body = lambda model: json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    tags = {"x-nadir-team": "search", "x-nadir-feature": "chat", "x-nadir-env": "prod", "authorization": f"Bearer {KEY}"}
+    assert raw_post(url, body("auto"), tags)[0] == 200
+    assert raw_post(url, body("no-such-model"), tags)[0] == 404  # unpriced: provider_error
+    served: dict[str, set[str]] = {}
+    deadline = __import__("time").monotonic() + 10
+    while "nadir_unpriced_requests_total" not in served and __import__("time").monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{upstreams.metrics_port}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ", line)
+            if m and not line.startswith("#"):
+                served.setdefault(m.group(1), set()).update(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', m.group(2) or ""))
+    dash = json.loads((REPO / "k8s" / "grafana" / "nadir-extproc.json").read_text())
+    refs = [(t["expr"], *_promql_names(t["expr"])) for p in dash["panels"] for t in p["targets"]]
+    for v in dash["templating"]["list"]:
+        if v["type"] == "query":
+            metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", v["definition"]).groups()
+            refs.append((v["definition"], {metric}, {label}))
+    checked = set()
+    for expr, metrics, labels in refs:
+        assert metrics, expr
+        for name in metrics:
+            assert name in served, f"{name} (in {expr!r}) is not served; served: {sorted(n for n in served if n.startswith(('nadir', 'gen_ai')))}"
+            missing = labels - served[name] - {"le"}
+            assert not missing, f"{name} has no label(s) {missing} (in {expr!r})"
+            checked.add(name)
+    assert {"nadir_llm_cost_USD_total", "nadir_llm_savings_USD", "nadir_unpriced_requests_total", "nadir_router_decisions_total",
+            "gen_ai_client_token_usage_sum", "nadir_extproc_processing_duration_seconds_bucket"} <= checked
 
 
 def test_istio_patch_processes_provider_hosts_only(upstreams, tmp_path):

@@ -138,7 +138,7 @@ def test_configmaps_hold_the_repo_files_byte_for_byte():
     assert vols["nadir-config"] == cfg_cm["metadata"]["name"]
     envoy = container(spec, "envoy")
     assert envoy["args"][envoy["args"].index("--config-path") + 1] == "/etc/envoy/envoy.yaml"
-    ext_env = {e["name"]: e["value"] for e in container(spec, "nadir-extproc")["env"]}
+    ext_env = {e["name"]: e.get("value") for e in container(spec, "nadir-extproc")["env"]}
     assert ext_env["NADIR_CONFIG"] == "/etc/nadir/settings.yaml"
     # The observability overlay keeps the same bytes and adds the dashboard file unchanged.
     obs = kustomize("overlays/observability")
@@ -205,7 +205,7 @@ def test_extproc_container_is_the_same_in_every_shape():
     egs = kustomize("overlays/envoy-gateway-sidecar")
     assert find(egs, "Deployment", "nadir-extproc") == []
     in_gateway = one(egs, "EnvoyProxy", "llm-gateway")["spec"]["provider"]["kubernetes"]["envoyDeployment"]["initContainers"][0]
-    norm = lambda c: {**c, "ports": [{**p, "name": "grpc"} for p in c["ports"]], "securityContext": {k: v for k, v in c["securityContext"].items() if k != "runAsNonRoot"},
+    norm = lambda c: {**c, "ports": [{**p, "name": p["name"].removeprefix("nadir-")} for p in c["ports"]], "securityContext": {k: v for k, v in c["securityContext"].items() if k != "runAsNonRoot"},
                       "volumeMounts": [{**m, "name": m["name"].replace("nadir-tmp", "tmp")} for m in c["volumeMounts"]]}
     assert norm(in_gateway) == base
     backend = one(egs, "Backend", "nadir-extproc-local")["spec"]["endpoints"][0]["unix"]["path"]
