@@ -112,5 +112,6 @@ DURATION_BUCKETS_S: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.5
 #: Our own processing time is sub-millisecond to tens of ms.
 PROCESSING_BUCKETS_S: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
-#: Tags that may become metric labels (bounded); ``user`` and key ids never do.
-METRIC_TAGS: Final = ("feature", "team", "environment")
+#: Tags that may become metric labels (bounded); ``user``, ``session`` and key ids never do.
+#: (``env`` is the tag name ``nadir_extproc.tags`` uses for the environment.)
+METRIC_TAGS: Final = ("feature", "team", "env", "environment")

@@ -62,7 +62,8 @@ class _Counts:
     def drop(self, k: int, why: str) -> None:
         with self.lock:
             self.dropped += k
-        count("telemetry_spans_dropped", why)
+        count("telemetry_spans_dropped", why)  # logs the first time
+        COUNTS["telemetry_spans_dropped"] += k - 1
 
 
 class _CountingExporter(SpanExporter):
@@ -75,13 +76,14 @@ class _CountingExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         k = len(spans)
+        with self.counts.lock:  # the batch has left the processor's queue
+            self.counts.pending = max(0, self.counts.pending - k)
         try:
             r = self.inner.export(spans)
         except Exception:  # noqa: BLE001
             r = SpanExportResult.FAILURE
-        with self.counts.lock:
-            self.counts.pending = max(0, self.counts.pending - k)
-            if r is SpanExportResult.SUCCESS:
+        if r is SpanExportResult.SUCCESS:
+            with self.counts.lock:
                 self.counts.exported += k
         if r is not SpanExportResult.SUCCESS:
             self.counts.drop(k, "export failed (collector unreachable?)")
@@ -101,7 +103,12 @@ class _CountingBatchSpanProcessor(BatchSpanProcessor):
     drops the oldest queued span and only logs)."""
 
     def __init__(self, exporter: _CountingExporter, counts: _Counts, **kw: Any) -> None:
-        super().__init__(exporter, max_queue_size=counts.max_queue, **kw)
+        try:
+            batch = int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"))
+        except ValueError:
+            batch = 512
+        # The SDK refuses a batch larger than the queue.
+        super().__init__(exporter, max_queue_size=counts.max_queue, max_export_batch_size=max(1, min(batch, counts.max_queue)), **kw)
         self._counts = counts
 
     def on_end(self, span: ReadableSpan) -> None:

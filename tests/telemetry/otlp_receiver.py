@@ -65,9 +65,17 @@ class OTLPReceiver(tsvc_grpc.TraceServiceServicer, msvc_grpc.MetricsServiceServi
         self.raw: list[bytes] = []
         self.server: grpc.Server | None = None
         self.port = 0
+        #: Cleared by ``hold()``: exports then wait (as a stuck collector would) until ``release()``.
+        self._open = threading.Event()
+        self._open.set()
+        #: Set when an export arrives while held.
+        self.held_export = threading.Event()
 
     # -- services
     def Export(self, request, context):  # noqa: N802 — both services name their method Export
+        if not self._open.is_set():
+            self.held_export.set()
+            self._open.wait(30)
         with self._cv:
             self.raw.append(request.SerializeToString())
             if isinstance(request, tsvc.ExportTraceServiceRequest):
@@ -88,7 +96,15 @@ class OTLPReceiver(tsvc_grpc.TraceServiceServicer, msvc_grpc.MetricsServiceServi
         self.server.start()
         return self.port
 
+    def hold(self) -> None:
+        self.held_export.clear()
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     def stop(self) -> None:
+        self.release()
         if self.server is not None:
             self.server.stop(0).wait(5)
             self.server = None

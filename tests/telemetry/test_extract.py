@@ -1,0 +1,74 @@
+"""What telemetry reads from bodies: request parameters, response id and finish reasons, and content
+only when opted in. Bodies are written by hand in each API's documented shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nadir_extproc.processor import Outcome
+from nadir_extproc.telemetry.extract import note_request, note_response, request_params, response_info
+
+
+def test_chat_parameters():
+    body = {"model": "auto", "messages": [], "max_completion_tokens": 300, "temperature": 0.7, "top_p": 1,
+            "frequency_penalty": -0.5, "presence_penalty": 0.25, "seed": 42, "n": 3, "stop": "END"}
+    assert request_params(body) == {
+        "gen_ai.request.max_tokens": 300, "gen_ai.request.temperature": 0.7, "gen_ai.request.top_p": 1.0,
+        "gen_ai.request.frequency_penalty": -0.5, "gen_ai.request.presence_penalty": 0.25,
+        "gen_ai.request.seed": 42, "gen_ai.request.choice.count": 3, "gen_ai.request.stop_sequences": ["END"],
+    }
+
+
+def test_anthropic_responses_and_gemini_parameters():
+    assert request_params({"max_tokens": 1024, "top_k": 40, "stop_sequences": ["a", "b"]}) == {
+        "gen_ai.request.max_tokens": 1024, "gen_ai.request.top_k": 40.0, "gen_ai.request.stop_sequences": ["a", "b"]}
+    assert request_params({"max_output_tokens": 77, "temperature": 0}) == {
+        "gen_ai.request.max_tokens": 77, "gen_ai.request.temperature": 0.0}
+    assert request_params({"contents": [], "generationConfig": {"maxOutputTokens": 9, "topP": 0.5, "candidateCount": 1}}) == {
+        "gen_ai.request.max_tokens": 9, "gen_ai.request.top_p": 0.5}  # choice count 1 is left out
+
+
+@pytest.mark.parametrize("bad", [None, "0.5", True, [1], {"x": 1}])
+def test_odd_parameter_values_are_left_out(bad):
+    assert request_params({"temperature": bad, "max_tokens": bad}) == {}
+
+
+@pytest.mark.parametrize("bad", [None, True, 3, [], [1], ["a", 2], {"x": 1}])
+def test_odd_stop_values_are_left_out(bad):
+    assert request_params({"stop": bad}) == {}
+
+
+def test_max_tokens_must_be_a_whole_number():
+    assert request_params({"max_tokens": 12.5}) == {}
+    assert request_params({"max_tokens": 12.0}) == {"gen_ai.request.max_tokens": 12}
+
+
+def test_response_id_and_finish_reasons_per_api():
+    assert response_info({"id": "chatcmpl-1", "object": "chat.completion",
+                          "choices": [{"finish_reason": "stop"}, {"finish_reason": "length"}]}) == ("chatcmpl-1", ["stop", "length"])
+    assert response_info({"id": "msg_1", "type": "message", "stop_reason": "end_turn"}) == ("msg_1", ["end_turn"])
+    assert response_info({"id": "resp_1", "object": "response", "status": "completed"}) == ("resp_1", ["completed"])
+    assert response_info({"id": "resp_2", "object": "response", "status": "incomplete",
+                          "incomplete_details": {"reason": "max_output_tokens"}}) == ("resp_2", ["max_output_tokens"])
+    assert response_info({"responseId": "g-1", "candidates": [{"finishReason": "STOP"}]}) == ("g-1", ["STOP"])
+    assert response_info({"choices": [{"finish_reason": None}]}) == (None, None)
+
+
+def test_notes_keep_no_content_unless_opted_in():
+    body = {"model": "auto", "max_tokens": 5, "system": "be brief",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image"}]}]}
+    off = Outcome()
+    note_request(off, body)
+    assert off.request_params == {"gen_ai.request.max_tokens": 5}
+    assert off.content is None
+    on = Outcome()
+    note_request(on, body, capture_content=True)
+    assert json.loads(on.content["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hi"}, {"type": "image"}]}]
+    assert json.loads(on.content["gen_ai.system_instructions"]) == [{"type": "text", "content": "be brief"}]
+    note_response(on, {"id": "msg_9", "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn"}, True)
+    assert on.response_id == "msg_9" and on.finish_reasons == ["end_turn"]
+    assert json.loads(on.content["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "hello"}], "finish_reason": "end_turn"}]
