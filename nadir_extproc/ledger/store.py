@@ -119,12 +119,16 @@ class SQLiteStore:
 
 class PostgresStore:
     """The ledger in PostgreSQL (``dsn`` as libpq takes it: ``postgresql://user@host:port/db``).
-    Money is ``NUMERIC``, times ``TIMESTAMPTZ``. Needs ``psycopg`` (``pip install 'psycopg[binary]'``)."""
+    Money is ``NUMERIC``, times ``TIMESTAMPTZ``. Needs ``psycopg`` (the ``postgres`` extra);
+    raises ``RuntimeError`` without it, ``psycopg.OperationalError`` when the server is unreachable."""
 
     kind = "postgres"
 
     def __init__(self, dsn: str) -> None:
-        import psycopg  # only needed for PostgreSQL
+        try:
+            import psycopg  # only needed for PostgreSQL
+        except ImportError as e:
+            raise RuntimeError("ledger.postgres_dsn needs psycopg: pip install 'nadir-extproc[postgres]'") from e
 
         self._psycopg = psycopg
         self._dsn = dsn
