@@ -139,7 +139,8 @@ def run_demo(
     console.print("[bold]Starting emulator + nadir-extproc + Envoy 1.40 ...[/bold]")
     failures = 0
     with Stack(log_dir=keep_logs, upstream_urls=real) as stack:
-        console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})\n")
+        console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})")
+        console.print(_traces_line() + "\n")
         table = Table(title='model="auto" through Envoy + nadir-extproc', show_lines=False)
         for col, just, width in [("prompt", "left", 32), ("API", "left", 16), ("routed to", "left", 26),
                                  ("in tok", "right", 6), ("out tok", "right", 7), ("cost USD", "right", 11),
@@ -187,5 +188,27 @@ def run_demo(
             f"{v_ms:.2f} ms (+{v_ms - d_ms:.2f} ms); ext_proc's own processing median "
             f"{statistics.median(ours) if ours else float('nan'):.3f} ms per request."
         )
+    console.print(_traces_line(after=True))
     console.print("All processes stopped.")
     return 1 if failures else 0
+
+
+def _traces_line(after: bool = False) -> str:
+    """Where the spans and metrics went (Envoy's and nadir-extproc's): the OTLP gRPC collector of
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default localhost:4317), and whether anything listens there."""
+    import socket
+    from urllib.parse import urlsplit
+
+    ep = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317")
+    u = urlsplit(ep if "://" in ep else f"http://{ep}")
+    host, port = u.hostname or "localhost", u.port or 4317
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            up = True
+    except OSError:
+        up = False
+    where = f"Traces + metrics: OTLP gRPC to {host}:{port} (services nadir-envoy, nadir-extproc)"
+    if up:
+        return f"{where}{' sent' if after else ''}; with Jaeger there, open http://localhost:16686"
+    return (f"{where}: nothing listens there, so they are dropped (counted). See them in Jaeger: "
+            "docker run --rm -p 16686:16686 -p 4317:4317 jaegertracing/jaeger:latest, then rerun")
