@@ -7,6 +7,7 @@ disjoint. ``cache_creation`` splits writes by TTL (``ephemeral_5m_input_tokens``
 Thinking tokens are inside ``output_tokens`` (no separate counter). When ``usage.iterations`` is
 present (server-side compaction), each entry is a separately billed step and the top-level counts
 cover only the last one, so the bill is the sum of the iterations (shared case 26).
+Server-side web searches are billed per call: ``usage.server_tool_use.web_search_requests``.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ def anthropic_usage(u: Any) -> Usage | None:
     its = u.get("iterations")
     parts = [_one(x) for x in its if isinstance(x, dict)] if isinstance(its, list) and its else [_one(u)]
     unc, read, w5m, w1h, out = (sum(p[i] for p in parts) for i in range(5))
+    stu = u.get("server_tool_use")
+    searches = as_int(stu.get("web_search_requests")) if isinstance(stu, dict) else 0
     return Usage(
         uncached_input_tokens=unc,
         cache_read_tokens=read,
         cache_write_tokens=w5m,
         cache_write_1h_tokens=w1h,
         output_tokens=out,
+        web_search_requests=searches,
     )
 
 
@@ -71,6 +75,8 @@ class MessagesStreamUsage(StreamUsage):
             return
         for k, v in u.items():
             if k == "iterations" and isinstance(v, list) and v:
+                self._merged[k] = v
+            elif k == "server_tool_use" and isinstance(v, dict):
                 self._merged[k] = v
             elif k == "cache_creation" and isinstance(v, dict):
                 cc = dict(self._merged.get(k) or {})

@@ -178,3 +178,8 @@ def test_duplicate_top_level_model_keys_are_all_rewritten():
     # json.loads keeps the last duplicate; some upstream parsers keep the first: rewrite both.
     raw = b'{"model":"gpt-4o","messages":[],"model":"auto"}'
     assert replace_top_level_string(raw, "model", "m") == b'{"model":"m","messages":[],"model":"m"}'
+
+
+def test_anthropic_web_search_calls_are_read():
+    u = {"input_tokens": 10, "output_tokens": 5, "server_tool_use": {"web_search_requests": 3}}
+    assert messages.usage({"usage": u}) == Usage(uncached_input_tokens=10, output_tokens=5, web_search_requests=3)
