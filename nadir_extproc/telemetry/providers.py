@@ -145,6 +145,7 @@ class Telemetry:
         self.cfg = cfg
         self.counts = _Counts(cfg.max_queue_size)
         self.destinations: list[str] = []
+        self._otlp_targets: list[str] = []
         self.prometheus_url: str | None = None
         self._prom_server: Any = None
         resource = Resource.create({})
@@ -163,6 +164,7 @@ class Telemetry:
             where = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
                 "OTEL_EXPORTER_OTLP_ENDPOINT", DEFAULT_OTLP_ENDPOINT)
             self.destinations.append(f"traces -> OTLP gRPC {where}")
+            self._otlp_targets.append(where)
         if span_exporter is not None:
             self._exporter = _CountingExporter(span_exporter, self.counts)
             kw = {} if schedule_delay_millis is None else {"schedule_delay_millis": schedule_delay_millis}
@@ -180,6 +182,7 @@ class Telemetry:
             where = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or os.environ.get(
                 "OTEL_EXPORTER_OTLP_ENDPOINT", DEFAULT_OTLP_ENDPOINT)
             self.destinations.append(f"metrics -> OTLP gRPC {where}")
+            self._otlp_targets.append(where)
         if cfg.prometheus_port:
             readers.append(self._start_prometheus(cfg.prometheus_host, cfg.prometheus_port))
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
@@ -246,6 +249,9 @@ class Telemetry:
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Flush and stop within about ``timeout_s`` seconds: whatever the collector has not
         taken by then is dropped (an unreachable collector never holds up a SIGTERM)."""
+        if self._otlp_targets and not any(_reachable(t) for t in self._otlp_targets):
+            self._abort_exports()  # nobody listens: fail the final exports at once (counted)
+
         def run() -> None:
             try:
                 self.tracer_provider.shutdown()
@@ -256,17 +262,34 @@ class Telemetry:
         t.start()
         t.join(timeout_s)
         if t.is_alive():  # abort exporter retries (they wait on the exporter's shutdown event)
-            for ex in (self._exporter, self._otlp_metric_exporter):
-                try:
-                    if ex is not None:
-                        ex.shutdown()
-                except Exception:  # noqa: BLE001
-                    pass
+            self._abort_exports()
             t.join(1.0)
         if self._prom_server is not None:
             self._prom_server.shutdown()
             self._prom_server.server_close()
             self._prom_server = None
+
+
+    def _abort_exports(self) -> None:
+        for ex in (self._exporter, self._otlp_metric_exporter):
+            try:
+                if ex is not None:
+                    ex.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _reachable(url: str, timeout_s: float = 0.3) -> bool:
+    """Whether a TCP connection to the OTLP endpoint ``url`` opens (a collector is listening)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        with socket.create_connection((u.hostname or "localhost", u.port or 4317), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def setup_telemetry(cfg: TelemetrySettings) -> Telemetry | None:
