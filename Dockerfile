@@ -19,9 +19,11 @@ COPY nadir_extproc/ nadir_extproc/
 # model and generated stubs ship inside nadir_extproc/); tests/deploy runs this command.
 RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 # <<< wheel
-# Runtime dependencies only ([project].dependencies; no demo/dev extras, no Envoy binary).
+# Runtime dependencies ([project].dependencies) plus the extras the k8s manifests use: prometheus
+# (/metrics on :9464) and postgres (NADIR_LEDGER_DSN). No demo/dev/train extras, no Envoy binary.
 RUN python -m venv /opt/nadir \
- && /opt/nadir/bin/pip install --no-cache-dir /wheels/*.whl
+ && whl="$(echo /wheels/nadir_extproc-*.whl)" \
+ && /opt/nadir/bin/pip install --no-cache-dir "${whl}[prometheus,postgres]"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 nadir \
