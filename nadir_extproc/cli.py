@@ -69,6 +69,9 @@ app.command(name="cost")(cost_command)
 from nadir_extproc.ledger.cli import report as report_command  # noqa: E402
 app.command(name="report")(report_command)
 
+from nadir_extproc.routing.cli import router_app  # noqa: E402
+app.add_typer(router_app, name="router")
+
 
 def main() -> None:
     """Console-script entry point."""

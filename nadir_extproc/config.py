@@ -179,6 +179,14 @@ class Settings(BaseModel):
     #: provider -> baseline model for x-nadir-cost-saved and fallback when routing fails
     #: (default: the provider's strong tier).
     default_models: dict[str, str] = Field(default_factory=dict)
+    #: Router: ``onnx`` (the trained classifier; the rule router answers when its model does not
+    #: load) or ``rules``. Env ``NADIR_ROUTER``.
+    router: Literal["onnx", "rules"] = "onnx"
+    #: ONNX router model file (default: the one shipped in the package). Env ``NADIR_ROUTER_MODEL``.
+    router_model: str | None = None
+    #: Route policy YAML: score thresholds, tiers, model capabilities (``nadir_extproc.routing.policy``);
+    #: ``tiers``/``default_models`` set here win over the file's. Env ``NADIR_ROUTER_POLICY``.
+    router_policy: str | None = None
     #: provider (route) -> model whose cost at the same usage is the savings baseline
     #: (``x-nadir-cost-saved`` = baseline cost - actual cost). Default: the most expensive of the
     #: route's tier models at that usage (``nadir_extproc.pricing.savings``).
@@ -221,12 +229,36 @@ class Settings(BaseModel):
                     raise ValueError(f"tiers.{provider}: missing model for tier {tier!r}")
         return v
 
+    @field_validator("router_policy")
+    @classmethod
+    def _policy_loads(cls, v: str | None) -> str | None:
+        if v:
+            from nadir_extproc.routing.policy import PolicyError, load_policy
+
+            try:
+                load_policy(v)
+            except PolicyError as e:
+                raise ValueError(str(e)) from None
+        return v
+
     def policy(self) -> TierPolicy:
-        """The ``TierPolicy`` these settings describe."""
-        return TierPolicy(tiers=self.tiers, default_models=self.default_models)
+        """The ``TierPolicy`` these settings describe: the ``router_policy`` file (else the built-in
+        policy), with ``tiers`` and ``default_models`` from these settings where they are set."""
+        import dataclasses
+
+        from nadir_extproc.routing.policy import load_policy
+
+        base = load_policy(self.router_policy) if self.router_policy else TierPolicy()
+        tiers = self.tiers if (not self.router_policy or "tiers" in self.model_fields_set) else base.tiers
+        return dataclasses.replace(
+            base, tiers=tiers, default_models={**base.default_models, **self.default_models}, _caps_cache={}
+        )
 
 
-_ENV = {"NADIR_LISTEN": "listen", "NADIR_UDS": "uds", "NADIR_AUTO_MODEL": "auto_model", "NADIR_LOG_LEVEL": "log_level"}
+_ENV = {
+    "NADIR_LISTEN": "listen", "NADIR_UDS": "uds", "NADIR_AUTO_MODEL": "auto_model", "NADIR_LOG_LEVEL": "log_level",
+    "NADIR_ROUTER": "router", "NADIR_ROUTER_MODEL": "router_model", "NADIR_ROUTER_POLICY": "router_policy",
+}
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

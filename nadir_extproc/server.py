@@ -21,7 +21,7 @@ from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.processor import Context, RequestProcessor
 from nadir_extproc.protocol import ProcessingRequest, ProcessingResponse
-from nadir_extproc.routing.rules import RuleRouter
+from nadir_extproc.routing.onnx_router import load_router
 from nadir_extproc.tags import identity_from_settings
 from nadir_extproc.telemetry.context import carrier_from_metadata
 from nadir_extproc.telemetry.providers import Telemetry, setup_telemetry
@@ -52,13 +52,15 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
 
 
 def build_context(settings: Settings, telemetry: Telemetry | None = None) -> Context:
-    """The shared request context from settings: tier policy and the rule-based router; with
+    """The shared request context from settings: tier policy and the router (ONNX, else rules); with
     ``telemetry``, its ``record`` is added as an ``on_complete`` sink (span + metrics per request).
 
     Also loads the price catalogue now (~0.3 s) so the first request does not pay for it."""
     catalogue.load()
     policy = settings.policy()
-    ctx = Context(settings=settings, router=RuleRouter(policy), policy=policy)
+    # The ONNX router when its model loads, else the rule router (counted, logged once).
+    router = load_router(policy, settings.router_model, settings.router)
+    ctx = Context(settings=settings, router=router, policy=policy)
     # Key ids (creates the key-id secret, mode 0600, on first start) and budget rules.
     ctx.identity = identity_from_settings(settings)
     ctx.budgets = Budgets(settings.budgets) if settings.budgets else None

@@ -180,7 +180,7 @@ def _pct(v: float) -> str:
 
 def _table(m: dict[str, Any]) -> str:
     lines = [
-        "| held-out set | rows | strong needed | router | AUC | APGR | CPT(50 %) | CPT(80 %) | strong calls at policy | PGR at policy |",
+        f"| held-out set | rows | strong needed | router | AUC | APGR | CPT(50 %) | CPT(80 %) | strong calls at score ≥ {m['threshold_strong']} | PGR there |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, per in m["sets"].items():

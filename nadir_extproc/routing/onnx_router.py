@@ -1,0 +1,141 @@
+"""The ONNX router: the trained prompt classifier scores P(strong model needed); the policy picks the model.
+
+Scoring = ``features.featurise`` (numpy) + one onnxruntime session over the graph written by
+``train.export_onnx``::
+
+    inputs   idx int64 [n] (hash buckets), cnt float32 [n] (their counts), dense float32 [1, 6]
+    v      = log(1 + cnt) * idf[idx];   v = v / sqrt(sum(v * v) + 1e-12)
+    z      = (dense - mean) / std
+    score  = sigmoid(sum(v * w[idx]) + z @ w_dense + b)          output  score float32 [1]
+
+The session is created once, with one intra-op and one inter-op thread, sequential execution and
+all graph optimisations. ``load_router`` builds an ``OnnxRouter`` when the model loads and
+answers with the ``RuleRouter`` otherwise (counted as ``router_model_unavailable``, logged once);
+an inference error at request time is answered by the rule router too (counted as
+``router_inference_error``), so traffic never stops.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from nadir_extproc.routing.base import Decision, RouteRequest, Router
+from nadir_extproc.routing.features import DENSE_NAMES, featurise
+from nadir_extproc.routing.policy import TierPolicy, request_needs
+from nadir_extproc.routing.rules import RuleRouter
+from nadir_extproc.stats import count
+
+#: The model shipped inside the package (see ``model/MODEL_CARD.md``).
+DEFAULT_MODEL_PATH = Path(__file__).parent / "model" / "router.onnx"
+INPUTS = ("idx", "cnt", "dense")
+OUTPUT = "score"
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, unreadable, or not a router graph (wrong inputs/outputs)."""
+
+
+class OnnxScorer:
+    """P(strong model needed) for a prompt text, from the ONNX graph at ``path``.
+
+    Raises ``ModelError`` from the constructor when the file is missing or corrupt, the graph does
+    not have the router's inputs and output, or a trial run fails. ``metadata`` holds the graph's
+    metadata properties (``version``, ``trained``, ``seed`` … as written by training).
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_MODEL_PATH) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"router model not found: {self.path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelError(f"router model {self.path} cannot be loaded: {type(e).__name__}") from e
+        names = tuple(i.name for i in self.session.get_inputs())
+        outs = tuple(o.name for o in self.session.get_outputs())
+        if names != INPUTS or outs != (OUTPUT,):
+            raise ModelError(f"router model {self.path}: inputs {names} / outputs {outs}, expected {INPUTS} / ({OUTPUT},)")
+        dense_shape = self.session.get_inputs()[2].shape
+        if dense_shape[-1] != len(DENSE_NAMES):
+            raise ModelError(f"router model {self.path}: dense input width {dense_shape[-1]}, expected {len(DENSE_NAMES)}")
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._run = self.session.run
+        try:
+            self.score("warm-up")
+        except Exception as e:
+            raise ModelError(f"router model {self.path}: trial run failed: {type(e).__name__}") from e
+
+    def score(self, text: str) -> float:
+        """P(strong needed) in [0, 1] for ``text``; raises on an inference error (or a NaN score)."""
+        f = featurise(text)
+        out = self._run(None, {"idx": f.idx, "cnt": f.cnt, "dense": f.dense})[0]
+        s = float(out.reshape(-1)[0])
+        if not math.isfinite(s):
+            raise ValueError("router model returned a non-finite score")
+        return s
+
+    def score_many(self, texts: list[str]) -> np.ndarray:
+        """Scores of ``texts`` (float64 ``(len(texts),)``), one ``score`` call each."""
+        return np.array([self.score(t) for t in texts], dtype=np.float64)
+
+
+class OnnxRouter:
+    """``Router`` over an ``OnnxScorer`` and a ``TierPolicy``.
+
+    Decision: the client's pinned tier if the provider has it (reason ``pinned``), else the policy's
+    tier for the score (reason ``score``); then the policy's hard constraints (``TierPolicy.pick``,
+    noted as ``+context``/``+vision``/``+tools``). ``score`` is the model's P(strong needed) even
+    when pinned. On an inference error the ``fallback`` (rule router) decides. Raises ``KeyError``
+    for a provider the policy has no tiers for.
+    """
+
+    def __init__(self, policy: TierPolicy, scorer: OnnxScorer, fallback: Router | None = None) -> None:
+        self.policy = policy
+        self.scorer = scorer
+        self.fallback = fallback or RuleRouter(policy)
+
+    def route(self, request: RouteRequest) -> Decision:
+        """Decide for one request (see class docstring)."""
+        try:
+            score = self.scorer.score(request.prompt)
+        except Exception as e:  # noqa: BLE001 — the rule router answers instead
+            count("router_inference_error", type(e).__name__)
+            return self.fallback.route(request)
+        pinned = request.pinned_tier
+        if pinned and pinned in self.policy.tiers.get(request.provider, {}):
+            tier, reason = pinned, "pinned"
+        else:
+            tier, reason = self.policy.tier_for_score(score), "score"
+        pick = self.policy.pick(request.provider, tier, request_needs(request.prompt, request.body))
+        return Decision(
+            model=pick.model,
+            tier=pick.tier,
+            score=score,
+            reason="+".join((reason, *pick.notes)),
+            router="onnx",
+        )
+
+
+def load_router(policy: TierPolicy, model_path: str | Path | None = None, kind: str = "onnx") -> Router:
+    """The service's router: ``OnnxRouter`` over the model at ``model_path`` (default: the shipped
+    model) when ``kind == "onnx"`` and it loads; else ``RuleRouter``. A model that fails to load is
+    counted as ``router_model_unavailable`` (logged once, with the reason but no prompt data)."""
+    if kind != "onnx":
+        return RuleRouter(policy)
+    try:
+        scorer = OnnxScorer(model_path or DEFAULT_MODEL_PATH)
+    except ModelError as e:
+        count("router_model_unavailable", str(e))
+        return RuleRouter(policy)
+    return OnnxRouter(policy, scorer)

@@ -1,0 +1,58 @@
+"""`nadir-extproc router score`: JSONL in, one JSONL line out per line, in order, same path as the service."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from nadir_extproc.cli import app
+
+CODE = "Why does this fail?\n```python\nprint(1/0)\n```"
+EASY = "What's the capital of France?"
+
+
+def run(stdin: str, *args: str):
+    return CliRunner().invoke(app, ["router", "score", *args], input=stdin, env={"NADIR_CONFIG": ""})
+
+
+def test_prompts_and_request_bodies_of_every_dialect():
+    lines = [
+        {"prompt": EASY},
+        {"model": "auto", "messages": [{"role": "user", "content": CODE}]},
+        {"model": "auto", "input": EASY},
+        {"model": "auto", "max_tokens": 10, "system": "Be brief.", "messages": [{"role": "user", "content": "Say hello in Japanese."}]},
+        {"contents": [{"role": "user", "parts": [{"text": CODE}]}]},
+    ]
+    r = run("".join(json.dumps(x) + "\n" for x in lines))
+    assert r.exit_code == 0, r.output
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    # Default bands (< 0.3 weak, >= 0.4 strong); scores in model/reference_scores.json.
+    assert [(o["tier"], o["model"]) for o in out] == [
+        ("weak", "gpt-4o-mini"),
+        ("strong", "gpt-4o"),
+        ("weak", "gpt-4o-mini"),
+        ("weak", "claude-haiku-4-5"),
+        ("strong", "gemini-2.5-pro"),
+    ]
+    assert all(o["router"] == "onnx" and 0.0 <= o["score"] <= 1.0 for o in out)
+    # The same text scores the same whichever shape carries it.
+    assert out[0]["score"] == out[2]["score"]
+    assert out[1]["score"] == out[4]["score"]
+
+
+def test_provider_option_and_bad_lines(tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_text(json.dumps({"prompt": CODE}) + "\nnot json\n[1]\n\n" + json.dumps({"prompt": EASY}) + "\n", encoding="utf-8")
+    r = run("", str(f), "--provider", "anthropic")
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1  # some lines were errors
+    assert out[0]["model"] == "claude-sonnet-4-5" and out[3]["model"] == "claude-haiku-4-5"
+    assert "error" in out[1] and "error" in out[2] and len(out) == 4
+
+
+def test_rules_router_by_setting(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("router: rules\n", encoding="utf-8")
+    r = run(json.dumps({"prompt": CODE}) + "\n", "--config", str(cfg))
+    assert json.loads(r.stdout) == {"score": 1.0, "tier": "strong", "model": "gpt-4o", "reason": "code_fence", "router": "rules"}
