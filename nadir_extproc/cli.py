@@ -31,6 +31,14 @@ def serve(
     updates = {k: v for k, v in (("listen", listen), ("uds", uds)) if v}
     if updates:
         settings = settings.model_copy(update=updates)
+    if settings.price_file:
+        from nadir_extproc.pricing.pricefile import PriceFileError, load_price_file
+
+        try:
+            load_price_file(settings.price_file)  # fail fast, naming the bad entry
+        except PriceFileError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop  # optional: faster event loop when installed

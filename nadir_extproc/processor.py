@@ -37,9 +37,11 @@ from nadir_extproc.budgets import H_REMAINING, Budgets, block_reply, scope_value
 from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
 from nadir_extproc.config import Settings
 from nadir_extproc.dialects import Dialect, RewriteError, detect
-from nadir_extproc.dialects.base import DROP, TERMINAL, StreamUsage
+from nadir_extproc.dialects.base import DROP, TERMINAL, USAGE, StreamUsage
 from nadir_extproc.sse import SSEParser
-from nadir_extproc.pricing.cost import Cost, price, saving
+from nadir_extproc.pricing.context import served_context
+from nadir_extproc.pricing.cost import Cost, price
+from nadir_extproc.pricing.savings import baseline_cost, cost_saved
 from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.routing.base import Decision, RouteRequest, Router
@@ -52,6 +54,9 @@ log = logging.getLogger("nadir_extproc")
 
 H_PROVIDER = "x-nadir-provider"
 H_TIER = "x-nadir-tier"  # request header: the client pins a routing tier
+#: Request header: the client opts in to the cost fields as a JSON object ``"nadir"`` inside the
+#: stream's final usage event (besides the SSE comment every stream gets).
+H_COST_IN_BODY = "x-nadir-cost-in-body"
 H_ROUTED_TO = "x-nadir-routed-to"
 H_COST = "x-nadir-cost-usd"
 H_SAVED = "x-nadir-cost-saved"
@@ -167,6 +172,22 @@ def _narrow_accept_encoding(value: str) -> str | None:
     return ", ".join(keep) or "identity"
 
 
+def _with_json_field(ev: Any, key: str, value: Any) -> bytes:
+    """The event's raw bytes with ``key: value`` added to its top-level JSON ``data`` object (its
+    ``event:``/``id:`` lines and line ending kept); the original bytes if the data is not an object."""
+    try:
+        obj = json.loads(ev.data)
+    except ValueError:
+        return ev.raw
+    if not isinstance(obj, dict):
+        return ev.raw
+    obj[key] = value
+    nl = b"\r\n" if ev.raw.endswith(b"\r\n") else (b"\r" if ev.raw.endswith(b"\r\r") else b"\n")
+    keep = [ln for ln in ev.raw.splitlines() if ln and not ln.startswith(b"data")]
+    data = b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return nl.join([*keep, data]) + nl + nl
+
+
 def decode_body(body: bytes, encoding: str) -> bytes | None:
     """Decode a response body by its ``content-encoding``; ``None`` if we cannot (e.g. br, zstd,
     corrupt gzip). Never raises."""
@@ -192,8 +213,8 @@ class RequestProcessor:
     __slots__ = (
         "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_sse", "_done",
         "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
-        "_inband_sent", "_stream_done", "_priced", "_overflow_counted",
-        "_scopes", "_budget_h", "_spent",
+        "_inband_sent", "_stream_done", "_priced", "_overflow_counted", "_cost_in_body",
+        "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -220,6 +241,10 @@ class RequestProcessor:
         self._scopes: dict[str, str] | None = None  # budget scope values (None: no budgets)
         self._budget_h: dict[str, str] = {}
         self._spent = False  # cost added to the budget totals
+        self._tier: str | None = None  # service tier the response reports (flex, priority …)
+        self._batch = False  # a batch result (batch rates)
+        self._terminal_seen = False  # the stream's terminal event went through
+        self._cost_in_body = False  # client opted in (x-nadir-cost-in-body) to the JSON cost field
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -261,7 +286,7 @@ class RequestProcessor:
         if self._done:
             return
         self._done = True
-        if self._stream is not None and not self._stream_done:
+        if self._stream is not None and not self._stream_done and not self._terminal_seen:
             # Cancelled stream (client gone, upstream reset, Envoy closed the gRPC stream): record
             # it as cut, priced on the tokens known so far.
             self.out.result = "cut"
@@ -296,6 +321,7 @@ class RequestProcessor:
         self.dialect = dialect
         self._req_headers = h
         self._path = h.get(":path", "")
+        self._cost_in_body = h.get(H_COST_IN_BODY, "").strip().lower() in ("1", "true", "yes")
         self.out.dialect = dialect.name
         self.out.provider = dialect.provider
         remove = self._identify(h)
@@ -313,6 +339,14 @@ class RequestProcessor:
             r.request_body.response.SetInParent()
             return r
         raw: bytes = msg.body
+        req_encoding = self._req_headers.get("content-encoding", "").strip().lower()
+        if req_encoding and req_encoding != "identity":
+            decoded = decode_body(raw, req_encoding)
+            if decoded is None:
+                count("request_undecodable", req_encoding)
+                r.request_body.response.SetInParent()
+                return r
+            raw = decoded
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -326,7 +360,7 @@ class RequestProcessor:
                 count("request_not_object")
             r.request_body.response.SetInParent()
             return r
-        self.out.stream = d.is_stream(body)
+        self.out.stream = d.is_stream(body) or d.is_stream_path(self._path)
         note_request(self.out, body, self.ctx.settings.telemetry.capture_content)
         path_model = d.model_from_path(self._path)
         model = path_model or d.request_model(body)
@@ -337,7 +371,7 @@ class RequestProcessor:
             return r
         set_h = {H_PROVIDER: d.provider}
         new: bytes | None = None
-        if model == self.ctx.settings.auto_model:
+        if model.lower() == self.ctx.settings.auto_model.lower():
             decision = self._route(d, body)
             self.out.decision = decision
             model = decision.model
@@ -352,9 +386,14 @@ class RequestProcessor:
             if injected is not None:
                 new = injected
                 self._injected = True
+        remove: list[str] | None = None
         if new is not None:
             set_h["content-length"] = str(len(new))
-        r.request_body.response.CopyFrom(p.common(set_h, body=new, clear_route_cache=True))
+            if req_encoding and req_encoding != "identity":
+                # We rewrote the decoded body: send it uncompressed.
+                remove = ["content-encoding"]
+                count("request_body_decompressed")
+        r.request_body.response.CopyFrom(p.common(set_h, remove, body=new, clear_route_cache=True))
         return r
 
     def _route(self, d: Dialect, body: dict[str, Any]) -> Decision:
@@ -472,10 +511,17 @@ class RequestProcessor:
         out: list[bytes] = []
         for ev in events:
             verdict = self._stream.on_event(ev)
-            if verdict == TERMINAL and not self._inband_sent:
-                out.append(self._inband(t0, ev.raw))
-            if verdict != DROP:
-                out.append(ev.raw)
+            raw = ev.raw
+            if verdict & USAGE and self._cost_in_body:
+                raw = _with_json_field(ev, "nadir", self._cost_fields(t0))
+            if verdict & TERMINAL:
+                # The client has everything once the terminal event is through: a gRPC stream
+                # closed after it (client hung up on [DONE]) is complete, not cut.
+                self._terminal_seen = True
+                if not self._inband_sent:
+                    out.append(self._inband(t0, ev.raw))
+            if not verdict & DROP:
+                out.append(raw)
         if passthrough:
             out.append(passthrough)
         if eos:
@@ -517,6 +563,12 @@ class RequestProcessor:
         lines = [f": {k}={v}".encode("latin-1") for k, v in h.items()]
         return nl.join(lines) + nl + nl
 
+    def _cost_fields(self, t0: int) -> dict[str, str]:
+        """The cost fields as a JSON object for the opt-in usage-event field: the header names
+        without the ``x-nadir-`` prefix, with ``_`` for ``-`` (``cost_usd``, ``cost_saved`` …)."""
+        h = self._cost_headers(*self._stream_result(), t0)
+        return {k[len("x-nadir-"):].replace("-", "_"): v for k, v in h.items()}
+
     def _end_stream(self, t0: int) -> None:
         self._stream_done = True
         if not self._priced:
@@ -552,6 +604,7 @@ class RequestProcessor:
             return served, None, "response_not_json"
         served = d.response_model(body) or served
         usage = d.usage(body)
+        self._tier, self._batch = served_context(body)
         note_response(self.out, body, self.ctx.settings.telemetry.capture_content)
         return served, usage, None if usage is not None else "no_usage"
 
@@ -569,7 +622,7 @@ class RequestProcessor:
         if safe:
             headers[H_ROUTED_TO] = safe
         if unpriced is None and served is not None and usage is not None:
-            cost = price(d.provider, served, usage)
+            cost = price(d.provider, served, usage, service_tier=self._tier, batch=self._batch)
             out.cost = cost
             if cost.total_usd is not None:
                 headers[H_COST] = format_usd(cost.total_usd)
@@ -590,17 +643,19 @@ class RequestProcessor:
         return headers
 
     def _saving(self, d: Dialect, cost: Cost, usage: Usage) -> Decimal | None:
-        """Saving vs the provider's baseline model at the same token counts; exactly 0 when the
-        client chose the model itself (routing changed nothing); ``None`` if the baseline is
-        unpriced."""
+        """What routing saved (``nadir_extproc.pricing.savings``): the same usage priced on the
+        route's baseline model (``baseline_models[provider]``, else the most expensive of the
+        provider's tier models) minus the actual cost, signed. Exactly 0 when the client chose the
+        model itself (routing changed nothing); ``None`` when the baseline cannot be priced."""
         if self.out.decision is None:
             return Decimal(0)
-        base_model = self.ctx.policy.default_model(d.provider)
-        if base_model is None:
-            return None
-        baseline = price(d.provider, base_model, usage)
+        baseline = baseline_cost(
+            d.provider, usage, self.ctx.policy.tiers.get(d.provider, {}).values(),
+            configured=self.ctx.settings.baseline_models.get(d.provider),
+            service_tier=self._tier, batch=self._batch,
+        )
         self.out.baseline = baseline
-        return saving(cost, baseline)
+        return cost_saved(cost, baseline)
 
     # ------------------------------------------------------------------ tags, key ids, budgets
     def _identify(self, h: dict[str, str]) -> list[str]:

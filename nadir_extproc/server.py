@@ -19,6 +19,7 @@ from nadir_extproc.budgets import Budgets
 from nadir_extproc.config import Settings
 from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.pricing import catalogue
+from nadir_extproc.pricing.pricefile import install_price_file
 from nadir_extproc.processor import Context, RequestProcessor
 from nadir_extproc.protocol import ProcessingRequest, ProcessingResponse
 from nadir_extproc.routing.onnx_router import load_router
@@ -57,6 +58,9 @@ def build_context(settings: Settings, telemetry: Telemetry | None = None) -> Con
 
     Also loads the price catalogue now (~0.3 s) so the first request does not pay for it."""
     catalogue.load()
+    if settings.price_file:
+        # Operator prices over the catalogue; a bad entry raises PriceFileError naming it.
+        install_price_file(settings.price_file)
     policy = settings.policy()
     # The ONNX router when its model loads, else the rule router (counted, logged once).
     router = load_router(policy, settings.router_model, settings.router)

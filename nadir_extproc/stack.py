@@ -243,7 +243,9 @@ class Stack:
 
     def start_extproc_process(self) -> None:
         """(Re)start the nadir-extproc process on ``extproc_port`` and wait for its ready line."""
-        env = {"NADIR_LISTEN": f"127.0.0.1:{self.extproc_port}"}
+        # State (ledger, key-id secret) stays inside the stack's temp folder unless the caller says
+        # otherwise, so tests and the demo never write into the user's home.
+        env = {"NADIR_LISTEN": f"127.0.0.1:{self.extproc_port}", "NADIR_STATE_DIR": str(self.dir / "state")}
         if self.otlp_endpoint:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{self.otlp_endpoint.split('://')[-1]}"
         env.update(self.extproc_env)

@@ -227,3 +227,23 @@ def test_stream_chunk_without_changes_is_forwarded_as_is():
     proc.handle(headers("response_headers", {":status": "200", "content-type": "text/event-stream"}))
     r = proc.handle(body("response_body", b"event: ping\ndata: {\"type\": \"ping\"}\n\n", eos=False))
     assert r.response_body.response == ep.CommonResponse()  # no body mutation: nothing rewritten
+
+
+def test_gzip_request_body_is_decoded_rewritten_and_sent_uncompressed():
+    proc = RequestProcessor(ctx())
+    payload = b'{"model":"AUTO","messages":[{"role":"user","content":"hello"}]}'
+    proc.handle(headers("request_headers", {**REQ, "content-encoding": "gzip"}))
+    r = proc.handle(body("request_body", gzip.compress(payload))).request_body.response
+    # The auto marker matches case-insensitively; "AUTO" (4) -> "gpt-4o-mini" (11): 63 + 7 = 70 bytes.
+    assert len(payload) == 63
+    assert r.body_mutation.body == payload.replace(b"AUTO", b"gpt-4o-mini")
+    assert set_headers(r)["content-length"] == b"70"
+    assert list(r.header_mutation.remove_headers) == ["content-encoding"]
+
+
+def test_undecodable_request_body_passes_untouched_and_is_counted():
+    before = COUNTS["request_undecodable"]
+    proc = RequestProcessor(ctx())
+    proc.handle(headers("request_headers", {**REQ, "content-encoding": "br"}))
+    r = proc.handle(body("request_body", b"\x1b\x00\x00garbage"))
+    assert r.request_body.response == ep.CommonResponse() and COUNTS["request_undecodable"] == before + 1

@@ -187,6 +187,10 @@ class Dialect:
         """True when ``path`` (query removed) belongs to this dialect beyond its exact ``paths``."""
         return False
 
+    def is_stream_path(self, path: str) -> bool:
+        """True when the request path itself asks for a stream (Gemini ``:streamGenerateContent``)."""
+        return False
+
     def model_from_path(self, path: str) -> str | None:
         """The model named in the request path, for APIs that put it there (else ``None``)."""
         return None

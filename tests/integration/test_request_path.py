@@ -205,7 +205,9 @@ def test_one_mib_prompt_is_rewritten(stack, oai):
     )
     assert raw.http_response.status_code == 200
     up = _only_upstream(stack)
-    assert json.loads(up["body"])["model"] == "gpt-4o"  # long prompt -> strong tier
+    # ~262K estimated tokens (1 MiB / 4) do not fit gpt-4o's 128K window: the context constraint
+    # moves the request to gpt-4.1-mini (1M-token window) whatever the score said.
+    assert json.loads(up["body"])["model"] == "gpt-4.1-mini"
     assert int(up["hdrs"]["content-length"]) == len(up["body"]) > 1024 * 1024
 
 
@@ -223,3 +225,38 @@ def test_non_llm_path_is_not_processed(stack):
     status, headers, _ = raw_post(f"{stack.base_url}/v1/embeddings", b'{"model":"auto","input":"x"}')
     assert not [k for k in headers if k.startswith("x-nadir-")]
     assert json.loads(upstream_requests(stack)[-1]["body"])["model"] == "auto"
+
+
+def test_gzip_request_body_with_auto_is_routed(stack, oai):
+    import gzip as _gzip
+
+    body = b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
+    status, headers, _ = raw_post(f"{stack.base_url}/v1/chat/completions", _gzip.compress(body),
+                                  {"content-encoding": "gzip", **usage_header(input=10, output=10)})
+    assert status == 200 and headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
+    up = _only_upstream(stack)
+    assert json.loads(up["body"])["model"] == "gpt-4o-mini" and "content-encoding" not in up["hdrs"]
+    assert int(up["hdrs"]["content-length"]) == len(up["body"])
+
+
+def test_duplicate_model_keys_are_all_rewritten(stack, oai):
+    status, _, _ = raw_post(f"{stack.base_url}/v1/chat/completions",
+                            b'{"model":"gpt-4o","model":"auto","messages":[{"role":"user","content":"hi"}]}')
+    assert status == 200
+    assert _only_upstream(stack)["body"] == b'{"model":"gpt-4o-mini","model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+
+
+def test_gemini_auto_in_the_path_is_rewritten_and_priced(stack):
+    # Gemini puts the model in the URL: "auto" there is replaced in :path (re-routed to the google
+    # cluster). Weak tier of the default policy for google is gemini-2.5-flash (0.30 in / 2.50 out):
+    # 1000*0.30 + 200*2.50 = 300 + 500 = 800 -> 0.0008
+    clear_upstream(stack)
+    body = b'{"contents":[{"role":"user","parts":[{"text":"Say hi"}]}]}'
+    status, headers, raw = raw_post(f"{stack.base_url}/v1beta/models/auto:generateContent", body,
+                                    usage_header(input=1000, output=200))
+    assert status == 200, raw
+    up = _only_upstream(stack)
+    assert up["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert up["body"] == body  # the body is untouched: the model lives in the path
+    assert headers["x-nadir-routed-to"] == "gemini-2.5-flash"
+    assert headers["x-nadir-cost-usd"] == "0.0008"

@@ -43,6 +43,10 @@ STREAMS = {
     # an OpenAI-compatible model the OpenAI price list does not have -> unpriced. The client did not
     # ask for usage, so we injected include_usage and its usage-only chunk is removed (see below).
     "47-huggingface-router-stream": ("/v1/chat/completions", {"x-nadir-unpriced-reason": "unknown_model"}),
+    # Gemini (no terminal event: the comment goes at the end). usageMetadata is cumulative; the last
+    # says prompt 18, candidates 80, thoughts 35 -> output 80 + 35 = 115 (thoughts billed as output).
+    # gemini-2.5-flash 0.30 in / 2.50 out: 18*0.30 + 115*2.50 = 5.4 + 287.5 = 292.9 -> 0.0002929
+    "38-gemini-stream-usage": ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", {"x-nadir-cost-usd": "0.0002929"}),
 }
 USAGE_CHUNK_REMOVED = {"47-huggingface-router-stream"}
 
@@ -164,3 +168,22 @@ def test_responses_sdk_stream_events_unaffected(stack):
     events = list(client.responses.create(model="auto", stream=True, input="Say hi",
                                           extra_headers={"x-emulator-usage": json.dumps({"input": 10, "output": 5})}))
     assert events[-1].type == "response.completed" and events[-1].response.usage.input_tokens == 10
+
+
+def test_opt_in_cost_field_in_the_final_usage_event(stack):
+    # claude-haiku-4-5 300 in / 40 out: 300*1 + 40*5 = 500 -> 0.0005; baseline sonnet 300*3 + 40*15 = 1500 -> saved 0.001
+    client = anthropic.Anthropic(base_url=stack.base_url, api_key=KEY, max_retries=0)
+    with client.messages.with_streaming_response.create(
+        model="auto", max_tokens=40, stream=True, messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 300, "output": 40}), "x-nadir-cost-in-body": "1"},
+    ) as resp:
+        raw = b"".join(resp.iter_bytes())
+    delta = next(json.loads(e.data) for e in SSEParser().feed(raw)[0] if e.event == "message_delta")
+    assert delta["nadir"]["cost_usd"] == "0.0005" and delta["nadir"]["cost_saved"] == "0.001"
+    assert delta["usage"]["output_tokens"] == 40  # the provider's own fields untouched
+    # The SDK's typed iterator still parses the stream.
+    with client.messages.stream(
+        model="auto", max_tokens=40, messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 300, "output": 40}), "x-nadir-cost-in-body": "1"},
+    ) as stream:
+        assert stream.get_final_message().usage.input_tokens == 300
