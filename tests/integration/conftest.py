@@ -14,7 +14,9 @@ from nadir_extproc.stack import Stack
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack() as s:
+    # The request-path tests assert routing outcomes, so they use the documented rule router;
+    # the ONNX router has its own Envoy tests (tests/routing/test_router_envoy.py).
+    with Stack(extproc_env={"NADIR_ROUTER": "rules"}) as s:
         yield s
 
 
