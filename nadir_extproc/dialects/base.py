@@ -37,6 +37,7 @@ def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
     depth = 0
     spans: list[tuple[int, int]] = []
     n = len(body)
+    key_tok = json.dumps(key).encode()
     for m in _TOKEN.finditer(body):
         tok = m.group()
         c = tok[:1]
@@ -56,7 +57,8 @@ def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
             i += 1
         if i >= n or body[i] != 0x3A:  # ':'
             continue
-        if json.loads(tok) != key:
+        # Cheap byte compare first; decode only keys written with escapes ("\u006dodel").
+        if tok != key_tok and (b"\\" not in tok or json.loads(tok) != key):
             continue
         i += 1
         while i < n and body[i] in _WS:
