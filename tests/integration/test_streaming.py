@@ -187,3 +187,30 @@ def test_opt_in_cost_field_in_the_final_usage_event(stack):
         extra_headers={"x-emulator-usage": json.dumps({"input": 300, "output": 40}), "x-nadir-cost-in-body": "1"},
     ) as stream:
         assert stream.get_final_message().usage.input_tokens == 300
+
+
+def test_error_event_after_200_ends_the_stream_as_failed_with_what_is_known(stack):
+    # Anthropic can send `event: error` after HTTP 200 (e.g. overloaded_error). The client gets
+    # every byte; the in-band cost prices what message_start reported: claude-haiku-4-5,
+    # 31 in / 1 out -> 31*1 + 1*5 = 36 -> 0.000036.
+    data = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_x","type":"message",'
+        b'"role":"assistant","model":"claude-haiku-4-5-20251001","content":[],"stop_reason":null,'
+        b'"stop_sequence":null,"usage":{"input_tokens":31,"output_tokens":1}}}\n\n'
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    )
+    _queue_replay(stack, data, [len(data) // 2])
+    headers, received = _post_stream(
+        stack, "/v1/messages", b'{"model":"claude-haiku-4-5","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    )
+    block = COMMENT.findall(received)[0]
+    assert received.replace(block, b"", 1) == data
+    assert _fields(block)["x-nadir-cost-usd"] == "0.000036"
+    # With nothing reported before the error, the stream is unpriced (provider_error), never 0.
+    err_only = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    _queue_replay(stack, err_only, [])
+    _, received = _post_stream(
+        stack, "/v1/messages", b'{"model":"claude-haiku-4-5","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    )
+    fields = _fields(COMMENT.findall(received)[0])
+    assert fields["x-nadir-unpriced-reason"] == "provider_error" and "x-nadir-cost-usd" not in fields
