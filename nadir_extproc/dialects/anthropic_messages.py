@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of, as_int
+from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, _text_of, as_int
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -64,7 +64,8 @@ class MessagesStreamUsage(StreamUsage):
     is present and non-zero wins, so a later event that omits or zeroes a field keeps the earlier
     count, and a field that grows (server tools) takes the new value. ``iterations`` (case 26) is
     taken from the latest event that has it. ``message_stop`` is terminal; ``event: error`` after
-    HTTP 200 marks the stream failed. Only message_start, message_delta and error are parsed."""
+    HTTP 200 marks the stream failed. Only message_start, message_delta and error are parsed.
+    ``service_tier``: ``usage.service_tier`` of the latest of those events that has it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,6 +87,8 @@ class MessagesStreamUsage(StreamUsage):
                 self._merged[k] = cc
             elif type(v) is int and (v > 0 or k not in self._merged):
                 self._merged[k] = v
+            elif k == "service_tier" and isinstance(v, str):
+                self.service_tier = v
 
     def on_event(self, ev: Any) -> int:
         name = ev.event
@@ -126,11 +129,7 @@ class AnthropicMessages(Dialect):
     def prompt_text(self, body: dict[str, Any]) -> str:
         out: list[str] = []
         _text_of(body.get("system"), out)
-        msgs = body.get("messages")
-        if isinstance(msgs, list):
-            for m in msgs:
-                if isinstance(m, dict):
-                    _text_of(m.get("content"), out)
+        _messages_text(body.get("messages"), out)
         return "\n".join(out)
 
     def usage(self, body: dict[str, Any]) -> Usage | None:

@@ -93,6 +93,15 @@ def _text_of(content: Any, out: list[str]) -> None:
                 out.append(part)
 
 
+def _messages_text(msgs: Any, out: list[str]) -> None:
+    """Append the text of every message's ``content`` in a ``messages`` list (OpenAI chat and
+    Anthropic share the shape)."""
+    if isinstance(msgs, list):
+        for m in msgs:
+            if isinstance(m, dict):
+                _text_of(m.get("content"), out)
+
+
 def as_int(v: Any) -> int:
     """A token count from JSON: non-negative int, anything else (absent, null, bad) counts as 0."""
     return v if type(v) is int and v > 0 else 0
@@ -111,12 +120,17 @@ class StreamUsage:
     Subclasses (one per dialect) look at each ``nadir_extproc.sse.Event`` and parse JSON only for
     events that can hold the model or usage. After the stream: ``usage()`` (``None`` when the
     stream reported none), ``model`` (as the provider reported it), ``failed`` (an error event
-    arrived after HTTP 200).
+    arrived after HTTP 200), ``service_tier`` (the tier the stream says *served* the request, raw
+    string as reported — OpenAI ``service_tier``, Anthropic ``usage.service_tier``, Gemini
+    ``usageMetadata.serviceTier`` — the latest one seen wins; ``None`` when never reported; for
+    ``pricing.cost.price(…, service_tier=)``). Kept current by ``on_event`` itself, read only
+    from events the dialect already parses (or regex-matches) for model and usage.
     """
 
     def __init__(self) -> None:
         self.model: str | None = None
         self.failed = False
+        self.service_tier: str | None = None
 
     def on_event(self, ev: Any) -> int:
         """Take one event; return verdict flags (``KEEP``, or ``DROP``/``TERMINAL``/``USAGE`` or-ed)."""

@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of, as_int
+from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, as_int
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -51,8 +51,16 @@ def openai_usage(u: Any, input_key: str, output_key: str, in_details: str, out_d
     )
 
 
+def chat_usage(u: Any) -> Usage | None:
+    """Normalise a Chat Completions usage object (``prompt_tokens``/``completion_tokens`` names)."""
+    return openai_usage(u, "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+
+
 _USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
+#: The top-level ``"service_tier":"…"`` of a chunk (inside message text the quotes are escaped,
+#: so text cannot match).
+_SERVICE_TIER = re.compile(r'"service_tier"\s*:\s*"([^"\\]{1,64})"')
 
 
 class ChatStreamUsage(StreamUsage):
@@ -60,7 +68,8 @@ class ChatStreamUsage(StreamUsage):
     ``stream_options.include_usage``); OpenAI-compatible servers may repeat cumulative usage on
     every chunk, so the last usage object wins. ``data: [DONE]`` is the terminal event. Only the
     first chunk (for the model) and chunks whose text holds a usage object are JSON-parsed, and
-    only the last of those, at the end."""
+    only the last of those, at the end. ``service_tier`` (every chunk carries the tier that served
+    the request) comes from the first chunk and from each usage chunk (one regex on its text)."""
 
     def __init__(self, injected_usage: bool) -> None:
         super().__init__()
@@ -85,7 +94,13 @@ class ChatStreamUsage(StreamUsage):
                 m = obj.get("model")
                 if isinstance(m, str) and self.model is None:
                     self.model = m
+                t = obj.get("service_tier")
+                if isinstance(t, str):
+                    self.service_tier = t
         if _USAGE_OBJECT.search(data):
+            tm = _SERVICE_TIER.search(data)
+            if tm is not None:
+                self.service_tier = tm.group(1)
             self._last_usage_data = data
             self._usage = None
             if _EMPTY_CHOICES.search(data):
@@ -99,10 +114,7 @@ class ChatStreamUsage(StreamUsage):
             except ValueError:
                 return None
             if isinstance(obj, dict):
-                self._usage = openai_usage(
-                    obj.get("usage"), "prompt_tokens", "completion_tokens",
-                    "prompt_tokens_details", "completion_tokens_details",
-                )
+                self._usage = chat_usage(obj.get("usage"))
         return self._usage
 
 
@@ -114,21 +126,11 @@ class OpenAIChat(Dialect):
 
     def prompt_text(self, body: dict[str, Any]) -> str:
         out: list[str] = []
-        msgs = body.get("messages")
-        if isinstance(msgs, list):
-            for m in msgs:
-                if isinstance(m, dict):
-                    _text_of(m.get("content"), out)
+        _messages_text(body.get("messages"), out)
         return "\n".join(out)
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
-        return openai_usage(
-            body.get("usage"),
-            "prompt_tokens",
-            "completion_tokens",
-            "prompt_tokens_details",
-            "completion_tokens_details",
-        )
+        return chat_usage(body.get("usage"))
 
     def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
         return ChatStreamUsage(injected_usage)
