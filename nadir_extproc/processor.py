@@ -324,7 +324,9 @@ class RequestProcessor:
         self._cost_in_body = h.get(H_COST_IN_BODY, "").strip().lower() in ("1", "true", "yes")
         self.out.dialect = dialect.name
         self.out.provider = dialect.provider
-        remove = self._identify(h)
+        remove = list(self._identify(h))
+        # Our own control headers are for the sidecar, not the provider.
+        remove += [k for k in (H_TIER, H_COST_IN_BODY) if k in h]
         narrowed = _narrow_accept_encoding(h.get("accept-encoding", ""))
         if narrowed is not None or remove:
             r.request_headers.response.CopyFrom(p.common({"accept-encoding": narrowed} if narrowed else None, remove or None))
@@ -397,7 +399,8 @@ class RequestProcessor:
         return r
 
     def _route(self, d: Dialect, body: dict[str, Any]) -> Decision:
-        msgs = body.get("messages")
+        # messages (OpenAI chat, Anthropic), input items (Responses), contents (Gemini)
+        msgs = body.get("messages") or body.get("input") or body.get("contents")
         req = RouteRequest(
             provider=d.provider,
             dialect=d.name,

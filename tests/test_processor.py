@@ -247,3 +247,15 @@ def test_undecodable_request_body_passes_untouched_and_is_counted():
     proc.handle(headers("request_headers", {**REQ, "content-encoding": "br"}))
     r = proc.handle(body("request_body", b"\x1b\x00\x00garbage"))
     assert r.request_body.response == ep.CommonResponse() and COUNTS["request_undecodable"] == before + 1
+
+
+def test_sidecar_control_headers_do_not_go_upstream():
+    r = RequestProcessor(ctx()).handle(headers("request_headers", {**REQ, "x-nadir-tier": "weak", "x-nadir-cost-in-body": "1"}))
+    assert {"x-nadir-tier", "x-nadir-cost-in-body"} <= set(r.request_headers.response.header_mutation.remove_headers)
+
+
+def test_pinned_tier_header_reaches_the_router():
+    proc = RequestProcessor(ctx())
+    proc.handle(headers("request_headers", {**REQ, "x-nadir-tier": "strong"}))
+    r = proc.handle(body("request_body", b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'))
+    assert json.loads(r.request_body.response.body_mutation.body)["model"] == "gpt-4o"  # "hi" alone would be weak
