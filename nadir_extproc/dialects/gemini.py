@@ -91,7 +91,8 @@ class GeminiStreamUsage(StreamUsage):
     """``streamGenerateContent?alt=sse``: every ``data:`` chunk is a whole
     ``GenerateContentResponse`` with cumulative ``usageMetadata``; the last one wins (never summed).
     There is no terminal event (the stream just ends). Chunks are JSON-parsed only when their text
-    holds ``usageMetadata``, ``modelVersion`` (first time) or ``error``."""
+    holds ``usageMetadata``, ``modelVersion`` (first time) or ``error``. ``service_tier``: the
+    latest ``usageMetadata.serviceTier``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,9 +116,12 @@ class GeminiStreamUsage(StreamUsage):
         m = obj.get("modelVersion")
         if isinstance(m, str):
             self.model = m
-        u = gemini_usage(obj.get("usageMetadata"))
+        meta = obj.get("usageMetadata")
+        u = gemini_usage(meta)
         if u is not None:
             self._usage = u
+        if isinstance(meta, dict) and isinstance(meta.get("serviceTier"), str):
+            self.service_tier = meta["serviceTier"]
         return KEEP
 
     def usage(self) -> Usage | None:

@@ -21,7 +21,8 @@ _FINAL = frozenset({"response.completed", "response.incomplete", "response.faile
 
 class ResponsesStreamUsage(StreamUsage):
     """Responses stream: usage only in ``response.completed`` / ``response.incomplete`` /
-    ``response.failed`` (the terminal events, which are the only ones parsed; ``error`` too)."""
+    ``response.failed`` (the terminal events, which are the only ones parsed; ``error`` too).
+    ``service_tier`` is the final event's ``response.service_tier`` (the tier that served it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,6 +46,9 @@ class ResponsesStreamUsage(StreamUsage):
                 m = resp.get("model")
                 if isinstance(m, str):
                     self.model = m
+                t = resp.get("service_tier")
+                if isinstance(t, str):
+                    self.service_tier = t
                 self._usage = openai_usage(
                     resp.get("usage"), "input_tokens", "output_tokens",
                     "input_tokens_details", "output_tokens_details",

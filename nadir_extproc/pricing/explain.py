@@ -99,8 +99,9 @@ def _error_summary(body: Any) -> str | None:
     return None
 
 
-def _read_stream(d: Dialect, raw: bytes) -> tuple[Usage | None, str | None, bool] | None:
-    """``(usage, model, failed)`` of a raw SSE body, or ``None`` when streams cannot be read yet."""
+def _read_stream(d: Dialect, raw: bytes) -> tuple[Usage | None, str | None, bool, str | None] | None:
+    """``(usage, model, failed, service_tier)`` of a raw SSE body (the tier the stream reports as
+    served, ``StreamUsage.service_tier``), or ``None`` when streams cannot be read yet."""
     try:
         from nadir_extproc.sse import SSEParser
 
@@ -111,7 +112,7 @@ def _read_stream(d: Dialect, raw: bytes) -> tuple[Usage | None, str | None, bool
     events, _ = parser.feed(raw + (b"" if raw.endswith((b"\n\n", b"\r\n\r\n")) else b"\n\n"))
     for ev in events:
         acc.on_event(ev)
-    return acc.usage(), acc.model, acc.failed
+    return acc.usage(), acc.model, acc.failed, getattr(acc, "service_tier", None)
 
 
 def _usage_json(u: Usage | None) -> dict[str, int] | None:
@@ -213,7 +214,7 @@ def explain(
         read = _read_stream(d, raw)
         if read is None:
             return unpriced(STREAM_NOT_SUPPORTED)
-        usage, served, failed = read
+        usage, served, failed, tier = read
         if failed and usage is None:
             return unpriced(PROVIDER_ERROR, error="error event in the stream")
     else:

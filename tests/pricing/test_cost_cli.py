@@ -33,7 +33,8 @@ PRICED = {
     "17-openai-responses-o3-mini-reasoning": "0.0010131",  # 13 x 1.10 + 227 x 4.40
     "18-openai-responses-prompt-cache-hit": "0.0017368",  # 8 x 4 + 4012 read x 0.40 + 5 x 20
     "20-openai-responses-stream-gpt-4o": "0.0007975",  # gpt-4o 255 x 2.50 + 16 x 10
-    "21-openai-responses-stream-gpt-5-usage": "0.00475625",  # 53 x 1.25 + 469 x 10
+    # served on the flex tier (every event says "service_tier":"flex"): gpt-5 flex rates, half of standard
+    "21-openai-responses-stream-gpt-5-usage": "0.002378125",  # 53 x 0.625 + 469 x 5
     "24-anthropic-cache-read": "0.0064323",  # sonnet-4-5 3 x 3 + 1111 x 0.30 + 406 x 15
     "25-anthropic-cache-write-and-read": "0.0024048",  # 3 x 3 + 1111 x 0.30 + 418 x 3.75 + 33 x 15
     "26-anthropic-opus-cache-write": "0.0100475",  # opus-4-8 2 x 5 + 1590 x 6.25 + 4 x 25
