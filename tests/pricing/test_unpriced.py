@@ -70,3 +70,11 @@ def test_money_is_decimal():
     assert type(cost.total_usd) is D
     assert all(type(v) is D for v in cost.breakdown.values())
     assert sum(cost.breakdown.values()) == cost.total_usd
+
+
+def test_web_search_calls_are_billed_per_call():
+    # claude-sonnet-4-5: $3 in / $15 out per MTok, web search $10 per 1,000 calls.
+    usage = Usage(uncached_input_tokens=1000, output_tokens=100, web_search_requests=3)
+    cost = price("anthropic", "claude-sonnet-4-5", usage, when=WHEN)
+    assert cost.breakdown["web_search"] == 3 * D(10) / 1000 == D("0.03")
+    assert cost.total_usd == (1000 * D(3) + 100 * D(15)) / 1_000_000 + D("0.03") == D("0.0345")
