@@ -65,19 +65,16 @@ def _request(line: dict[str, Any]) -> tuple[str, str, str, dict[str, Any] | None
     """(provider, dialect, prompt, body, message_count) of one input line: ``{"prompt": ...}`` or a
     request body, its dialect chosen by shape: ``contents`` -> Gemini; ``input`` -> OpenAI Responses;
     a top-level ``system``, ``anthropic_version`` or an Anthropic-only content part (``image``,
-    ``tool_use``, ``tool_result``, ``document``, ``thinking``) -> Anthropic Messages; else OpenAI Chat."""
+    ``tool_use``, ``tool_result``, ``document``, ``thinking``) -> Anthropic Messages; else OpenAI Chat.
+    Prompt text and message count are what the service's request path builds for that dialect
+    (``Dialect.prompt_text``; the length of a top-level ``messages`` list, else 1)."""
     from nadir_extproc.dialects import DIALECTS
 
     if isinstance(line.get("prompt"), str) and not any(k in line for k in ("messages", "input", "contents")):
         return "openai", "openai_chat", line["prompt"], None, 1
-    if "contents" in line:  # Gemini generateContent
-        parts: list[str] = []
-        for c in line.get("contents") or []:
-            for p in (c.get("parts") or []) if isinstance(c, dict) else []:
-                if isinstance(p, dict) and isinstance(p.get("text"), str):
-                    parts.append(p["text"])
-        return "google", "gemini", "\n".join(parts), line, len(line.get("contents") or [])
-    if "input" in line:
+    if "contents" in line:  # Gemini generateContent (systemInstruction + contents)
+        d = DIALECTS["gemini"]
+    elif "input" in line:
         d = DIALECTS["openai_responses"]
     elif "system" in line or "anthropic_version" in line or _anthropic_parts(line.get("messages")):
         d = DIALECTS["anthropic_messages"]

@@ -56,3 +56,39 @@ def test_rules_router_by_setting(tmp_path):
     cfg.write_text("router: rules\n", encoding="utf-8")
     r = run(json.dumps({"prompt": CODE}) + "\n", "--config", str(cfg))
     assert json.loads(r.stdout) == {"score": 1.0, "tier": "strong", "model": "gpt-4o", "reason": "code_fence", "router": "rules"}
+
+
+def test_full_bodies_score_what_the_request_path_scores(tmp_path):
+    # One full request body per dialect, read from a FILE; each line's score must equal the shipped
+    # model's score of the prompt text the request path extracts for that dialect
+    # (Dialect.prompt_text: system parts included), and lines come out in input order.
+    from nadir_extproc.dialects import DIALECTS
+    from nadir_extproc.routing.onnx_router import OnnxScorer
+
+    bodies = [
+        ("gemini", {"systemInstruction": {"parts": [{"text": "You are a C++ expert."}]},
+                    "contents": [{"role": "user", "parts": [{"text": CODE}]},
+                                 {"role": "model", "parts": [{"text": "Division by zero."}]},
+                                 {"role": "user", "parts": [{"text": "And in C?"}]}],
+                    "generationConfig": {"temperature": 0}}),
+        ("openai_responses", {"model": "auto", "instructions": "Answer in one word.",
+                              "input": [{"role": "user", "content": [{"type": "input_text", "text": EASY}]}]}),
+        ("anthropic_messages", {"model": "auto", "max_tokens": 64, "system": [{"type": "text", "text": "Be brief."}],
+                                "messages": [{"role": "user", "content": [{"type": "text", "text": "Translate 'good morning' to French."}]}]}),
+        ("openai_chat", {"model": "auto", "messages": [{"role": "system", "content": "You are helpful."},
+                                                        {"role": "user", "content": [{"type": "text", "text": CODE}]}],
+                         "stream": True}),
+    ]
+    f = tmp_path / "bodies.jsonl"
+    f.write_text("".join(json.dumps(b) + "\n" for _, b in bodies), encoding="utf-8")
+    r = run("", str(f))
+    assert r.exit_code == 0, r.output
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(out) == len(bodies)
+    scorer = OnnxScorer()
+    for (dialect, body), o in zip(bodies, out):
+        text = DIALECTS[dialect].prompt_text(body)
+        assert o["score"] == scorer.score(text), dialect
+    # The Gemini system instruction is part of what is scored (as on the request path).
+    assert "You are a C++ expert." in DIALECTS["gemini"].prompt_text(bodies[0][1])
+    assert [o["model"].split("-")[0] for o in out] == ["gemini", "gpt", "claude", "gpt"]
