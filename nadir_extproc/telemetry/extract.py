@@ -2,14 +2,16 @@
 
 ``note_request`` and ``note_response`` copy the few values a span needs onto the ``Outcome``:
 request parameters, response id and finish reasons, and — only when content capture is opted in —
-the messages. Nothing here keeps prompt text unless ``capture_content`` is true. Field names per
-API are from the providers' API references (OpenAI Chat Completions and Responses, Anthropic
-Messages, Gemini ``generateContent``).
+the messages. Nothing here keeps prompt text unless ``capture_content`` is true, and captured text
+goes through ``redact_secrets`` first (shared case 24: API keys pasted into prompts never reach a
+span). Field names per API are from the providers' API references (OpenAI Chat Completions and
+Responses, Anthropic Messages, Gemini ``generateContent``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,6 +111,21 @@ def response_info(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None
 
 
 # ----------------------------------------------------------------------------- content (opt-in)
+#: Common provider API-key shapes: OpenAI ``sk-…`` (``sk-proj-…`` too), Anthropic ``sk-ant-…``,
+#: Google ``AIza…`` — the prefix, then 6+ key characters, not glued to a preceding letter or digit
+#: (so ``task-force`` or ``risk-free`` stay). Shapes from the providers' key formats; shared case 24.
+_KEY_SHAPE = re.compile(r"(?<![A-Za-z0-9])(sk-ant-|sk-|AIza)[A-Za-z0-9_\-]{6,}")
+REDACTED = "[REDACTED]"
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every API-key-shaped token replaced by its prefix + ``[REDACTED]``
+    (``sk-proj-abc…`` -> ``sk-[REDACTED]``, ``sk-ant-api03-…`` -> ``sk-ant-[REDACTED]``,
+    ``AIzaSy…`` -> ``AIza[REDACTED]``). Applied to captured content before it is put on a span.
+    Pure; never raises for a ``str``."""
+    return _KEY_SHAPE.sub(lambda m: m.group(1) + REDACTED, text)
+
+
 def _parts(content: Any) -> list[dict[str, Any]]:
     """Message content (string or list of blocks) -> convention ``parts`` (text parts keep their
     text; other blocks keep only their type)."""
@@ -130,7 +147,8 @@ def _parts(content: Any) -> list[dict[str, Any]]:
 
 def input_messages(body: Mapping[str, Any]) -> dict[str, str]:
     """Opt-in content: ``gen_ai.input.messages`` (and ``gen_ai.system_instructions``) as JSON
-    strings in the convention's role/parts shape, from a chat/messages/responses/gemini body."""
+    strings in the convention's role/parts shape, from a chat/messages/responses/gemini body, with
+    key-shaped tokens redacted (``redact_secrets``)."""
     out: dict[str, str] = {}
     msgs: list[dict[str, Any]] = []
     raw = body.get("messages")
@@ -148,17 +166,18 @@ def input_messages(body: Mapping[str, Any]) -> dict[str, str]:
             if isinstance(m, dict):
                 msgs.append({"role": str(m.get("role", "user")), "parts": _parts(m.get("parts"))})
     if msgs:
-        out[n.INPUT_MESSAGES] = json.dumps(msgs, ensure_ascii=False)
+        out[n.INPUT_MESSAGES] = redact_secrets(json.dumps(msgs, ensure_ascii=False))
     system = body.get("system", body.get("instructions"))
     if system is not None:
         parts = _parts(system)
         if parts:
-            out[n.SYSTEM_INSTRUCTIONS] = json.dumps(parts, ensure_ascii=False)
+            out[n.SYSTEM_INSTRUCTIONS] = redact_secrets(json.dumps(parts, ensure_ascii=False))
     return out
 
 
 def output_messages(body: Mapping[str, Any]) -> dict[str, str]:
-    """Opt-in content: ``gen_ai.output.messages`` as a JSON string from a JSON response body."""
+    """Opt-in content: ``gen_ai.output.messages`` as a JSON string from a JSON response body, with
+    key-shaped tokens redacted (``redact_secrets``)."""
     msgs: list[dict[str, Any]] = []
     choices = body.get("choices")
     if isinstance(choices, list):
@@ -177,7 +196,7 @@ def output_messages(body: Mapping[str, Any]) -> dict[str, str]:
             if isinstance(c, dict) and isinstance(c.get("content"), dict):
                 msgs.append({"role": "assistant", "parts": _parts(c["content"].get("parts")),
                              "finish_reason": c.get("finishReason")})
-    return {n.OUTPUT_MESSAGES: json.dumps(msgs, ensure_ascii=False)} if msgs else {}
+    return {n.OUTPUT_MESSAGES: redact_secrets(json.dumps(msgs, ensure_ascii=False))} if msgs else {}
 
 
 # ----------------------------------------------------------------------------- processor hooks
