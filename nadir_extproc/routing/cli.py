@@ -37,14 +37,16 @@ def eval_(
     out: Path = typer.Option(Path("docs/router-eval"), help="Report folder (report.md, metrics.json, routing_curve.png)."),
     model: Optional[Path] = typer.Option(None, help="ONNX model (default: the shipped one)."),
     seed: Optional[int] = typer.Option(None, help="Split seed (default: the seed in the model's metadata)."),
+    chat: Path = typer.Option(Path("docs/router-eval/chat_prompts.jsonl"), help="Hand-labelled chat prompts (JSONL prompt/label/kind); skipped when absent."),
 ) -> None:
-    """Evaluate on the split held out by subject/source: AUC, APGR, CPT(50 %), CPT(80 %) vs rules and random."""
+    """Evaluate on the split held out by subject/source: AUC, APGR, CPT(50 %), CPT(80 %) vs rules and random;
+    and the default policy's routing of a labelled chat prompt set."""
     from nadir_extproc.routing.evaluate import run_eval
     from nadir_extproc.routing.onnx_router import ModelError
 
     try:
-        run_eval(data, out, model, seed, log=lambda m: typer.echo(m, err=True))
-    except (FileNotFoundError, ModelError) as e:
+        run_eval(data, out, model, seed, log=lambda m: typer.echo(m, err=True), chat_prompts=chat)
+    except (FileNotFoundError, ModelError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 

@@ -17,6 +17,12 @@ Definitions (RouteLLM, Ong et al. 2024, "RouteLLM: Learning to Route LLMs with P
 ``run_eval`` scores the held-out split (``data.split``) with the ONNX router (the same ``OnnxScorer``
 path as the service), the rule router and a random router, and writes a Markdown table, a JSON
 file and a PNG plot (matplotlib, from the ``train`` extra).
+
+Given a hand-labelled chat set (``chat_prompts``: JSONL ``{"prompt", "label": 0 easy | 1 hard,
+"kind"}``, labelling rule in ``docs/router-eval/README.md``), it also reports how the default
+policy (``TierPolicy()``: thresholds and tiers) routes everyday chat prompts — the format the
+benchmark labels barely cover — for a provider with a mid model (OpenAI) and for one without
+(Anthropic, Google: the mid band goes to strong), plus a sweep of the mid threshold.
 """
 
 from __future__ import annotations
@@ -116,9 +122,66 @@ def summarise(y, scores, strong_ok, weak_ok, threshold: float | None = None) -> 
     return out
 
 
-def run_eval(data_dir: Path, out_dir: Path, model_path: Path | None = None, seed: int | None = None, log=print) -> dict[str, Any]:
+def read_chat_set(path: Path) -> list[dict[str, Any]]:
+    """Rows of a chat prompt set (JSONL ``{"prompt": str, "label": 0|1, "kind": str}``).
+
+    Raises ``ValueError`` naming the line when a row lacks a string prompt or a 0/1 label."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if not isinstance(row.get("prompt"), str) or row.get("label") not in (0, 1):
+            raise ValueError(f"{path}:{n}: need a string 'prompt' and 'label' 0 or 1")
+        rows.append(row)
+    return rows
+
+
+#: Mid thresholds compared in the report's sweep (strong threshold as in the default policy).
+MID_SWEEP = (0.25, 0.3, 0.35, 0.4)
+
+
+def chat_summary(rows: list[dict[str, Any]], scores: np.ndarray, policy: Any,
+                 held_out: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """How ``policy`` routes a labelled chat set with these ``scores`` (one per row).
+
+    Returns ``auc``; ``by_provider``: provider -> ``{"easy": {tier: n}, "hard": {tier: n}}`` for
+    ``openai`` (has a mid tier) and ``anthropic`` (no mid tier: the mid band goes to strong), the
+    final tier of ``policy.pick``; and ``mid_sweep``: for each mid threshold in ``MID_SWEEP``, easy
+    prompts sent weak, hard prompts sent weak (both counts), and, given ``held_out`` (set name ->
+    scores), the share of each held-out set at or above that threshold (= sent strong by a provider
+    without a mid model)."""
+    from nadir_extproc.routing.policy import TierPolicy
+
+    y = np.array([r["label"] for r in rows])
+    out: dict[str, Any] = {"rows": len(rows), "hard": int(y.sum()), "auc": auc(y, scores), "by_provider": {}}
+    for provider in ("openai", "anthropic"):
+        tally: dict[str, dict[str, int]] = {"easy": {}, "hard": {}}
+        for lab, sc in zip(y, scores):
+            tier = policy.pick(provider, policy.tier_for_score(float(sc))).tier
+            d = tally["hard" if lab else "easy"]
+            d[tier] = d.get(tier, 0) + 1
+        out["by_provider"][provider] = tally
+    sweep = []
+    for t in MID_SWEEP:
+        th = dict(policy.thresholds)
+        th["mid"] = t
+        p = TierPolicy(tiers=policy.tiers, thresholds=th)
+        weak = np.array([p.tier_for_score(float(sc)) == "weak" for sc in scores])
+        row: dict[str, Any] = {"mid": t, "easy_weak": int((weak & (y == 0)).sum()), "hard_weak": int((weak & (y == 1)).sum())}
+        for name, hs in (held_out or {}).items():
+            row[name] = float(np.mean(np.asarray(hs) >= t))
+        sweep.append(row)
+    out["mid_sweep"] = sweep
+    return out
+
+
+def run_eval(data_dir: Path, out_dir: Path, model_path: Path | None = None, seed: int | None = None, log=print,
+             chat_prompts: Path | None = None) -> dict[str, Any]:
     """Evaluate on the held-out split and write ``report.md``, ``metrics.json`` and
-    ``routing_curve.png`` into ``out_dir``; returns the metrics.
+    ``routing_curve.png`` into ``out_dir``; returns the metrics. ``chat_prompts``: a labelled chat
+    set (``read_chat_set``) to report the default policy's routing of everyday prompts on
+    (``chat_summary``); skipped when ``None`` or absent.
 
     ``seed`` defaults to the seed recorded in the model's metadata (so the split is the one the
     model was held out from). Raises ``FileNotFoundError`` when the data is missing and
@@ -167,6 +230,13 @@ def run_eval(data_dir: Path, out_dir: Path, model_path: Path | None = None, seed
             curves[name][router] = routing_curve(sc, so, wo)
         metrics["sets"][name] = per
         log(f"{name}: " + ", ".join(f"{r} AUC {per[r]['auc']:.3f} APGR {per[r]['apgr']:.3f}" for r in ("onnx", "rules", "random")))
+    metrics["thresholds"] = dict(policy.thresholds)
+    if chat_prompts is not None and chat_prompts.is_file():
+        rows = read_chat_set(chat_prompts)
+        held = {name: np.array([onnx_scores[id(e)] for e in rs]) for name, rs in sets.items() if name != "all held-out"}
+        metrics["chat"] = chat_summary(rows, scorer.score_many([r["prompt"] for r in rows]), policy, held)
+        metrics["chat"]["file"] = chat_prompts.name
+        log(f"chat set: AUC {metrics['chat']['auc']:.3f}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(_table(metrics), encoding="utf-8")
@@ -180,6 +250,11 @@ def _pct(v: float) -> str:
 
 def _table(m: dict[str, Any]) -> str:
     lines = [
+        "# Router evaluation: held-out split (by subject/source)",
+        "",
+        f"Made by `.venv/bin/nadir-extproc router eval --out docs/router-eval` (from the repo root; model "
+        f"`{m['model'].get('version', '?')}`, split seed {m['seed']}). How to read it: `README.md` here.",
+        "",
         f"| held-out set | rows | strong needed | router | AUC | APGR | CPT(50 %) | CPT(80 %) | strong calls at score ≥ {m['threshold_strong']} | PGR there |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -196,7 +271,43 @@ def _table(m: dict[str, Any]) -> str:
         f"- {name}: quality strong-only {per['quality_strong']:.3f}, weak-only {per['quality_weak']:.3f}"
         for name, per in m["sets"].items()
     )
-    return "\n".join(lines) + "\n\n" + q + "\n"
+    return "\n".join(lines) + "\n\n" + q + "\n" + (_chat_table(m) if "chat" in m else "")
+
+
+def _tiers(d: dict[str, int]) -> str:
+    return " / ".join(str(d.get(t, 0)) for t in ("weak", "mid", "strong"))
+
+
+def _chat_table(m: dict[str, Any]) -> str:
+    c = m["chat"]
+    th = m.get("thresholds", {})
+    n_easy, n_hard = c["rows"] - c["hard"], c["hard"]
+    lines = [
+        "",
+        f"## Chat-style prompts (`{c['file']}`: {n_easy} easy, {n_hard} hard, labelled by hand)",
+        "",
+        f"AUC {c['auc']:.3f}. Default thresholds: mid ≥ {th.get('mid')}, strong ≥ {th.get('strong')}. "
+        "Final tier (weak / mid / strong) after the default policy:",
+        "",
+        "| provider | easy prompts | hard prompts |",
+        "|---|---|---|",
+    ]
+    for prov, label in (("openai", "openai (has a mid model)"), ("anthropic", "anthropic, google (no mid model: mid → strong)")):
+        t = c["by_provider"][prov]
+        lines.append(f"| {label} | {_tiers(t['easy'])} | {_tiers(t['hard'])} |")
+    held = [k for k in c["mid_sweep"][0] if k not in ("mid", "easy_weak", "hard_weak")]
+    lines += [
+        "",
+        "Mid-threshold sweep (a score below it goes to the weak tier; at or above it, a provider "
+        "without a mid model goes strong):",
+        "",
+        "| mid threshold | easy → weak | hard → weak | " + " | ".join(f"{h}: share ≥ it" for h in held) + " |",
+        "|---:|---:|---:|" + "---:|" * len(held),
+    ]
+    for r in c["mid_sweep"]:
+        lines.append(f"| {r['mid']} | {r['easy_weak']} of {n_easy} | {r['hard_weak']} of {n_hard} | "
+                     + " | ".join(_pct(r[h]) for h in held) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _plot(curves: dict[str, dict[str, Curve]], path: Path) -> None:

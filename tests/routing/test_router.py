@@ -30,7 +30,7 @@ def req(prompt: str, provider: str = "openai", **kw) -> RouteRequest:
 
 
 def test_easy_and_hard_prompts(router):
-    # Scores are those in model/reference_scores.json; default bands: < 0.3 weak, < 0.4 mid, else strong.
+    # Scores are those in model/reference_scores.json; default bands: < 0.35 weak, < 0.4 mid, else strong.
     easy = router.route(req("What's the capital of France?"))
     assert (easy.model, easy.tier, easy.reason, easy.router) == ("gpt-4o-mini", "weak", "score", "onnx")
     assert easy.score < 0.3
