@@ -296,6 +296,10 @@ class RequestProcessor:
                     self._cost_headers(*self._stream_result(), 0)
                 except Exception as e:  # noqa: BLE001
                     count("internal_error", f"finish: {type(e).__name__}: {e}")
+        st = self._stream
+        if st is not None:  # gen_ai.response.id / finish_reasons of a stream (JSON: _read_json)
+            self.out.response_id = st.response_id or self.out.response_id
+            self.out.finish_reasons = st.finish_reasons or self.out.finish_reasons
         self._record_spend()
         self.out.latency_ms = self.latency_ms()
         if self.out.end_ns is None:

@@ -110,9 +110,15 @@ class MessagesStreamUsage(StreamUsage):
                 m = msg.get("model")
                 if isinstance(m, str):
                     self.model = m
+                rid = msg.get("id")
+                if isinstance(rid, str) and rid:
+                    self.response_id = rid
                 self._merge(msg.get("usage"))
         else:
             self._merge(obj.get("usage"))
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.finish_reasons = [delta["stop_reason"]]
             return USAGE
         return KEEP
 

@@ -125,12 +125,17 @@ class StreamUsage:
     ``usageMetadata.serviceTier`` — the latest one seen wins; ``None`` when never reported; for
     ``pricing.cost.price(…, service_tier=)``). Kept current by ``on_event`` itself, read only
     from events the dialect already parses (or regex-matches) for model and usage.
+    ``response_id`` / ``finish_reasons`` (``gen_ai.response.id`` / ``.finish_reasons`` for
+    telemetry; ``None`` until reported) come from events already parsed, plus at most the one
+    event that carries the finish reason.
     """
 
     def __init__(self) -> None:
         self.model: str | None = None
         self.failed = False
         self.service_tier: str | None = None
+        self.response_id: str | None = None
+        self.finish_reasons: list[str] | None = None
 
     def on_event(self, ev: Any) -> int:
         """Take one event; return verdict flags (``KEEP``, or ``DROP``/``TERMINAL``/``USAGE`` or-ed)."""

@@ -91,7 +91,7 @@ class GeminiStreamUsage(StreamUsage):
     """``streamGenerateContent?alt=sse``: every ``data:`` chunk is a whole
     ``GenerateContentResponse`` with cumulative ``usageMetadata``; the last one wins (never summed).
     There is no terminal event (the stream just ends). Chunks are JSON-parsed only when their text
-    holds ``usageMetadata``, ``modelVersion`` (first time) or ``error``. ``service_tier``: the
+    holds ``usageMetadata``, ``modelVersion`` (first time), ``error`` or ``finishReason``. ``service_tier``: the
     latest ``usageMetadata.serviceTier``."""
 
     def __init__(self) -> None:
@@ -102,7 +102,10 @@ class GeminiStreamUsage(StreamUsage):
         data = ev.data
         if not ev.has_data:
             return KEEP
-        wanted = '"usageMetadata"' in data or '"error"' in data or (self.model is None and '"modelVersion"' in data)
+        wanted = (
+            '"usageMetadata"' in data or '"error"' in data or '"finishReason"' in data
+            or (self.model is None and '"modelVersion"' in data)
+        )
         if not wanted:
             return KEEP
         try:
@@ -116,6 +119,14 @@ class GeminiStreamUsage(StreamUsage):
         m = obj.get("modelVersion")
         if isinstance(m, str):
             self.model = m
+        rid = obj.get("responseId")
+        if isinstance(rid, str) and rid and self.response_id is None:
+            self.response_id = rid
+        cands = obj.get("candidates")
+        if isinstance(cands, list):
+            reasons = [c["finishReason"] for c in cands if isinstance(c, dict) and isinstance(c.get("finishReason"), str)]
+            if reasons:
+                self.finish_reasons = reasons
         meta = obj.get("usageMetadata")
         u = gemini_usage(meta)
         if u is not None:

@@ -61,6 +61,8 @@ _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 #: The top-level ``"service_tier":"…"`` of a chunk (inside message text the quotes are escaped,
 #: so text cannot match).
 _SERVICE_TIER = re.compile(r'"service_tier"\s*:\s*"([^"\\]{1,64})"')
+#: A non-null ``"finish_reason":"…"`` (every other chunk has ``"finish_reason":null``).
+_FINISH = re.compile(r'"finish_reason"\s*:\s*"')
 
 
 class ChatStreamUsage(StreamUsage):
@@ -76,6 +78,7 @@ class ChatStreamUsage(StreamUsage):
         self.injected = injected_usage
         self._last_usage_data: str | None = None
         self._usage: Usage | None = None
+        self._finish: dict[int, str] = {}  # choice index -> finish_reason
 
     def on_event(self, ev: Any) -> int:
         data = ev.data
@@ -83,6 +86,7 @@ class ChatStreamUsage(StreamUsage):
             return KEEP
         if data == "[DONE]":
             return TERMINAL
+        obj: Any = None
         if self.model is None or '"error"' in data[:20]:
             try:
                 obj = json.loads(data)
@@ -97,6 +101,17 @@ class ChatStreamUsage(StreamUsage):
                 t = obj.get("service_tier")
                 if isinstance(t, str):
                     self.service_tier = t
+                rid = obj.get("id")
+                if isinstance(rid, str) and rid and self.response_id is None:
+                    self.response_id = rid
+        if _FINISH.search(data):
+            # The chunk that ends a choice (one per choice): parsed for its finish_reason.
+            if obj is None:
+                try:
+                    obj = json.loads(data)
+                except ValueError:
+                    obj = None
+            self._note_finish(obj)
         if _USAGE_OBJECT.search(data):
             tm = _SERVICE_TIER.search(data)
             if tm is not None:
@@ -106,6 +121,18 @@ class ChatStreamUsage(StreamUsage):
             if _EMPTY_CHOICES.search(data):
                 return DROP if self.injected else USAGE
         return KEEP
+
+    def _note_finish(self, obj: Any) -> None:
+        """Record ``choices[].finish_reason`` of a parsed chunk, in choice-index order."""
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        if not isinstance(choices, list):
+            return
+        for c in choices:
+            if isinstance(c, dict) and isinstance(c.get("finish_reason"), str):
+                i = c.get("index")
+                self._finish[i if type(i) is int else len(self._finish)] = c["finish_reason"]
+        if self._finish:
+            self.finish_reasons = [self._finish[k] for k in sorted(self._finish)]
 
     def usage(self) -> Usage | None:
         if self._usage is None and self._last_usage_data is not None:

@@ -46,6 +46,14 @@ class ResponsesStreamUsage(StreamUsage):
                 m = resp.get("model")
                 if isinstance(m, str):
                     self.model = m
+                rid = resp.get("id")
+                if isinstance(rid, str) and rid:
+                    self.response_id = rid
+                inc = resp.get("incomplete_details")
+                reason = inc.get("reason") if isinstance(inc, dict) else None
+                reason = reason if isinstance(reason, str) else resp.get("status")
+                if isinstance(reason, str):
+                    self.finish_reasons = [reason]
                 t = resp.get("service_tier")
                 if isinstance(t, str):
                     self.service_tier = t
