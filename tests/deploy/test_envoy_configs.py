@@ -1,7 +1,8 @@
 """Every Envoy config a deployment ships passes `envoy --mode validate` (the ConfigMap contents as
 kustomize renders them, and istio-proxy's config with our EnvoyFilter applied), and the two that
-carry traffic are run for real: the sidecar config over the Unix socket, and the Istio patch,
-which must process provider hosts only."""
+carry traffic are run for real: the sidecar config over the Unix socket (every provider path,
+streams included), and the Istio patch, which must process provider hosts only. The sidecar config
+differs from envoy/envoy.yaml (what tests/integration runs) only where a test here enumerates."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def test_sidecar_config_serves_llm_calls_over_the_unix_socket(upstreams, sidecar
     oai = openai.OpenAI(base_url=f"http://127.0.0.1:{listen}/v1", api_key=KEY, max_retries=0)
     raw = oai.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     assert raw.http_response.status_code == 200
-    # Routed by the ext_proc (rule router: short prompt -> weak tier) and priced.
+    # Routed by the ext_proc (ONNX router, k8s settings: a greeting scores low -> weak tier) and priced.
     assert raw.headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
     assert raw.headers["x-nadir-cost-usd"]
     # Only the Unix socket connects Envoy to nadir-extproc in this config.
@@ -195,3 +196,86 @@ def test_istio_patch_processes_provider_hosts_only(upstreams, tmp_path):
         assert seen[-2:] == ["gpt-4o-mini", "auto"]
     finally:
         stop_process(envoy)
+
+
+# --- the sidecar config vs the config the integration suite runs -----------------------------------
+# tests/integration runs envoy/envoy.yaml (nadir_extproc.stack renders it with loopback ports); the
+# ConfigMap carries envoy/sidecar.yaml. They are two files, so "byte-identical" cannot hold between
+# them; what holds, and is checked here, is: the ConfigMap is sidecar.yaml byte for byte
+# (test_manifests), sidecar.yaml itself runs in a real Envoy with SDK traffic on every provider path
+# (above and below), and sidecar.yaml differs from envoy.yaml only where enumerated here.
+_TRACING_CLUSTER = "/filter_chains/0/filters/0/typed_config/tracing/provider/typed_config/grpc_service/envoy_grpc/cluster_name"
+_UPSTREAM_ADDRESSING = {  # how a provider is reached: real host over TLS in a pod, the emulator locally
+    "/type", "/dns_lookup_family", "/transport_socket",
+    "/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/address",
+    "/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/port_value",
+}
+
+
+def test_sidecar_differs_from_the_integration_suites_config_only_where_enumerated():
+    local = yaml.safe_load((REPO / "envoy" / "envoy.yaml").read_text())
+    side = yaml.safe_load((REPO / "envoy" / "sidecar.yaml").read_text())
+    assert side["admin"] == local["admin"]
+    assert set(side) == set(local) == {"admin", "static_resources"}
+    ll = {x["name"]: x for x in local["static_resources"]["listeners"]}
+    sl = {x["name"]: x for x in side["static_resources"]["listeners"]}
+    assert (list(ll), list(sl)) == (["llm_ingress"], ["llm_egress", "health"])  # + the kubelet's probe listener
+    # The LLM listener (filters, ext_proc settings, routes, limits, timeouts, tracing) is the same
+    # object apart from its name and the name of the collector cluster its tracer sends to.
+    assert diff_paths(ll["llm_ingress"], sl["llm_egress"]) == {"/name", _TRACING_CLUSTER}
+    lc = {c["name"]: c for c in local["static_resources"]["clusters"]}
+    sc = {c["name"]: c for c in side["static_resources"]["clusters"]}
+    assert set(sc) - set(lc) == {"envoy_admin", "otel_collector"}  # health listener's stats; collector by DNS
+    assert set(lc) - set(sc) == {"opentelemetry_collector"}  # the same collector, local address
+    for name in ("openai", "anthropic", "google"):
+        assert diff_paths(lc[name], sc[name]) <= _UPSTREAM_ADDRESSING, name
+    ep = "/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address"
+    assert diff_paths(lc["nadir_extproc"], sc["nadir_extproc"]) == {f"{ep}/pipe", f"{ep}/socket_address"}  # UDS vs TCP
+    col = diff_paths(lc["opentelemetry_collector"], sc["otel_collector"])
+    assert col == {"/name", "/load_assignment/cluster_name", "/type", "/dns_lookup_family", f"{ep}/socket_address/address"}
+
+
+def _post(listen: int, path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    return raw_post(f"http://127.0.0.1:{listen}{path}", json.dumps(body).encode(), {"authorization": f"Bearer {KEY}", **headers})
+
+
+def _last_upstream(up) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{up.emulator_port}/__emulator/requests", timeout=5) as r:
+        return json.loads(r.read())[-1]
+
+
+def test_sidecar_config_anthropic_path(upstreams, sidecar_envoy):
+    listen = sidecar_envoy[0]
+    usage = json.dumps({"input": 1000, "cache_read": 2000, "output": 100})
+    status, h, _ = _post(listen, "/v1/messages", {"model": "auto", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]},
+                         {"x-nadir-tier": "weak", "x-emulator-usage": usage, "anthropic-version": "2023-06-01"})
+    assert status == 200
+    assert json.loads(_last_upstream(upstreams)["body_text"])["model"] == "claude-haiku-4-5"
+    # claude-haiku-4-5 $1 in / $0.10 cache read / $5 out: 1000 + 200 + 500 millionths
+    assert h["x-nadir-cost-usd"] == "0.0017"
+
+
+def test_sidecar_config_gemini_model_in_the_path(upstreams, sidecar_envoy):
+    listen = sidecar_envoy[0]
+    usage = json.dumps({"input": 100, "output": 50, "reasoning": 20})
+    status, h, _ = _post(listen, "/v1beta/models/auto:generateContent", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+                         {"x-nadir-tier": "strong", "x-emulator-usage": usage})
+    assert status == 200
+    assert _last_upstream(upstreams)["path"] == "/v1beta/models/gemini-2.5-pro:generateContent"
+    # gemini-2.5-pro $1.25 in / $10 out (thoughts billed as output): 125 + 500 millionths
+    assert h["x-nadir-cost-usd"] == "0.000625"
+
+
+def test_sidecar_config_streams_with_in_band_cost(upstreams, sidecar_envoy):
+    listen = sidecar_envoy[0]
+    usage = json.dumps({"input": 1000, "output": 100})
+    status, h, body = _post(listen, "/v1/chat/completions",
+                            {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+                            {"x-nadir-tier": "weak", "x-emulator-usage": usage})
+    assert status == 200 and h["content-type"].startswith("text/event-stream")
+    assert h["x-nadir-routed-to"] == "gpt-4o-mini"
+    # The cost arrives as an SSE comment right before the terminal event:
+    # gpt-4o-mini $0.15 in / $0.60 out: 150 + 60 millionths.
+    m = re.search(rb"((?:: x-nadir-[a-z-]+=[^\n]*\n)+)\ndata: \[DONE\]", body)
+    assert m, body[-500:]
+    assert b": x-nadir-cost-usd=0.00021\n" in m.group(1)
