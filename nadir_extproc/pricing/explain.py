@@ -232,6 +232,8 @@ def explain(
             return unpriced(PROVIDER_ERROR, error=err or f"HTTP {status}")
         served = d.response_model(body)
         usage = d.usage(body)
+        if isinstance(body, list):  # Gemini's JSON-array stream: the element that reports usage
+            body = next((x for x in reversed(body) if isinstance(x, dict) and d.usage(x) is not None), None)
         tier, batch_tier = served_context(body)
         is_batch = is_batch or (batch_tier and batch is not False)
     served = served or out["requested_model"]

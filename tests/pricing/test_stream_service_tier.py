@@ -8,6 +8,7 @@ $2.50 / $20 (catalogue variants effective 2026-10-12).
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 from decimal import Decimal as D
@@ -111,3 +112,23 @@ def test_gemini_tier_from_usage_metadata():
 def test_no_tier_reported_is_none():
     plain = b'data: {"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\ndata: [DONE]\n\n'
     assert read("openai_chat", plain).service_tier is None
+
+
+def test_gemini_json_array_stream_tier_is_read_by_the_cost_command():
+    from nadir_extproc.pricing.explain import explain
+
+    url = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+
+    def chunks(tier):
+        return json.dumps([
+            {"candidates": [{"content": {"parts": [{"text": "a"}]}}], "modelVersion": "gemini-2.5-flash"},
+            {"candidates": [{"content": {"parts": [{"text": "b"}]}}], "modelVersion": "gemini-2.5-flash",
+             "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 100, "serviceTier": tier}},
+        ]).encode()
+
+    std = explain(url, chunks("standard"), when=WHEN)
+    # gemini-2.5-flash $0.30 in / $2.50 out: 300 + 250 millionths
+    assert (std["service_tier"], std["cost_usd"]) == ("standard", "0.00055")
+    # The catalogue has no flex rates for it: unpriced with the reason, never the standard price.
+    flex = explain(url, chunks("flex"), when=WHEN)
+    assert (flex["service_tier"], flex["cost_usd"], flex["unpriced_reason"]) == ("flex", None, "unknown_service_tier")
