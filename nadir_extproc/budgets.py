@@ -263,12 +263,15 @@ def block_body(dialect: str | None, message: str) -> bytes:
 
     Shapes: OpenAI (``openai_*`` dialects, and the default)
     ``{"error": {"message", "type": "rate_limit_exceeded", "param": null, "code": "budget_exceeded"}}``;
-    Anthropic ``{"type": "error", "error": {"type": "rate_limit_error", "message"}}`` (both as the
-    providers document their 429 errors)."""
+    Anthropic ``{"type": "error", "error": {"type": "rate_limit_error", "message"}}``; Gemini
+    (``gemini``) ``{"error": {"code": 429, "message", "status": "RESOURCE_EXHAUSTED"}}`` (each as
+    the provider documents its 429 errors; Google: the ``google.rpc.Status`` JSON of AIP-193)."""
     import json
 
     if dialect is not None and dialect.startswith("anthropic"):
         doc: dict[str, Any] = {"type": "error", "error": {"type": "rate_limit_error", "message": message}}
+    elif dialect == "gemini":
+        doc = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}}
     else:
         doc = {"error": {"message": message, "type": "rate_limit_exceeded", "param": None, "code": "budget_exceeded"}}
     return json.dumps(doc).encode("utf-8")

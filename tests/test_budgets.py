@@ -177,6 +177,8 @@ def set_headers(hm) -> dict[str, str]:
 CHAT = {":method": "POST", ":path": "/v1/chat/completions", "content-type": "application/json", "authorization": f"Bearer {MARKER}"}
 MSGS = {":method": "POST", ":path": "/v1/messages", "content-type": "application/json", "x-api-key": MARKER}
 CHAT_BODY = b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
+GEMINI = {":method": "POST", ":path": "/v1beta/models/auto:generateContent", "content-type": "application/json", "x-goog-api-key": MARKER}
+GEMINI_BODY = b'{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}'
 MSGS_BODY = b'{"model":"auto","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"metadata":{"user_id":"end-user-3"}}'
 
 
@@ -198,6 +200,7 @@ def test_tag_headers_are_removed_before_upstream_unless_forwarded():
     [
         (CHAT, CHAT_BODY, {"error": {"message": None, "type": "rate_limit_exceeded", "param": None, "code": "budget_exceeded"}}),
         (MSGS, MSGS_BODY, {"type": "error", "error": {"type": "rate_limit_error", "message": None}}),
+        (GEMINI, GEMINI_BODY, {"error": {"code": 429, "message": None, "status": "RESOURCE_EXHAUSTED"}}),
     ],
 )
 def test_block_answers_429_in_the_providers_error_format(req_headers, payload, expected):

@@ -25,11 +25,13 @@ import openai
 import pytest
 
 from nadir_extproc.stack import Stack
-from tests.integration.conftest import clear_upstream, upstream_requests
+from tests.integration.conftest import clear_upstream, raw_post, upstream_requests
 
 MARKER = "sk-MARKER-4b1d7e0a-must-never-be-stored"
 USAGE = {"x-emulator-usage": json.dumps({"input": 1000, "output": 500})}
 ASK = [{"role": "user", "content": "What's the capital of France?"}]
+#: The trace of the runaway-trace rule (a client-chosen W3C trace id).
+RUNAWAY_TRACE = "5e1f0c2a9b8d47e3a6c1f00d2b3c4d5e"
 
 CONFIG = """
 log_level: DEBUG
@@ -42,6 +44,8 @@ budgets:
   - {name: capped, scope: team, match: capped, window: 1h, limit_usd: 0.0004, action: block}
   - {name: runaway, scope: session, window: 5m, limit_usd: 0.001, action: block}
   - {name: watch, scope: team, match: watched, window: 1h, limit_usd: 0.001, action: alert}
+  - {name: monthly, scope: cost-center, match: cc-month, window: month, limit_usd: 0.0009, action: block}
+  - {name: runaway-trace, scope: trace, match: 5e1f0c2a9b8d47e3a6c1f00d2b3c4d5e, window: 10m, limit_usd: 0.001, action: block}
 """
 
 
@@ -139,6 +143,63 @@ def test_tag_headers_do_not_go_upstream(env):
     assert up["hdrs"]["authorization"] == f"Bearer {MARKER}"  # the provider still gets its key
 
 
+def test_gemini_block_is_googles_own_429(env):
+    stack, _ = env
+    # team "capped" is over its limit since the first test: answered before the provider.
+    status, headers, body = raw_post(
+        f"{stack.base_url}/v1beta/models/auto:generateContent",
+        json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode(),
+        {"x-goog-api-key": MARKER, "x-nadir-team": "capped", "x-nadir-tag-case": "gemini-block"},
+    )
+    assert status == 429
+    assert json.loads(body) == {"error": {
+        "code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "nadir budget 'capped' exceeded: 0.00045 USD spent of 0.0004 USD allowed per hour for this team",
+    }}
+    assert headers["x-nadir-budget-rule"] == "capped"
+
+
+def test_month_window_blocks_once_its_limit_is_reached(env):
+    stack, _ = env
+    client = oai(stack)
+    h = {"x-nadir-tag-cost-center": "cc-month", "x-nadir-tag-case": "monthly"}
+    # 0.0009 USD per 30 days; each call 0.00045: remaining before calls 1, 2 = 0.0009, 0.00045
+    assert [chat(client, **h).headers["x-nadir-budget-remaining"] for _ in range(2)] == ["0.0009", "0.00045"]
+    with pytest.raises(openai.RateLimitError) as ei:
+        chat(client, **h)
+    assert ei.value.body["message"] == (
+        "nadir budget 'monthly' exceeded: 0.0009 USD spent of 0.0009 USD allowed per 30 days for this cost-center")
+
+
+def test_runaway_trace_of_streamed_calls_is_stopped_within_one_request_of_crossing(env):
+    stack, _ = env
+    client = oai(stack)
+    h = {**USAGE, "traceparent": f"00-{RUNAWAY_TRACE}-00f067aa0ba902b7-01", "x-nadir-tag-case": "runaway-trace"}
+    # 0.001 USD per 10 minutes for this trace; each streamed step 0.00045 (priced from the stream's
+    # final usage): spent before steps 1..4 = 0, 0.00045, 0.0009, 0.00135 -> the 4th is refused.
+    outcomes = []
+    for _ in range(4):
+        try:
+            for _chunk in client.chat.completions.create(model="auto", messages=ASK, stream=True, extra_headers=h):
+                pass
+            outcomes.append("ok")
+        except openai.RateLimitError:
+            outcomes.append("429")
+    assert outcomes == ["ok", "ok", "ok", "429"]
+
+
+def test_completed_stream_is_ok_and_cut_stream_is_cut_in_the_ledger(env):
+    stack, _ = env
+    client = oai(stack)
+    for _chunk in client.chat.completions.create(model="auto", messages=ASK, stream=True,
+                                                 extra_headers={**USAGE, "x-nadir-tag-case": "stream-ok"}):
+        pass
+    stream = client.chat.completions.create(model="auto", messages=ASK, stream=True, extra_headers={
+        **USAGE, "x-nadir-tag-case": "stream-cut", "x-emulator-chunk-delay-ms": "300"})
+    next(iter(stream))
+    stream.close()  # the client goes away after the first event; rows are checked after SIGTERM
+
+
 def test_ledger_rows_survive_sigterm_with_tags_and_key_ids_and_the_key_is_nowhere(env, tmp_path):
     stack, state = env
     claude = anthropic.Anthropic(base_url=stack.base_url, api_key=MARKER, max_retries=0)
@@ -156,12 +217,27 @@ def test_ledger_rows_survive_sigterm_with_tags_and_key_ids_and_the_key_is_nowher
     by_case: dict[str, list[dict]] = {}
     for r in rows:
         by_case.setdefault(json.loads(r["tags"]).get("case"), []).append(r)
-    # block: 1 ok + 2 blocked; runaway: 3 ok + 2 blocked + 1 other session; alert: 4; tags: 1; sigterm: 1
-    assert {k: len(v) for k, v in by_case.items()} == {"block": 3, "runaway": 6, "alert": 4, "tags": 1, "sigterm": 1}
+    # block: 1 ok + 2 blocked; runaway: 3 ok + 2 blocked + 1 other session; alert: 4; tags: 1;
+    # gemini-block: 1; monthly: 2 ok + 1 blocked; runaway-trace: 3 ok + 1 blocked; streams: 1 + 1; sigterm: 1
+    assert {k: len(v) for k, v in by_case.items()} == {
+        "block": 3, "runaway": 6, "alert": 4, "tags": 1, "gemini-block": 1, "monthly": 3, "runaway-trace": 4,
+        "stream-ok": 1, "stream-cut": 1, "sigterm": 1}
     assert {r["key_id"] for r in rows} == {kid}
     assert [(r["status"], r["http_status"], r["cost_usd"]) for r in by_case["block"]] == [
         ("ok", 200, "0.00045"), ("blocked", 429, "0"), ("blocked", 429, "0")]
     assert [r["dialect"] for r in by_case["block"]] == ["openai_chat", "openai_chat", "anthropic_messages"]
+    assert [(r["dialect"], r["status"], r["http_status"], r["cost_usd"]) for r in by_case["gemini-block"]] == [
+        ("gemini", "blocked", 429, "0")]
+    assert [(r["status"], r["cost_usd"]) for r in by_case["monthly"]] == [("ok", "0.00045"), ("ok", "0.00045"), ("blocked", "0")]
+    assert [(r["status"], r["stream"], r["cost_usd"]) for r in by_case["runaway-trace"]] == [
+        ("ok", 1, "0.00045"), ("ok", 1, "0.00045"), ("ok", 1, "0.00045"), ("blocked", 0, "0")]
+    assert {r["trace_id"] for r in by_case["runaway-trace"]} == {RUNAWAY_TRACE}
+    # Outcome.result -> ledger status: ok -> ok, cut -> cut_stream (priced on what was known: no
+    # usage had arrived, so unpriced "no_usage"), blocked -> blocked (above).
+    (ok,) = by_case["stream-ok"]
+    assert (ok["status"], ok["stream"], ok["cost_usd"], ok["uncached_input_tokens"], ok["output_tokens"]) == ("ok", 1, "0.00045", 1000, 500)
+    (cut,) = by_case["stream-cut"]
+    assert (cut["status"], cut["stream"], cut["cost_usd"], cut["unpriced_reason"]) == ("cut_stream", 1, None, "no_usage")
     (t,) = by_case["tags"]
     assert json.loads(t["tags"]) == {"team": "growth", "feature": "search", "cost-center": "cc-1", "case": "tags"}
     assert (t["tag_team"], t["tag_feature"], t["served_model"], t["saved_usd"]) == ("growth", "search", "gpt-4o-mini-2024-07-18", "0.00705")
@@ -170,7 +246,8 @@ def test_ledger_rows_survive_sigterm_with_tags_and_key_ids_and_the_key_is_nowher
     assert (s["provider"], s["cost_usd"], s["uncached_input_tokens"], s["output_tokens"]) == ("anthropic", "0.0002", 100, 20)
 
     # The report over the same ledger: priced gpt-4o-mini calls by case: block 1, runaway 3 + 1
-    # (other session), alert 4, tags 1 -> 10 x 0.00045 = 0.0045; plus the Anthropic call 0.0002.
+    # (other session), alert 4, tags 1, monthly 2, runaway-trace 3, stream-ok 1
+    # -> 16 x 0.00045 = 0.0072; plus the Anthropic call 0.0002 = 0.0074.
     out = subprocess.run(
         [sys.executable, "-m", "nadir_extproc.cli", "report", "--sqlite-dir", str(state / "ledger"), "--by", "tag:case", "--format", "json", "--top", "0"],
         capture_output=True, text=True, check=True,
@@ -178,8 +255,10 @@ def test_ledger_rows_survive_sigterm_with_tags_and_key_ids_and_the_key_is_nowher
     doc = json.loads(out)
     assert {g["tag:case"]: (g["requests"], g["cost_usd"]) for g in doc["groups"]} == {
         "block": (3, "0.00045"), "runaway": (6, "0.0018"), "alert": (4, "0.0018"), "tags": (1, "0.00045"), "sigterm": (1, "0.0002"),
+        "gemini-block": (1, "0"), "monthly": (3, "0.0009"), "runaway-trace": (4, "0.00135"), "stream-ok": (1, "0.00045"),
+        "stream-cut": (1, "0"),
     }
-    assert doc["total"]["cost_usd"] == "0.0047"
+    assert doc["total"]["cost_usd"] == "0.0074"
 
     # The raw key is in no file we wrote (ledger + WAL, secret, logs) nor in the report.
     assert MARKER not in out
@@ -191,3 +270,21 @@ def test_ledger_rows_survive_sigterm_with_tags_and_key_ids_and_the_key_is_nowher
     stack.start_extproc_process()
     with pytest.raises(openai.RateLimitError):
         chat(oai(stack), **{"x-nadir-team": "capped", "x-nadir-tag-case": "after-restart"})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "raw key leak outside nadir-extproc: Envoy's access log (envoy/envoy.yaml) prints %REQ(:PATH)%, "
+    "query included, so a Gemini `?key=` lands in envoy.log; fix: %REQ_WITHOUT_QUERY(:PATH)%"))
+def test_a_key_in_the_query_string_is_not_in_envoys_log(env):
+    stack, _ = env  # runs after the SIGTERM test: the ext_proc was restarted there
+    marker = "AIzaMARKER-query-key-0c7e"
+    status, _, _ = raw_post(
+        f"{stack.base_url}/v1beta/models/gemini-2.5-flash:generateContent?key={marker}",
+        json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode(),
+        {"x-emulator-usage": json.dumps({"input": 10, "output": 5})},
+    )
+    assert status == 200
+    stack.stop_process("envoy")  # SIGTERM: Envoy flushes its buffered access log on the way out
+    assert "POST /v1beta/models/" in stack.log("envoy")  # the request's access-log line is there
+    assert marker not in stack.log("extproc")
+    assert marker not in stack.log("envoy")
