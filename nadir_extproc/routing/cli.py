@@ -69,7 +69,8 @@ def _request(line: dict[str, Any]) -> tuple[str, str, str, dict[str, Any] | None
     a top-level ``system``, ``anthropic_version`` or an Anthropic-only content part (``image``,
     ``tool_use``, ``tool_result``, ``document``, ``thinking``) -> Anthropic Messages; else OpenAI Chat.
     Prompt text and message count are what the service's request path builds for that dialect
-    (``Dialect.prompt_text``; the length of a top-level ``messages`` list, else 1)."""
+    (``Dialect.prompt_text``; the length of the ``messages``, ``input`` or ``contents`` list, else
+    1 — as ``processor.RequestProcessor._route``)."""
     from nadir_extproc.dialects import DIALECTS
 
     if isinstance(line.get("prompt"), str) and not any(k in line for k in ("messages", "input", "contents")):
@@ -82,7 +83,7 @@ def _request(line: dict[str, Any]) -> tuple[str, str, str, dict[str, Any] | None
         d = DIALECTS["anthropic_messages"]
     else:
         d = DIALECTS["openai_chat"]
-    msgs = line.get("messages")
+    msgs = line.get("messages") or line.get("input") or line.get("contents")
     return d.provider, d.name, d.prompt_text(line), line, len(msgs) if isinstance(msgs, list) else 1
 
 

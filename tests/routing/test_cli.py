@@ -92,3 +92,20 @@ def test_full_bodies_score_what_the_request_path_scores(tmp_path):
     # The Gemini system instruction is part of what is scored (as on the request path).
     assert "You are a C++ expert." in DIALECTS["gemini"].prompt_text(bodies[0][1])
     assert [o["model"].split("-")[0] for o in out] == ["gemini", "gpt", "claude", "gpt"]
+
+
+def test_message_count_as_the_request_path_counts_it(tmp_path):
+    # The rule router sends more than 8 messages to strong (long_conversation); the count is the
+    # messages / input / contents list, as on the request path. Nine short turns, no marker words.
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("router: rules\n", encoding="utf-8")
+    turns = [{"role": "user", "content": "ok"}] * 9
+    lines = [
+        {"model": "auto", "messages": turns},
+        {"model": "auto", "input": turns},
+        {"contents": [{"role": "user", "parts": [{"text": "ok"}]}] * 9},
+        {"model": "auto", "messages": turns[:8]},
+    ]
+    r = run("".join(json.dumps(x) + "\n" for x in lines), "--config", str(cfg))
+    assert [json.loads(x)["reason"] for x in r.stdout.splitlines()] == [
+        "long_conversation", "long_conversation", "long_conversation", "short_simple"]
