@@ -39,7 +39,7 @@ from nadir_extproc.config import Settings
 from nadir_extproc.dialects import Dialect, RewriteError, detect
 from nadir_extproc.dialects.base import DROP, TERMINAL, USAGE, StreamUsage
 from nadir_extproc.sse import SSEParser
-from nadir_extproc.pricing.context import served_context
+from nadir_extproc.pricing.context import served_context, tier_context
 from nadir_extproc.pricing.cost import Cost, price
 from nadir_extproc.pricing.savings import baseline_cost, cost_saved
 from nadir_extproc.pricing.money import format_usd
@@ -546,6 +546,7 @@ class RequestProcessor:
         """(served model, usage, unpriced reason) of the stream as known now."""
         st = self._stream
         served = st.model or self.out.routed_model
+        self._tier, self._batch = tier_context(st.service_tier)
         if self._status >= 400:
             return served, None, "provider_error"
         if st.failed:

@@ -35,7 +35,13 @@ def served_context(body: Any) -> tuple[str | None, bool]:
                 if isinstance(t, str):
                     tier = t
                     break
-    if not isinstance(tier, str):
+    return tier_context(tier if isinstance(tier, str) else None)
+
+
+def tier_context(tier: str | None) -> tuple[str | None, bool]:
+    """``(service_tier, batch)`` from a raw reported tier string: ``"batch"`` (Anthropic) means
+    batch rates, anything else is passed on as the tier; ``None`` stays ``(None, False)``."""
+    if tier is None:
         return None, False
     if tier.strip().lower() == "batch":
         return None, True

@@ -118,6 +118,8 @@ def test_anthropic_error_event_after_200_marks_failed_with_what_is_known():
 
 
 def test_injection_keeps_every_other_byte_and_skips_when_not_needed():
+    """06-stream-options-include-usage-injection: include_usage added only to streamed Chat
+    Completions that did not ask, every other byte kept (B: not streamed, D: Responses API)."""
     raw = b'{"model":"gpt-4o-mini", "stream": true, "messages":[{"role":"user","content":"hi"}]}'
     new = chat.inject_stream_usage(raw, json.loads(raw))
     assert new == raw[:-1] + b',"stream_options":{"include_usage":true}}'

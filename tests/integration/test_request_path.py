@@ -198,7 +198,8 @@ def test_unreadable_request_passes_through_untouched(stack, oai, body):
 
 
 def test_one_mib_prompt_is_rewritten(stack, oai):
-    # Shared case 09: a 1 MiB body must reach the ext_proc (not a 413 from Envoy) and be rewritten.
+    # Shared case 09 (09-ext-proc-buffered-body-limit-413): a 1 MiB body must reach the ext_proc
+    # (not a 413 from Envoy) and be rewritten.
     prompt = "x" * (1024 * 1024)
     raw = oai.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": prompt}], extra_headers=usage_header(input=5, output=5)

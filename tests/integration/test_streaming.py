@@ -34,8 +34,9 @@ STREAMS = {
     "04-openai-chat-stream-no-usage": ("/v1/chat/completions", {"x-nadir-unpriced-reason": "no_usage"}),
     # 255*2.50 + 16*10 = 637.5 + 160 = 797.5 -> 0.0007975
     "20-openai-responses-stream-gpt-4o": ("/v1/responses", {"x-nadir-cost-usd": "0.0007975"}),
-    # 53*1.25 + 469*10 = 66.25 + 4690 = 4756.25 -> 0.00475625
-    "21-openai-responses-stream-gpt-5-usage": ("/v1/responses", {"x-nadir-cost-usd": "0.00475625"}),
+    # served on "flex" (the stream's response.service_tier): gpt-5 flex 0.625 in / 5 out (half of
+    # standard): 53*0.625 + 469*5 = 33.125 + 2345 = 2378.125 -> 0.002378125
+    "21-openai-responses-stream-gpt-5-usage": ("/v1/responses", {"x-nadir-cost-usd": "0.002378125"}),
     # 20*3 + 5*15 = 60 + 75 = 135 -> 0.000135
     "30-anthropic-stream-basic": ("/v1/messages", {"x-nadir-cost-usd": "0.000135"}),
     # 1007*3 + 59*15 = 3021 + 885 = 3906 -> 0.003906
@@ -114,6 +115,7 @@ def test_recorded_stream_replayed_rechunked_through_envoy(stack, provider_respon
 
 
 def test_openai_sdk_stream_without_usage_request_is_unaffected(stack):
+    """06-stream-options-include-usage-injection through Envoy: what the client sees is unchanged."""
     clear_upstream(stack)
     client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=KEY, max_retries=0)
     stream = client.chat.completions.create(

@@ -47,9 +47,6 @@ def test_json_response_served_on_flex_is_priced_at_flex(stack):
     assert h["x-nadir-cost-saved"] == "0"  # the client chose the model
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "processor does not read StreamUsage.service_tier yet: RequestProcessor._stream_result needs "
-    "`self._tier = st.service_tier` (then drop this mark; strict, so it fails once fixed)"))
 def test_recorded_flex_stream_is_priced_at_flex(stack, provider_responses):
     data = (provider_responses / "21-openai-responses-stream-gpt-5-usage.response.sse").read_bytes()
     replay(stack, "text/event-stream; charset=utf-8", [data[i:i + 700] for i in range(0, len(data), 700)])
