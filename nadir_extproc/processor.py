@@ -31,6 +31,7 @@ import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from nadir_extproc import protocol as p
 from nadir_extproc.budgets import H_REMAINING, Budgets, block_reply, scope_values, trace_id
@@ -170,6 +171,24 @@ def _narrow_accept_encoding(value: str) -> str | None:
     if len(keep) == len(parts):
         return None
     return ", ".join(keep) or "identity"
+
+
+def _key_out_of_query(path: str) -> tuple[str, str] | None:
+    """``(path without the key= parameter, the key)`` when ``path``'s query has ``key=``; else
+    ``None``. Other parameters are kept byte for byte, in order."""
+    q = path.find("?")
+    if q < 0 or "key=" not in path[q:]:
+        return None
+    key = None
+    keep = []
+    for part in path[q + 1 :].split("&"):
+        if part.startswith("key=") and key is None:
+            key = unquote(part[4:])
+        else:
+            keep.append(part)
+    if not key:
+        return None
+    return (path[:q] + ("?" + "&".join(keep) if keep else "")), key
 
 
 def _with_json_field(ev: Any, key: str, value: Any) -> bytes:
@@ -331,9 +350,21 @@ class RequestProcessor:
         remove = list(self._identify(h))
         # Our own control headers are for the sidecar, not the provider.
         remove += [k for k in (H_TIER, H_COST_IN_BODY) if k in h]
+        set_h: dict[str, str] = {}
         narrowed = _narrow_accept_encoding(h.get("accept-encoding", ""))
-        if narrowed is not None or remove:
-            r.request_headers.response.CopyFrom(p.common({"accept-encoding": narrowed} if narrowed else None, remove or None))
+        if narrowed is not None:
+            set_h["accept-encoding"] = narrowed
+        if dialect.provider == "google":
+            moved = _key_out_of_query(self._path)
+            if moved is not None:
+                # A Gemini ?key= would otherwise sit in every URL that is logged or traced
+                # (Envoy's span http.url, access logs): send it as the x-goog-api-key header.
+                self._path, key = moved
+                set_h[":path"] = self._path
+                if "x-goog-api-key" not in h:
+                    set_h["x-goog-api-key"] = key
+        if set_h or remove:
+            r.request_headers.response.CopyFrom(p.common(set_h or None, remove or None))
         else:
             r.request_headers.response.SetInParent()
         return r

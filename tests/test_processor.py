@@ -259,3 +259,15 @@ def test_pinned_tier_header_reaches_the_router():
     proc.handle(headers("request_headers", {**REQ, "x-nadir-tier": "strong"}))
     r = proc.handle(body("request_body", b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'))
     assert json.loads(r.request_body.response.body_mutation.body)["model"] == "gpt-4o"  # "hi" alone would be weak
+
+
+def test_gemini_query_key_moves_to_the_header_and_out_of_the_path():
+    proc = RequestProcessor(ctx())
+    r = proc.handle(headers("request_headers", {":method": "POST", "content-type": "application/json",
+                                                ":path": "/v1beta/models/auto:streamGenerateContent?alt=sse&key=AIza%2Dsecret"}))
+    h = set_headers(r.request_headers.response)
+    assert h[":path"] == b"/v1beta/models/auto:streamGenerateContent?alt=sse"
+    assert h["x-goog-api-key"] == b"AIza-secret"
+    # The model in the (new) path is still rewritten in the body phase.
+    r2 = proc.handle(body("request_body", b'{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}'))
+    assert set_headers(r2.request_body.response)[":path"] == b"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"

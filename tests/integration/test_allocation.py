@@ -272,9 +272,6 @@ def test_ledger_rows_survive_sigterm_with_tags_and_key_ids_and_the_key_is_nowher
         chat(oai(stack), **{"x-nadir-team": "capped", "x-nadir-tag-case": "after-restart"})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "raw key leak outside nadir-extproc: Envoy's access log (envoy/envoy.yaml) prints %REQ(:PATH)%, "
-    "query included, so a Gemini `?key=` lands in envoy.log; fix: %REQ_WITHOUT_QUERY(:PATH)%"))
 def test_a_key_in_the_query_string_is_not_in_envoys_log(env):
     stack, _ = env  # runs after the SIGTERM test: the ext_proc was restarted there
     marker = "AIzaMARKER-query-key-0c7e"

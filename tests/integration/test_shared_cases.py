@@ -326,10 +326,6 @@ def test_case_24_no_credential_in_our_spans_metrics_log_or_ledger(stack, receive
         assert mark not in f.read_bytes(), f
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "envoy/envoy.yaml: Envoy's own ingress span exports http.url with the query string "
-    "(?key=AIza-test-REDACTME) and the access log prints %REQ(:PATH)% with it; fix in the Envoy "
-    "config/processor (strip ?key= from :path, moving it to x-goog-api-key), not in telemetry/"))
 def test_case_24_no_credential_in_envoys_spans_or_access_log(stack, receiver, cases_dir):
     """24-no-credentials-in-telemetry, Envoy's half: Envoy's spans (exported to the same collector)
     and its access log must not hold the Gemini ``?key=`` either."""
@@ -341,11 +337,6 @@ def test_case_24_no_credential_in_envoys_spans_or_access_log(stack, receiver, ca
     assert "REDACTME" not in stack.log("envoy")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "envoy/envoy.yaml: Envoy keeps a client's x-request-id (use_remote_address is unset, so the "
-    "request counts as internal) and its UUID request-id extension treats a non-UUID id such as the "
-    "case's 'req-42' as not traceable: Envoy propagates an unsampled traceparent and our ParentBased "
-    "sampler drops the GenAI span (ledger and metrics still record the request)"))
 def test_case_24_request_with_the_cases_own_request_id_still_gets_its_span(stack, receiver, cases_dir):
     """24-no-credentials-in-telemetry: the case's headers carry ``x-request-id: req-42`` (allowed
     request metadata); the request must still produce its GenAI span."""
