@@ -103,3 +103,30 @@ def test_processing_duration_in_seconds(mem):
     mem.tel.record(tagged())  # latency_ms 1.5
     (p,) = mem.metrics()["nadir.extproc.processing.duration"]
     assert p.sum == 0.0015 and p.count == 1
+
+
+def test_cost_counter_sums_exactly_in_decimal(mem):
+    # gpt-4o input 2.50 USD per 1M: 40 000 tokens = 0.1 USD. Three calls = 0.3 USD exactly (summing
+    # floats would give 0.1 + 0.1 + 0.1 = 0.30000000000000004).
+    from nadir_extproc.pricing.cost import price
+    from nadir_extproc.pricing.usage import Usage
+
+    u = Usage(uncached_input_tokens=40_000)
+    for _ in range(3):
+        mem.tel.record(Outcome(dialect="openai_chat", provider="openai", requested_model="gpt-4o", response_model="gpt-4o",
+                               status=200, usage=u, cost=price("openai", "gpt-4o", u)))
+    (cost,) = mem.metrics()["nadir.llm.cost"]
+    assert cost.value == 0.3
+
+
+def test_counter_attribute_sets_are_bounded_with_an_overflow_set():
+    from decimal import Decimal
+
+    from nadir_extproc.telemetry.metrics import Sums
+
+    s = Sums(limit=2)
+    for team, usd in (("a", "0.1"), ("b", "0.2"), ("c", "0.3"), ("d", "0.4"), ("a", "0.5")):
+        s.add((("nadir.tag.team", team),), Decimal(usd))
+    got = {tuple(sorted(o.attributes.items())): o.value for o in s.observe()}
+    # a and b keep their own sets (a: 0.1 + 0.5); c and d go to the overflow set: 0.3 + 0.4
+    assert got == {(("nadir.tag.team", "a"),): 0.6, (("nadir.tag.team", "b"),): 0.2, (("otel.metric.overflow", True),): 0.7}

@@ -87,3 +87,28 @@ def test_carrier_keeps_only_trace_context_keys():
     md = (("authorization", "Bearer sk-secret"), ("traceparent", "00-a-b-01"), ("TraceState", "k=v"), ("x-other", "1"))
     assert carrier_from_metadata(md) == {"traceparent": "00-a-b-01", "tracestate": "k=v"}
     assert carrier_from_metadata(None) == {}
+
+
+@pytest.mark.parametrize("tp", [
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03", "00-" + "0" * 32 + "-00f067aa0ba902b7-01",
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-" + "0" * 16 + "-01", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+    " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+    "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "garbage",
+])
+def test_parent_is_what_the_w3c_propagator_reads(tp):
+    # parent_context reads plain version-00 traceparents itself; OTel's own propagator is the reference.
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from nadir_extproc.telemetry.context import parent_context
+
+    ref = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": tp})).get_span_context()
+    got = parent_context({"traceparent": tp})
+    if not ref.is_valid:
+        assert got is None
+        return
+    sc = trace.get_current_span(got).get_span_context()
+    assert (sc.trace_id, sc.span_id, sc.trace_flags, sc.is_remote, sc.trace_state) == (
+        ref.trace_id, ref.span_id, ref.trace_flags, ref.is_remote, ref.trace_state)
