@@ -301,8 +301,8 @@ def test_case_24_no_credential_in_our_spans_metrics_log_or_ledger(stack, receive
     mark = forbidden[0].encode()
     clear_upstream(stack)
     rows = _ledger_rows(stack)
-    _case24_requests(stack, case)  # exactly the case's headers (Envoy does not trace these: see below)
-    # The same again with a UUID x-request-id, which Envoy samples, so our spans exist to be searched.
+    _case24_requests(stack, case)  # exactly the case's headers (x-request-id: req-42)
+    # The same again with a UUID x-request-id (both shapes must be sampled and searched).
     t1, t2 = _case24_requests(stack, case, request_id="0d5b7d3e-6a2f-4c1e-9b8a-3f4e5d6c7b8a")
     s1, s2 = our_span(receiver, t1), our_span(receiver, t2)
     assert s1.attrs["gen_ai.provider.name"] == "openai" and s2.attrs["gen_ai.provider.name"] == "gcp.gemini"

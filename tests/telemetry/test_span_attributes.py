@@ -115,6 +115,7 @@ def test_anthropic_cache_writes_count_as_input_and_as_cache_creation(mem):
 
 
 def test_unknown_usage_means_no_usage_attributes_at_all(mem):
+    """23-otel-span-lifecycle-streaming-usage S2: usage unknown -> usage attributes absent, not 0."""
     mem.tel.record(Outcome(dialect="openai_chat", provider="openai", requested_model="gpt-4o", status=200,
                            unpriced_reason="no_usage"))
     a = dict(mem.only_span().attributes)

@@ -161,6 +161,7 @@ def test_anthropic_cache_reads_and_writes_count_as_input(stack, receiver, claude
 
 
 def test_streaming_span_ends_after_the_last_event_and_carries_its_usage(stack, receiver, oai):
+    """23-otel-span-lifecycle-streaming-usage S1: the span ends after the final usage event."""
     # gpt-4o-mini: 40*0.15 + 7*0.60 = 6 + 4.2 = 10.2 -> 0.0000102
     tid, tp = traceparent()
     received: list[int] = []
@@ -195,6 +196,7 @@ def test_streaming_span_ends_after_the_last_event_and_carries_its_usage(stack, r
 
 
 def test_cancelled_stream_span_ends_at_the_cut_with_what_is_known(stack, receiver, oai):
+    """23-otel-span-lifecycle-streaming-usage S3: client gone mid-stream -> span ended, cut, no usage."""
     tid, tp = traceparent()
     stream = oai.chat.completions.create(
         model="auto", stream=True, stream_options={"include_usage": True},
