@@ -173,7 +173,7 @@ def run_demo(
             table.add_row(snippet, api, h.get("x-nadir-routed-to", "?"), str(tin), str(tout),
                           cost or f"[yellow]{h.get('x-nadir-unpriced-reason', 'n/a')}[/yellow]", saved or "", lat)
         console.print(table)
-        console.print(f"Total cost [bold]${total_cost}[/bold], saved vs default models [bold]${total_saved}[/bold] "
+        console.print(f"Total cost [bold]${total_cost}[/bold], saved by routing vs the baseline models [bold]${total_saved}[/bold] "
                       f"over {len(PROMPTS)} requests.")
         # Added latency: the same request straight to the emulator vs through Envoy + ext_proc.
         import openai
