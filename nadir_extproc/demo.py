@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nadir_extproc.inband import parse_fields
 from nadir_extproc.stack import Stack
 
 PROMPTS: list[tuple[str, str]] = [
@@ -57,16 +58,6 @@ def _key(provider: str, real: dict[str, str]) -> str:
     return os.environ.get(KEY_ENV[provider], API_KEY) if provider in real else API_KEY
 
 
-def _inband(raw: bytes) -> dict[str, str]:
-    """The ``x-nadir-*`` fields of the SSE comment lines in a streamed body."""
-    out = {}
-    for line in raw.splitlines():
-        if line.startswith(b": x-nadir-"):
-            k, _, v = line[2:].decode().partition("=")
-            out[k] = v
-    return out
-
-
 def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str]):
     """One streamed SDK call with model="auto"; the cost fields come from the in-band comment."""
     if dialect == "anthropic_messages":
@@ -76,7 +67,7 @@ def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str])
         with c.messages.with_streaming_response.create(
             model="auto", max_tokens=256, stream=True, messages=[{"role": "user", "content": prompt}]
         ) as resp:
-            return {**resp.headers, **_inband(b"".join(resp.iter_bytes()))}, "—", "—"
+            return {**resp.headers, **parse_fields(b"".join(resp.iter_bytes()))}, "—", "—"
     import openai
 
     c = openai.OpenAI(base_url=f"{base_url}/v1", api_key=_key("openai", real), max_retries=0)
@@ -87,7 +78,7 @@ def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str])
             model="auto", stream=True, messages=[{"role": "user", "content": prompt}]
         )
     with cm as resp:
-        return {**resp.headers, **_inband(b"".join(resp.iter_bytes()))}, "—", "—"
+        return {**resp.headers, **parse_fields(b"".join(resp.iter_bytes()))}, "—", "—"
 
 
 def _call(dialect: str, prompt: str, base_url: str, real: dict[str, str]):

@@ -38,6 +38,7 @@ from nadir_extproc.budgets import H_REMAINING, Budgets, block_reply, scope_value
 from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
 from nadir_extproc.config import Settings
 from nadir_extproc.dialects import Dialect, RewriteError, detect
+from nadir_extproc.inband import format_block
 from nadir_extproc.dialects.base import DROP, TERMINAL, USAGE, StreamUsage
 from nadir_extproc.sse import SSEParser
 from nadir_extproc.pricing.context import served_context, tier_context
@@ -598,9 +599,7 @@ class RequestProcessor:
         Uses the stream's own line ending (from the event it precedes)."""
         self._inband_sent = True
         h = self._cost_headers(*self._stream_result(), t0)
-        nl = b"\r\n" if before.endswith(b"\r\n") else b"\n"
-        lines = [f": {k}={v}".encode("latin-1") for k, v in h.items()]
-        return nl.join(lines) + nl + nl
+        return format_block(h, b"\r\n" if before.endswith(b"\r\n") else b"\n")
 
     def _cost_fields(self, t0: int) -> dict[str, str]:
         """The cost fields as a JSON object for the opt-in usage-event field: the header names
