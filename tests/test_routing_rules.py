@@ -34,3 +34,24 @@ def test_rules(provider, prompt, messages, model, reason):
 def test_unknown_provider_raises():
     with pytest.raises(KeyError):
         router.route(RouteRequest(provider="mistral", dialect="x", prompt="hi"))
+
+
+@pytest.mark.parametrize(
+    "provider, pin, model, reason",
+    [
+        ("openai", "mid", "gpt-4.1-mini", "pinned"),
+        ("anthropic", "mid", "claude-sonnet-4-5", "pinned"),  # no mid model: the next stronger tier
+        ("google", "MID", "gemini-2.5-pro", "pinned"),         # any case
+        ("openai", "Strong", "gpt-4o", "pinned"),
+        ("openai", "bogus", "gpt-4o-mini", "short_simple+pin_ignored"),  # said, not silent
+    ],
+)
+def test_pinned_tier(provider, pin, model, reason):
+    from nadir_extproc.routing.onnx_router import load_router
+
+    req = RouteRequest(provider=provider, dialect="x", prompt="hi", pinned_tier=pin)
+    d = router.route(req)
+    assert (d.model, d.reason) == (model, reason)
+    onnx = load_router(TierPolicy()).route(req)  # the shipped ONNX router honours pins the same way
+    assert onnx.model == model and onnx.router == "onnx"
+    assert onnx.reason.startswith("pinned") == (reason == "pinned")

@@ -112,11 +112,11 @@ class OnnxRouter:
         except Exception as e:  # noqa: BLE001 — the rule router answers instead
             count("router_inference_error", type(e).__name__)
             return self.fallback.route(request)
-        pinned = request.pinned_tier
-        if pinned and pinned in self.policy.tiers.get(request.provider, {}):
+        pinned, ignored = self.policy.pin(request.pinned_tier)
+        if pinned:
             tier, reason = pinned, "pinned"
         else:
-            tier, reason = self.policy.tier_for_score(score), "score"
+            tier, reason = self.policy.tier_for_score(score), "+".join(filter(None, ("score", ignored)))
         pick = self.policy.pick(request.provider, tier, request_needs(request.prompt, request.body))
         return Decision(
             model=pick.model,

@@ -188,6 +188,16 @@ class TierPolicy:
             return m
         return self.tiers.get(provider, {}).get("strong")
 
+    def pin(self, raw: str | None) -> tuple[str | None, str | None]:
+        """``(tier, None)`` for a client pin (``x-nadir-tier``) naming a known tier, any case —
+        ``pick`` then maps a tier the provider lacks (``mid`` on Anthropic) to its next stronger one;
+        ``(None, "pin_ignored")`` for a value that names no tier; ``(None, None)`` without a pin."""
+        if not raw or not raw.strip():
+            return None, None
+        t = raw.strip().lower()
+        known = set(self.order) | {k for tiers in self.tiers.values() for k in tiers}
+        return (t, None) if t in known else (None, "pin_ignored")
+
     def tier_for_score(self, score: float) -> str:
         """The tier whose threshold is the highest one ``<= score`` (the lowest tier if none is)."""
         best, best_t = None, -math.inf

@@ -9,7 +9,7 @@ Rules, in order (the first that fires decides; thresholds are constructor argume
    ``architecture``), case-insensitive on word boundaries -> strong, reason ``reasoning_marker``;
 4. more than ``many_messages`` messages (default 8) -> strong, reason ``long_conversation``;
 5. otherwise weak, reason ``short_simple``.
-A tier the client pinned (``RouteRequest.pinned_tier``, the ``x-nadir-tier`` header) that the policy
+A tier the client pinned (``RouteRequest.pinned_tier``, the ``x-nadir-tier`` header, any case) that the policy
 knows for the provider replaces the rules, reason ``pinned``. The policy's hard constraints
 (``TierPolicy.pick``: context window, images, tools) then apply, and the constraints that changed
 the model are appended to the reason (``code_fence+vision``).
@@ -52,11 +52,12 @@ class RuleRouter:
 
     def route(self, request: RouteRequest) -> Decision:
         """Decide by the rules; raises ``KeyError`` if the policy has no model for the provider."""
-        pinned = request.pinned_tier
-        if pinned and pinned in self.policy.tiers.get(request.provider, {}):
+        pinned, ignored = self.policy.pin(request.pinned_tier)
+        if pinned:
             tier, reason, score = pinned, "pinned", None
         else:
             tier, reason = self._tier(request)
+            reason = "+".join(filter(None, (reason, ignored)))
             score = 1.0 if tier == "strong" else 0.0
         pick = self.policy.pick(request.provider, tier, request_needs(request.prompt, request.body))
         return Decision(

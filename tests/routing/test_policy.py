@@ -129,7 +129,7 @@ def test_rule_router_honours_a_pinned_tier_and_constraints():
     d = r.route(RouteRequest("acme", "x", "hi", pinned_tier="strong"))
     assert (d.model, d.tier, d.reason, d.score) == ("large", "strong", "pinned", None)
     # Unknown tier names are ignored: the rules decide.
-    assert r.route(RouteRequest("acme", "x", "hi", pinned_tier="ultra")).reason == "short_simple"
+    assert r.route(RouteRequest("acme", "x", "hi", pinned_tier="ultra")).reason == "short_simple+pin_ignored"
     # The rules say weak; the image moves it to the vision model.
     img = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}
     d = r.route(RouteRequest("acme", "openai_chat", "hi", body=img))

@@ -44,7 +44,7 @@ def test_pinned_tier_wins_over_the_score(router):
     assert (d.model, d.tier, d.reason) == ("gpt-4o-mini", "weak", "pinned")
     assert d.score >= 0.4  # the score is still reported
     # A tier the provider does not have is ignored.
-    assert router.route(req("What's the capital of France?", pinned_tier="ultra")).reason == "score"
+    assert router.route(req("What's the capital of France?", pinned_tier="ultra")).reason == "score+pin_ignored"
 
 
 def test_constraint_overrides_the_score():
