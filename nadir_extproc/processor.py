@@ -477,7 +477,9 @@ class RequestProcessor:
             # A stream: STREAMED response body so no event is held back (the override must carry
             # the whole mode). Cost goes in-band later; only the routed model is known now.
             self.out.stream = True
-            self._stream = d.stream_usage(self._injected)
+            # A client that opted in to the cost JSON keeps the usage chunk we asked for: that
+            # chunk is where its "nadir" object goes.
+            self._stream = d.stream_usage(self._injected and not self._cost_in_body)
             if self._sse:
                 if self._encoding in ("", "identity"):
                     self._parser = SSEParser(self.ctx.settings.max_sse_event_bytes)

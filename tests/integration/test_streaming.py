@@ -216,3 +216,16 @@ def test_error_event_after_200_ends_the_stream_as_failed_with_what_is_known(stac
     )
     fields = _fields(COMMENT.findall(received)[0])
     assert fields["x-nadir-unpriced-reason"] == "provider_error" and "x-nadir-cost-usd" not in fields
+
+
+def test_opt_in_cost_field_on_a_chat_stream_that_did_not_ask_for_usage(stack):
+    # We inject include_usage; with the opt-in header the usage chunk is kept and carries "nadir".
+    # gpt-4o-mini 100 in / 50 out: 100*0.15 + 50*0.60 = 15 + 30 = 45 -> 0.000045
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=KEY, max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 100, "output": 50}), "x-nadir-cost-in-body": "1"},
+    ))
+    last = chunks[-1]
+    assert last.choices == [] and last.usage.prompt_tokens == 100
+    assert last.model_extra["nadir"]["cost_usd"] == "0.000045"
