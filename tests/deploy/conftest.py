@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def upstreams() -> Iterator[Upstreams]:
     finally:
         for p in reversed(procs):
             _stop(p)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def start_envoy(config_path: Path, log: Path, admin_port: int) -> subprocess.Popen:
