@@ -131,7 +131,6 @@ def run_demo(
     failures = 0
     with Stack(log_dir=keep_logs, upstream_urls=real) as stack:
         console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})")
-        console.print(_traces_line() + "\n")
         table = Table(title='model="auto" through Envoy + nadir-extproc', show_lines=False)
         for col, just, width in [("prompt", "left", 32), ("API", "left", 16), ("routed to", "left", 26),
                                  ("in tok", "right", 6), ("out tok", "right", 7), ("cost USD", "right", 11),
@@ -179,7 +178,7 @@ def run_demo(
             f"{v_ms:.2f} ms (+{v_ms - d_ms:.2f} ms); ext_proc's own processing median "
             f"{statistics.median(ours) if ours else float('nan'):.3f} ms per request."
         )
-    console.print(_traces_line(after=True))
+    console.print(_traces_line(after=True), soft_wrap=True)
     console.print("All processes stopped.")
     return 1 if failures else 0
 
