@@ -17,7 +17,9 @@ says why when it cannot. The result is a plain ``dict`` (``--json`` prints it):
 - ``rates_usd_per_mtok`` (per class, decimal strings; ``web_search`` is USD per 1000 calls),
   ``long_context_above`` (the threshold crossed, tokens) and ``breakdown_usd``;
 - ``baseline_model``, ``baseline_cost_usd``, ``cost_saved_usd`` (baseline − actual, signed; see
-  ``savings.py`` for the definition).
+  ``savings.py`` for the definition). This is the what-if for the recorded usage whatever the
+  request asked for; the request path's ``x-nadir-cost-saved`` is 0 when the client named the
+  model itself, since routing changed nothing.
 """
 
 from __future__ import annotations
@@ -347,7 +349,8 @@ def render_table(e: dict[str, Any]) -> str:
     if e.get("baseline_model"):
         lines.append(
             f"baseline     {e['baseline_model']} {e['baseline_cost_usd']} USD; saved {e['cost_saved_usd']} USD "
-            "(baseline cost at the same usage - actual cost)"
+            "(baseline cost at the same usage - actual cost; the request path reports 0 when the "
+            "client named the model itself)"
         )
     return "\n".join(lines)
 
