@@ -176,8 +176,8 @@ class Settings(BaseModel):
     paths: dict[str, str] = Field(default_factory=default_paths)
     #: provider -> tier -> concrete model.
     tiers: dict[str, dict[str, str]] = Field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_TIERS.items()})
-    #: provider -> baseline model for x-nadir-cost-saved and fallback when routing fails
-    #: (default: the provider's strong tier).
+    #: provider -> model used when routing fails (router error); default: the provider's strong
+    #: tier. (The savings baseline is ``baseline_models``.)
     default_models: dict[str, str] = Field(default_factory=dict)
     #: Router: ``onnx`` (the trained classifier; the rule router answers when its model does not
     #: load) or ``rules``. Env ``NADIR_ROUTER``.
