@@ -166,8 +166,8 @@ def request_needs(prompt: str, body: Mapping[str, Any] | None) -> Needs:
 
 @dataclass(frozen=True)
 class TierPolicy:
-    """``tiers[provider][tier] -> model``; ``default_models[provider]`` is the baseline model for
-    savings and the fallback when routing fails (defaults to the strong tier); ``thresholds``,
+    """``tiers[provider][tier] -> model``; ``default_models[provider]`` is the fallback when routing
+    fails (defaults to the strong tier; the savings baseline is ``Settings.baseline_models``); ``thresholds``,
     ``capabilities`` and ``order`` as in the module docstring."""
 
     tiers: dict[str, dict[str, str]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_TIERS.items()})
