@@ -37,7 +37,7 @@ from nadir_extproc import protocol as p
 from nadir_extproc.budgets import H_REMAINING, Budgets, block_reply, scope_values, trace_id
 from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
 from nadir_extproc.config import Settings
-from nadir_extproc.dialects import Dialect, RewriteError, detect
+from nadir_extproc.dialects import Dialect, detect
 from nadir_extproc.inband import format_block
 from nadir_extproc.dialects.base import DROP, TERMINAL, USAGE, StreamUsage
 from nadir_extproc.sse import SSEParser
@@ -142,7 +142,6 @@ class Outcome:
     tags: dict[str, str] = field(default_factory=dict)
     key_id: str | None = None
     request_id: str | None = None
-    notes: list[str] = field(default_factory=list)
     # -- telemetry (nadir_extproc.telemetry reads these; never raw keys or prompt text) --
     #: Wall-clock Unix ns: stream start, and response end (last stream event, or the cut).
     start_ns: int = field(default_factory=time.time_ns)

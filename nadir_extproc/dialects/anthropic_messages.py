@@ -107,12 +107,7 @@ class MessagesStreamUsage(StreamUsage):
         elif name == "message_start":
             msg = obj.get("message")
             if isinstance(msg, dict):
-                m = msg.get("model")
-                if isinstance(m, str):
-                    self.model = m
-                rid = msg.get("id")
-                if isinstance(rid, str) and rid:
-                    self.response_id = rid
+                self.note(msg.get("model"), msg.get("id"))
                 self._merge(msg.get("usage"))
         else:
             self._merge(obj.get("usage"))

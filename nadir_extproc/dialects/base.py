@@ -137,6 +137,14 @@ class StreamUsage:
         self.response_id: str | None = None
         self.finish_reasons: list[str] | None = None
 
+    def note(self, model: Any, response_id: Any) -> None:
+        """Record the served model (latest string wins) and the response id (first non-empty
+        string wins) from values read out of an event's JSON; anything else is ignored."""
+        if isinstance(model, str):
+            self.model = model
+        if self.response_id is None and isinstance(response_id, str) and response_id:
+            self.response_id = response_id
+
     def on_event(self, ev: Any) -> int:
         """Take one event; return verdict flags (``KEEP``, or ``DROP``/``TERMINAL``/``USAGE`` or-ed)."""
         raise NotImplementedError

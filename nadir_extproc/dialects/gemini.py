@@ -116,12 +116,7 @@ class GeminiStreamUsage(StreamUsage):
             return KEEP
         if isinstance(obj.get("error"), dict):
             self.failed = True
-        m = obj.get("modelVersion")
-        if isinstance(m, str):
-            self.model = m
-        rid = obj.get("responseId")
-        if isinstance(rid, str) and rid and self.response_id is None:
-            self.response_id = rid
+        self.note(obj.get("modelVersion"), obj.get("responseId"))
         cands = obj.get("candidates")
         if isinstance(cands, list):
             reasons = [c["finishReason"] for c in cands if isinstance(c, dict) and isinstance(c.get("finishReason"), str)]

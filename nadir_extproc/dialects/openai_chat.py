@@ -95,15 +95,10 @@ class ChatStreamUsage(StreamUsage):
             if isinstance(obj, dict):
                 if isinstance(obj.get("error"), dict):
                     self.failed = True
-                m = obj.get("model")
-                if isinstance(m, str) and self.model is None:
-                    self.model = m
+                self.note(obj.get("model"), obj.get("id"))
                 t = obj.get("service_tier")
                 if isinstance(t, str):
                     self.service_tier = t
-                rid = obj.get("id")
-                if isinstance(rid, str) and rid and self.response_id is None:
-                    self.response_id = rid
         if _FINISH.search(data):
             # The chunk that ends a choice (one per choice): parsed for its finish_reason.
             if obj is None:

@@ -43,12 +43,7 @@ class ResponsesStreamUsage(StreamUsage):
                 return TERMINAL | USAGE
             resp = obj.get("response") if isinstance(obj, dict) else None
             if isinstance(resp, dict):
-                m = resp.get("model")
-                if isinstance(m, str):
-                    self.model = m
-                rid = resp.get("id")
-                if isinstance(rid, str) and rid:
-                    self.response_id = rid
+                self.note(resp.get("model"), resp.get("id"))
                 inc = resp.get("incomplete_details")
                 reason = inc.get("reason") if isinstance(inc, dict) else None
                 reason = reason if isinstance(reason, str) else resp.get("status")
