@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import unquote
 
-from nadir_extproc import protocol as p
+from nadir_extproc import jsonbody, protocol as p
 from nadir_extproc.budgets import H_REMAINING, Budgets, block_reply, scope_values, trace_id
 from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
 from nadir_extproc.config import Settings
@@ -251,7 +251,7 @@ class RequestProcessor:
         self._stream: StreamUsage | None = None  # set for streamed responses
         self._parser: SSEParser | None = None
         self._inflate: Any = None
-        self._raw_stream = b""
+        self._raw_stream = bytearray()  # appended in place: linear, not a copy per chunk
         self._raw_overflow = False
         self._inband_sent = False
         self._stream_done = False
@@ -385,7 +385,8 @@ class RequestProcessor:
                 return r
             raw = decoded
         try:
-            body = json.loads(raw)
+            # Parsed once; the JsonObject keeps its values' spans for the model rewrite.
+            body = jsonbody.parse(raw)
         except (ValueError, UnicodeDecodeError):
             count("request_not_json")
             body = None
@@ -588,7 +589,7 @@ class RequestProcessor:
             usage = st.usage()
             return served, usage, None if usage is not None else "provider_error"
         if self._parser is None and self._raw_stream is not None and not self._raw_overflow:
-            served2, usage, unpriced = self._read_json(self._raw_stream)
+            served2, usage, unpriced = self._read_json(bytes(self._raw_stream))
             return served2 or served, usage, unpriced
         if self._parser is None and self._raw_overflow:
             return served, None, "unsupported_content_encoding"

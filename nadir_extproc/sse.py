@@ -47,37 +47,63 @@ class SSEParser:
     """Incremental SSE parser: ``feed(chunk)`` returns the events completed by ``chunk``.
 
     ``pending`` holds the bytes of the event in progress (not yet complete).
+
+    Linear in the stream: each byte is scanned once. The lines of an unfinished event are parsed as
+    they complete and kept (as parsed fields and raw pieces) until the blank line; an unfinished
+    line is kept as pieces and only joined once a chunk brings a line end. So an event split over
+    many chunks costs no more than the same event in one chunk.
     """
 
-    __slots__ = ("_buf", "max_event_bytes", "overflows", "_skipping")
+    __slots__ = (
+        "max_event_bytes", "overflows", "_skipping", "_parts", "_tail", "_size",
+        "_type", "_data", "_id", "_retry", "_has_data",
+    )
 
     def __init__(self, max_event_bytes: int = 1 << 20) -> None:
-        self._buf = b""
         self.max_event_bytes = max_event_bytes
         self.overflows = 0
         self._skipping = False
+        self._parts: list[bytes] = []  # raw complete lines of the event in progress
+        self._tail: list[bytes] = []  # pieces of the unfinished line
+        self._size = 0  # bytes in _parts + _tail
+        self._reset()
+
+    def _reset(self) -> None:
+        self._type: str | None = None
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._retry: str | None = None
+        self._has_data = False
 
     @property
     def pending(self) -> bytes:
         """Bytes received that do not yet form a complete event."""
-        return self._buf
+        return b"".join(self._parts) + b"".join(self._tail)
 
     def feed(self, chunk: bytes) -> tuple[list[Event], bytes]:
         """Add ``chunk``; return ``(events, passthrough)``.
 
         ``events`` are the events completed by this chunk, in order. ``passthrough`` is the bytes
-        of an oversized partial event that was given up on (forward them unparsed; usually empty).
+        of an oversized partial event that was given up on (forward them unparsed, after the
+        events; usually empty). The end of a given-up event (through its blank line) comes back
+        in order as a data-less event (``has_data`` false), then parsing resumes.
         """
-        buf = self._buf + chunk if self._buf else chunk
         events: list[Event] = []
-        passthrough = b""
-        start = 0  # start of the current event in buf
+        tail = self._tail
+        if tail:
+            if b"\n" not in chunk and b"\r" not in chunk and not tail[-1].endswith(b"\r"):
+                # Still inside one line: keep the piece, scan nothing.
+                tail.append(chunk)
+                self._size += len(chunk)
+                return events, self._bound()
+            buf = b"".join(tail) + chunk
+            self._size -= len(buf) - len(chunk)
+            self._tail = []
+        else:
+            buf = chunk
+        parts = self._parts
+        start = 0  # start of this buffer's part of the current event
         pos = 0
-        ev_type: str | None = None
-        data: list[str] = []
-        ev_id: str | None = None
-        retry: str | None = None
-        has_data = False
         n = len(buf)
         while pos < n:
             m = _LINE.match(buf, pos)
@@ -86,13 +112,18 @@ class SSEParser:
             line = m.group(1)
             pos = m.end()
             if not line:
+                raw = buf[start:pos]
+                if parts:
+                    raw = b"".join(parts) + raw
+                    parts.clear()
+                    self._size = 0
                 if self._skipping:
-                    passthrough += buf[start:pos]
                     self._skipping = False
+                    events.append(Event(None, "", raw))
                 else:
-                    events.append(Event(ev_type, "\n".join(data), buf[start:pos], ev_id, retry, has_data))
+                    events.append(Event(self._type, "\n".join(self._data), raw, self._id, self._retry, self._has_data))
                 start = pos
-                ev_type, data, ev_id, retry, has_data = None, [], None, None, False
+                self._reset()
                 continue
             if self._skipping or line[:1] == b":":
                 continue
@@ -100,25 +131,40 @@ class SSEParser:
             if sep and value[:1] == b" ":
                 value = value[1:]
             if name == b"data":
-                data.append(value.decode("utf-8", "replace"))
-                has_data = True
+                self._data.append(value.decode("utf-8", "replace"))
+                self._has_data = True
             elif name == b"event":
-                ev_type = value.decode("utf-8", "replace")
+                self._type = value.decode("utf-8", "replace")
             elif name == b"id":
-                ev_id = value.decode("utf-8", "replace")
+                self._id = value.decode("utf-8", "replace")
             elif name == b"retry":
-                retry = value.decode("ascii", "replace")
-        rest = buf[start:]
-        if len(rest) > self.max_event_bytes:
-            self.overflows += 1
-            self._skipping = True
-            passthrough += rest
-            rest = b""
-        self._buf = rest
-        return events, passthrough
+                self._retry = value.decode("ascii", "replace")
+        if pos > start:
+            parts.append(buf[start:pos])
+        if pos < n:
+            self._tail.append(buf[pos:])
+        self._size += n - start
+        return events, self._bound()
+
+    def _bound(self) -> bytes:
+        """Give up on a partial event that grew beyond ``max_event_bytes``: its bytes so far."""
+        if self._size <= self.max_event_bytes:
+            return b""
+        self.overflows += 1
+        self._skipping = True
+        out = self.pending
+        self._parts = []
+        self._tail = []
+        self._size = 0
+        self._reset()
+        return out
 
     def flush(self) -> bytes:
         """End of stream: return (and forget) any unterminated tail, unparsed."""
-        tail, self._buf = self._buf, b""
+        tail = self.pending
+        self._parts = []
+        self._tail = []
+        self._size = 0
         self._skipping = False
+        self._reset()
         return tail

@@ -79,9 +79,11 @@ def test_partial_event_memory_is_bounded_and_overflow_counted():
     big = b"data: " + b"x" * 5000
     events, passthrough = p.feed(big)
     assert events == [] and passthrough == big and p.overflows == 1 and p.pending == b""
-    # The rest of the oversized event is passed through too, then parsing resumes.
+    # The rest of the oversized event comes back in order, as a data-less event (forwarded
+    # unparsed before the next events), then parsing resumes.
     events, passthrough = p.feed(b"yyy\n\ndata: ok\n\n")
-    assert passthrough == b"yyy\n\n" and [e.data for e in events] == ["ok"]
+    assert passthrough == b"" and [(e.raw, e.has_data) for e in events] == [(b"yyy\n\n", False), (b"data: ok\n\n", True)]
+    assert events[1].data == "ok"
 
 
 def test_flush_returns_an_unterminated_tail():

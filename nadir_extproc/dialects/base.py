@@ -8,21 +8,18 @@ listing it in ``nadir_extproc.dialects.DIALECTS``.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, ClassVar
 
+from nadir_extproc import jsonbody
+from nadir_extproc.jsonbody import JsonObject
 from nadir_extproc.pricing.usage import Usage
-
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
-_WS = b" \t\r\n"
 
 
 class RewriteError(ValueError):
     """The body has no top-level string field to rewrite (raised by ``replace_top_level_string``)."""
 
 
-def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
+def replace_top_level_string(body: bytes, key: str, value: str, parsed: JsonObject | None = None) -> bytes:
     """Return ``body`` with every top-level JSON string field ``key`` set to ``value``.
 
     Only those values change; every other byte (spacing, key order, number formats, escaped text
@@ -30,53 +27,21 @@ def replace_top_level_string(body: bytes, key: str, value: str) -> bytes:
     twice gets both rewritten, so the upstream sees the new value whichever duplicate its parser
     keeps (Python's keeps the last, others the first).
 
-    ``body`` must be a JSON object that already parsed (the caller checked it with ``json.loads``).
-    Raises ``RewriteError`` when the object has no top-level ``key`` whose value is a string.
-    Cost: one regex pass over the body's strings and brackets.
+    ``parsed``: ``body`` as already parsed by ``nadir_extproc.jsonbody.parse`` (its value spans
+    are reused, so the body is not read again); otherwise ``body`` is parsed here (``ValueError``
+    if it is not JSON). Raises ``RewriteError`` when the object has no top-level ``key`` whose
+    value is a string. Cost: linear, one C-scanner parse at most plus one join (6 MB: ~10 ms).
     """
-    depth = 0
-    spans: list[tuple[int, int]] = []
-    n = len(body)
-    key_tok = json.dumps(key).encode()
-    for m in _TOKEN.finditer(body):
-        tok = m.group()
-        c = tok[:1]
-        if c == b"{" or c == b"[":
-            depth += 1
-            continue
-        if c == b"}" or c == b"]":
-            depth -= 1
-            if depth == 0:
-                break
-            continue
-        if depth != 1:
-            continue
-        # A string at depth 1 is a key when the next non-space byte is ':'.
-        i = m.end()
-        while i < n and body[i] in _WS:
-            i += 1
-        if i >= n or body[i] != 0x3A:  # ':'
-            continue
-        # Cheap byte compare first; decode only keys written with escapes ("\u006dodel").
-        if tok != key_tok and (b"\\" not in tok or json.loads(tok) != key):
-            continue
-        i += 1
-        while i < n and body[i] in _WS:
-            i += 1
-        vm = _STRING.match(body, i)
-        if vm is None:
-            raise RewriteError(f"top-level {key!r} is not a string")
-        spans.append((vm.start(), vm.end()))
+    obj = parsed if parsed is not None and parsed.raw is body else jsonbody.parse(body)
+    if not isinstance(obj, JsonObject):
+        raise RewriteError(f"no top-level {key!r} field")
+    spans = obj.byte_spans(key)
     if not spans:
         raise RewriteError(f"no top-level {key!r} field")
+    if not all(is_str for _, _, is_str in spans):
+        raise RewriteError(f"top-level {key!r} is not a string")
     new = json.dumps(value, ensure_ascii=False).encode()
-    out = []
-    prev = 0
-    for a, b in spans:
-        out += [body[prev:a], new]
-        prev = b
-    out.append(body[prev:])
-    return b"".join(out)
+    return jsonbody.replace_values(body, [(a, b) for a, b, _ in spans], new)
 
 
 def _text_of(content: Any, out: list[str]) -> None:
@@ -181,7 +146,7 @@ class Dialect:
 
         Raises ``RewriteError`` when there is no top-level string ``model``.
         """
-        return replace_top_level_string(raw, "model", model)
+        return replace_top_level_string(raw, "model", model, body if isinstance(body, JsonObject) else None)
 
     def is_stream(self, body: dict[str, Any]) -> bool:
         """True when the client asked for a streamed (SSE) response."""

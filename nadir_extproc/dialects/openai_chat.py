@@ -17,6 +17,8 @@ import json
 import re
 from typing import Any
 
+from nadir_extproc import jsonbody
+from nadir_extproc.jsonbody import JsonObject
 from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, as_int
 from nadir_extproc.pricing.usage import Usage
 
@@ -56,6 +58,8 @@ def chat_usage(u: Any) -> Usage | None:
     return openai_usage(u, "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
 
 
+_WS = b" \t\r\n"
+_WS1 = (b" ", b"\t", b"\r", b"\n")
 _USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 #: The top-level ``"service_tier":"…"`` of a chunk (inside message text the quotes are escaped,
@@ -168,14 +172,19 @@ class OpenAIChat(Dialect):
         if isinstance(so, dict) and so.get("include_usage") is True:
             return None
         if so is None and "stream_options" not in body:
-            end = raw.rstrip()
-            if not end.endswith(b"}"):
+            # Before the closing brace, found from the end (no copy unless there is whitespace).
+            end = len(raw) if raw[-1:] not in _WS1 else len(raw.rstrip(_WS))
+            if end == 0 or raw[end - 1] != 0x7D:  # '}'
                 return None
-            inner = end[:-1].rstrip()
-            sep = b"" if inner.endswith(b"{") else b","
-            return inner + sep + b'"stream_options":{"include_usage":true}}'
+            i = end - 1 if raw[end - 2 : end - 1] not in _WS1 else len(raw[: end - 1].rstrip(_WS))
+            sep = b"" if i > 0 and raw[i - 1] == 0x7B else b","  # '{': empty object
+            return b"".join((raw[:i], sep, b'"stream_options":{"include_usage":true}}'))
         if isinstance(so, dict):
-            new = dict(body)
-            new["stream_options"] = {**so, "include_usage": True}
-            return json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode()
+            # Only the stream_options value changes (linear: one parse, one join).
+            obj = body if isinstance(body, JsonObject) and body.raw is raw else jsonbody.parse(raw)
+            spans = obj.byte_spans("stream_options") if isinstance(obj, JsonObject) else []
+            if not spans:
+                return None
+            new = json.dumps({**so, "include_usage": True}, ensure_ascii=False, separators=(",", ":")).encode()
+            return jsonbody.replace_values(raw, [(a, b) for a, b, _ in spans], new)
         return None
