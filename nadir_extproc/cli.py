@@ -74,8 +74,9 @@ from nadir_extproc.pricing.explain import cost_command  # noqa: E402
 
 app.command(name="cost")(cost_command)
 
-from nadir_extproc.ledger.cli import report as report_command  # noqa: E402
+from nadir_extproc.ledger.cli import ledger_app, report as report_command  # noqa: E402
 app.command(name="report")(report_command)
+app.add_typer(ledger_app, name="ledger")
 
 from nadir_extproc.routing.cli import router_app  # noqa: E402
 app.add_typer(router_app, name="router")

@@ -118,6 +118,11 @@ class LedgerSettings(BaseModel):
     flush_interval_s: float = Field(default=1.0, gt=0)
     #: On shutdown, how long to wait for the queue to be written, in seconds.
     close_timeout_s: float = Field(default=10.0, ge=0)
+    #: Keep raw rows this many days (unset: forever); the writer prunes hourly. PostgreSQL drops
+    #: whole monthly partitions, so rows stay up to a month longer. See docs/ledger.md.
+    retention_days: int | None = Field(default=None, ge=1)
+    #: Keep the daily rollups this many days (unset: forever); never less than ``retention_days``.
+    rollup_retention_days: int | None = Field(default=None, ge=1)
 
 
 class BudgetRule(BaseModel):

@@ -30,7 +30,8 @@ def open_ledger(settings: Any) -> LedgerWriter:
     ``open_store`` raises when the store cannot be opened."""
     cfg = settings.ledger
     store = open_store(sqlite_dir=None if cfg.postgres_dsn else sqlite_dir(settings), postgres_dsn=cfg.postgres_dsn)
-    return LedgerWriter(store, queue_size=cfg.queue_size, batch_size=cfg.batch_size, flush_interval_s=cfg.flush_interval_s)
+    return LedgerWriter(store, queue_size=cfg.queue_size, batch_size=cfg.batch_size, flush_interval_s=cfg.flush_interval_s,
+                        retention_days=cfg.retention_days, rollup_retention_days=cfg.rollup_retention_days)
 
 
 def attach(settings: Any, ctx: Any) -> LedgerWriter | None:

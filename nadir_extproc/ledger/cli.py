@@ -1,32 +1,100 @@
-"""``nadir-extproc report``: spend, savings, requests and tokens from the ledger.
+"""``nadir-extproc report``: spend, savings, requests and tokens from the ledger; and
+``nadir-extproc ledger rebuild-rollups | prune``: maintenance.
 
 Reads the store the settings name (``ledger.sqlite_dir`` / ``ledger.postgres_dsn``, or
-``NADIR_LEDGER_DSN``), or the one given with ``--sqlite-dir`` / ``--dsn``.
+``NADIR_LEDGER_DSN``), or the one given with ``--sqlite-dir`` / ``--dsn``. A report never creates a
+ledger: on a machine where the service has not written one yet it says so in one line and exits 1.
+A ledger of an older schema is migrated in place on open (one line on stderr); if that is not
+possible (read-only file) the report is added up from the raw rows instead.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+_AGO = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
-def _when(s: str | None, what: str) -> datetime | None:
+
+def parse_when(s: str | None, what: str, now: datetime | None = None) -> datetime | None:
+    """``--since`` / ``--until``: an ISO date or time (UTC unless it has an offset: ``2026-01-31``,
+    ``2026-01-31T12:00``, ``2026-01-31T12:00+02:00``) or a duration before ``now``: ``N`` followed
+    by ``s``, ``m``, ``h``, ``d`` or ``w`` (``7d`` = 7 x 24 h ago). ``today`` and ``yesterday`` are UTC
+    midnights. Raises ``typer.BadParameter`` naming the accepted forms."""
     if not s:
         return None
+    now = now or datetime.now(timezone.utc)
+    m = _AGO.match(s)
+    if m:
+        return now - timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2).lower()])
+    low = s.strip().lower()
+    if low in ("today", "yesterday"):
+        d = now.astimezone(timezone.utc).date() - timedelta(days=1 if low == "yesterday" else 0)
+        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
     try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(s.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"{what}: use an ISO date or time (2026-01-31, 2026-01-31T12:00)") from None
+        raise typer.BadParameter(
+            f"{what} {s!r}: use a date (2026-01-31), a UTC time (2026-01-31T12:00), a duration ago (90m, 12h, 7d, 2w), today or yesterday"
+        ) from None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, create: bool) -> Any:
+    """The ledger store the options or settings name, migrated to this version; one-line errors."""
+    from nadir_extproc.config import ConfigError, load_settings
+    from nadir_extproc.ledger.store import open_store
+
+    if sqlite_dir is None and not dsn:
+        try:
+            s = load_settings(config)
+        except ConfigError as e:
+            _fail(str(e), 2)
+        dsn = s.ledger.postgres_dsn
+        if not dsn:
+            sqlite_dir = Path(s.ledger.sqlite_dir or Path(s.state_dir) / "ledger").expanduser()
+    try:
+        return open_store(sqlite_dir=sqlite_dir, postgres_dsn=dsn, migrate=False, create=create)
+    except FileNotFoundError:
+        _fail(f"no ledger yet at {Path(sqlite_dir) / 'ledger.sqlite3'}: `nadir-extproc serve` writes it with the first "
+              f"request (or name one with --sqlite-dir, --dsn or --config)")
+    except Exception as e:  # noqa: BLE001 — message names the store, never the DSN's password
+        _fail(f"cannot open the ledger: {type(e).__name__}")
+
+
+def _upgrade(store: Any) -> bool:
+    """Migrate an older ledger in place; ``False`` when that failed (then read it as it is)."""
+    from nadir_extproc.ledger.store import LATEST
+
+    have = store.schema_version()
+    if have >= LATEST:
+        return True
+    try:
+        store.migrate()
+    except Exception as e:  # noqa: BLE001 — e.g. a read-only file: the report still works, slower
+        typer.echo(f"note: ledger schema v{have} could not be upgraded ({type(e).__name__}); adding up raw rows instead", err=True)
+        if getattr(store, "kind", "") == "postgres":
+            store.reconnect()
+        return False
+    typer.echo(f"note: ledger schema upgraded from v{have} to v{LATEST} (rollups built from the rows already there)", err=True)
+    return True
 
 
 def report(
     by: list[str] = typer.Option([], "--by", "-b", help="Group by: day, week, month, feature, team, user, env, session, key_id, model, provider, status or tag:<name> (repeatable)."),
-    since: Optional[str] = typer.Option(None, help="From this UTC date/time (inclusive), ISO format."),
-    until: Optional[str] = typer.Option(None, help="Up to this UTC date/time (exclusive), ISO format."),
+    since: Optional[str] = typer.Option(None, help="From (inclusive): a UTC date/time (2026-01-31, 2026-01-31T12:00) or a duration ago (7d, 12h, 2w)."),
+    until: Optional[str] = typer.Option(None, help="Up to (exclusive): same forms as --since."),
     top: int = typer.Option(10, help="How many of the most expensive requests to list (0: none)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
     view: str = typer.Option("all", help="For tables and CSV: spend, top, unpriced or all (CSV: one view; all = spend)."),
@@ -35,9 +103,7 @@ def report(
     dsn: Optional[str] = typer.Option(None, help="Read the PostgreSQL ledger at this DSN (else $NADIR_LEDGER_DSN)."),
 ) -> None:
     """Spend, savings, requests and tokens from the ledger, grouped; top-N requests; unpriced by reason."""
-    from nadir_extproc.config import ConfigError, load_settings
     from nadir_extproc.ledger import report as rp
-    from nadir_extproc.ledger.store import open_store
 
     if fmt not in ("table", "csv", "json"):
         raise typer.BadParameter("--format: table, csv or json")
@@ -48,26 +114,24 @@ def report(
             rp.group_key(b)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
-    t0, t1 = _when(since, "--since"), _when(until, "--until")
-    if sqlite_dir is None and not dsn:
-        try:
-            s = load_settings(config)
-        except ConfigError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-        dsn = s.ledger.postgres_dsn
-        if not dsn:
-            sqlite_dir = Path(s.ledger.sqlite_dir or Path(s.state_dir) / "ledger")
-    try:
-        store = open_store(sqlite_dir=sqlite_dir, postgres_dsn=dsn, migrate=False)
-    except Exception as e:  # noqa: BLE001 — message names the store, never the DSN's password
-        typer.echo(f"error: cannot open the ledger: {type(e).__name__}", err=True)
-        raise typer.Exit(1) from None
+    now = datetime.now(timezone.utc)
+    t0, t1 = parse_when(since, "--since", now), parse_when(until, "--until", now)
+    if t0 is not None and t1 is not None and t0 >= t1:
+        raise typer.BadParameter(f"--since ({t0.isoformat()}) must be before --until ({t1.isoformat()})")
+    store = _open(config, sqlite_dir, dsn, create=False)
     try:
         if store.schema_version() == 0:
-            typer.echo("error: the ledger is empty (no schema yet: the service has not written to it)", err=True)
-            raise typer.Exit(1)
-        rep = rp.build(store.rows(t0, t1), by, top_n=top)
+            _fail("the ledger has no tables yet: `nadir-extproc serve` creates them with the first request")
+        if _upgrade(store):
+            try:
+                rep = rp.from_store(store, by, t0, t1, top_n=top)
+            except sqlite3.OperationalError as e:
+                if "overflow" not in str(e):
+                    raise
+                rep = rp.build(store.rows(t0, t1), by, top_n=top)  # > 2^63 pico-USD in one sum: exact, slower
+        else:
+            rep = rp.build(store.rows(t0, t1), by, top_n=top)
+        pruned = _pruned_note(store, t0, by, top)
     finally:
         store.close()
     if fmt == "json":
@@ -76,3 +140,85 @@ def report(
         typer.echo(rp.to_csv(rep, "spend" if view == "all" else view), nl=False)
     else:
         rp.print_tables(rep, views=("spend", "top", "unpriced") if view == "all" else (view,))
+    if pruned:
+        typer.echo(pruned, err=True)
+
+
+def _pruned_note(store: Any, since: datetime | None, by: list[str], top: int) -> str | None:
+    """A note when the range reaches before the raw rows retention removed and the report needed them."""
+    from nadir_extproc.ledger import rollup as ru
+    from nadir_extproc.ledger.schema import parse_ts
+
+    try:
+        cut = store.meta("raw_pruned_before")
+    except Exception:  # noqa: BLE001 — older schema: nothing pruned
+        return None
+    if not cut:
+        return None
+    cut_t = parse_ts(cut) if cut.endswith("Z") else datetime.fromisoformat(cut)
+    if since is not None and since >= cut_t:
+        return None
+    needs_raw = ru.plan(by, since, None).rollup is None or top > 0
+    if not needs_raw:
+        return None
+    return (f"note: raw rows before {cut_t.date().isoformat()} were removed by retention; groupings by user/session and "
+            f"the top requests cover only later requests (rollup totals cover all days)")
+
+
+ledger_app = typer.Typer(help="Ledger maintenance: rebuild the daily rollups, apply retention.", no_args_is_help=True)
+
+
+@ledger_app.command("rebuild-rollups")
+def rebuild_rollups(
+    since: Optional[str] = typer.Option(None, help="First UTC day to rebuild (default: the oldest raw row's day)."),
+    until: Optional[str] = typer.Option(None, help="Day after the last to rebuild (default: no end)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (else $NADIR_CONFIG)."),
+    sqlite_dir: Optional[Path] = typer.Option(None, help="The SQLite ledger in this folder."),
+    dsn: Optional[str] = typer.Option(None, help="The PostgreSQL ledger at this DSN (else $NADIR_LEDGER_DSN)."),
+) -> None:
+    """Recompute the daily rollups from the raw rows (after a migration or a fix), in one transaction.
+    Days whose raw rows retention removed keep their rollups unless named with --since."""
+    now = datetime.now(timezone.utc)
+    d0, d1 = parse_when(since, "--since", now), parse_when(until, "--until", now)
+    store = _open(config, sqlite_dir, dsn, create=False)
+    try:
+        if store.schema_version() == 0:
+            _fail("the ledger has no tables yet: `nadir-extproc serve` creates them with the first request")
+        store.migrate()
+        n = store.rebuild_rollups(d0.date() if d0 else None, d1.date() if d1 else None)
+    finally:
+        store.close()
+    typer.echo(f"rebuilt the daily rollups from {n} raw rows")
+
+
+@ledger_app.command("prune")
+def prune(
+    raw_days: Optional[int] = typer.Option(None, min=1, help="Keep raw rows this many days (default: ledger.retention_days)."),
+    rollup_days: Optional[int] = typer.Option(None, min=1, help="Keep rollup days this many days (default: ledger.rollup_retention_days)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (else $NADIR_CONFIG)."),
+    sqlite_dir: Optional[Path] = typer.Option(None, help="The SQLite ledger in this folder."),
+    dsn: Optional[str] = typer.Option(None, help="The PostgreSQL ledger at this DSN (else $NADIR_LEDGER_DSN)."),
+) -> None:
+    """Apply retention now (the service also does it hourly): delete raw rows older than the raw
+    retention (PostgreSQL: drop whole monthly partitions), rollup days older than theirs."""
+    from nadir_extproc.ledger.rollup import cutoffs
+
+    if raw_days is None or rollup_days is None:
+        from nadir_extproc.config import ConfigError, load_settings
+
+        try:
+            s = load_settings(config)
+        except ConfigError as e:
+            _fail(str(e), 2)
+        raw_days = raw_days if raw_days is not None else s.ledger.retention_days
+        rollup_days = rollup_days if rollup_days is not None else s.ledger.rollup_retention_days
+    if raw_days is None and rollup_days is None:
+        _fail("no retention set: pass --raw-days / --rollup-days or set ledger.retention_days", 2)
+    store = _open(config, sqlite_dir, dsn, create=False)
+    try:
+        store.migrate()
+        raw_before, rollup_before = cutoffs(raw_days, rollup_days)
+        res = store.prune(raw_before, rollup_before)
+    finally:
+        store.close()
+    typer.echo("pruned: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in res.items()))

@@ -1,8 +1,12 @@
 """Spend reports over the ledger: totals grouped by time, tag, key, model or provider; the most
 expensive requests; unpriced requests by reason.
 
-Sums are exact ``Decimal`` USD, added up in Python over the rows of the range, so SQLite (money as
-TEXT) and PostgreSQL (NUMERIC) give identical results.
+``from_store`` aggregates in the database (``Store.aggregate``): from the daily rollups whenever
+the grouping allows (team, feature, env, key_id, provider, model, status, allowed tags, with
+day/week/month), from raw rows otherwise (user, session) and for partial days at the range's
+edges. Sums are exact: PostgreSQL adds ``NUMERIC``, SQLite adds integer pico-USD; both equal the
+``Decimal`` sums of ``build``, the reference that adds rows up in Python (tests compare them).
+Time groups are UTC days, ISO weeks (``2026-W10``) and months (``2026-03``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -108,6 +113,47 @@ def build(rows: Iterable[LedgerRow], by: list[str], top_n: int = 10) -> Report:
     return rep
 
 
+def from_store(store: Any, by: list[str], since: datetime | None = None, until: datetime | None = None, top_n: int = 10) -> Report:
+    """The report of ``[since, until)`` grouped by ``by``, aggregated by ``store`` (see module
+    doc); equal to ``build(store.rows(since, until), by, top_n)``. Raises ``ValueError`` for an
+    unknown group; ``sqlite3.OperationalError`` ("integer overflow") when a SQLite sum passes
+    2^63 pico-USD (9.2 million USD in one group and day): ``report`` then falls back to ``build``."""
+    from nadir_extproc.ledger import rollup as ru
+
+    for b in by:
+        group_key(b)
+    names = [m.name for m in ru.MEASURES]
+    pos, _ = ru.key_positions(by)
+
+    def totals(sums: list) -> Totals:
+        d = dict(zip(names, sums))
+        return Totals(requests=d["requests"], cost_usd=d["cost_usd"], saved_usd=d["saved_usd"],
+                      input_tokens=d["input_tokens"], output_tokens=d["output_tokens"], unpriced=d["unpriced"])
+
+    acc: dict[tuple[str | None, ...], list] = {}
+    for key, sums in store.aggregate(by, since, until):
+        k = tuple(ru.time_key(key[p], b) if b in ru.TIME_GROUPS else key[p] for b, p in zip(by, pos))
+        have = acc.get(k)
+        if have is None:
+            acc[k] = list(sums)
+        else:
+            for i, v in enumerate(sums):
+                have[i] += v
+    rep = Report(by=list(by))
+    rep.groups = sorted(((k, totals(v)) for k, v in acc.items()), key=lambda kv: (-kv[1].cost_usd, tuple(x or "" for x in kv[0])))
+    total: list | None = None
+    unpriced: dict[str, int] = {}
+    for (reason,), sums in store.aggregate([], since, until, extra_dims=("unpriced_reason",)):
+        total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
+        n = sums[names.index("unpriced")]
+        if n:
+            unpriced[reason or "unknown"] = unpriced.get(reason or "unknown", 0) + n
+    rep.total = totals(total) if total is not None else Totals()
+    rep.unpriced = dict(sorted(unpriced.items(), key=lambda kv: (-kv[1], kv[0])))
+    rep.top = store.top(top_n, since, until)
+    return rep
+
+
 # ---------------------------------------------------------------------------- output
 def _totals_dict(t: Totals) -> dict[str, Any]:
     return {
@@ -176,40 +222,60 @@ def to_csv(rep: Report, view: str = "spend") -> str:
     return buf.getvalue()
 
 
-def print_tables(rep: Report, console: Any = None, views: tuple[str, ...] = ("spend", "top", "unpriced")) -> None:
-    """The report as rich tables on ``console`` (default: stdout)."""
-    from rich.console import Console
+def _table(console: Any, title: str, header: list[tuple[str, bool]], rows: list[list[str]], bold_last: bool = False) -> Any:
+    """A rich table that fits ``console.width`` without cutting a value: numbers (``True`` in
+    ``header``) never wrap; text columns wrap (fold) when the table is too wide, and then every row
+    is ruled off so a wrapped value cannot be read as two rows. When even that cannot fit (numbers
+    alone too wide), each row becomes a two-line card: ``• name: value · …`` then the numbers."""
     from rich.table import Table
+    from rich.text import Text
+
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(header)]
+    need = sum(w if num else min(w, 12) for (_, num), w in zip(header, widths)) + 3 * len(widths) + 1
+    if need > console.width:
+        out = Text(title + "\n", style="italic")
+        for i, r in enumerate(rows):
+            last = bold_last and i == len(rows) - 1
+            style = "bold" if last else ""
+            texts = [f"{h}: {v}" for (h, num), v in zip(header, r) if not num and v != ""]
+            nums = [f"{h.replace(' ', '_')}={v}" for (h, num), v in zip(header, r) if num]  # one word: never split
+            out.append("• " + ("total" if last else " · ".join(texts)) + "\n", style=style)
+            out.append("  " + " · ".join(nums) + "\n", style=style)
+        return out
+    too_wide = sum(widths) + 3 * len(widths) + 1 > console.width
+    t = Table(title=title, show_lines=too_wide)
+    for (h, num), w in zip(header, widths):
+        if num:
+            t.add_column(h, justify="right", no_wrap=True, min_width=w)
+        else:
+            t.add_column(h, overflow="fold")
+    for i, r in enumerate(rows):
+        t.add_row(*r, style="bold" if bold_last and i == len(rows) - 1 else None)
+    return t
+
+
+def print_tables(rep: Report, console: Any = None, views: tuple[str, ...] = ("spend", "top", "unpriced")) -> None:
+    """The report as rich tables on ``console`` (default: stdout). Readable at 80 columns: text
+    wraps (never an ellipsis), numbers stay whole; without ``--by`` one total row."""
+    from rich.console import Console
 
     console = console or Console()
     if "spend" in views:
-        t = Table(title="Spend" + (f" by {', '.join(rep.by)}" if rep.by else ""))
-        for b in rep.by:
-            t.add_column(b)
-        for c in ("requests", "cost USD", "saved USD", "input tok", "output tok", "unpriced"):
-            t.add_column(c, justify="right")
-        for rec in spend_records(rep):
-            t.add_row(*[str(rec[b]) if rec[b] is not None else "-" for b in rep.by],
-                      str(rec["requests"]), rec["cost_usd"], rec["saved_usd"], str(rec["input_tokens"]),
-                      str(rec["output_tokens"]), str(rec["unpriced_requests"]))
-        tot = _totals_dict(rep.total)
-        t.add_row(*(["total"] + [""] * (len(rep.by) - 1) if rep.by else []), str(tot["requests"]), tot["cost_usd"],
-                  tot["saved_usd"], str(tot["input_tokens"]), str(tot["output_tokens"]), str(tot["unpriced_requests"]), style="bold")
-        console.print(t)
+        header = [(b, False) for b in rep.by] + [(c, True) for c in ("requests", "cost USD", "saved USD", "in tok", "out tok", "unpriced")]
+
+        def nums(d: dict[str, Any]) -> list[str]:
+            return [str(d["requests"]), d["cost_usd"], d["saved_usd"], str(d["input_tokens"]), str(d["output_tokens"]), str(d["unpriced_requests"])]
+
+        rows = [[str(rec[b]) if rec[b] is not None else "-" for b in rep.by] + nums(rec) for rec in spend_records(rep)] if rep.by else []
+        rows.append((["total"] + [""] * (len(rep.by) - 1) if rep.by else []) + nums(_totals_dict(rep.total)))
+        console.print(_table(console, "Spend" + (f" by {', '.join(rep.by)}" if rep.by else " (total)"), header, rows, bold_last=True))
     if "top" in views and rep.top:
-        t = Table(title=f"Top {len(rep.top)} requests by cost")
-        for c in ("time (UTC)", "request id", "model", "cost USD", "tokens in/out", "key id", "tags"):
-            t.add_column(c)
-        for r in rep.top:
-            t.add_row(r.ts.strftime("%Y-%m-%d %H:%M:%S"), r.request_id, r.served_model or "-",
-                      format_usd(r.cost_usd) if r.cost_usd is not None else "-",
-                      f"{r.input_tokens}/{r.output_tokens or 0}", r.key_id or "-",
-                      ", ".join(f"{k}={v}" for k, v in sorted(r.tags.items())))
-        console.print(t)
+        header = [("time (UTC)", False), ("model", False), ("cost USD", True), ("tok in/out", True), ("key id", False),
+                  ("tags", False), ("request id", False)]
+        rows = [[r.ts.strftime("%Y-%m-%d %H:%M:%S"), r.served_model or "-",
+                 format_usd(r.cost_usd) if r.cost_usd is not None else "-", f"{r.input_tokens}/{r.output_tokens or 0}",
+                 r.key_id or "-", ", ".join(f"{k}={v}" for k, v in sorted(r.tags.items())) or "-", r.request_id] for r in rep.top]
+        console.print(_table(console, f"Top {len(rep.top)} requests by cost", header, rows))
     if "unpriced" in views and rep.unpriced:
-        t = Table(title="Unpriced requests by reason")
-        t.add_column("reason")
-        t.add_column("requests", justify="right")
-        for k, v in rep.unpriced.items():
-            t.add_row(k, str(v))
-        console.print(t)
+        rows = [[k, str(v)] for k, v in rep.unpriced.items()]
+        console.print(_table(console, "Unpriced requests by reason", [("reason", False), ("requests", True)], rows))

@@ -1,23 +1,43 @@
 """Ledger stores: SQLite (embedded default, WAL) and PostgreSQL (fleets of sidecars), same schema.
 
-Both apply the versioned migrations of ``schema.MIGRATIONS`` on ``migrate()`` (idempotent; the
-applied versions are recorded in ``nadir_schema_version``; PostgreSQL serialises concurrent
-sidecars with an advisory lock). A store is used by one thread at a time.
+Both apply the versioned migrations on ``migrate()`` (idempotent; the applied versions are
+recorded in ``nadir_schema_version``; PostgreSQL serialises concurrent sidecars with an advisory
+lock). A store is used by one thread at a time.
+
+Versions: 1 = the raw table ``nadir_requests`` (``schema.MIGRATIONS``); 2 = exact integer money
+twins on SQLite (``cost_pusd`` … in pico-USD), an index for the most expensive requests, the daily
+rollups (``nadir_extproc.ledger.rollup``, built from the rows already there) and, on PostgreSQL,
+``nadir_requests`` partitioned by month (``nadir_requests_y2026m03`` …; a version-1 table becomes
+the partition ``nadir_requests_legacy`` covering everything before the month after its newest row,
+attached without copying). A ledger written by version 1 is migrated in place on open.
+
+``insert`` writes the raw rows and adds them to the rollups in one transaction. ``prune`` applies
+retention: raw rows older than a cut-off (PostgreSQL: whole monthly partitions, dropped once
+every row in them is past it), rollup days older than another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from nadir_extproc.ledger.schema import COLUMNS, LATEST, MIGRATIONS, TABLE, VERSION_TABLE, LedgerRow, from_db, statements, to_db
+from nadir_extproc.ledger import rollup as ru
+from nadir_extproc.ledger.schema import COLUMNS, MIGRATIONS, MONEY, TABLE, VERSION_TABLE, LedgerRow, from_db, statements, to_db
+from nadir_extproc.stats import count
 
 SQLITE_FILE = "ledger.sqlite3"
-#: Key of the PostgreSQL advisory lock taken while migrating (any constant shared by all sidecars).
+#: Key of the PostgreSQL advisory lock taken while migrating or adding a partition.
 _PG_LOCK = 0x6E61646972  # "nadir"
+#: Schema version this code writes (1: raw table; 2: money twins, rollups, partitions).
+LATEST = 2
+#: SQLite's integer money columns (pico-USD), beside the exact TEXT ones.
+PICO_COLUMNS = [ru.pico_name(m) for m in MONEY]
+LEGACY = f"{TABLE}_legacy"
 
 
 class Store(Protocol):
@@ -32,7 +52,7 @@ class Store(Protocol):
         """Highest applied migration (0 for an empty database)."""
 
     def insert(self, rows: Sequence[LedgerRow]) -> None:
-        """Write ``rows`` in one transaction (all or none)."""
+        """Write ``rows`` and their rollups in one transaction (all or none)."""
 
     def rows(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[LedgerRow]:
         """Rows with ``since <= ts < until`` (either bound optional), oldest first."""
@@ -45,22 +65,251 @@ def _utc(t: datetime) -> datetime:
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
-class SQLiteStore:
+def _add(acc: dict[tuple, list], key: tuple, sums: list) -> None:
+    have = acc.get(key)
+    if have is None:
+        acc[key] = list(sums)
+    else:
+        for i, v in enumerate(sums):
+            have[i] += v
+
+
+def _month(d: date) -> date:
+    return date(d.year, d.month, 1)
+
+
+def _next_month(m: date) -> date:
+    return date(m.year + m.month // 12, m.month % 12 + 1, 1)
+
+
+class _SQLStore:
+    """What both stores share: rollup maintenance, aggregation, top-N, retention."""
+
+    kind: str
+    dl: ru.Dialect
+    conn: Any
+
+    # --- per store
+    def _tx(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _ts(self, t: datetime) -> Any:
+        raise NotImplementedError
+
+    def _day(self, d: date) -> Any:
+        raise NotImplementedError
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        return list(self.conn.execute(sql, list(args)).fetchall())
+
+    def _insert_raw(self, rows: Sequence[LedgerRow]) -> None:
+        raise NotImplementedError
+
+    # --- shared
+    def insert(self, rows: Sequence[LedgerRow]) -> None:
+        """Write ``rows`` and add them to the daily rollups, in one transaction (all or none)."""
+        if not rows:
+            return
+        daily, tagged = ru.fold(rows)
+        with self._tx():
+            self._insert_raw(rows)
+            self._upsert(daily, tagged)
+
+    def _upsert(self, daily: dict, tagged: dict) -> None:
+        inexact = 0
+        for table, sums in ((ru.DAILY, daily), (ru.DAILY_TAG, tagged)):
+            if not sums:
+                continue
+            params, n = ru.upsert_params(self.kind, sums)
+            inexact += n
+            params = [(self._day(date.fromisoformat(p[0])), *p[1:]) for p in params]
+            self._executemany(ru.upsert_sql(self.kind, table), params)
+        if inexact:
+            count("ledger_money_inexact", "rollup amount finer than 1e-12 USD rounded")
+
+    def _executemany(self, sql: str, params: list[tuple]) -> None:
+        raise NotImplementedError
+
+    def _range_where(self, since: datetime | None, until: datetime | None, col: str = "ts") -> tuple[str, list[Any]]:
+        where, args = [], []
+        if since is not None:
+            where.append(f"{col} >= {self.dl.ph}")
+            args.append(self._ts(since))
+        if until is not None:
+            where.append(f"{col} < {self.dl.ph}")
+            args.append(self._ts(until))
+        return (" AND ".join(where) or "1=1"), args
+
+    def _day_where(self, day0: date | None, day1: date | None) -> tuple[str, list[Any]]:
+        where, args = [], []
+        if day0 is not None:
+            where.append(f"day >= {self.dl.ph}")
+            args.append(self._day(day0))
+        if day1 is not None:
+            where.append(f"day < {self.dl.ph}")
+            args.append(self._day(day1))
+        return (" AND ".join(where) or "1=1"), args
+
+    def rebuild_rollups(self, since: date | None = None, until: date | None = None) -> int:
+        """Recompute both rollups for the UTC days ``[since, until)`` (default: every day that still
+        has raw rows, so days whose raw rows retention removed keep their rollups) from the raw
+        rows, in one transaction. Returns the number of raw rows read."""
+        with self._tx():
+            return self._rebuild(since, until)
+
+    def _rebuild(self, since: date | None, until: date | None) -> int:
+        if since is None:
+            first = self._query(f"SELECT MIN(ts) FROM {TABLE}")[0][0]
+            if first is None:
+                return 0
+            from nadir_extproc.ledger.schema import parse_ts
+
+            since = ru.day_of(parse_ts(first))
+        dwhere, dargs = self._day_where(since, until)
+        for t in (ru.DAILY, ru.DAILY_TAG):
+            self.conn.execute(f"DELETE FROM {t} WHERE {dwhere}", dargs)
+        rwhere, rargs = self._range_where(ru.midnight(since), ru.midnight(until) if until else None)
+        n = self._query(f"SELECT COUNT(*) FROM {TABLE} WHERE {rwhere}", rargs)[0][0]
+        for sql in ru.rebuild_sql(self.kind, rwhere):
+            self.conn.execute(sql, rargs)
+        return int(n)
+
+    def aggregate(self, by: Sequence[str], since: datetime | None = None, until: datetime | None = None,
+                  extra_dims: Sequence[str] = ()) -> list[tuple[tuple, list]]:
+        """Sums of ``rollup.MEASURES`` grouped by report groups ``by`` over ``[since, until)``,
+        computed in the database: from the rollups for whole UTC days when the grouping allows,
+        from raw rows otherwise and for partial edge days. Returns ``[(key, sums)]``: ``key`` has
+        the values of ``by`` in order, every time group sharing one UTC day (``date``; see
+        ``rollup.key_positions``), then ``extra_dims``; missing values are ``None``; sums in
+        ``rollup.MEASURES`` order, money ``Decimal`` USD, counts ints.
+        Raises ``ValueError`` for an unknown group."""
+        p = ru.plan(by, since, until)
+        tpos = ru.time_position(by)
+        out: dict[tuple, list] = {}
+        parts: list[tuple[str | None, str, list[Any]]] = []
+        if p.rollup:
+            w, a = self._day_where(p.day0, p.day1)
+            if p.rollup == ru.DAILY_TAG:
+                tag = next(b for b in by if b.startswith("tag:"))[4:]
+                w, a = f"tag = {self.dl.ph} AND {w}", [tag, *a]
+            parts.append((p.rollup, w, a))
+        for s, u in p.raw_ranges:
+            w, a = self._range_where(s, u)
+            parts.append((None, w, a))
+        for table, where, wargs in parts:
+            got = self._group_sums(by, table, where, wargs, extra_dims, tpos)
+            if table == ru.DAILY_TAG:  # rows without the tag: the day's total minus its tagged sums
+                tby = [by[tpos]] if tpos is not None else []
+                tagged: dict[tuple, list] = {}
+                for key, sums in got.items():
+                    _add(tagged, (key[tpos],) if tpos is not None else (), sums)
+                dwhere, dargs = self._day_where(p.day0, p.day1)
+                for tkey, tsums in self._group_sums(tby, ru.DAILY, dwhere, dargs, (), 0 if tby else None).items():
+                    rest = [a - b for a, b in zip(tsums, tagged.get(tkey, [0] * len(tsums)))]
+                    if rest[0]:  # requests
+                        key = tuple(tkey[0] if (tpos is not None and i == tpos) else None for i in range(len(ru.key_positions(by)[1])))
+                        _add(got, key, rest)
+            for key, sums in got.items():
+                _add(out, key, sums)
+        return list(out.items())
+
+    def _group_sums(self, by: Sequence[str], table: str | None, where: str, wargs: list[Any], extra_dims: Sequence[str],
+                    tpos: int | None) -> dict[tuple, list]:
+        sql, gargs, nkeys = ru.aggregate_sql(self.dl, by, table, extra_dims)
+        got: dict[tuple, list] = {}
+        for rec in self._query(sql.format(where=where), [*gargs, *wargs]):
+            key = tuple(self._norm_key(v, i == tpos) for i, v in enumerate(rec[:nkeys]))
+            _add(got, key, self._sums(rec[nkeys:], table))
+        return got
+
+    @staticmethod
+    def _norm_key(v: Any, is_day: bool) -> Any:
+        if v is None or v == "":
+            return None
+        if is_day:
+            if isinstance(v, datetime):
+                return v.date()
+            return v if isinstance(v, date) else date.fromisoformat(v)
+        return v
+
+    def _sums(self, vals: Sequence[Any], table: str | None) -> list:
+        out = []
+        for m, v in zip(ru.MEASURES, vals):
+            if m.kind == "money":
+                out.append(ru.from_pico(v) if self.kind == "sqlite" else Decimal(v or 0))
+            else:
+                out.append(int(v or 0))
+        return out
+
+    def top(self, n: int, since: datetime | None = None, until: datetime | None = None) -> list[LedgerRow]:
+        """The ``n`` most expensive priced requests in ``[since, until)`` (ties: oldest first)."""
+        if n <= 0:
+            return []
+        w, a = self._range_where(since, until)
+        col = self.dl.money("cost_usd")
+        sql = (f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {col} IS NOT NULL AND {w} "
+               f"ORDER BY {col} DESC, ts LIMIT {int(n)}")
+        return [from_db(v) for v in self._query(sql, a)]
+
+    def meta(self, key: str) -> str | None:
+        """A value of ``nadir_ledger_meta`` (e.g. ``raw_pruned_before``), or ``None``."""
+        r = self._query(f"SELECT value FROM {ru.META} WHERE key = {self.dl.ph}", [key])
+        return r[0][0] if r else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        ph = self.dl.ph
+        self.conn.execute(f"INSERT INTO {ru.META} (key, value) VALUES ({ph}, {ph}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                          [key, value])
+
+    def _prune_rollups(self, rollup_before: date | None) -> int:
+        n = 0
+        if rollup_before is not None:
+            for t in (ru.DAILY, ru.DAILY_TAG):
+                cur = self.conn.execute(f"DELETE FROM {t} WHERE day < {self.dl.ph}", [self._day(rollup_before)])
+                n += max(cur.rowcount, 0)
+        return n
+
+
+class SQLiteStore(_SQLStore):
     """The ledger in ``<directory>/ledger.sqlite3`` (WAL journal, 5 s busy timeout so several
-    processes can share the file). Money is stored as plain decimal TEXT, times as UTC ISO TEXT."""
+    processes can share the file). Money is stored as plain decimal TEXT plus its exact integer
+    pico-USD twin (summed by reports), times as UTC ISO TEXT. ``create=False``: raise
+    ``FileNotFoundError`` instead of creating a missing ledger (and its folder)."""
 
     kind = "sqlite"
+    dl = ru.SQLITE
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, create: bool = True) -> None:
         self.dir = Path(directory).expanduser()
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / SQLITE_FILE
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(f"no ledger at {self.path}")
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _ts(self, t: datetime) -> str:
+        return _utc(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _day(self, d: date) -> str:
+        return d.isoformat()
+
+    def _executemany(self, sql: str, params: list[tuple]) -> None:
+        self.conn.executemany(sql, params)
 
     def schema_version(self) -> int:
         has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (VERSION_TABLE,)).fetchone()
@@ -70,59 +319,79 @@ class SQLiteStore:
 
     def migrate(self) -> int:
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")  # one migrating process at a time
-        try:
+        with self._tx():  # BEGIN IMMEDIATE: one migrating process at a time
             c.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
             have = c.execute(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
-            for v, _ in MIGRATIONS:
-                if v > have:
-                    for stmt in statements(self.kind, v):
+            for v in range(have + 1, LATEST + 1):
+                if v == 1:
+                    for stmt in statements(self.kind, 1):
                         c.execute(stmt)
-                    c.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (v, datetime.now(timezone.utc).isoformat()))
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+                elif v == 2:
+                    self._v2()
+                c.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (v, datetime.now(timezone.utc).isoformat()))
         return LATEST
 
-    def insert(self, rows: Sequence[LedgerRow]) -> None:
-        if not rows:
-            return
-        sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    def _v2(self) -> None:
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            c.executemany(sql, [to_db(r, text_money=True, text_time=True) for r in rows])
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+        for col in PICO_COLUMNS:
+            c.execute(f"ALTER TABLE {TABLE} ADD COLUMN {col} INTEGER")
+        c.create_function("nadir_pusd", 1, lambda s: None if s is None else ru.to_pico(Decimal(s))[0], deterministic=True)
+        c.execute(f"UPDATE {TABLE} SET " + ", ".join(f"{p} = nadir_pusd({m})" for p, m in zip(PICO_COLUMNS, MONEY))
+                  + " WHERE " + " OR ".join(f"{m} IS NOT NULL" for m in MONEY))
+        c.execute(f"CREATE INDEX {TABLE}_cost ON {TABLE} ({ru.pico_name('cost_usd')})")
+        for stmt in ru.ddl(self.kind):
+            c.execute(stmt)
+        c.execute(f"CREATE TABLE {ru.META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._rebuild(None, None)
+
+    def _insert_raw(self, rows: Sequence[LedgerRow]) -> None:
+        cols = [*COLUMNS, *PICO_COLUMNS]
+        sql = f"INSERT INTO {TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        params = []
+        inexact = 0
+        for r in rows:
+            pico = []
+            for m in MONEY:
+                n, ok = ru.to_pico(getattr(r, m))
+                inexact += not ok
+                pico.append(n)
+            params.append((*to_db(r, text_money=True, text_time=True), *pico))
+        if inexact:
+            count("ledger_money_inexact", "amount finer than 1e-12 USD rounded in the integer column")
+        self.conn.executemany(sql, params)
 
     def rows(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[LedgerRow]:
-        where, args = [], []
-        fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(_utc(since).strftime(fmt))
-        if until is not None:
-            where.append("ts < ?")
-            args.append(_utc(until).strftime(fmt))
-        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY ts"
-        cur = self.conn.execute(sql, args)
+        w, args = self._range_where(since, until)
+        cur = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {w} ORDER BY ts", args)
         while batch := cur.fetchmany(1000):
             for values in batch:
                 yield from_db(values)
+
+    def prune(self, raw_before: datetime | None, rollup_before: date | None = None) -> dict[str, int]:
+        """Delete raw rows with ``ts < raw_before`` and rollup days ``< rollup_before``.
+        Returns ``{"raw_rows": n, "rollup_rows": n}``."""
+        with self._tx():
+            raw = 0
+            if raw_before is not None:
+                raw = max(self.conn.execute(f"DELETE FROM {TABLE} WHERE ts < ?", [self._ts(raw_before)]).rowcount, 0)
+                prev = self.meta("raw_pruned_before")
+                if prev is None or prev < self._ts(raw_before):
+                    self._set_meta("raw_pruned_before", self._ts(raw_before))
+            return {"raw_rows": raw, "rollup_rows": self._prune_rollups(rollup_before)}
 
     def close(self) -> None:
         self.conn.close()
 
 
-class PostgresStore:
+class PostgresStore(_SQLStore):
     """The ledger in PostgreSQL (``dsn`` as libpq takes it: ``postgresql://user@host:port/db``).
-    Money is ``NUMERIC``, times ``TIMESTAMPTZ``. Needs ``psycopg`` (the ``postgres`` extra);
-    raises ``RuntimeError`` without it, ``psycopg.OperationalError`` when the server is unreachable."""
+    Money is ``NUMERIC``, times ``TIMESTAMPTZ``; the raw table is partitioned by month (a partition
+    is created when the first row of its month arrives). Needs ``psycopg`` (the ``postgres``
+    extra); raises ``RuntimeError`` without it, ``psycopg.OperationalError`` when the server is
+    unreachable."""
 
     kind = "postgres"
+    dl = ru.POSTGRES
 
     def __init__(self, dsn: str) -> None:
         try:
@@ -133,10 +402,25 @@ class PostgresStore:
         self._psycopg = psycopg
         self._dsn = dsn
         self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        self._months: set[date] = set()
+        self._legacy_until: date | None = None
 
     def __repr__(self) -> str:  # never show the DSN (it may hold a password)
         info = self.conn.info
         return f"PostgresStore(host={info.host!r}, port={info.port}, dbname={info.dbname!r})"
+
+    def _tx(self) -> contextlib.AbstractContextManager[Any]:
+        return self.conn.transaction()
+
+    def _ts(self, t: datetime) -> datetime:
+        return _utc(t)
+
+    def _day(self, d: date) -> date:
+        return d
+
+    def _executemany(self, sql: str, params: list[tuple]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(sql, params)
 
     def schema_version(self) -> int:
         cur = self.conn.execute("SELECT to_regclass(%s)", (VERSION_TABLE,))
@@ -151,37 +435,123 @@ class PostgresStore:
                 f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
             have = self.conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
-            for v, _ in MIGRATIONS:
-                if v > have:
-                    for stmt in statements(self.kind, v):
+            for v in range(have + 1, LATEST + 1):
+                if v == 1:
+                    for stmt in statements(self.kind, 1):
                         self.conn.execute(stmt)
-                    self.conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (v,))
+                elif v == 2:
+                    self._v2()
+                self.conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (v,))
+        self._load_partitions()
         return LATEST
 
-    def insert(self, rows: Sequence[LedgerRow]) -> None:
-        if not rows:
+    def _v2(self) -> None:
+        c = self.conn
+        c.execute(f"CREATE TABLE {ru.META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        newest = c.execute(f"SELECT max(ts) FROM {TABLE}").fetchone()[0]
+        c.execute(f"ALTER TABLE {TABLE} RENAME TO {LEGACY}")
+        for old in ("ts", "key_ts", "team_ts"):
+            c.execute(f"ALTER INDEX IF EXISTS {TABLE}_{old} RENAME TO {LEGACY}_{old}")
+        c.execute(statements(self.kind, 1)[0] + " PARTITION BY RANGE (ts)")
+        if newest is None:
+            c.execute(f"DROP TABLE {LEGACY}")
+        else:  # keep the version-1 rows where they are: one partition up to the month after the newest
+            until = _next_month(_month(ru.day_of(newest)))
+            c.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {LEGACY} FOR VALUES FROM (MINVALUE) TO ('{until.isoformat()} 00:00:00+00')")
+            self._set_meta("legacy_until", until.isoformat())
+        # Partitioned indexes; an equivalent index already on the legacy partition is attached, not rebuilt.
+        c.execute(f"CREATE INDEX {TABLE}_ts_p ON {TABLE} (ts)")
+        c.execute(f"CREATE INDEX {TABLE}_key_ts_p ON {TABLE} (key_id, ts)")
+        c.execute(f"CREATE INDEX {TABLE}_team_ts_p ON {TABLE} (tag_team, ts)")
+        c.execute(f"CREATE INDEX {TABLE}_cost_p ON {TABLE} (cost_usd)")
+        for stmt in ru.ddl(self.kind):
+            c.execute(stmt)
+        self._rebuild(None, None)
+
+    def _load_partitions(self) -> None:
+        v = self.meta("legacy_until")
+        self._legacy_until = date.fromisoformat(v) if v else None
+        self._months = set()
+        for (name,) in self._query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass", [TABLE]
+        ):
+            m = self._part_month(name)
+            if m:
+                self._months.add(m)
+
+    @staticmethod
+    def _part_month(name: str) -> date | None:
+        tail = name[len(TABLE) + 1:]
+        if len(tail) == 8 and tail[0] == "y" and tail[5] == "m" and tail[1:5].isdigit() and tail[6:].isdigit():
+            return date(int(tail[1:5]), int(tail[6:]), 1)
+        return None
+
+    def partition_name(self, month: date) -> str:
+        return f"{TABLE}_y{month.year:04d}m{month.month:02d}"
+
+    def _ensure_partitions(self, months: set[date]) -> None:
+        need = sorted(m for m in months if m not in self._months and not (self._legacy_until and m < self._legacy_until))
+        if not need:
             return
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+        for m in need:
+            self.conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.partition_name(m)} PARTITION OF {TABLE} "
+                f"FOR VALUES FROM ('{m.isoformat()} 00:00:00+00') TO ('{_next_month(m).isoformat()} 00:00:00+00')"
+            )
+        self._months.update(need)
+
+    def _insert_raw(self, rows: Sequence[LedgerRow]) -> None:
+        self._ensure_partitions({_month(ru.day_of(r.ts)) for r in rows})
         sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-        with self.conn.transaction():
-            with self.conn.cursor() as cur:
-                cur.executemany(sql, [to_db(r, text_money=False, text_time=False) for r in rows])
+        with self.conn.cursor() as cur:
+            cur.executemany(sql, [to_db(r, text_money=False, text_time=False) for r in rows])
+
+    def insert(self, rows: Sequence[LedgerRow]) -> None:
+        try:
+            super().insert(rows)
+        except BaseException:
+            self._months = set()  # a rolled-back partition may be in the cache: re-read next time
+            with contextlib.suppress(Exception):
+                self._load_partitions()
+            raise
 
     def rows(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[LedgerRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        if since is not None:
-            where.append("ts >= %s")
-            args.append(_utc(since))
-        if until is not None:
-            where.append("ts < %s")
-            args.append(_utc(until))
-        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY ts"
+        w, args = self._range_where(since, until)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {w} ORDER BY ts"
         with self.conn.transaction():
             with self.conn.cursor(name="nadir_ledger_rows") as cur:  # server-side: streams rows
                 cur.execute(sql, args)
                 while batch := cur.fetchmany(1000):
                     for values in batch:
                         yield from_db(values)
+
+    def partitions(self) -> list[tuple[str, date | None, date]]:
+        """The raw table's partitions: (name, first month or ``None`` for the legacy one, end)."""
+        self._load_partitions()
+        out: list[tuple[str, date | None, date]] = [(self.partition_name(m), m, _next_month(m)) for m in sorted(self._months)]
+        if self._legacy_until:
+            out.insert(0, (LEGACY, None, self._legacy_until))
+        return out
+
+    def prune(self, raw_before: datetime | None, rollup_before: date | None = None) -> dict[str, int]:
+        """Drop every monthly partition whose rows are all older than ``raw_before`` (cheap: no
+        row-by-row delete; so raw rows are kept at least as long as asked, at most a month more)
+        and delete rollup days ``< rollup_before``. Returns ``{"partitions": n, "rollup_rows": n}``."""
+        dropped = 0
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+            if raw_before is not None:
+                for name, _first, end in self.partitions():
+                    if ru.midnight(end) <= _utc(raw_before):
+                        self.conn.execute(f"DROP TABLE {name}")
+                        dropped += 1
+                        if name == LEGACY:
+                            self.conn.execute(f"DELETE FROM {ru.META} WHERE key = 'legacy_until'")
+                        self._set_meta("raw_pruned_before", ru.midnight(end).isoformat())
+            n = self._prune_rollups(rollup_before)
+        self._load_partitions()
+        return {"partitions": dropped, "rollup_rows": n}
 
     def reconnect(self) -> None:
         """Open a fresh connection after a failure (same DSN)."""
@@ -194,14 +564,16 @@ class PostgresStore:
         self.conn.close()
 
 
-def open_store(*, sqlite_dir: str | Path | None = None, postgres_dsn: str | None = None, migrate: bool = True) -> SQLiteStore | PostgresStore:
+def open_store(*, sqlite_dir: str | Path | None = None, postgres_dsn: str | None = None, migrate: bool = True,
+               create: bool = True) -> SQLiteStore | PostgresStore:
     """PostgreSQL when ``postgres_dsn`` is given, else SQLite in ``sqlite_dir``; migrated unless
-    ``migrate=False``. Raises ``ValueError`` with neither, ``OSError``/``sqlite3.Error``/
+    ``migrate=False``. ``create=False``: a missing SQLite ledger raises ``FileNotFoundError``
+    (nothing is created). Raises ``ValueError`` with neither, ``OSError``/``sqlite3.Error``/
     ``psycopg.Error`` when the store cannot be opened."""
     if postgres_dsn:
         store: SQLiteStore | PostgresStore = PostgresStore(postgres_dsn)
     elif sqlite_dir:
-        store = SQLiteStore(sqlite_dir)
+        store = SQLiteStore(sqlite_dir, create=create)
     else:
         raise ValueError("ledger: set sqlite_dir or postgres_dsn")
     if migrate:

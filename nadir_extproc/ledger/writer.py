@@ -6,6 +6,10 @@ never blocking. When the queue is full the row is dropped and counted (``dropped
 turns outcomes into ``LedgerRow``s and writes them in batches of up to ``batch_size``, at the
 latest ``flush_interval_s`` after the first row of a batch arrived. ``flush()`` writes everything
 submitted so far; ``close()`` flushes and stops the thread (called on SIGTERM).
+
+Each batch goes to ``store.insert``, which adds it to the daily rollups in the same transaction.
+With a retention (``retention_days`` / ``rollup_retention_days``) the thread also prunes the store
+when it starts and every ``prune_interval_s`` (between batches, never on the request path).
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class LedgerWriter:
         flush_interval_s: float = 1.0,
         start: bool = True,
         to_row: Callable[[Any, datetime, str], LedgerRow] = from_outcome,
+        retention_days: int | None = None,
+        rollup_retention_days: int | None = None,
+        prune_interval_s: float = 3600.0,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
@@ -61,6 +68,10 @@ class LedgerWriter:
         self.written = 0
         self.failed = 0
         self._closed = False
+        self.retention = (retention_days, rollup_retention_days)
+        self.prune_interval_s = prune_interval_s
+        self._next_prune = time.monotonic() if any(self.retention) else float("inf")
+        self.pruned: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="nadir-ledger-writer", daemon=True)
         if start:
             self.start()
@@ -124,7 +135,12 @@ class LedgerWriter:
         buf: list[LedgerRow] = []
         first = 0.0
         while True:
+            if time.monotonic() >= self._next_prune:
+                self._prune()
             timeout = None if not buf else max(0.0, first + self.flush_interval_s - time.monotonic())
+            if self._next_prune != float("inf"):
+                left = max(0.0, self._next_prune - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
             try:
                 item = self._q.get(timeout=timeout)
             except queue.Empty:
@@ -145,6 +161,24 @@ class LedgerWriter:
             if buf and (len(buf) >= self.batch_size or time.monotonic() - first >= self.flush_interval_s):
                 self._write(buf)
                 buf = []
+
+    def _prune(self) -> None:
+        from nadir_extproc.ledger.rollup import cutoffs
+
+        self._next_prune = time.monotonic() + self.prune_interval_s
+        prune = getattr(self.store, "prune", None)
+        if prune is None:
+            return
+        try:
+            res = prune(*cutoffs(*self.retention))
+        except Exception as e:  # noqa: BLE001 — retention must not stop the writer
+            count("ledger_prune_error", f"{type(e).__name__}: {e}")
+            log.error("ledger: retention failed: %s", type(e).__name__)
+            return
+        for k, v in res.items():
+            self.pruned[k] = self.pruned.get(k, 0) + v
+        if any(res.values()):
+            log.info("ledger: retention removed %s", res)
 
     def _convert(self, item: Any, ts: float) -> LedgerRow | None:
         if isinstance(item, LedgerRow):

@@ -1,0 +1,392 @@
+"""Daily rollups of the ledger, and exact aggregation in the database.
+
+Two rollup tables, maintained by the store in the same transaction as the raw rows
+(``Store.insert``) and rebuildable from the raw rows (``Store.rebuild_rollups``,
+``nadir-extproc ledger rebuild-rollups``):
+
+- ``nadir_rollup_daily``: one row per (UTC day, ``DIMS``): team, feature, env, key id, provider,
+  served model, status, unpriced reason;
+- ``nadir_rollup_daily_tag``: one row per (UTC day, tag name, tag value) for every tag that is not
+  one of the dimension tags (``schema.TAG_COLUMNS``). Such tags only reach the ledger when their
+  name is on the allow-list (``tags.allow``) or mapped in ``tags.headers``, so these are exactly the
+  allowed tag names. ``user`` and ``session`` are not rolled up (one row per user per day would be
+  as big as the raw table); groupings by them read the raw rows.
+
+A missing dimension is stored as ``''`` (so the unique key works; tag values are never empty) and
+read back as ``None``.
+
+Every measure is additive (``MEASURES``): request counts, token counts and money. Money is exact:
+PostgreSQL ``NUMERIC``; SQLite an INTEGER count of pico-USD (``PICO`` = 10^-12 USD, column
+``<name>`` with ``_usd`` replaced by ``_pusd``), summed as integers and turned back into
+``Decimal`` (see ``to_pico``). **Adding a money column** (e.g. a shadow route's cost) = add it to
+``LedgerRow`` and ``schema.MONEY``, add one ``Measure`` here, and a store migration that adds the
+column to the raw table (SQLite: the ``_pusd`` twin) and to both rollup tables, then rebuilds.
+
+Time grouping: UTC days in the database; ISO weeks (``2026-W10``) and months (``2026-03``) are
+folded from days here (``time_key``), so both stores group identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from nadir_extproc.ledger.schema import TAG_COLUMNS, LedgerRow
+
+DAILY = "nadir_rollup_daily"
+DAILY_TAG = "nadir_rollup_daily_tag"
+META = "nadir_ledger_meta"
+
+#: Rollup dimensions: name -> raw-table column (the report's group names, except ``model``).
+DIMS: dict[str, str] = {
+    "team": "tag_team",
+    "feature": "tag_feature",
+    "env": "tag_env",
+    "key_id": "key_id",
+    "provider": "provider",
+    "model": "served_model",
+    "status": "status",
+    "unpriced_reason": "unpriced_reason",
+}
+TIME_GROUPS = ("day", "week", "month")
+#: Report groups the main rollup can answer (besides time).
+ROLLUP_GROUPS = ("team", "feature", "env", "key_id", "provider", "model", "status")
+
+PICO = Decimal("1e-12")  # SQLite money unit: 1 pico-USD
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One additive rollup column. ``kind``: ``count``, ``tokens`` or ``money`` (USD ``Decimal``).
+    ``of``: the row's contribution (``None`` = 0); ``raw``: the same as SQL over the raw table,
+    where ``{m}`` formats a money column name for the store (``cost_usd`` or ``cost_pusd``)."""
+
+    name: str
+    kind: str
+    of: Callable[[LedgerRow], Any]
+    raw: str
+
+
+def _tok(*cols: str) -> str:
+    return " + ".join(f"COALESCE({c}, 0)" for c in cols)
+
+
+MEASURES: tuple[Measure, ...] = (
+    Measure("requests", "count", lambda r: 1, "COUNT(*)"),
+    Measure("unpriced", "count", lambda r: 1 if r.cost_usd is None else 0, "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)"),
+    Measure("cost_usd", "money", lambda r: r.cost_usd, "SUM(COALESCE({cost_usd}, 0))"),
+    Measure("baseline_usd", "money", lambda r: r.baseline_usd, "SUM(COALESCE({baseline_usd}, 0))"),
+    Measure("saved_usd", "money", lambda r: r.saved_usd, "SUM(COALESCE({saved_usd}, 0))"),
+    Measure("input_tokens", "tokens", lambda r: r.input_tokens,
+            "SUM(" + _tok("uncached_input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens") + ")"),
+    Measure("output_tokens", "tokens", lambda r: r.output_tokens, "SUM(COALESCE(output_tokens, 0))"),
+    Measure("cache_read_tokens", "tokens", lambda r: r.cache_read_tokens, "SUM(COALESCE(cache_read_tokens, 0))"),
+    Measure("cache_write_tokens", "tokens", lambda r: (r.cache_write_tokens or 0) + (r.cache_write_1h_tokens or 0),
+            "SUM(" + _tok("cache_write_tokens", "cache_write_1h_tokens") + ")"),
+    Measure("reasoning_tokens", "tokens", lambda r: r.reasoning_tokens, "SUM(COALESCE(reasoning_tokens, 0))"),
+)
+MONEY_MEASURES = tuple(m.name for m in MEASURES if m.kind == "money")
+
+
+def pico_name(money_col: str) -> str:
+    """SQLite's integer twin of a money column: ``cost_usd`` -> ``cost_pusd``."""
+    return money_col[: -len("_usd")] + "_pusd" if money_col.endswith("_usd") else money_col + "_pusd"
+
+
+def to_pico(v: Decimal | None) -> tuple[int | None, bool]:
+    """``(v in pico-USD as an int, exact?)``; ``(None, True)`` for ``None``. Every catalogue rate
+    is a whole number of pico-USD per token, so ledger costs are exact; an amount finer than
+    10^-12 USD (an operator price file's odd discount) is rounded half-even and reported inexact
+    (the TEXT column keeps the exact value)."""
+    if v is None:
+        return None, True
+    q = v.scaleb(12)
+    n = int(q.to_integral_value())
+    return n, n == q
+
+
+def from_pico(n: int | None) -> Decimal:
+    """pico-USD int -> USD ``Decimal`` (exact)."""
+    return Decimal(n or 0).scaleb(-12)
+
+
+def time_key(day: str | date | None, unit: str) -> str | None:
+    """A UTC day's label in ``unit``: ``day`` 2026-03-02, ``week`` 2026-W10 (ISO), ``month`` 2026-03."""
+    if day is None:
+        return None
+    d = day if isinstance(day, date) else date.fromisoformat(day)
+    if unit == "day":
+        return d.isoformat()
+    if unit == "week":
+        y, w, _ = d.isocalendar()
+        return f"{y}-W{w:02d}"
+    return f"{d.year:04d}-{d.month:02d}"
+
+
+def day_of(ts: datetime) -> date:
+    """The UTC day of ``ts``."""
+    return ts.astimezone(timezone.utc).date()
+
+
+# ---------------------------------------------------------------------------- writer side
+def dims_of(r: LedgerRow) -> tuple[str, ...]:
+    """A row's rollup key (without the day); ``''`` for a missing value."""
+    t = r.tags
+    return (t.get("team") or "", t.get("feature") or "", t.get("env") or "", r.key_id or "", r.provider or "",
+            r.served_model or "", r.status or "", r.unpriced_reason or "")
+
+
+def fold(rows: Iterable[LedgerRow]) -> tuple[dict[tuple, list], dict[tuple, list]]:
+    """A batch's contribution to the two rollups: ``{(day, *dims): sums}`` and
+    ``{(day, tag, value): sums}``, sums in ``MEASURES`` order (money ``Decimal``, counts ints)."""
+    zero = [Decimal(0) if m.kind == "money" else 0 for m in MEASURES]
+    daily: dict[tuple, list] = {}
+    tagged: dict[tuple, list] = {}
+    for r in rows:
+        vals = [m.of(r) for m in MEASURES]
+        d = day_of(r.ts).isoformat()
+        acc = daily.get(k := (d, *dims_of(r)))
+        if acc is None:
+            acc = daily[k] = list(zero)
+        for i, v in enumerate(vals):
+            if v:
+                acc[i] += v
+        for name, value in r.tags.items():
+            if name in TAG_COLUMNS or not value:
+                continue
+            acc = tagged.get(k := (d, name, value))
+            if acc is None:
+                acc = tagged[k] = list(zero)
+            for i, v in enumerate(vals):
+                if v:
+                    acc[i] += v
+    return daily, tagged
+
+
+# ---------------------------------------------------------------------------- SQL per store
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the stores' SQL. ``ph``: parameter placeholder; ``day``: the UTC-day
+    expression over ``ts``; ``money``: money column name -> stored column (and type);
+    ``tag``: SQL of a tag's value in the raw row, given a placeholder for its name; ``tag_rows``:
+    the FROM clause that yields (key, value) pairs of ``tags``."""
+
+    kind: str
+    ph: str
+    day: str
+    day_type: str
+    money_type: str
+    money: Callable[[str], str]
+    tag: str
+    tag_rows: str
+    int_type: str
+
+    def measure_sql(self, m: Measure) -> str:
+        return m.raw.format(**{n: self.money(n) for n in MONEY_MEASURES})
+
+
+SQLITE = Dialect(
+    kind="sqlite", ph="?", day="substr(ts, 1, 10)", day_type="TEXT", money_type="INTEGER", money=pico_name,
+    tag="json_extract(tags, '$.\"' || ? || '\"')", tag_rows="json_each(nadir_requests.tags) AS j", int_type="INTEGER",
+)
+POSTGRES = Dialect(
+    kind="postgres", ph="%s", day="((ts AT TIME ZONE 'UTC')::date)", day_type="DATE", money_type="NUMERIC", money=lambda n: n,
+    tag="(tags::jsonb ->> %s)", tag_rows="jsonb_each_text(nadir_requests.tags::jsonb) AS j(key, value)", int_type="BIGINT",
+)
+
+
+def dialect(kind: str) -> Dialect:
+    return SQLITE if kind == "sqlite" else POSTGRES
+
+
+def _measure_cols(dl: Dialect) -> list[tuple[str, str]]:
+    out = []
+    for m in MEASURES:
+        if m.kind == "money":
+            out.append((dl.money(m.name), dl.money_type))
+        else:
+            out.append((m.name, dl.int_type))
+    return out
+
+
+def ddl(kind: str) -> list[str]:
+    """CREATE statements of the rollup tables and their indexes."""
+    dl = dialect(kind)
+    meas = ",\n  ".join(f"{c} {t} NOT NULL DEFAULT 0" for c, t in _measure_cols(dl))
+    dims = ",\n  ".join(f"{d} TEXT NOT NULL" for d in DIMS)
+    return [
+        f"CREATE TABLE {DAILY} (\n  day {dl.day_type} NOT NULL,\n  {dims},\n  {meas}\n)",
+        f"CREATE UNIQUE INDEX {DAILY}_key ON {DAILY} (day, {', '.join(DIMS)})",
+        f"CREATE TABLE {DAILY_TAG} (\n  day {dl.day_type} NOT NULL,\n  tag TEXT NOT NULL,\n  value TEXT NOT NULL,\n  {meas}\n)",
+        f"CREATE UNIQUE INDEX {DAILY_TAG}_key ON {DAILY_TAG} (day, tag, value)",
+        f"CREATE INDEX {DAILY_TAG}_tag ON {DAILY_TAG} (tag, day)",
+    ]
+
+
+def upsert_sql(kind: str, table: str) -> str:
+    """INSERT … ON CONFLICT DO UPDATE adding a batch's sums to ``table``."""
+    dl = dialect(kind)
+    keys = ["day", *DIMS] if table == DAILY else ["day", "tag", "value"]
+    meas = [c for c, _ in _measure_cols(dl)]
+    cols = keys + meas
+    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in meas)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([dl.ph] * len(cols))}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
+
+
+def upsert_params(kind: str, sums: dict[tuple, list]) -> tuple[list[tuple], int]:
+    """Parameters for ``upsert_sql`` in a stable key order (so concurrent writers lock rollup rows
+    in the same order) and how many money amounts were not whole pico-USD (SQLite only)."""
+    inexact = 0
+    out = []
+    money_idx = {i for i, m in enumerate(MEASURES) if m.kind == "money"}
+    for k in sorted(sums):
+        vals = list(sums[k])
+        if kind == "sqlite":
+            for i in money_idx:
+                vals[i], ok = to_pico(vals[i])
+                inexact += not ok
+        out.append((*k, *vals))
+    return out, inexact
+
+
+def rebuild_sql(kind: str, where: str) -> list[str]:
+    """INSERT … SELECT statements rebuilding both rollups from the raw rows matching ``where``
+    (a condition on ``nadir_requests``)."""
+    dl = dialect(kind)
+    meas_cols = [c for c, _ in _measure_cols(dl)]
+    meas_sql = [dl.measure_sql(m) for m in MEASURES]
+    dim_sql = [f"COALESCE({col}, '')" for col in DIMS.values()]
+    groups = ", ".join(str(i) for i in range(1, 2 + len(DIMS)))
+    daily = (f"INSERT INTO {DAILY} (day, {', '.join(DIMS)}, {', '.join(meas_cols)}) "
+             f"SELECT {dl.day}, {', '.join(dim_sql)}, {', '.join(meas_sql)} FROM nadir_requests WHERE {where} GROUP BY {groups}")
+    skip = ", ".join(f"'{t}'" for t in TAG_COLUMNS)
+    tagged = (f"INSERT INTO {DAILY_TAG} (day, tag, value, {', '.join(meas_cols)}) "
+              f"SELECT {dl.day}, j.key, j.value, {', '.join(meas_sql)} FROM nadir_requests, {dl.tag_rows} "
+              f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3")
+    return [daily, tagged]
+
+
+# ---------------------------------------------------------------------------- report side
+@dataclass
+class Plan:
+    """How one report range is answered: ``rollup`` (``DAILY`` or ``DAILY_TAG``) for the whole UTC
+    days in ``[day0, day1)``, raw rows for the partial days at either edge (``raw_ranges``), or raw
+    rows for all of it (``rollup`` None)."""
+
+    rollup: str | None
+    day0: date | None = None
+    day1: date | None = None
+    raw_ranges: tuple[tuple[datetime | None, datetime | None], ...] = ()
+
+
+def _ceil_day(t: datetime) -> date:
+    d = day_of(t)
+    return d if t.astimezone(timezone.utc) == datetime(d.year, d.month, d.day, tzinfo=timezone.utc) else d + timedelta(days=1)
+
+
+def midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+def plan(by: Sequence[str], since: datetime | None, until: datetime | None) -> Plan:
+    """Which table answers grouping ``by`` over ``[since, until)``."""
+    other = [b for b in by if b not in TIME_GROUPS]
+    if all(b in ROLLUP_GROUPS for b in other):
+        table = DAILY
+    elif len(other) == 1 and other[0].startswith("tag:") and other[0][4:] not in TAG_COLUMNS:
+        table = DAILY_TAG
+    else:
+        return Plan(None, raw_ranges=((since, until),))
+    day0 = _ceil_day(since) if since is not None else None
+    day1 = day_of(until) if until is not None else None
+    if day0 is not None and day1 is not None and day0 >= day1:  # less than one whole day: raw only
+        return Plan(None, raw_ranges=((since, until),))
+    raw = []
+    if since is not None and midnight(day0) != since:
+        raw.append((since, midnight(day0)))
+    if until is not None and midnight(day1) != until:
+        raw.append((midnight(day1), until))
+    return Plan(table, day0, day1, tuple(raw))
+
+
+RAW_GROUP_COLS = {**{k: v for k, v in DIMS.items()}, "user": "tag_user", "session": "tag_session"}
+
+
+def group_sql(dl: Dialect, name: str, table: str | None) -> tuple[str, list[Any]]:
+    """SQL expression (and its parameters) of report group ``name`` in ``table`` (``None``: raw).
+    Time groups all read the UTC day; ``time_key`` folds it into weeks or months."""
+    if name in TIME_GROUPS:
+        return ("day" if table else dl.day), []
+    if table == DAILY:
+        return name, []
+    if table == DAILY_TAG:
+        return "value", []
+    if name in RAW_GROUP_COLS:
+        return RAW_GROUP_COLS[name], []
+    if name.startswith("tag:"):
+        tag = name[4:]
+        if tag in TAG_COLUMNS:
+            return f"tag_{tag}", []
+        return dl.tag, [tag]
+    raise ValueError(name)
+
+
+def key_positions(by: Sequence[str]) -> tuple[list[int], list[str]]:
+    """For each of ``by``: its column in an aggregate key (time groups share the first time
+    group's column, a UTC day); and the key's columns (``day`` for the time one)."""
+    pos: list[int] = []
+    cols: list[str] = []
+    tcol = None
+    for b in by:
+        if b in TIME_GROUPS:
+            if tcol is None:
+                tcol = len(cols)
+                cols.append("day")
+            pos.append(tcol)
+        else:
+            pos.append(len(cols))
+            cols.append(b)
+    return pos, cols
+
+
+def time_position(by: Sequence[str]) -> int | None:
+    """The key column holding the UTC day, or ``None`` without a time group."""
+    pos, cols = key_positions(by)
+    return cols.index("day") if "day" in cols else None
+
+
+def aggregate_sql(dl: Dialect, by: Sequence[str], table: str | None, extra_dims: Sequence[str] = ()) -> tuple[str, list[Any], int]:
+    """SELECT of the group values (time groups share one ``day`` column), ``extra_dims`` (rollup
+    dimension columns, e.g. ``unpriced_reason``) and the sums of ``MEASURES``, with a ``{where}``
+    slot. Returns (sql, group parameters, number of key columns)."""
+    exprs: list[str] = []
+    params: list[Any] = []
+    for b in key_positions(by)[1]:
+        e, p = group_sql(dl, b, table)
+        exprs.append(e)
+        params.extend(p)
+    for d in extra_dims:
+        exprs.append(d if table else DIMS[d])
+    if table:
+        sums = [f"SUM({c})" for c, _ in _measure_cols(dl)]
+    else:
+        sums = [dl.measure_sql(m) for m in MEASURES]
+    src = table or "nadir_requests"
+    sel = ", ".join([*exprs, *sums])
+    group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(exprs)))}" if exprs else ""
+    # group parameters appear in SELECT (before WHERE) and are repeated by position in GROUP BY
+    return f"SELECT {sel} FROM {src} WHERE {{where}}{group}", params, len(exprs)
+
+
+def cutoffs(raw_days: int | None, rollup_days: int | None, now: datetime | None = None) -> tuple[datetime | None, date | None]:
+    """Retention cut-offs at UTC midnight: raw rows before the first (``raw_days`` whole days kept
+    before today), rollup days before the second (``rollup_days``, never shorter than ``raw_days``)."""
+    today = day_of(now or datetime.now(timezone.utc))
+    raw = midnight(today - timedelta(days=raw_days)) if raw_days else None
+    if rollup_days and raw_days:
+        rollup_days = max(rollup_days, raw_days)
+    return raw, (today - timedelta(days=rollup_days)) if rollup_days else None
