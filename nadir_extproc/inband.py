@@ -1,9 +1,22 @@
-"""The in-band cost block of a streamed response: written by the processor, read by clients.
+"""The in-band cost of a streamed response: written by the processor, read by clients.
 
 Response headers leave before a stream's usage exists, so the ``x-nadir-*`` fields travel inside
-the stream as SSE comment lines (``: name=value``), one block ended by a blank line, placed before
-the terminal event. Comments are ignored by every SSE parser (WHATWG HTML, "Server-sent events",
-9.2.6), the official SDKs included.
+the stream, only where that API's real clients tolerate them (checked client by client by
+``tests/compat``):
+
+- **SSE comment block** (``: x-nadir-name=value`` lines ended by a blank line, right before the
+  terminal event): Chat Completions (before ``data: [DONE]``), Responses (before
+  ``response.completed``), Anthropic Messages (before ``message_stop``). Comments are ignored by
+  the SSE parsers of those APIs' clients (WHATWG HTML "Server-sent events" 9.2.6).
+- **Never for Gemini** (``Dialect.sse_comments = False``): Google's SDKs read only ``data: ``
+  lines and take any other line for an error body (google-genai Python raises
+  ``UnknownApiResponseError``, ``@google/genai`` "Incomplete JSON segment at the end").
+- **Opt-in JSON object** ``"nadir": {"cost_usd": …}`` (request header ``x-nadir-cost-in-body: 1``),
+  always on an event the client expects anyway: Chat — the usage chunk when the client asked
+  for ``include_usage``, else the last chunk with a ``finish_reason`` (the usage chunk the
+  sidecar asked for is removed either way); Responses — ``response.completed``; Anthropic —
+  ``message_delta``; Gemini — the last chunk (the one with ``finishReason`` and
+  ``usageMetadata``).
 """
 
 from __future__ import annotations

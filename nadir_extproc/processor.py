@@ -39,7 +39,7 @@ from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, re
 from nadir_extproc.config import Settings
 from nadir_extproc.dialects import Dialect, detect
 from nadir_extproc.inband import format_block
-from nadir_extproc.dialects.base import DROP, TERMINAL, USAGE, StreamUsage
+from nadir_extproc.dialects.base import CARRIER, DROP, TERMINAL, USAGE, StreamUsage
 from nadir_extproc.sse import SSEParser
 from nadir_extproc.pricing.context import served_context, tier_context
 from nadir_extproc.pricing.cost import Cost, price
@@ -233,7 +233,7 @@ class RequestProcessor:
         "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_sse", "_done",
         "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
         "_inband_sent", "_stream_done", "_priced", "_overflow_counted", "_cost_in_body",
-        "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen",
+        "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen", "_held",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -264,6 +264,7 @@ class RequestProcessor:
         self._batch = False  # a batch result (batch rates)
         self._terminal_seen = False  # the stream's terminal event went through
         self._cost_in_body = False  # client opted in (x-nadir-cost-in-body) to the JSON cost field
+        self._held: Any = None  # a CARRIER event held for the opt-in cost field (see _stream_chunk)
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -477,9 +478,9 @@ class RequestProcessor:
             # A stream: STREAMED response body so no event is held back (the override must carry
             # the whole mode). Cost goes in-band later; only the routed model is known now.
             self.out.stream = True
-            # A client that opted in to the cost JSON keeps the usage chunk we asked for: that
-            # chunk is where its "nadir" object goes.
-            self._stream = d.stream_usage(self._injected and not self._cost_in_body)
+            # A usage chunk we asked for is always removed (the client did not ask for that
+            # shape); an opted-in "nadir" object rides on the chunk before it (CARRIER).
+            self._stream = d.stream_usage(self._injected)
             if self._sse:
                 if self._encoding in ("", "identity"):
                     self._parser = SSEParser(self.ctx.settings.max_sse_event_bytes)
@@ -517,8 +518,9 @@ class RequestProcessor:
     def _stream_chunk(self, msg: Any, t0: int) -> bytes | None:
         """One STREAMED response chunk: returns the bytes to send instead, or ``None`` to forward
         it unchanged. Complete events are forwarded as they come; a partial event at the end of a
-        chunk is held until it completes (no complete event is ever delayed). The in-band cost
-        comment goes right before the terminal event (or at the end of the stream)."""
+        chunk is held until it completes (no complete event is ever delayed, except, with the
+        opt-in cost field, a Chat finish chunk until the usage chunk we drop right after it). What
+        each dialect gets in-band: ``nadir_extproc.inband``."""
         chunk: bytes = msg.body
         eos: bool = msg.end_of_stream
         parser = self._parser
@@ -550,25 +552,43 @@ class RequestProcessor:
             return None
         events, passthrough = parser.feed(chunk)
         out: list[bytes] = []
+        comments = self.dialect.sse_comments
         for ev in events:
             verdict = self._stream.on_event(ev)
             raw = ev.raw
-            if verdict & USAGE and self._cost_in_body:
+            held = self._held
+            if held is not None:
+                # The held CARRIER gets the cost field once the usage is known (the usage event, or
+                # the end); any other event after it means it was not the last: send it unchanged.
+                self._held = None
+                out.append(_with_json_field(held, "nadir", self._cost_fields(t0)) if verdict & (USAGE | TERMINAL) else held.raw)
+            if verdict & CARRIER and self._cost_in_body:
+                self._held = ev
+                continue
+            if verdict & USAGE and self._cost_in_body and not verdict & DROP:
                 raw = _with_json_field(ev, "nadir", self._cost_fields(t0))
             if verdict & TERMINAL:
                 # The client has everything once the terminal event is through: a gRPC stream
                 # closed after it (client hung up on [DONE]) is complete, not cut.
                 self._terminal_seen = True
-                if not self._inband_sent:
+                if comments and not self._inband_sent:
                     out.append(self._inband(t0, ev.raw))
             if not verdict & DROP:
                 out.append(raw)
         if passthrough:
+            if self._held is not None:
+                out.append(self._held.raw)
+                self._held = None
             out.append(passthrough)
         if eos:
+            if self._held is not None:
+                out.append(_with_json_field(self._held, "nadir", self._cost_fields(t0)))
+                self._held = None
             out.append(parser.flush())
-            if not self._inband_sent:
+            if comments and not self._inband_sent:
                 out.append(self._inband(t0, b"\n"))
+            elif not self._priced:
+                self._cost_headers(*self._stream_result(), t0)
             self._stream_done = True
         if parser.overflows and not self._overflow_counted:
             self._overflow_counted = True

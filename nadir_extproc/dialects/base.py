@@ -77,6 +77,11 @@ KEEP = 0  # forward the event unchanged
 DROP = 1  # remove the event from what the client receives (e.g. a usage chunk we asked for)
 TERMINAL = 2  # the stream's terminal event: in-band cost goes right before it
 USAGE = 4  # the event that carries the final usage (opt-in cost JSON field goes into it)
+#: An event the client expects that may be the last one before a usage event that is ours to DROP
+#: (a Chat stream's finish chunk when we injected ``include_usage``): with the opt-in cost field
+#: the processor holds it until the usage is known and adds the field to it
+#: (``nadir_extproc.inband``).
+CARRIER = 8
 
 
 class StreamUsage:
@@ -134,6 +139,9 @@ class Dialect:
     provider: ClassVar[str]
     operation: ClassVar[str]
     paths: ClassVar[tuple[str, ...]]
+    #: Whether this API's streams may carry the in-band SSE comment block (``nadir_extproc.inband``).
+    #: False where real clients treat a non-``data:`` line as an error (Gemini).
+    sse_comments: ClassVar[bool] = True
 
     # --- request ---------------------------------------------------------------------------
     def request_model(self, body: dict[str, Any]) -> str | None:

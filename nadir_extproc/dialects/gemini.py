@@ -29,7 +29,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from nadir_extproc.dialects.base import KEEP, Dialect, StreamUsage, as_int
+from nadir_extproc.dialects.base import KEEP, USAGE, Dialect, StreamUsage, as_int
 from nadir_extproc.pricing.usage import Usage
 
 # ".../models/{model}:{method}" with the model as one path segment (no "/", ":" or "?").
@@ -92,7 +92,10 @@ class GeminiStreamUsage(StreamUsage):
     ``GenerateContentResponse`` with cumulative ``usageMetadata``; the last one wins (never summed).
     There is no terminal event (the stream just ends). Chunks are JSON-parsed only when their text
     holds ``usageMetadata``, ``modelVersion`` (first time), ``error`` or ``finishReason``. ``service_tier``: the
-    latest ``usageMetadata.serviceTier``."""
+    latest ``usageMetadata.serviceTier``.
+
+    The chunk with a ``finishReason`` and ``usageMetadata`` (Google sends both in the last chunk,
+    recording 38) is the ``USAGE`` event: the opt-in cost field goes into it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,6 +121,7 @@ class GeminiStreamUsage(StreamUsage):
             self.failed = True
         self.note(obj.get("modelVersion"), obj.get("responseId"))
         cands = obj.get("candidates")
+        reasons = None
         if isinstance(cands, list):
             reasons = [c["finishReason"] for c in cands if isinstance(c, dict) and isinstance(c.get("finishReason"), str)]
             if reasons:
@@ -128,7 +132,7 @@ class GeminiStreamUsage(StreamUsage):
             self._usage = u
         if isinstance(meta, dict) and isinstance(meta.get("serviceTier"), str):
             self.service_tier = meta["serviceTier"]
-        return KEEP
+        return USAGE if reasons and u is not None else KEEP
 
     def usage(self) -> Usage | None:
         return self._usage
@@ -140,6 +144,11 @@ class Gemini(Dialect):
     operation = "chat"
     #: No exact paths: the model is part of the path; ``matches_path`` recognises them.
     paths = ()
+    #: No SSE comment lines in Gemini streams: Google's SDKs read only ``data: `` lines and take
+    #: any other line as part of an error body (google-genai Python ``_iter_response_stream``:
+    #: ``UnknownApiResponseError``; ``@google/genai`` ``processStreamResponse``: "Incomplete JSON
+    #: segment at the end"). The opt-in cost field goes inside the last chunk instead.
+    sse_comments = False
 
     # --- path ----------------------------------------------------------------------------
     def matches_path(self, path: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 from nadir_extproc import jsonbody
 from nadir_extproc.jsonbody import JsonObject
-from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, as_int
+from nadir_extproc.dialects.base import CARRIER, DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, as_int
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -75,7 +75,12 @@ class ChatStreamUsage(StreamUsage):
     every chunk, so the last usage object wins. ``data: [DONE]`` is the terminal event. Only the
     first chunk (for the model) and chunks whose text holds a usage object are JSON-parsed, and
     only the last of those, at the end. ``service_tier`` (every chunk carries the tier that served
-    the request) comes from the first chunk and from each usage chunk (one regex on its text)."""
+    the request) comes from the first chunk and from each usage chunk (one regex on its text).
+
+    Verdicts: ``[DONE]`` is ``TERMINAL``; the ``choices: []`` usage chunk is ``USAGE``, and also
+    ``DROP`` when we injected ``include_usage`` (the client did not ask for it: a Chat client must
+    never see a chunk shape it did not ask for); then each chunk with a finish reason is a
+    ``CARRIER`` (the last one carries the opt-in cost field instead of the dropped usage chunk)."""
 
     def __init__(self, injected_usage: bool) -> None:
         super().__init__()
@@ -103,14 +108,18 @@ class ChatStreamUsage(StreamUsage):
                 t = obj.get("service_tier")
                 if isinstance(t, str):
                     self.service_tier = t
+        verdict = KEEP
         if _FINISH.search(data):
-            # The chunk that ends a choice (one per choice): parsed for its finish_reason.
+            # The chunk that ends a choice (one per choice): parsed for its finish_reason. When the
+            # usage chunk that follows is ours to drop, the opt-in cost field rides on this one.
             if obj is None:
                 try:
                     obj = json.loads(data)
                 except ValueError:
                     obj = None
             self._note_finish(obj)
+            if self.injected:
+                verdict = CARRIER
         if _USAGE_OBJECT.search(data):
             tm = _SERVICE_TIER.search(data)
             if tm is not None:
@@ -118,8 +127,8 @@ class ChatStreamUsage(StreamUsage):
             self._last_usage_data = data
             self._usage = None
             if _EMPTY_CHOICES.search(data):
-                return DROP if self.injected else USAGE
-        return KEEP
+                return DROP | USAGE if self.injected else USAGE
+        return verdict
 
     def _note_finish(self, obj: Any) -> None:
         """Record ``choices[].finish_reason`` of a parsed chunk, in choice-index order."""

@@ -44,12 +44,14 @@ STREAMS = {
     # an OpenAI-compatible model the OpenAI price list does not have -> unpriced. The client did not
     # ask for usage, so we injected include_usage and its usage-only chunk is removed (see below).
     "47-huggingface-router-stream": ("/v1/chat/completions", {"x-nadir-unpriced-reason": "unknown_model"}),
-    # Gemini (no terminal event: the comment goes at the end). usageMetadata is cumulative; the last
+    # Gemini (no comment block: Google's SDKs break on it; the opt-in field goes inside the last
+    # chunk, checked below). usageMetadata is cumulative; the last
     # says prompt 18, candidates 80, thoughts 35 -> output 80 + 35 = 115 (thoughts billed as output).
     # gemini-2.5-flash 0.30 in / 2.50 out: 18*0.30 + 115*2.50 = 5.4 + 287.5 = 292.9 -> 0.0002929
     "38-gemini-stream-usage": ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", {"x-nadir-cost-usd": "0.0002929"}),
 }
 USAGE_CHUNK_REMOVED = {"47-huggingface-router-stream"}
+NO_COMMENTS = {"38-gemini-stream-usage"}  # opt-in JSON field only
 
 
 def _queue_replay(stack, data: bytes, cuts: list[int], delay_ms: int = 2) -> None:
@@ -61,9 +63,9 @@ def _queue_replay(stack, data: bytes, cuts: list[int], delay_ms: int = 2) -> Non
     urllib.request.urlopen(req, timeout=5).close()
 
 
-def _post_stream(stack, path: str, body: bytes) -> tuple[dict[str, str], bytes]:
+def _post_stream(stack, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[dict[str, str], bytes]:
     req = urllib.request.Request(stack.base_url + path, data=body, method="POST",
-                                 headers={"content-type": "application/json"})
+                                 headers={"content-type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=20) as r:
         return {k.lower(): v for k, v in r.headers.items()}, r.read()
 
@@ -90,6 +92,18 @@ def test_recorded_stream_replayed_rechunked_through_envoy(stack, provider_respon
     for cuts in ([], sorted(rng.sample(range(1, len(data)), min(25, len(data) - 1)))):
         clear_upstream(stack)
         _queue_replay(stack, data, cuts)
+        if rid in NO_COMMENTS:
+            headers, received = _post_stream(stack, path, request)
+            assert received == data and "x-nadir-cost-usd" not in headers
+            _queue_replay(stack, data, cuts)
+            _, received = _post_stream(stack, path, request, {"x-nadir-cost-in-body": "1"})
+            # Every event but the last byte for byte; the last one gains the field (found by plain
+            # splitting, not our parser: the recording frames events with CRLF CRLF).
+            head = data[: data.rindex(b"data: ")]
+            assert received.startswith(head) and received.endswith(b"\r\n\r\n")
+            last = json.loads(received[len(head) + len(b"data: "):-4])
+            assert {k: last["nadir"][k[len("x-nadir-"):].replace("-", "_")] for k in expected} == expected
+            continue
         headers, received = _post_stream(stack, path, request)
         blocks = COMMENT.findall(received)
         assert len(blocks) == 1, received[-600:]
@@ -220,13 +234,84 @@ def test_error_event_after_200_ends_the_stream_as_failed_with_what_is_known(stac
 
 
 def test_opt_in_cost_field_on_a_chat_stream_that_did_not_ask_for_usage(stack):
-    # We inject include_usage; with the opt-in header the usage chunk is kept and carries "nadir".
+    # Issue 13: the client did not ask for usage, so it must never see the usage-only chunk
+    # (choices: []) we asked for, even with the opt-in header: the most common streaming loop
+    # reads chunk.choices[0].delta.content on every chunk. The "nadir" object rides on the last
+    # chunk it expects anyway (the one with finish_reason).
     # gpt-4o-mini 100 in / 50 out: 100*0.15 + 50*0.60 = 15 + 30 = 45 -> 0.000045
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=KEY, max_retries=0)
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "Say hi"}],
+        extra_headers={"x-emulator-usage": json.dumps({"input": 100, "output": 50}), "x-nadir-cost-in-body": "1"},
+    )
+    chunks, text = [], ""
+    for chunk in stream:
+        text += chunk.choices[0].delta.content or ""  # IndexError on a choices: [] chunk
+        chunks.append(chunk)
+    assert text == 'You asked: "Say hi". This is a canned reply from the emulator.'
+    assert sent_stream_options(stack) == {"include_usage": True}  # we did ask upstream
+    assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert last.model_extra["nadir"]["cost_usd"] == "0.000045"
+    assert [c for c in chunks if "nadir" in (c.model_extra or {})] == [last]
+
+
+def test_opt_in_cost_field_stays_on_the_usage_chunk_the_client_asked_for(stack):
+    # The client asked for include_usage itself: its usage chunk is kept and carries "nadir".
+    # gpt-4o-mini 100 in / 50 out -> 0.000045 (as above)
     client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=KEY, max_retries=0)
     chunks = list(client.chat.completions.create(
         model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "Say hi"}],
+        stream_options={"include_usage": True},
         extra_headers={"x-emulator-usage": json.dumps({"input": 100, "output": 50}), "x-nadir-cost-in-body": "1"},
     ))
     last = chunks[-1]
     assert last.choices == [] and last.usage.prompt_tokens == 100
     assert last.model_extra["nadir"]["cost_usd"] == "0.000045"
+    assert [c for c in chunks if "nadir" in (c.model_extra or {})] == [last]
+
+
+GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+GEMINI_BODY = b'{"contents":[{"role":"user","parts":[{"text":"Say hi"}]}]}'
+
+
+def _google_sdk_framing(raw: bytes) -> list[dict]:
+    """The chunks as Google's SDKs read an SSE stream, failing where they fail: each event must be
+    exactly one ``data: `` line followed by a blank line (``@google/genai`` matches
+    ``^data: (.*)(\n\n|\r\r|\r\n\r\n)`` and throws on anything left over; google-genai Python
+    takes every non-``data: `` line as part of a JSON error body)."""
+    rx = re.compile(rb"data: (.*?)(?:\r\n\r\n|\n\n|\r\r)", re.S)
+    out, pos = [], 0
+    while pos < len(raw):
+        m = rx.match(raw, pos)
+        assert m is not None, f"not a data: event at byte {pos}: {raw[pos:pos + 120]!r}"
+        out.append(json.loads(m.group(1)))
+        pos = m.end()
+    return out
+
+
+def test_gemini_stream_carries_nothing_but_data_events(stack):
+    # Issue 13: an SSE comment block in a Gemini stream breaks Google's SDKs (Python and Node).
+    # Without the opt-in, the stream is exactly what the provider sent: no in-band field at all.
+    headers, raw = _post_stream(stack, GEMINI_STREAM, GEMINI_BODY)
+    assert headers["x-nadir-routed-to"] == "gemini-2.5-flash"
+    chunks = _google_sdk_framing(raw)
+    assert len(chunks) >= 2 and not any("nadir" in c for c in chunks)
+    text = "".join(p["text"] for c in chunks for p in c["candidates"][0]["content"]["parts"])
+    assert text == 'You asked: "Say hi". This is a canned reply from the emulator.'
+
+
+def test_gemini_opt_in_cost_field_inside_the_last_chunk(stack):
+    # gemini-2.5-flash 0.30 in / 2.50 out, 100 in / 50 out: 30 + 125 = 155 -> 0.000155
+    req = urllib.request.Request(
+        stack.base_url + GEMINI_STREAM, data=GEMINI_BODY, method="POST",
+        headers={"content-type": "application/json", "x-nadir-cost-in-body": "1",
+                 "x-emulator-usage": json.dumps({"input": 100, "output": 50})})
+    with urllib.request.urlopen(req, timeout=20) as r:
+        raw = r.read()
+    chunks = _google_sdk_framing(raw)
+    assert [("nadir" in c) for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    last = chunks[-1]
+    assert last["candidates"][0]["finishReason"] == "STOP" and last["usageMetadata"]["promptTokenCount"] == 100
+    assert last["nadir"]["cost_usd"] == "0.000155" and last["nadir"]["routed_to"] == "gemini-2.5-flash"
