@@ -495,7 +495,12 @@ class RequestProcessor:
             set_h = self._cost_headers(*self._read_json(None), time.perf_counter_ns())
         if self._budget_h:
             set_h = {**set_h, **self._budget_h}
-        r.response_headers.response.CopyFrom(p.common(set_h or None, spoofed or None))
+        remove = spoofed
+        if self._parser is not None and self._inflate is None and "content-length" in h:
+            # An SSE response with a length (a canned or buffering upstream): the in-band cost
+            # changes the length and Envoy answers 500 on a mismatch, so it goes out chunked.
+            remove = [*spoofed, "content-length"]
+        r.response_headers.response.CopyFrom(p.common(set_h or None, remove or None))
         return r
 
     def _response_body(self, msg: Any, t0: int) -> p.ProcessingResponse:
