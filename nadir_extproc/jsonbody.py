@@ -121,11 +121,12 @@ def parse(raw: bytes) -> Any:
 
 def replace_values(raw: bytes, spans: list[tuple[int, int]], new: bytes) -> bytes:
     """``raw`` with each byte span (sorted, not overlapping) replaced by ``new``."""
+    view = memoryview(raw)  # slices without copies: the join is the only copy of the body
     out = []
     prev = 0
     for a, b in spans:
-        out.append(raw[prev:a])
+        out.append(view[prev:a])
         out.append(new)
         prev = b
-    out.append(raw[prev:])
+    out.append(view[prev:])
     return b"".join(out)

@@ -432,7 +432,7 @@ class RequestProcessor:
                 # We rewrote the decoded body: send it uncompressed.
                 remove = ["content-encoding"]
                 count("request_body_decompressed")
-        r.request_body.response.CopyFrom(p.common(set_h, remove, body=new, clear_route_cache=True))
+        p.common(set_h, remove, body=new, clear_route_cache=True, into=r.request_body.response)
         return r
 
     def _route(self, d: Dialect, body: dict[str, Any]) -> Decision:
