@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test proto clean
+.PHONY: demo test proto clean bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Request-path benchmark (bench/run.py): installs wrk if missing, ends by itself (~10 min);
+# BENCH_ARGS=--quick for a short smoke run.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Regenerate the Python stubs in nadir_extproc/pb from proto/ (tests fail when they drift).
 proto: $(STAMP)
