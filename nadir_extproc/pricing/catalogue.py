@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections.abc import Mapping
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import cache, lru_cache
 
 import genai_prices
 from genai_prices import types as gp
+
+from nadir_extproc.pricing import corrections
 
 CATALOGUE = f"genai-prices {genai_prices.__version__}"
 """Name and version of the catalogue every price comes from, e.g. ``"genai-prices 0.2.3"``."""
@@ -81,7 +84,8 @@ class CatalogueModel:
 
 class VariantMissing(LookupError):
     """The request was served under a price variant the model has no rates for (``what`` is
-    ``"service_tier"`` or ``"batch"``; ``value`` the tier name or ``"batch"``)."""
+    ``"service_tier"``, ``"batch"``, or another variant key the response reported such as
+    ``"speed"`` / ``"inference_geo"`` / ``"search_context_size"``; ``value`` its value)."""
 
     def __init__(self, what: str, value: str) -> None:
         super().__init__(f"no {what} price {value!r}")
@@ -109,6 +113,14 @@ class Rates:
     - ``reasoning``: ``output_reasoning_mtok`` when the catalogue has it, else the output rate
       (OpenAI, Anthropic and Gemini bill reasoning/thinking as output).
     - ``web_search``: USD per *thousand* web-search calls (``web_searches_kcount``), no fallback.
+    - ``file_search`` / ``code_interpreter``: USD per thousand hosted file-search calls
+      (``storage_searches_kcount``) / code executions (``code_executions_kcount``), no fallback.
+    - ``request``: USD per thousand requests (``requests_kcount``, e.g. Perplexity's request fee);
+      ``None`` = no per-request fee.
+    - ``input_audio`` / ``input_image`` / ``input_video``: ``input_audio_mtok`` … else the input
+      rate; ``output_audio`` / ``output_image``: ``output_audio_mtok`` … else the output rate
+      (genai-prices: a modality without its own price is billed at its parent's).
+    - ``corrections``: ids of the ``corrections`` entries that chose these rates.
 
     ``tier_start``: the long-context threshold (input tokens) this request is above, whose rates
     these are; ``None`` for the base rates.
@@ -122,6 +134,15 @@ class Rates:
     reasoning: Decimal | None
     web_search: Decimal | None = None
     tier_start: int | None = None
+    file_search: Decimal | None = None
+    code_interpreter: Decimal | None = None
+    request: Decimal | None = None
+    input_audio: Decimal | None = None
+    input_image: Decimal | None = None
+    input_video: Decimal | None = None
+    output_audio: Decimal | None = None
+    output_image: Decimal | None = None
+    corrections: tuple[str, ...] = ()
 
 
 @cache
@@ -221,8 +242,39 @@ def resolve_in_catalogue(provider: str, model: str) -> CatalogueModel | None:
         if info is not None:
             break
     if info is None:
-        return None
+        return _by_vendor_prefix(pid, model)
     return CatalogueModel(provider_id=pid, model_id=info.id, info=info)
+
+
+VENDOR_PREFIXES: dict[str, str] = {
+    "x-ai": "x-ai",
+    "xai": "x-ai",
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "google": "google",
+    "deepseek": "deepseek",
+    "deepseek-ai": "deepseek",
+    "mistralai": "mistral",
+    "mistral": "mistral",
+    "moonshotai": "moonshotai",
+    "perplexity": "perplexity",
+    "cohere": "cohere",
+    "z-ai": "zai",
+    "zai": "zai",
+}
+"""Vendor prefixes gateways and resellers put on model ids (``x-ai/grok-3-mini`` on OpenRouter,
+``anthropic/claude-…``) -> the genai-prices provider that lists the vendor's own models."""
+
+
+def _by_vendor_prefix(pid: str, model: str) -> CatalogueModel | None:
+    """A vendor-prefixed name the serving provider's catalogue lacks (``x-ai/grok-3-mini`` served
+    by OpenRouter) resolves to the model it names at the vendor (``x-ai`` ``grok-3-mini``): the
+    vendor's list price, which gateways such as OpenRouter pass through. ``None`` otherwise."""
+    head, sep, rest = model.strip().lower().partition("/")
+    vendor = VENDOR_PREFIXES.get(head)
+    if not sep or vendor is None or vendor == pid or "/" in rest:
+        return None
+    return resolve_in_catalogue(vendor, rest)
 
 
 def _candidate_names(model: str) -> list[str]:
@@ -293,6 +345,7 @@ def rates(
     *,
     service_tier: str | None = None,
     batch: bool = False,
+    variant: Mapping[str, str] | None = None,
 ) -> Rates:
     """The ``Rates`` of ``model`` in force at ``when``, for a request of ``input_tokens`` input tokens.
 
@@ -305,35 +358,91 @@ def rates(
     (``{"service_tier": …}``, ``{"processing": "batch"}``) active at ``when``; classes a variant does
     not name keep their standard rate (genai-prices' semantics).
 
-    Raises ``VariantMissing`` when a non-standard tier or batch was asked for and the model has no
-    such variant at ``when`` (pricing it at standard rates would be wrong by the tier's factor).
+    ``variant``: other price-variant keys the response reported with a non-standard value
+    (Anthropic ``{"speed": "fast"}``, ``{"inference_geo": "us"}``, Perplexity
+    ``{"search_context_size": "low"}``): each must match a catalogue variant or a
+    ``corrections.PRICE_VARIANT`` entry.
+
+    Catalogue corrections (``corrections.py``) apply here: time-of-day prices only from their
+    start (``TIME_OF_DAY_START``) and variant rates the catalogue lacks (``PRICE_VARIANT``); the
+    result's ``corrections`` names those that changed the rates.
+
+    Raises ``VariantMissing`` when a non-standard tier, batch or variant was asked for and the model
+    has no such variant at ``when`` (pricing it at standard rates would be wrong by its factor).
     """
     tier = normalise_service_tier(service_tier)
     info = model.info
-    standard = info.get_prices(when)
+    standard, applied = _standard_prices(model, when)
     variants: tuple[gp.PriceVariant, ...] = ()
-    ctx: dict[str, str] = {}
-    if tier is not None or batch:
+    ctx: dict[str, str] = dict(variant or {})
+    if tier is not None or batch or ctx:
         if tier is not None:
             ctx["service_tier"] = tier
         if batch:
             ctx["processing"] = "batch"
-        variants = tuple(
-            v
-            for v in info.price_variants or ()
+        fixes = _correction_variants(model)
+        candidates = [(v, None) for v in info.price_variants or ()] + fixes
+        chosen = [
+            (v, cid)
+            for v, cid in candidates
             if (v.constraint is None or v.constraint.active(when))
             and all(ctx.get(k) == value for k, value in v.when.items())
-        )
+        ]
+        variants = tuple(v for v, _ in chosen)
+        applied += tuple(cid for _, cid in chosen if cid is not None)
         if tier is not None and not any("service_tier" in v.when for v in variants):
             raise VariantMissing("service_tier", tier)
         if batch and not any(v.when.get("processing") == "batch" for v in variants):
             raise VariantMissing("batch", "batch")
+        for key, value in (variant or {}).items():
+            if not any(v.when.get(key) == value for v in variants):
+                raise VariantMissing(key, value)
     sheet = _sheet(standard, variants, model.multiplier)
     band = bisect_left(sheet.starts, input_tokens)  # how many tier thresholds input_tokens is above
     found = sheet.rates_by_band.get(band)
     if found is None:
         found = sheet.rates_by_band[band] = _rates_from(sheet.raw, input_tokens, model.multiplier)
-    return found
+    return replace(found, corrections=applied) if applied else found
+
+
+def _standard_prices(model: CatalogueModel, when: datetime) -> tuple[gp.ModelPrice, tuple[str, ...]]:
+    """The model's prices in force at ``when`` (genai-prices' own rule: the last conditional price
+    whose constraint is active, else the first), with a ``TIME_OF_DAY_START`` correction: the
+    catalogue's time-of-day prices count only from their start and on their weekdays. Returns the
+    prices and the ids of corrections that changed the choice."""
+    info = model.info
+    if isinstance(info.prices, gp.ModelPrice):
+        return info.prices, ()
+    fix = corrections.time_of_day(model.provider_id, model.model_id)
+    if fix is None or model.source != CATALOGUE:
+        return info.get_prices(when), ()
+    peak_ok = corrections.peak_applies(fix, when)
+    chosen = info.prices[0].prices
+    for cp in reversed(info.prices):
+        c = cp.constraint
+        if c is None or c.active(when):
+            if isinstance(c, gp.TimeOfDateConstraint) and not peak_ok:
+                continue
+            chosen = cp.prices
+            break
+    catalogue_choice = info.get_prices(when)
+    return chosen, (() if chosen is catalogue_choice else (fix.id,))
+
+
+@cache
+def _correction_variant_objects(provider_id: str, model_id: str) -> tuple[tuple[gp.PriceVariant, str], ...]:
+    out = []
+    for c in corrections.variants(provider_id, model_id):
+        out.append((gp.PriceVariant(when=dict(c.when), prices=gp.ModelPrice(**dict(c.prices)), constraint=None), c.id))
+    return tuple(out)
+
+
+def _correction_variants(model: CatalogueModel) -> list[tuple[gp.PriceVariant, str | None]]:
+    """``PRICE_VARIANT`` corrections of a catalogue model as genai-prices ``PriceVariant`` objects
+    (built once), each with its correction id; none for price-file models."""
+    if model.source != CATALOGUE and model.multiplier == 1:
+        return []
+    return list(_correction_variant_objects(model.provider_id, model.model_id))
 
 
 _PRICE_KEYS = (
@@ -345,6 +454,14 @@ _PRICE_KEYS = (
     "output_mtok",
     "output_reasoning_mtok",
     "web_searches_kcount",
+    "storage_searches_kcount",
+    "code_executions_kcount",
+    "requests_kcount",
+    "input_audio_mtok",
+    "input_image_mtok",
+    "input_video_mtok",
+    "output_audio_mtok",
+    "output_image_mtok",
 )
 
 
@@ -422,6 +539,14 @@ def _rates_from(raw: dict[str, Decimal | gp.TieredPrices | None], input_tokens: 
         reasoning=_first(rate("output_reasoning_mtok"), output),
         web_search=rate("web_searches_kcount"),
         tier_start=max(crossed) if crossed else None,
+        file_search=rate("storage_searches_kcount"),
+        code_interpreter=rate("code_executions_kcount"),
+        request=rate("requests_kcount"),
+        input_audio=_first(rate("input_audio_mtok"), input_rate),
+        input_image=_first(rate("input_image_mtok"), input_rate),
+        input_video=_first(rate("input_video_mtok"), input_rate),
+        output_audio=_first(rate("output_audio_mtok"), output),
+        output_image=_first(rate("output_image_mtok"), output),
     )
 
 

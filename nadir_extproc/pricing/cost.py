@@ -7,12 +7,13 @@ bundled with genai-prices, version in ``CATALOGUE``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
-from nadir_extproc.pricing import catalogue
+from nadir_extproc.pricing import catalogue, corrections
 from nadir_extproc.pricing.catalogue import CATALOGUE
 from nadir_extproc.pricing.usage import Usage
 
@@ -25,9 +26,13 @@ MISSING_RATE: Final = "missing_rate"  # the catalogue has no rate for a token cl
 PROVIDER_ERROR: Final = "provider_error"  # set by callers: the upstream failed, nothing to price
 UNKNOWN_SERVICE_TIER: Final = "unknown_service_tier"  # served tier (flex, priority …) has no rates
 NO_BATCH_PRICE: Final = "no_batch_price"  # a batch result, and the model has no batch rates
+UNKNOWN_PRICE_VARIANT: Final = "unknown_price_variant"  # e.g. Anthropic speed=fast: no rates for it
 
 BREAKDOWN_KEYS: Final = ("input", "cache_read", "cache_write", "output")
-"""Keys of every priced ``Cost.breakdown``; ``"web_search"`` is added when the usage has web-search calls."""
+"""Keys of every priced ``Cost.breakdown``. Added when present: ``"input_audio"``,
+``"input_image"``, ``"input_video"``, ``"output_audio"``, ``"output_image"`` (modality parts at their
+own rates; ``"input"``/``"output"`` then hold the rest), ``"web_search"``, ``"file_search"``,
+``"code_interpreter"`` (per call) and ``"request_fee"`` (per request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,13 @@ class Cost:
       before rates were chosen.
     - ``service_tier``: the non-standard tier priced (``"flex"``, ``"priority"`` …), ``None`` = standard.
     - ``batch``: priced at the batch rates.
+    - ``variant``: other price-variant values priced (``{"search_context_size": "low"}``), or the
+      one the catalogue could not price (with ``UNKNOWN_PRICE_VARIANT``).
+    - ``reported_usd``: the provider's own figure for this request (OpenRouter/Perplexity
+      ``usage.cost``), USD; when present it *is* ``total_usd``.
+    - ``catalogue_usd``: the catalogue's figure (``breakdown`` sums to it); equals ``total_usd``
+      unless the provider reported its own cost. ``disagrees`` compares the two.
+    - ``corrections``: ids of the catalogue corrections applied (``corrections.py``).
     """
 
     provider: str
@@ -62,6 +74,15 @@ class Cost:
     rates: catalogue.Rates | None = field(default=None, compare=False)
     service_tier: str | None = None
     batch: bool = False
+    variant: dict[str, str] = field(default_factory=dict, hash=False)
+    reported_usd: Decimal | None = None
+    catalogue_usd: Decimal | None = None
+    corrections: tuple[str, ...] = ()
+
+    @property
+    def disagrees(self) -> bool:
+        """The provider reported a cost and the catalogue figure differs from it."""
+        return self.reported_usd is not None and self.catalogue_usd is not None and self.reported_usd != self.catalogue_usd
 
     @property
     def priced(self) -> bool:
@@ -82,6 +103,33 @@ def price(
     when: datetime | None = None,
     service_tier: str | None = None,
     batch: bool = False,
+    variant: Mapping[str, str] | None = None,
+    reported_usd: Decimal | None = None,
+) -> Cost:
+    """The cost in USD of ``usage`` on ``model`` served by ``provider``: ``catalogue_price``, then
+    the provider's own figure when it reported one.
+
+    ``reported_usd``: the provider's cost for this request (OpenRouter and Perplexity
+    ``usage.cost``), USD. When given, it is the request's cost (``total_usd``): the provider's
+    bill is authoritative. The catalogue figure is still computed and kept in ``catalogue_usd``
+    (``None`` when the catalogue cannot price it), so a disagreement can be counted
+    (``Cost.disagrees``). Other arguments: ``catalogue_price``.
+    """
+    cost = catalogue_price(provider, model, usage, when=when, service_tier=service_tier, batch=batch, variant=variant)
+    if reported_usd is None or reported_usd < 0:
+        return cost
+    return replace(cost, total_usd=reported_usd, reported_usd=reported_usd, unpriced_reason=None)
+
+
+def catalogue_price(
+    provider: str,
+    model: str,
+    usage: Usage | None,
+    *,
+    when: datetime | None = None,
+    service_tier: str | None = None,
+    batch: bool = False,
+    variant: Mapping[str, str] | None = None,
 ) -> Cost:
     """The cost in USD of ``usage`` (tokens, normalised by a dialect) on ``model`` served by ``provider``.
 
@@ -95,7 +143,9 @@ def price(
     ``"standard"``, ``"on_demand"`` mean standard rates; ``"flex"``/``"priority"`` … use the catalogue's
     variant for that tier, and a tier it has no rates for leaves the cost unpriced
     (``UNKNOWN_SERVICE_TIER``). ``batch``: the request is a batch-API result (batch rates, else
-    ``NO_BATCH_PRICE``).
+    ``NO_BATCH_PRICE``). ``variant``: other price-variant values the response reported with a
+    non-standard value (the provider module decides which are standard): priced with the catalogue
+    or correction variant for them, else unpriced (``UNKNOWN_PRICE_VARIANT``), never at standard.
 
     Each ``Usage`` class is billed at its own rate (``catalogue.Rates``), per million tokens:
     uncached input, cache reads, 5-minute and 1-hour cache writes, output; reasoning is part of
@@ -106,6 +156,13 @@ def price(
     with a reason. Source of rates: ``CATALOGUE`` (genai-prices' bundled data, no network), or the
     operator's price file.
     """
+    when = when or datetime.now(UTC)
+    applied: tuple[str, ...] = ()
+    pid0 = catalogue.catalogue_provider_id(provider)
+    fix = corrections.redirect(pid0, model, when) if pid0 is not None else None
+    if fix is not None and fix.target is not None:
+        provider, model = fix.target
+        applied = (fix.id,)
     entry = catalogue.resolve(provider, model)
     if entry is None:
         provider_id = catalogue.catalogue_provider_id(provider)
@@ -118,35 +175,66 @@ def price(
         return Cost.unpriced(entry.provider_id, entry.model_id, INVALID_USAGE)
 
     tier = catalogue.normalise_service_tier(service_tier)
+    var = dict(variant or {})
     try:
-        r = catalogue.rates(entry, when or datetime.now(UTC), usage.input_tokens, service_tier=tier, batch=batch)
+        r = catalogue.rates(entry, when, usage.input_tokens, service_tier=tier, batch=batch, variant=var)
     except catalogue.VariantMissing as e:
-        reason = UNKNOWN_SERVICE_TIER if e.what == "service_tier" else NO_BATCH_PRICE
-        return Cost(entry.provider_id, entry.model_id, None, {}, reason, entry.source, None, tier, batch)
+        reason = {"service_tier": UNKNOWN_SERVICE_TIER, "batch": NO_BATCH_PRICE}.get(e.what, UNKNOWN_PRICE_VARIANT)
+        return Cost(entry.provider_id, entry.model_id, None, {}, reason, entry.source, None, tier, batch,
+                    variant={e.what: e.value} if reason == UNKNOWN_PRICE_VARIANT else var, corrections=applied)
+    applied += r.corrections
     try:
-        breakdown = {
-            "input": _usd(usage.uncached_input_tokens, r.input),
-            "cache_read": _usd(usage.cache_read_tokens, r.cache_read),
-            "cache_write": _usd(usage.cache_write_tokens, r.cache_write_5m)
-            + _usd(usage.cache_write_1h_tokens, r.cache_write_1h),
-            "output": _usd(usage.output_tokens - usage.reasoning_tokens, r.output)
-            + _usd(usage.reasoning_tokens, r.reasoning),
-        }
-        if usage.web_search_requests:
-            # web_searches_kcount is USD per thousand calls.
-            breakdown["web_search"] = _usd(usage.web_search_requests * 1000, r.web_search)
+        breakdown = _breakdown(usage, r)
     except _MissingRate:
-        return Cost(entry.provider_id, entry.model_id, None, {}, MISSING_RATE, entry.source, r, tier, batch)
+        return Cost(entry.provider_id, entry.model_id, None, {}, MISSING_RATE, entry.source, r, tier, batch,
+                    variant=var, corrections=applied)
+    total = sum(breakdown.values(), Decimal(0))
     return Cost(
         provider=entry.provider_id,
         model=entry.model_id,
-        total_usd=sum(breakdown.values(), Decimal(0)),
+        total_usd=total,
         breakdown=breakdown,
         catalogue=entry.source,
         rates=r,
         service_tier=tier,
         batch=batch,
+        variant=var,
+        catalogue_usd=total,
+        corrections=applied,
     )
+
+
+def _breakdown(usage: Usage, r: catalogue.Rates) -> dict[str, Decimal]:
+    """USD per billing class (``BREAKDOWN_KEYS`` plus the optional keys); raises ``_MissingRate``
+    when a class with tokens or calls has no rate."""
+    text_in = usage.uncached_input_tokens - usage.input_audio_tokens - usage.input_image_tokens - usage.input_video_tokens
+    plain_out = usage.output_tokens - usage.reasoning_tokens - usage.output_audio_tokens - usage.output_image_tokens
+    breakdown = {
+        "input": _usd(text_in, r.input),
+        "cache_read": _usd(usage.cache_read_tokens, r.cache_read),
+        "cache_write": _usd(usage.cache_write_tokens, r.cache_write_5m) + _usd(usage.cache_write_1h_tokens, r.cache_write_1h),
+        "output": _usd(plain_out, r.output) + _usd(usage.reasoning_tokens, r.reasoning),
+    }
+    for key, tokens, rate in (
+        ("input_audio", usage.input_audio_tokens, r.input_audio),
+        ("input_image", usage.input_image_tokens, r.input_image),
+        ("input_video", usage.input_video_tokens, r.input_video),
+        ("output_audio", usage.output_audio_tokens, r.output_audio),
+        ("output_image", usage.output_image_tokens, r.output_image),
+    ):
+        if tokens:
+            breakdown[key] = _usd(tokens, rate)
+    # *_kcount rates are USD per thousand calls.
+    for key, calls, rate in (
+        ("web_search", usage.web_search_requests, r.web_search),
+        ("file_search", usage.file_search_calls, r.file_search),
+        ("code_interpreter", usage.code_interpreter_calls, r.code_interpreter),
+    ):
+        if calls:
+            breakdown[key] = _usd(calls * 1000, rate)
+    if r.request is not None:
+        breakdown["request_fee"] = r.request.scaleb(-3)
+    return breakdown
 
 
 def saving(actual: Cost, baseline: Cost) -> Decimal | None:
@@ -185,7 +273,15 @@ def _valid(u: Usage) -> bool:
             u.output_tokens,
             u.reasoning_tokens,
             u.web_search_requests,
+            u.file_search_calls,
+            u.code_interpreter_calls,
+            u.input_audio_tokens,
+            u.input_image_tokens,
+            u.input_video_tokens,
+            u.output_audio_tokens,
+            u.output_image_tokens,
         )
         >= 0
-        and u.reasoning_tokens <= u.output_tokens
+        and u.reasoning_tokens + u.output_audio_tokens + u.output_image_tokens <= u.output_tokens
+        and u.input_audio_tokens + u.input_image_tokens + u.input_video_tokens <= u.uncached_input_tokens
     )

@@ -5,7 +5,13 @@ says so where it happens (``nadir_extproc/dialects/``). Here the classes are dis
 ``reasoning_tokens`` which is *inside* ``output_tokens`` (OpenAI, Anthropic and Gemini all bill
 reasoning/thinking as output).
 
-All counts are tokens (non-negative ints), except ``web_search_requests`` (calls).
+All counts are tokens (non-negative ints), except the billed calls (``web_search_requests``,
+``file_search_calls``, ``code_interpreter_calls``), which are calls.
+
+Modality parts (``input_audio_tokens`` …) are *inside* their headline class: audio/image/video
+input inside ``uncached_input_tokens``, audio/image output inside the non-reasoning part of
+``output_tokens``. A part is billed at its own catalogue rate (genai-prices ``input_audio_mtok`` …)
+and falls back to its parent's rate when the model has none (genai-prices' own semantics).
 """
 
 from __future__ import annotations
@@ -24,7 +30,17 @@ class Usage:
     - ``output_tokens``: all output, reasoning included.
     - ``reasoning_tokens``: the part of ``output_tokens`` that was reasoning/thinking.
     - ``web_search_requests``: server-side web-search calls billed per call (Anthropic
-      ``usage.server_tool_use.web_search_requests``), not tokens.
+      ``usage.server_tool_use.web_search_requests``, OpenAI Responses ``web_search_call`` output
+      items), not tokens. Catalogue rate ``web_searches_kcount`` (USD per 1000 calls).
+    - ``file_search_calls``: hosted file-search calls (OpenAI ``file_search_call`` items);
+      catalogue ``storage_searches_kcount``.
+    - ``code_interpreter_calls``: hosted code-interpreter calls (OpenAI ``code_interpreter_call``
+      items); catalogue ``code_executions_kcount``.
+    - ``input_audio_tokens`` / ``input_image_tokens`` / ``input_video_tokens``: the part of
+      ``uncached_input_tokens`` in that modality (OpenAI ``prompt_tokens_details.audio_tokens``,
+      Gemini ``promptTokensDetails`` by modality).
+    - ``output_audio_tokens`` / ``output_image_tokens``: the part of ``output_tokens`` (outside
+      ``reasoning_tokens``) in that modality (OpenAI ``completion_tokens_details.audio_tokens``).
     """
 
     uncached_input_tokens: int = 0
@@ -34,6 +50,13 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     web_search_requests: int = 0
+    file_search_calls: int = 0
+    code_interpreter_calls: int = 0
+    input_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    input_video_tokens: int = 0
+    output_audio_tokens: int = 0
+    output_image_tokens: int = 0
 
     @property
     def input_tokens(self) -> int:
