@@ -7,12 +7,25 @@ disjoint. ``cache_creation`` splits writes by TTL (``ephemeral_5m_input_tokens``
 Thinking tokens are inside ``output_tokens`` (no separate counter). When ``usage.iterations`` is
 present (server-side compaction), each entry is a separately billed step and the top-level counts
 cover only the last one, so the bill is the sum of the iterations (shared case 26).
-Server-side web searches are billed per call: ``usage.server_tool_use.web_search_requests``.
+Server-side web searches are billed per call: ``usage.server_tool_use.web_search_requests``
+(web fetches, ``web_fetch_requests``, cost only their tokens: Anthropic docs, "Web fetch tool").
+
+Price variants the usage reports (``price_variant``): ``usage.speed`` (``"fast"`` is fast mode,
+premium-priced: Anthropic docs, "Fast mode", https://platform.claude.com/docs/en/build-with-claude/fast-mode)
+and ``usage.inference_geo`` (data residency: US-only inference is priced above global; Anthropic
+docs, "Data residency"). Anything but the standard value (``speed`` ``"standard"``,
+``inference_geo`` ``"global"``) must be priced by a matching catalogue variant, else the request is
+unpriced — never billed at the standard price.
+
+Claude on Vertex AI speaks the same body at
+``/v1/projects/{p}/locations/{l}/publishers/anthropic/models/{model}:rawPredict`` (and
+``:streamRawPredict``), with the model in the path (Vertex AI docs, "Use Claude models").
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, _text_of, as_int
@@ -37,6 +50,24 @@ def _one(u: dict[str, Any]) -> tuple[int, int, int, int, int]:
         w1h,
         as_int(u.get("output_tokens")),
     )
+
+
+#: Values of the usage's price-variant fields that mean standard pricing.
+_STANDARD_VARIANTS = {"speed": frozenset({"standard", ""}), "inference_geo": frozenset({"global", "", "not_available"})}
+# Vertex AI: ".../publishers/anthropic/models/{model}:rawPredict|streamRawPredict"
+_VERTEX_PATH = re.compile(r"^/[^?]*?/publishers/anthropic/models/(?P<model>[^/:?]+):(?P<method>rawPredict|streamRawPredict)$")
+
+
+def price_variant(u: Any) -> dict[str, str]:
+    """The non-standard price variants an Anthropic usage object reports: ``{"speed": "fast"}``,
+    ``{"inference_geo": "us"}`` …; ``{}`` for standard pricing (values lower-cased)."""
+    out: dict[str, str] = {}
+    if isinstance(u, dict):
+        for key, standard in _STANDARD_VARIANTS.items():
+            v = u.get(key)
+            if isinstance(v, str) and v.strip().lower() not in standard:
+                out[key] = v.strip().lower()
+    return out
 
 
 def anthropic_usage(u: Any) -> Usage | None:
@@ -89,6 +120,8 @@ class MessagesStreamUsage(StreamUsage):
                 self._merged[k] = v
             elif k == "service_tier" and isinstance(v, str):
                 self.service_tier = v
+            elif k in _STANDARD_VARIANTS and isinstance(v, str):
+                self._merged[k] = v
 
     def on_event(self, ev: Any) -> int:
         name = ev.event
@@ -120,6 +153,9 @@ class MessagesStreamUsage(StreamUsage):
     def usage(self) -> Usage | None:
         return anthropic_usage(self._merged) if self._merged else None
 
+    def price_variant(self) -> dict[str, str]:
+        return price_variant(self._merged)
+
 
 class AnthropicMessages(Dialect):
     name = "anthropic_messages"
@@ -135,6 +171,20 @@ class AnthropicMessages(Dialect):
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return anthropic_usage(body.get("usage"))
+
+    def price_variant(self, body: dict[str, Any]) -> dict[str, str]:
+        return price_variant(body.get("usage"))
+
+    def matches_path(self, path: str) -> bool:
+        return _VERTEX_PATH.match(path) is not None
+
+    def model_from_path(self, path: str) -> str | None:
+        m = _VERTEX_PATH.match(path.split("?", 1)[0])
+        return m.group("model") if m else None
+
+    def is_stream_path(self, path: str) -> bool:
+        m = _VERTEX_PATH.match(path.split("?", 1)[0])
+        return m is not None and m.group("method") == "streamRawPredict"
 
     def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
         return MessagesStreamUsage()

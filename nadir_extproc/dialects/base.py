@@ -108,9 +108,11 @@ class StreamUsage:
         self.finish_reasons: list[str] | None = None
 
     def note(self, model: Any, response_id: Any) -> None:
-        """Record the served model (latest string wins) and the response id (first non-empty
-        string wins) from values read out of an event's JSON; anything else is ignored."""
-        if isinstance(model, str):
+        """Record the served model (latest non-empty string wins: Azure's leading content-filter
+        chunk has ``"model": ""``, and must not hide the model named by later chunks) and the
+        response id (first non-empty string wins) from values read out of an event's JSON;
+        anything else is ignored."""
+        if isinstance(model, str) and model:
             self.model = model
         if self.response_id is None and isinstance(response_id, str) and response_id:
             self.response_id = response_id
@@ -122,6 +124,10 @@ class StreamUsage:
     def usage(self) -> Usage | None:
         """Normalised usage known so far (``None`` if none was reported)."""
         raise NotImplementedError
+
+    def price_variant(self) -> dict[str, str]:
+        """Non-standard price variants the stream reported (``Dialect.price_variant``)."""
+        return {}
 
 
 class Dialect:
@@ -173,6 +179,11 @@ class Dialect:
     def usage(self, body: dict[str, Any]) -> Usage | None:
         """Normalised usage of a JSON response body; ``None`` when the body reports none."""
         raise NotImplementedError
+
+    def price_variant(self, body: dict[str, Any]) -> dict[str, str]:
+        """Price variants the response reports with a non-standard value (Anthropic
+        ``usage.speed`` ``"fast"`` …), for ``pricing.cost.price(variant=)``; ``{}`` by default."""
+        return {}
 
     def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
         """A fresh per-stream usage accumulator. ``injected_usage``: we added

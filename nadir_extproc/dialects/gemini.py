@@ -20,6 +20,16 @@ So: input = prompt + toolUsePrompt, of which cache read = cachedContent; output 
 thoughts, of which reasoning = thoughts. Gemini reports no cache writes (explicit cache creation
 is billed per storage hour, outside a request). Streamed chunks each carry cumulative
 ``usageMetadata``; the last one holds the final counts.
+
+Modalities: ``promptTokensDetails`` / ``toolUsePromptTokensDetails`` (and ``cacheTokensDetails`` for
+the cached part) list ``{modality, tokenCount}`` per ``TEXT`` / ``IMAGE`` / ``AUDIO`` / ``VIDEO``;
+``candidatesTokensDetails`` the same for output. Uncached audio/image/video input and audio/image
+output are billed at their own rates (Gemini API pricing: gemini-2.5-flash audio input $1.00 vs
+$0.30 text per MTok).
+
+The tier that served the request: ``usageMetadata.serviceTier`` (Gemini API) or, on Vertex AI,
+``usageMetadata.trafficType`` (Vertex AI reference, ``UsageMetadata.TrafficType``: ``ON_DEMAND``,
+``ON_DEMAND_FLEX``, ``ON_DEMAND_PRIORITY``, ``PROVISIONED_THROUGHPUT``) -> ``served_tier``.
 """
 
 from __future__ import annotations
@@ -50,12 +60,65 @@ def gemini_usage(u: Any) -> Usage | None:
     cached = min(as_int(u.get("cachedContentTokenCount")), prompt)
     thoughts = as_int(u.get("thoughtsTokenCount"))
     candidates = as_int(u.get("candidatesTokenCount"))
+    uncached = prompt - cached + tool_prompt
+    p_in, t_in, c_in = (_by_modality(u.get(k)) for k in ("promptTokensDetails", "toolUsePromptTokensDetails", "cacheTokensDetails"))
+    out = _by_modality(u.get("candidatesTokensDetails"))
+    parts: dict[str, int] = {}
+    left = uncached
+    for modality, field in (("AUDIO", "input_audio_tokens"), ("IMAGE", "input_image_tokens"), ("VIDEO", "input_video_tokens")):
+        n = min(max(p_in.get(modality, 0) - c_in.get(modality, 0), 0) + t_in.get(modality, 0), left)
+        if n:
+            parts[field] = n
+            left -= n
+    left = candidates
+    for modality, field in (("AUDIO", "output_audio_tokens"), ("IMAGE", "output_image_tokens")):
+        n = min(out.get(modality, 0), left)
+        if n:
+            parts[field] = n
+            left -= n
     return Usage(
-        uncached_input_tokens=prompt - cached + tool_prompt,
+        uncached_input_tokens=uncached,
         cache_read_tokens=cached,
         output_tokens=candidates + thoughts,
         reasoning_tokens=thoughts,
+        **parts,
     )
+
+
+def _by_modality(details: Any) -> dict[str, int]:
+    """``{"AUDIO": n, …}`` from a Gemini ``ModalityTokenCount`` list (absent or bad: ``{}``)."""
+    out: dict[str, int] = {}
+    if isinstance(details, list):
+        for d in details:
+            if isinstance(d, dict) and isinstance(d.get("modality"), str):
+                out[d["modality"].upper()] = out.get(d["modality"].upper(), 0) + as_int(d.get("tokenCount"))
+    return out
+
+
+#: Vertex AI ``trafficType`` -> the service tier it means (``None``: standard pay-as-you-go).
+#: Provisioned Throughput is paid by subscription, not per token: a tier no per-token rate prices.
+TRAFFIC_TIERS = {
+    "ON_DEMAND": None,
+    "TRAFFIC_TYPE_UNSPECIFIED": None,
+    "ON_DEMAND_FLEX": "flex",
+    "ON_DEMAND_PRIORITY": "priority",
+    "PROVISIONED_THROUGHPUT": "provisioned_throughput",
+}
+
+
+def served_tier(meta: Any) -> str | None:
+    """The tier a ``usageMetadata`` says served the request: ``serviceTier`` (Gemini API), else
+    the tier of Vertex's ``trafficType`` (``TRAFFIC_TIERS``; an unknown value is passed on as
+    itself, lower-cased, so it cannot be priced as standard); ``None`` when silent."""
+    if not isinstance(meta, dict):
+        return None
+    t = meta.get("serviceTier")
+    if isinstance(t, str) and t:
+        return t
+    tt = meta.get("trafficType")
+    if isinstance(tt, str) and tt:
+        return TRAFFIC_TIERS.get(tt.upper(), tt.lower())
+    return None
 
 
 def _last_with_usage(body: Any) -> dict[str, Any] | None:
@@ -130,8 +193,9 @@ class GeminiStreamUsage(StreamUsage):
         u = gemini_usage(meta)
         if u is not None:
             self._usage = u
-        if isinstance(meta, dict) and isinstance(meta.get("serviceTier"), str):
-            self.service_tier = meta["serviceTier"]
+        tier = served_tier(meta)
+        if tier is not None:
+            self.service_tier = tier
         return USAGE if reasons and u is not None else KEEP
 
     def usage(self) -> Usage | None:
@@ -212,11 +276,10 @@ class Gemini(Dialect):
         return gemini_usage(b.get("usageMetadata")) if b is not None else None
 
     def service_tier(self, body: dict[str, Any]) -> str | None:
-        """``usageMetadata.serviceTier`` (``"standard"``, ``"flex"``, ``"priority"``) when reported."""
+        """The tier that served the request (``served_tier``: ``serviceTier``, else Vertex's
+        ``trafficType``) when reported."""
         b = _last_with_usage(body)
-        u = b.get("usageMetadata") if b is not None else None
-        t = u.get("serviceTier") if isinstance(u, dict) else None
-        return t if isinstance(t, str) else None
+        return served_tier(b.get("usageMetadata") if b is not None else None)
 
     def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
         return GeminiStreamUsage()

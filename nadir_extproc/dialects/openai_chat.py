@@ -9,12 +9,19 @@ likewise *inside* ``prompt_tokens`` (3329 = 3 + 3211 cached + 115 written). Deep
 ``prompt_cache_miss_tokens``, the two summing to ``prompt_tokens``; the larger of it and
 ``prompt_tokens_details.cached_tokens`` is the cache read (they agree when both are sent), else every
 hit would be billed at the miss rate.
+
+Modalities (OpenAI API reference, ``CompletionUsage``; shared case 31):
+``prompt_tokens_details.audio_tokens`` / ``image_tokens`` are the audio / image part of
+``prompt_tokens``, and ``completion_tokens_details.audio_tokens`` / ``image_tokens`` the audio / image
+part of ``completion_tokens``; each is billed at its own rate (gpt-audio: $32 / $64 per MTok audio
+against $2.50 / $10 text). Cached audio is not split out (counted at the cache-read rate).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from nadir_extproc import jsonbody
@@ -44,12 +51,22 @@ def openai_usage(u: Any, input_key: str, output_key: str, in_details: str, out_d
     d_out = u.get(out_details)
     output = as_int(u.get(output_key))
     reasoning = as_int(d_out.get("reasoning_tokens")) if isinstance(d_out, dict) else 0
+    reasoning = min(reasoning, output)
+    uncached = prompt - cached - written
+    in_audio = min(as_int(d_in.get("audio_tokens")), uncached) if isinstance(d_in, dict) else 0
+    in_image = min(as_int(d_in.get("image_tokens")), uncached - in_audio) if isinstance(d_in, dict) else 0
+    out_audio = min(as_int(d_out.get("audio_tokens")), output - reasoning) if isinstance(d_out, dict) else 0
+    out_image = min(as_int(d_out.get("image_tokens")), output - reasoning - out_audio) if isinstance(d_out, dict) else 0
     return Usage(
-        uncached_input_tokens=prompt - cached - written,
+        uncached_input_tokens=uncached,
         cache_read_tokens=cached,
         cache_write_tokens=written,
         output_tokens=output,
-        reasoning_tokens=min(reasoning, output),
+        reasoning_tokens=reasoning,
+        input_audio_tokens=in_audio,
+        input_image_tokens=in_image,
+        output_audio_tokens=out_audio,
+        output_image_tokens=out_image,
     )
 
 
@@ -60,6 +77,12 @@ def chat_usage(u: Any) -> Usage | None:
 
 _WS = b" \t\r\n"
 _WS1 = (b" ", b"\t", b"\r", b"\n")
+
+
+def _top_level_usage(chunk: dict[str, Any]) -> Any:
+    return chunk.get("usage")
+
+
 _USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 #: The top-level ``"service_tier":"…"`` of a chunk (inside message text the quotes are escaped,
@@ -82,9 +105,12 @@ class ChatStreamUsage(StreamUsage):
     never see a chunk shape it did not ask for); then each chunk with a finish reason is a
     ``CARRIER`` (the last one carries the opt-in cost field instead of the dropped usage chunk)."""
 
-    def __init__(self, injected_usage: bool) -> None:
+    def __init__(self, injected_usage: bool, usage_object: Callable[[dict[str, Any]], Any] | None = None) -> None:
         super().__init__()
         self.injected = injected_usage
+        # Where a chunk's usage object sits: top-level "usage" unless the provider says otherwise
+        # (Groq: also x_groq.usage; nadir_extproc.providers.groq.usage_object).
+        self._usage_of = usage_object or _top_level_usage
         self._last_usage_data: str | None = None
         self._usage: Usage | None = None
         self._finish: dict[int, str] = {}  # choice index -> finish_reason
@@ -142,6 +168,16 @@ class ChatStreamUsage(StreamUsage):
         if self._finish:
             self.finish_reasons = [self._finish[k] for k in sorted(self._finish)]
 
+    def raw_usage(self) -> Any:
+        """The last usage object the stream reported, as sent (``None`` when none)."""
+        if self._last_usage_data is None:
+            return None
+        try:
+            obj = json.loads(self._last_usage_data)
+        except ValueError:
+            return None
+        return self._usage_of(obj) if isinstance(obj, dict) else None
+
     def usage(self) -> Usage | None:
         if self._usage is None and self._last_usage_data is not None:
             try:
@@ -149,7 +185,7 @@ class ChatStreamUsage(StreamUsage):
             except ValueError:
                 return None
             if isinstance(obj, dict):
-                self._usage = chat_usage(obj.get("usage"))
+                self._usage = chat_usage(self._usage_of(obj))
         return self._usage
 
 
@@ -167,8 +203,8 @@ class OpenAIChat(Dialect):
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return chat_usage(body.get("usage"))
 
-    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
-        return ChatStreamUsage(injected_usage)
+    def stream_usage(self, injected_usage: bool = False, usage_object: Callable[[dict[str, Any]], Any] | None = None) -> StreamUsage:
+        return ChatStreamUsage(injected_usage, usage_object)
 
     def inject_stream_usage(self, raw: bytes, body: dict[str, Any]) -> bytes | None:
         """Add ``"stream_options": {"include_usage": true}`` to a streamed request that lacks it

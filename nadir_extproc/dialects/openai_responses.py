@@ -4,11 +4,18 @@ Usage counting rule (OpenAI API reference, "The response object"): ``input_token
 ``input_tokens_details.cached_tokens``; ``output_tokens`` *includes*
 ``output_tokens_details.reasoning_tokens``. When streamed, usage arrives only in the
 ``response.completed`` / ``response.incomplete`` / ``response.failed`` event's ``response``.
+
+Hosted tool calls are billed per call on top of tokens and are not in ``usage``: they are the
+``output`` items of type ``web_search_call`` (OpenAI pricing, "Built-in tools": web search $10 /
+1K calls for gpt-5; search content tokens are already in ``input_tokens``), ``file_search_call``
+($2.50 / 1K) and ``code_interpreter_call``, counted from the response object's ``output`` in JSON
+and in the stream's final event, which carries the whole response (shared case 29).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of
@@ -17,6 +24,31 @@ from nadir_extproc.pricing.usage import Usage
 
 
 _FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: ``output`` item type -> the ``Usage`` field counting it (billed per call).
+_TOOL_CALLS = {
+    "web_search_call": "web_search_requests",
+    "file_search_call": "file_search_calls",
+    "code_interpreter_call": "code_interpreter_calls",
+}
+
+
+def responses_usage(resp: Any) -> Usage | None:
+    """Normalised usage of a Responses ``response`` object: its ``usage`` (OpenAI's rule, the
+    Chat names changed) plus the hosted tool calls among its ``output`` items. ``None`` when the
+    object has no usage."""
+    if not isinstance(resp, dict):
+        return None
+    u = openai_usage(resp.get("usage"), "input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+    if u is None:
+        return None
+    calls: dict[str, int] = {}
+    out = resp.get("output")
+    if isinstance(out, list):
+        for item in out:
+            field = _TOOL_CALLS.get(item.get("type")) if isinstance(item, dict) else None
+            if field is not None:
+                calls[field] = calls.get(field, 0) + 1
+    return replace(u, **calls) if calls else u
 
 
 class ResponsesStreamUsage(StreamUsage):
@@ -52,10 +84,7 @@ class ResponsesStreamUsage(StreamUsage):
                 t = resp.get("service_tier")
                 if isinstance(t, str):
                     self.service_tier = t
-                self._usage = openai_usage(
-                    resp.get("usage"), "input_tokens", "output_tokens",
-                    "input_tokens_details", "output_tokens_details",
-                )
+                self._usage = responses_usage(resp)
             if name == "response.failed":
                 self.failed = True
             return TERMINAL | USAGE
@@ -90,13 +119,7 @@ class OpenAIResponses(Dialect):
         return "\n".join(out)
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
-        return openai_usage(
-            body.get("usage"),
-            "input_tokens",
-            "output_tokens",
-            "input_tokens_details",
-            "output_tokens_details",
-        )
+        return responses_usage(body)
 
     def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
         return ResponsesStreamUsage()

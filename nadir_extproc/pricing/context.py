@@ -6,7 +6,8 @@ Where each provider reports the tier *actually used* (not the one requested):
 - OpenAI Chat Completions and Responses: top-level ``service_tier`` (``"default"``, ``"flex"``,
   ``"priority"``, ``"scale"``); OpenAI-compatible servers echo it (Groq ``"on_demand"``).
 - Anthropic Messages: ``usage.service_tier`` (``"standard"``, ``"priority"``, ``"batch"``).
-- Gemini: ``usageMetadata.serviceTier`` (``"standard"``, ``"flex"``, ``"priority"``).
+- Gemini: ``usageMetadata.serviceTier`` (``"standard"``, ``"flex"``, ``"priority"``); Vertex AI:
+  ``usageMetadata.trafficType`` (``nadir_extproc.dialects.gemini.served_tier``).
 
 Batch results arrive wrapped, one JSON line each: OpenAI Batch output
 ``{"custom_id", "response": {"status_code", "body": <chat/responses object>}}`` and Anthropic
@@ -29,12 +30,13 @@ def served_context(body: Any) -> tuple[str | None, bool]:
         return None, False
     tier = body.get("service_tier")
     if not isinstance(tier, str):
-        for holder in (body.get("usage"), body.get("usageMetadata")):
-            if isinstance(holder, dict):
-                t = holder.get("service_tier", holder.get("serviceTier"))
-                if isinstance(t, str):
-                    tier = t
-                    break
+        u = body.get("usage")
+        if isinstance(u, dict) and isinstance(u.get("service_tier"), str):
+            tier = u["service_tier"]
+        elif isinstance(body.get("usageMetadata"), dict):
+            from nadir_extproc.dialects.gemini import served_tier
+
+            tier = served_tier(body["usageMetadata"])
     return tier_context(tier if isinstance(tier, str) else None)
 
 

@@ -20,6 +20,17 @@ says why when it cannot. The result is a plain ``dict`` (``--json`` prints it):
   ``savings.py`` for the definition). This is the what-if for the recorded usage whatever the
   request asked for; the request path's ``x-nadir-cost-saved`` is 0 when the client named the
   model itself, since routing changed nothing.
+- ``otel_provider_name`` (``gen_ai.provider.name`` of the endpoint: ``gcp.vertex_ai`` on Vertex AI
+  hosts, ``azure.ai.openai`` on Azure …), ``response_id``;
+- ``reported_cost_usd`` (the provider's own figure, OpenRouter / Perplexity ``usage.cost``; when
+  present it is ``cost_usd``), ``catalogue_cost_usd`` (the catalogue's figure) and
+  ``cost_disagrees``; ``price_variant`` (non-standard variants priced, e.g.
+  ``{"search_context_size": "low"}``); ``corrections`` (catalogue corrections applied, ids of
+  ``corrections.py``, with their sources in the table output);
+- for a batch output file (JSONL of batch results): ``requests`` (lines priced) and the sums.
+
+Exit status of the command: 0 priced, ``EXIT_UNPRICED`` (3) unpriced (the JSON/table is still
+printed), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -36,6 +48,7 @@ from urllib.parse import urlsplit
 import typer
 
 from nadir_extproc.dialects import DIALECTS, Dialect
+from nadir_extproc.providers import known
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.pricing.context import served_context, unwrap_batch_result
 from nadir_extproc.pricing.cost import PROVIDER_ERROR, Cost, price
@@ -46,6 +59,9 @@ from nadir_extproc.pricing.usage import Usage
 UNSUPPORTED_API = "unsupported_api"
 RESPONSE_NOT_JSON = "response_not_json"
 STREAM_NOT_SUPPORTED = "stream_not_supported"
+BACKGROUND_PENDING = "background_pending"
+#: Exit status of ``nadir-extproc cost`` when the answer is unpriced (2 is a usage error).
+EXIT_UNPRICED = 3
 
 _WHY = {
     "unknown_provider": "no catalogue provider serves {host}; pass --provider (a genai-prices provider id) "
@@ -61,12 +77,20 @@ _WHY = {
     "Messages, Gemini generateContent)",
     RESPONSE_NOT_JSON: "the response is neither JSON nor an SSE stream",
     STREAM_NOT_SUPPORTED: "streamed response: not supported yet",
+    BACKGROUND_PENDING: "a background response that has not finished ({status}); it is priced when its "
+    "result is fetched (GET /v1/responses/{{id}})",
+    "unknown_price_variant": "served under price variant {variant}, for which the catalogue has no rates",
+    "stream_error": "the stream ended with an error event: not a complete response",
 }
 
 
 def provider_from_url(url: str) -> str | None:
-    """The genai-prices provider id whose ``api_pattern`` matches ``url`` (first in catalogue
-    order), or ``None`` (e.g. ``http://localhost:11434``)."""
+    """The provider id for ``url``: a registered provider's host (``known.from_url``: its
+    catalogue id), else the genai-prices provider whose ``api_pattern`` matches (first in catalogue
+    order), else ``None`` (e.g. ``http://localhost:11434``)."""
+    entry = known.from_url(url)
+    if entry is not None:
+        return entry.catalogue_id
     catalogue.load()
     for p in catalogue._all_providers():  # noqa: SLF001 - same package
         if p.api_pattern and re.match(p.api_pattern, url):
@@ -85,7 +109,15 @@ def dialect_from_path(path: str) -> Dialect | None:
     for suffix, name in (("/chat/completions", "openai_chat"), ("/responses", "openai_responses"), ("/messages", "anthropic_messages")):
         if bare.endswith(suffix):
             return DIALECTS[name]
+    if _RESPONSE_BY_ID.search(bare):  # GET /v1/responses/{id}: a background response's result
+        return DIALECTS["openai_responses"]
     return None
+
+
+_RESPONSE_BY_ID = re.compile(r"/responses/[A-Za-z0-9_-]+$")
+#: Batch output files: OpenAI ``GET /v1/files/{id}/content``, Anthropic
+#: ``GET /v1/messages/batches/{id}/results`` (JSONL, one result per line).
+_BATCH_OUTPUT = re.compile(r"/files/[^/]+/content$|/messages/batches/[^/]+/results$")
 
 
 def _error_summary(body: Any) -> str | None:
@@ -101,20 +133,24 @@ def _error_summary(body: Any) -> str | None:
     return None
 
 
-def _read_stream(d: Dialect, raw: bytes) -> tuple[Usage | None, str | None, bool, str | None] | None:
-    """``(usage, model, failed, service_tier)`` of a raw SSE body (the tier the stream reports as
-    served, ``StreamUsage.service_tier``), or ``None`` when streams cannot be read yet."""
+def _read_stream(d: Dialect, raw: bytes, entry: known.Entry | None) -> Any:
+    """The dialect's stream accumulator after reading a raw SSE body (``usage()``, ``model``,
+    ``failed``, ``service_tier``, ``price_variant()``), or ``None`` when streams cannot be read.
+    The provider says where a chunk's usage sits (``Entry.usage_object``, Groq)."""
     try:
         from nadir_extproc.sse import SSEParser
 
-        acc = d.stream_usage(False)
+        if entry is not None and entry.usage_object is not None and d.name == "openai_chat":
+            acc = d.stream_usage(False, usage_object=entry.usage_object)
+        else:
+            acc = d.stream_usage(False)
     except (ImportError, NotImplementedError, AttributeError):
         return None
     parser = SSEParser(max_event_bytes=len(raw) + 1)
     events, _ = parser.feed(raw + (b"" if raw.endswith((b"\n\n", b"\r\n\r\n")) else b"\n\n"))
     for ev in events:
         acc.on_event(ev)
-    return acc.usage(), acc.model, acc.failed, getattr(acc, "service_tier", None)
+    return acc
 
 
 def _usage_json(u: Usage | None) -> dict[str, int] | None:
@@ -128,7 +164,12 @@ def _usage_json(u: Usage | None) -> dict[str, int] | None:
         "output_tokens": u.output_tokens,
         "reasoning_tokens": u.reasoning_tokens,
         "web_search_requests": u.web_search_requests,
+        **{k: getattr(u, k) for k in _EXTRA_USAGE if getattr(u, k)},
     }
+
+
+_EXTRA_USAGE = ("file_search_calls", "code_interpreter_calls", "input_audio_tokens", "input_image_tokens",
+                "input_video_tokens", "output_audio_tokens", "output_image_tokens")
 
 
 def _usd(v: Decimal | None) -> str | None:
@@ -152,8 +193,9 @@ def explain(
 
     ``url``: the request URL (provider from its host, dialect from its path; ``provider`` /
     ``dialect`` override). ``response``: the response body bytes (gzip is decompressed; SSE is read
-    with the dialect's stream reader). ``request``: the request body (optional; supplies the
-    requested model and explains a stream without usage). ``status``: HTTP status when known (>= 400
+    with the dialect's stream reader; a JSONL batch output file is priced line by line and
+    summed). ``request``: the request body (optional; supplies the requested model, request-side
+    price options and explains a stream without usage). ``status``: HTTP status when known (>= 400
     is a provider error). ``when``: request time (default now, UTC). ``batch``: force batch rates
     (default: detected from a batch-result wrapper or Anthropic ``service_tier: batch``).
     ``baseline``: savings baseline model; else the most expensive of ``candidates[provider]`` at this
@@ -161,24 +203,34 @@ def explain(
     """
     when = when or datetime.now(UTC)
     parts = urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    raw = gzip.decompress(response) if response[:2] == b"\x1f\x8b" else response
+    if dialect is None and _BATCH_OUTPUT.search(parts.path.rstrip("/")):
+        return _explain_batch_file(url, raw, provider=provider, when=when, batch=batch, baseline=baseline, candidates=candidates)
     d = DIALECTS.get(dialect) if dialect else dialect_from_path(parts.path)
+    entry = known.get(provider) if provider else known.from_url(url)
     prov = provider or provider_from_url(url)
     out: dict[str, Any] = {
         "url": url,
         "provider": prov,
         "dialect": d.name if d else None,
+        "otel_provider_name": entry.otel_name if entry is not None else (known.otel_name(prov) if prov else None),
         "requested_model": None,
         "served_model": None,
         "priced_as": None,
+        "response_id": None,
         "service_tier": None,
         "batch": bool(batch),
+        "price_variant": None,
         "when": when.isoformat(),
         "usage": None,
         "rates_usd_per_mtok": None,
         "long_context_above": None,
         "breakdown_usd": None,
         "cost_usd": None,
+        "reported_cost_usd": None,
+        "catalogue_cost_usd": None,
+        "cost_disagrees": False,
+        "corrections": [],
         "unpriced_reason": None,
         "explanation": None,
         "price_source": None,
@@ -189,7 +241,8 @@ def explain(
 
     def unpriced(reason: str, **fmt: Any) -> dict[str, Any]:
         out["unpriced_reason"] = reason
-        values = {"host": parts.netloc or url, "path": parts.path, "hint": "", "error": "error", **fmt}
+        values = {"host": parts.netloc or url, "path": parts.path, "hint": "", "error": "error", "status": "",
+                  "variant": out.get("price_variant"), **fmt}
         out["explanation"] = _WHY.get(reason, reason).format(**values)
         return out
 
@@ -206,19 +259,28 @@ def explain(
     if d is None:
         return unpriced(UNSUPPORTED_API)
 
-    raw = gzip.decompress(response) if response[:2] == b"\x1f\x8b" else response
     text = raw.lstrip()
     usage: Usage | None
     body: Any = None
     tier: str | None = None
     is_batch = bool(batch)
+    variant: dict[str, str] = {}
+    reported: Decimal | None = None
+    raw_usage: Any = None
     if text[:5] in (b"data:", b"event") or text[:1] == b":":
-        read = _read_stream(d, raw)
-        if read is None:
+        acc = _read_stream(d, raw, entry)
+        if acc is None:
             return unpriced(STREAM_NOT_SUPPORTED)
-        usage, served, failed, tier = read
-        if failed and usage is None:
-            return unpriced(PROVIDER_ERROR, error="error event in the stream")
+        usage, served, failed, tier = acc.usage(), acc.model, acc.failed, acc.service_tier
+        out["response_id"] = acc.response_id
+        variant = dict(acc.price_variant())
+        raw_usage = acc.raw_usage() if hasattr(acc, "raw_usage") else None
+        if failed:
+            # An error event ends the stream: not a complete response, so no price is its price.
+            out["served_model"] = served or out["requested_model"]
+            out["usage"] = _usage_json(usage)
+            return unpriced("stream_error" if usage is not None else PROVIDER_ERROR, error="error event in the stream")
+        stream_body = {"usage": raw_usage} if isinstance(raw_usage, dict) else {}
     else:
         try:
             body = json.loads(raw)
@@ -238,11 +300,24 @@ def explain(
             body = next((x for x in reversed(body) if isinstance(x, dict) and d.usage(x) is not None), None)
         tier, batch_tier = served_context(body)
         is_batch = is_batch or (batch_tier and batch is not False)
+        if isinstance(body, dict):
+            out["response_id"] = body.get("id") if isinstance(body.get("id"), str) else body.get("responseId")
+            variant = dict(d.price_variant(body))
+            raw_usage = body.get("usage")
+        stream_body = body if isinstance(body, dict) else {}
+    if entry is not None and usage is not None:
+        if entry.usage_fix is not None and isinstance(raw_usage, dict):
+            usage = entry.usage_fix(raw_usage, usage)
+        if entry.reported_cost is not None:
+            reported = entry.reported_cost(stream_body)
+        if entry.price_variant is not None:
+            variant.update(entry.price_variant(stream_body, req_body if isinstance(req_body, dict) else None))
     served = served or out["requested_model"]
     out["served_model"] = served
     out["usage"] = _usage_json(usage)
     out["service_tier"] = tier
     out["batch"] = is_batch
+    out["price_variant"] = variant or None
     if prov is None:
         return unpriced("unknown_provider")
     if usage is None:
@@ -251,13 +326,32 @@ def explain(
             isinstance(req_body.get("stream_options"), dict) and req_body["stream_options"].get("include_usage")
         ) and d.name == "openai_chat":
             hint = " (a Chat Completions stream without stream_options.include_usage carries none)"
+        if isinstance(body, dict) and body.get("background") is True and body.get("status") in ("queued", "in_progress"):
+            return unpriced(BACKGROUND_PENDING, status=body.get("status"))
         return unpriced("no_usage", hint=hint)
     if not served:
         return unpriced("unknown_model", source=catalogue.CATALOGUE, served="", provider=prov)
 
-    cost = price(prov, served, usage, when=when, service_tier=tier, batch=is_batch)
+    cost = price(prov, served, usage, when=when, service_tier=tier, batch=is_batch, variant=variant, reported_usd=reported)
+    _cost_fields(out, cost)
+    if cost.total_usd is None:
+        return unpriced(
+            cost.unpriced_reason or "unknown_model",
+            source=catalogue.CATALOGUE,
+            served=served,
+            provider=cost.provider,
+            tier=tier,
+            variant=cost.variant,
+        )
+    _baseline(out, prov, cost, usage, when, tier, is_batch, baseline, candidates)
+    return out
+
+
+def _cost_fields(out: dict[str, Any], cost: Cost) -> None:
+    """Fill ``out`` from a ``Cost``: provider, rates, breakdown, totals, corrections."""
     out["provider"] = cost.provider
     out["price_source"] = cost.catalogue
+    out["corrections"] = list(cost.corrections)
     if cost.rates is not None:
         r = cost.rates
         out["rates_usd_per_mtok"] = {
@@ -268,20 +362,64 @@ def explain(
             "output": _usd(r.output),
             "reasoning": _usd(r.reasoning),
             "web_search_per_1000": _usd(r.web_search),
+            **{k: _usd(v) for k, v in (
+                ("input_audio", r.input_audio), ("output_audio", r.output_audio),
+                ("file_search_per_1000", r.file_search), ("code_interpreter_per_1000", r.code_interpreter),
+                ("request_fee_per_1000", r.request),
+            ) if v is not None and v != r.input and v != r.output},
         }
         out["long_context_above"] = r.tier_start
     if cost.total_usd is None:
-        return unpriced(
-            cost.unpriced_reason or "unknown_model",
-            source=catalogue.CATALOGUE,
-            served=served,
-            provider=cost.provider,
-            tier=tier,
-        )
+        return
     out["priced_as"] = cost.model
     out["breakdown_usd"] = {k: format_usd(v) for k, v in cost.breakdown.items()}
     out["cost_usd"] = format_usd(cost.total_usd)
-    _baseline(out, prov, cost, usage, when, tier, is_batch, baseline, candidates)
+    out["reported_cost_usd"] = _usd(cost.reported_usd)
+    out["catalogue_cost_usd"] = _usd(cost.catalogue_usd)
+    out["cost_disagrees"] = cost.disagrees
+
+
+def _explain_batch_file(
+    url: str, raw: bytes, *, provider: str | None, when: datetime, batch: bool | None,
+    baseline: str | None, candidates: dict[str, list[str]] | None,
+) -> dict[str, Any]:
+    """A batch output file (JSONL, one batch result per line): each line priced as its own
+    response (its dialect from the body's ``object``/``type``), then summed. Unpriced if any line
+    is (its reason), so a total is never short."""
+    parts = urlsplit(url)
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    results = []
+    for ln in lines:
+        try:
+            obj = json.loads(ln)
+        except ValueError:
+            obj = None
+        inner = unwrap_batch_result(obj)
+        body = inner[0] if inner is not None else None
+        kind = body.get("object") or body.get("type") if isinstance(body, dict) else None
+        name = {"chat.completion": "openai_chat", "response": "openai_responses", "message": "anthropic_messages"}.get(kind)
+        base = f"{parts.scheme}://{parts.netloc}"
+        path = {"openai_chat": "/v1/chat/completions", "openai_responses": "/v1/responses", "anthropic_messages": "/v1/messages"}.get(name or "", "/v1/chat/completions")
+        results.append(explain(base + path, ln, provider=provider, dialect=name, when=when,
+                               batch=True if batch is None else batch, baseline=baseline, candidates=candidates))
+    first = results[0] if results else explain(url, b"", provider=provider, dialect="openai_chat", when=when)
+    out = dict(first)
+    out["url"] = url
+    out["requests"] = len(results)
+    bad = next((r for r in results if r["cost_usd"] is None), None)
+    if bad is not None or not results:
+        out.update({k: (bad or first)[k] for k in ("unpriced_reason", "explanation")})
+        out["cost_usd"] = None
+        return out
+    total = sum((D(r["cost_usd"]) for r in results), D(0))
+    out["cost_usd"] = format_usd(total)
+    out["breakdown_usd"] = {k: format_usd(sum((D(r["breakdown_usd"].get(k, "0")) for r in results), D(0)))
+                            for r0 in results for k in r0["breakdown_usd"]}
+    keys = {k for r in results for k in (r["usage"] or {})}
+    out["usage"] = {k: sum((r["usage"] or {}).get(k, 0) for r in results) for k in sorted(keys)}
+    for k in ("baseline_cost_usd", "cost_saved_usd", "reported_cost_usd", "catalogue_cost_usd"):
+        vals = [r[k] for r in results]
+        out[k] = format_usd(sum((D(v) for v in vals), D(0))) if all(v is not None for v in vals) else None
     return out
 
 
@@ -309,7 +447,7 @@ def _baseline(
     out["cost_saved_usd"] = _usd(cost_saved(cost, base))
 
 
-def render_table(e: dict[str, Any]) -> str:
+def render_table(e: dict[str, Any], sources: bool = True) -> str:
     """``explain``'s result as a plain-text table: one line per token class with its tokens, rate
     (USD per MTok) and cost (USD), then the total, the baseline and the saving."""
     lines = [
@@ -342,8 +480,22 @@ def render_table(e: dict[str, Any]) -> str:
         lines.append(f"{'all input':<26}{u['input_tokens']:>10}")
         if e.get("long_context_above"):
             lines.append(f"long-context rates: input above {e['long_context_above']} tokens")
+    for key, label in (("request_fee", "request fee"), ("file_search", "file search (calls)"),
+                       ("code_interpreter", "code interpreter"), ("input_audio", "audio input"),
+                       ("output_audio", "audio output"), ("input_image", "image input"), ("input_video", "video input")):
+        usd = (e.get("breakdown_usd") or {}).get(key)
+        if usd is not None:
+            lines.append(f"{label:<48}{usd:>16}")
     if e.get("cost_usd") is not None:
         lines.append(f"{'total':<48}{e['cost_usd']:>16}")
+    if e.get("reported_cost_usd") is not None:
+        lines.append(f"reported     {e['reported_cost_usd']} USD by the provider (usage.cost); catalogue "
+                     f"{e.get('catalogue_cost_usd') or '-'} USD{' - they disagree' if e.get('cost_disagrees') else ''}")
+    for cid in e.get("corrections") or []:
+        from nadir_extproc.pricing.corrections import by_id
+
+        c = by_id(cid)
+        lines.append(f"correction   {cid}" + (f": {c.source}" if sources else ""))
     else:
         lines.append(f"unpriced: {e['unpriced_reason']} - {e['explanation']}")
     if e.get("baseline_model"):
@@ -360,6 +512,7 @@ def cost_command(
     response: Path = typer.Option(..., "--response", help="Response body: JSON (gzip ok), a batch-result line, or raw SSE."),
     request: Optional[Path] = typer.Option(None, "--request", help="Request body (JSON), optional."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
+    explain_: bool = typer.Option(True, "--explain/--brief", help="Table: name each catalogue correction applied, with its source (default)."),
     provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help=f"Override the dialect ({', '.join(DIALECTS)})."),
     status: Optional[int] = typer.Option(None, "--status", help="HTTP status of the response (>= 400: provider error)."),
@@ -410,4 +563,6 @@ def cost_command(
         url, resp_bytes, req_bytes, provider=provider, dialect=dialect, status=status, when=t,
         batch=batch, baseline=baseline, candidates=candidates,
     )
-    typer.echo(json.dumps(result, indent=2) if as_json else render_table(result))
+    typer.echo(json.dumps(result, indent=2) if as_json else render_table(result, sources=explain_))
+    if result.get("cost_usd") is None:
+        raise typer.Exit(EXIT_UNPRICED)

@@ -63,36 +63,41 @@ UNPRICED = {
 }
 
 
+EXIT_UNPRICED = 3  # README, "The cost command": unpriced answers exit 3, so scripts can tell
+
+
 def _run(row, folder, *extra):
     args = ["cost", "--url", row["url"], "--response", str(folder / row["response_file"]), "--when", WHEN, "--json"]
     req = folder / row["request_file"]
     if req.is_file():
         args += ["--request", str(req)]
     result = CliRunner().invoke(app, [*args, *extra])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    out = json.loads(result.output)
+    assert result.exit_code == (0 if out["cost_usd"] is not None else EXIT_UNPRICED), result.output
+    return out
 
 
 def test_every_recorded_interaction_is_listed(provider_index):
     assert {r["id"] for r in provider_index} == set(PRICED) | set(UNPRICED)
 
 
-def test_every_interaction_priced_or_explained(provider_index, provider_responses):
-    for row in provider_index:
-        out = _run(row, provider_responses)
-        rid = row["id"]
-        if rid in PRICED:
-            assert out["cost_usd"] == PRICED[rid], rid
-            assert out["unpriced_reason"] is None
-            assert out["served_model"] == row["response_model"], rid
-            assert out["usage"]["input_tokens"] >= out["usage"]["cache_read_tokens"]
-            assert sum(D(v) for v in out["breakdown_usd"].values()) == D(out["cost_usd"])
-        else:
-            assert out["cost_usd"] is None, rid
-            assert out["unpriced_reason"] == UNPRICED[rid], rid
-            assert out["explanation"]
-            if row["status"] >= 400:
-                assert out["unpriced_reason"] == "provider_error"
+@pytest.mark.parametrize("rid", sorted(set(PRICED) | set(UNPRICED)))
+def test_recording_priced_or_deliberately_unpriced(rid, provider_index, provider_responses):
+    """One test per recorded interaction: priced at the hand-worked value, or unpriced with its reason."""
+    row = next(r for r in provider_index if r["id"] == rid)
+    out = _run(row, provider_responses)
+    if rid in PRICED:
+        assert out["cost_usd"] == PRICED[rid], rid
+        assert out["unpriced_reason"] is None
+        assert out["served_model"] == row["response_model"], rid
+        assert out["usage"]["input_tokens"] >= out["usage"]["cache_read_tokens"]
+        assert sum(D(v) for v in out["breakdown_usd"].values()) == D(out["cost_usd"])
+    else:
+        assert out["cost_usd"] is None, rid
+        assert out["unpriced_reason"] == UNPRICED[rid], rid
+        assert out["explanation"]
+        if row["status"] >= 400:
+            assert out["unpriced_reason"] == "provider_error"
 
 
 def test_json_shape_gemini_thoughts(provider_index, provider_responses):
@@ -157,3 +162,12 @@ def test_console_entry_point(provider_responses):
         capture_output=True, text=True, check=True, timeout=60,
     )
     assert json.loads(out.stdout)["cost_usd"] == "0.0003905"
+
+
+def test_openrouter_reports_its_own_cost(provider_index, provider_responses):
+    # Recording 45: OpenRouter's usage.cost 0.00219855 is what the request cost; the catalogue
+    # figure (3 x 3 + 3211 x 0.30 + 115 x 3.75 + 53 x 15 = 2198.55 millionths) agrees with it.
+    row = next(r for r in provider_index if r["id"] == "45-openrouter-chat-anthropic-cached")
+    out = _run(row, provider_responses)
+    assert (out["reported_cost_usd"], out["catalogue_cost_usd"], out["cost_disagrees"]) == ("0.00219855", "0.00219855", False)
+    assert out["otel_provider_name"] == "openrouter"

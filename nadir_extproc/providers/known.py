@@ -1,0 +1,119 @@
+"""Every provider the product claims, one entry each: how it is recognised (API hosts, path
+shapes), its catalogue id, its ``gen_ai.provider.name``, and its rule hooks (where it differs from
+its dialect). The ``cost`` command and the request path read the same entries.
+
+OTel names: semconv v1.41.1 ``gen_ai.provider.name`` well-known values (``openai``, ``anthropic``,
+``gcp.gemini`` for generativelanguage.googleapis.com, ``gcp.vertex_ai`` for
+aiplatform.googleapis.com, ``azure.ai.openai``, ``x_ai``, ``groq``, ``deepseek``, ``mistral_ai``,
+``perplexity``); for providers outside the list the convention's advice, the lower-case provider
+name (``together``, ``fireworks``, ``openrouter``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from nadir_extproc.providers import groq, openrouter, perplexity, xai
+from nadir_extproc.pricing.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One provider: ``id`` (ours, also its Envoy cluster / route-metadata value),
+    ``catalogue_id`` (genai-prices), ``otel_name``, ``hosts`` (exact API host, or a suffix when it
+    starts with ``.``), ``dialects``, and its hooks:
+
+    - ``usage_fix(raw_usage, usage) -> Usage``: where its counting differs from the dialect's;
+    - ``usage_object(chunk) -> usage object``: where a stream chunk's usage sits;
+    - ``reported_cost(body) -> Decimal | None``: its own figure for the request (USD);
+    - ``price_variant(body, request) -> dict``: price-variant values it reports.
+    """
+
+    id: str
+    catalogue_id: str
+    otel_name: str
+    hosts: tuple[str, ...]
+    dialects: tuple[str, ...] = ("openai_chat",)
+    usage_fix: Callable[[Mapping[str, Any], Usage], Usage] | None = None
+    usage_object: Callable[[Mapping[str, Any]], Any] | None = None
+    reported_cost: Callable[[Mapping[str, Any]], Decimal | None] | None = None
+    price_variant: Callable[[Mapping[str, Any], Mapping[str, Any] | None], dict[str, str]] | None = None
+    docs: str = ""
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("openai", "openai", "openai", ("api.openai.com",), ("openai_chat", "openai_responses"),
+          docs="https://platform.openai.com/docs/api-reference"),
+    Entry("anthropic", "anthropic", "anthropic", ("api.anthropic.com",), ("anthropic_messages",),
+          docs="https://docs.anthropic.com/en/api/messages"),
+    Entry("google", "google", "gcp.gemini", ("generativelanguage.googleapis.com",), ("gemini",),
+          docs="https://ai.google.dev/api/generate-content"),
+    # Vertex AI: Gemini (generateContent) and Anthropic models (rawPredict), one host per region
+    # (us-central1-aiplatform.googleapis.com); genai-prices' google provider falls back to
+    # anthropic for Claude models.
+    Entry("vertex_ai", "google", "gcp.vertex_ai", ("aiplatform.googleapis.com", "-aiplatform.googleapis.com"),
+          ("gemini", "anthropic_messages"),
+          docs="https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest"),
+    # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=… on
+    # {resource}.openai.azure.com; the body's model is the deployed model's name.
+    Entry("azure", "azure", "azure.ai.openai",
+          (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
+          ("openai_chat", "openai_responses"),
+          docs="https://learn.microsoft.com/azure/ai-services/openai/reference"),
+    Entry("x-ai", "x-ai", "x_ai", ("api.x.ai",), ("openai_chat", "openai_responses"), usage_fix=xai.usage_fix,
+          docs="https://docs.x.ai/developers/rate-limits"),
+    Entry("groq", "groq", "groq", ("api.groq.com",), usage_object=groq.usage_object,
+          docs="https://console.groq.com/docs/api-reference"),
+    Entry("deepseek", "deepseek", "deepseek", ("api.deepseek.com",),
+          docs="https://api-docs.deepseek.com/quick_start/pricing"),
+    Entry("mistral", "mistral", "mistral_ai", ("api.mistral.ai",),
+          docs="https://docs.mistral.ai/api/"),
+    Entry("together", "together", "together", ("api.together.xyz", "api.together.ai"),
+          docs="https://docs.together.ai/reference/chat-completions"),
+    Entry("fireworks", "fireworks", "fireworks", ("api.fireworks.ai",),
+          docs="https://docs.fireworks.ai/api-reference/post-chatcompletions"),
+    Entry("openrouter", "openrouter", "openrouter", ("openrouter.ai", "api.openrouter.ai"),
+          reported_cost=openrouter.reported_cost, docs="https://openrouter.ai/docs/use-cases/usage-accounting"),
+    Entry("perplexity", "perplexity", "perplexity", ("api.perplexity.ai",),
+          reported_cost=perplexity.reported_cost, price_variant=perplexity.price_variant,
+          docs="https://docs.perplexity.ai/getting-started/pricing"),
+)
+
+BY_ID: dict[str, Entry] = {e.id: e for e in ENTRIES}
+_LOCAL = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[?::1\]?|0\.0\.0\.0)$")
+
+
+def get(provider_id: str | None) -> Entry | None:
+    """The entry with this id, else the entry whose catalogue id it is (``None`` when unknown)."""
+    if not provider_id:
+        return None
+    key = provider_id.strip().lower()
+    return BY_ID.get(key) or next((e for e in ENTRIES if e.catalogue_id == key), None)
+
+
+def from_url(url: str) -> Entry | None:
+    """The provider whose API host the URL names; regional / resource subdomains match a host
+    written with a leading ``.`` or ``-`` (``myres.openai.azure.com``,
+    ``us-central1-aiplatform.googleapis.com``). ``None`` for any other host."""
+    host = (urlsplit(url).hostname or "").lower()
+    for e in ENTRIES:
+        for h in e.hosts:
+            if host == h or (h[0] in ".-" and host.endswith(h)):
+                return e
+    return None
+
+
+def is_local(url: str) -> bool:
+    """A self-hosted server on this machine (vLLM, Ollama …): priced only through the price file."""
+    return bool(_LOCAL.match((urlsplit(url).hostname or "").lower()))
+
+
+def otel_name(provider_id: str | None) -> str | None:
+    """``gen_ai.provider.name`` for a provider id (the id itself when unregistered)."""
+    e = get(provider_id)
+    return e.otel_name if e is not None else provider_id
