@@ -3,7 +3,8 @@
 File: ``--config PATH`` or ``NADIR_CONFIG``. Environment: ``NADIR_LISTEN`` (``host:port``),
 ``NADIR_UDS`` (Unix socket path), ``NADIR_AUTO_MODEL``, ``NADIR_LOG_LEVEL``,
 ``NADIR_PROMETHEUS_PORT`` (``telemetry.prometheus_port``); ``OTEL_*`` as in ``TelemetrySettings``;
-``NADIR_STATE_DIR``, ``NADIR_LEDGER_DSN`` (``ledger.postgres_dsn``), ``NADIR_KEY_ID_SECRET``. A bad entry raises
+``NADIR_STATE_DIR``, ``NADIR_LEDGER_DSN`` (``ledger.postgres_dsn``), ``NADIR_KEY_ID_SECRET``,
+``NADIR_REDIS_URL`` (``budget_redis.url``). A bad entry raises
 ``ConfigError`` naming it.
 """
 
@@ -140,6 +141,10 @@ class BudgetRule(BaseModel):
     window: int = Field(gt=0, le=366 * 86400)
     limit_usd: Decimal = Field(ge=0)
     action: Literal["alert", "block"] = "alert"
+    #: While the shared budget store (``budget_redis``) is unreachable, a ``block`` rule decides on
+    #: this process's local totals (``local``), lets every request through (``admit``) or refuses
+    #: every request in its scope (``refuse``).
+    on_redis_down: Literal["local", "admit", "refuse"] = "local"
 
     @field_validator("window", mode="before")
     @classmethod
@@ -161,6 +166,57 @@ class BudgetRule(BaseModel):
     def _exact(cls, v: Any) -> Any:
         # YAML reads 0.0004 as a float; go through its shortest repr, not its binary value.
         return Decimal(repr(v)) if isinstance(v, float) else v
+
+
+class BudgetReservationSettings(BaseModel):
+    """What a request reserves at admission (``nadir_extproc.budgets.estimate``): its estimated
+    maximum cost = input tokens ``ceil(body bytes / bytes_per_token)`` (0 = no input estimate) plus
+    the request's output cap (``max_tokens`` …) or ``output_tokens[provider]`` (else
+    ``output_tokens["default"]``), at the resolved model's rates. A reservation not settled within
+    ``ttl_s`` seconds (request never finished) expires."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bytes_per_token: int = Field(default=4, ge=0)
+    output_tokens: dict[str, int] = Field(default_factory=lambda: {"default": 512})
+    ttl_s: float = Field(default=600.0, gt=0, le=86400)
+
+    @field_validator("output_tokens")
+    @classmethod
+    def _non_negative(cls, v: dict[str, int]) -> dict[str, int]:
+        for k, n in v.items():
+            if n < 0:
+                raise ValueError(f"output_tokens.{k}: must be >= 0")
+        return v
+
+
+class BudgetRedisSettings(BaseModel):
+    """Shared budget totals in Redis or Valkey (``nadir_extproc.budgets.redis_store``); unset
+    ``url`` keeps them in this process's memory. ``url``: ``redis://[[user]:password@]host:port/db``,
+    ``rediss://`` for TLS (env ``NADIR_REDIS_URL``); ``password_file``: a file holding the password
+    (a mounted Secret), used when the URL has none. ``timeout_ms`` bounds every Redis operation on
+    the request path; ``retry_interval_s`` is how often an unreachable Redis is probed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+    password_file: str | None = None
+    timeout_ms: int = Field(default=100, ge=1, le=10000)
+    retry_interval_s: float = Field(default=1.0, gt=0, le=300)
+    key_prefix: str = Field(default="nadir:budget:", min_length=1)
+    max_connections: int = Field(default=64, ge=1)
+    #: TLS (``rediss://``): CA bundle, verification, client certificate and key (mutual TLS).
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use redis://, rediss:// (TLS) or unix://")
+        return v or None
 
 
 class Settings(BaseModel):
@@ -216,6 +272,9 @@ class Settings(BaseModel):
     key_id: KeyIdSettings = Field(default_factory=KeyIdSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     budgets: list[BudgetRule] = Field(default_factory=list)
+    #: Reservations at admission and the shared store of budget totals (issue 17).
+    budget_reservations: BudgetReservationSettings = Field(default_factory=BudgetReservationSettings)
+    budget_redis: BudgetRedisSettings = Field(default_factory=BudgetRedisSettings)
 
     @field_validator("paths")
     @classmethod
@@ -289,6 +348,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         data["state_dir"] = env["NADIR_STATE_DIR"]
     if env.get("NADIR_LEDGER_DSN"):
         data["ledger"] = {**(data.get("ledger") or {}), "postgres_dsn": env["NADIR_LEDGER_DSN"]}
+    if env.get("NADIR_REDIS_URL"):
+        data["budget_redis"] = {**(data.get("budget_redis") or {}), "url": env["NADIR_REDIS_URL"]}
     if env.get("NADIR_PROMETHEUS_PORT"):
         data["telemetry"] = {**(data.get("telemetry") or {}), "prometheus_port": env["NADIR_PROMETHEUS_PORT"]}
     try:

@@ -34,7 +34,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from nadir_extproc import jsonbody, protocol as p
-from nadir_extproc.budgets import H_REMAINING, Budgets, block_reply, scope_values, trace_id
+from nadir_extproc.budgets import H_REMAINING, Budgets, Reservation, block_reply, scope_values, trace_id
 from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
 from nadir_extproc.config import Settings
 from nadir_extproc.dialects import Dialect, detect
@@ -233,7 +233,7 @@ class RequestProcessor:
         "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_sse", "_done",
         "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
         "_inband_sent", "_stream_done", "_priced", "_overflow_counted", "_cost_in_body",
-        "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen", "_held",
+        "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen", "_held", "_admission", "_reservation",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -260,6 +260,8 @@ class RequestProcessor:
         self._scopes: dict[str, str] | None = None  # budget scope values (None: no budgets)
         self._budget_h: dict[str, str] = {}
         self._spent = False  # cost added to the budget totals
+        self._admission: tuple[int, dict[str, Any] | None] | None = None  # (body bytes, body) to admit
+        self._reservation: Reservation | None = None  # what admission reserved (settled once)
         self._tier: str | None = None  # service tier the response reports (flex, priority …)
         self._batch = False  # a batch result (batch rates)
         self._terminal_seen = False  # the stream's terminal event went through
@@ -293,6 +295,14 @@ class RequestProcessor:
         if self._priced and not self._spent:
             self._record_spend()
         self._ns += time.perf_counter_ns() - t0
+        return r
+
+    async def handle_async(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
+        """``handle``, then budget admission once the request body has been read (the one phase
+        that may wait: on the shared budget store, at most ``budget_redis.timeout_ms``)."""
+        r = self.handle(req)
+        if self._admission is not None:
+            r = await self._admit(r)
         return r
 
     def latency_ms(self, now_ns: int | None = None, since_ns: int = 0) -> float:
@@ -391,9 +401,7 @@ class RequestProcessor:
         except (ValueError, UnicodeDecodeError):
             count("request_not_json")
             body = None
-        blocked = self._check_budget(body if isinstance(body, dict) else None)
-        if blocked is not None:
-            return blocked
+        self._budget_scopes(len(raw), body if isinstance(body, dict) else None)
         if not isinstance(body, dict):
             if body is not None:
                 count("request_not_object")
@@ -734,30 +742,49 @@ class RequestProcessor:
             self.out.key_id = self.ctx.identity.key_id(h)
         return [] if cfg.forward else res.tag_headers
 
-    def _check_budget(self, body: dict[str, Any] | None) -> p.ProcessingResponse | None:
-        """Body user fallback, then the budget verdict: a 429 reply for ``block``, else ``None``
-        (the remaining amount goes on the response headers)."""
+    def _budget_scopes(self, body_bytes: int, body: dict[str, Any] | None) -> None:
+        """Body user fallback, then the budget scope values; marks the request for admission
+        (``handle_async``) when budgets are configured."""
         cfg = self.ctx.settings.tags
         if cfg.body_user:
             apply_body_fallback(self.out.tags, self.out.dialect, body, cfg.max_len)
-        b = self.ctx.budgets
-        if not b:
-            return None
+        if not self.ctx.budgets:
+            return
         self._scopes = scope_values(self.out.tags, self.out.key_id, trace_id(self._req_headers))
-        v = b.check(self._scopes)
+        self._admission = (body_bytes, body)
+
+    async def _admit(self, r: p.ProcessingResponse) -> p.ProcessingResponse:
+        """Reserve this request's estimated maximum cost against its budgets: ``r`` when admitted
+        (the remaining amount after the reservation goes on the response headers), else the 429
+        reply. A failure here admits the request unchanged (counted)."""
+        body_bytes, body = self._admission  # type: ignore[misc]
+        self._admission = None
+        b = self.ctx.budgets
+        d = self.dialect
+        if not b or d is None or self._scopes is None:
+            return r
+        try:
+            model = self.out.routed_model or self.out.requested_model
+            a = await b.admit(self._scopes, b.estimate(d.provider, model, body_bytes, body))
+        except Exception as e:  # noqa: BLE001 — our bug must not break the user's call
+            count("internal_error", f"budget admission: {type(e).__name__}: {e}")
+            return r
+        v = a.verdict
+        self._reservation = a.reservation
         if v.remaining_usd is not None:
             self._budget_h = {H_REMAINING: format_usd(v.remaining_usd)}
         if v.action != "block":
-            return None
+            return r
         self.out.result = "blocked"
         self.out.status = 429
         return block_reply(self.out.dialect, v)
 
     def _record_spend(self) -> None:
-        """Add this request's cost to the budget totals, once, as soon as it is priced."""
+        """Settle the budget reservation, once: as soon as the response is priced, or when the
+        request ends unpriced (cut, aborted, provider error), releasing what was reserved."""
         if self._spent:
             return
         self._spent = True
-        cost = self.out.cost
-        if self.ctx.budgets and self._scopes is not None and cost is not None and cost.total_usd is not None:
-            self.ctx.budgets.record(self._scopes, cost.total_usd)
+        if self.ctx.budgets and self._reservation is not None:
+            cost = self.out.cost
+            self.ctx.budgets.settle(self._reservation, cost.total_usd if cost is not None else None)

@@ -47,7 +47,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         proc.out.trace_carrier = carrier_from_metadata(context.invocation_metadata())
         try:
             async for req in request_iterator:
-                yield proc.handle(req)
+                yield await proc.handle_async(req)
         finally:
             proc.finish()
 
@@ -67,7 +67,10 @@ def build_context(settings: Settings, telemetry: Telemetry | None = None) -> Con
     ctx = Context(settings=settings, router=router, policy=policy)
     # Key ids (creates the key-id secret, mode 0600, on first start) and budget rules.
     ctx.identity = identity_from_settings(settings)
-    ctx.budgets = Budgets(settings.budgets) if settings.budgets else None
+    ctx.budgets = (
+        Budgets(settings.budgets, reservations=settings.budget_reservations, redis=settings.budget_redis)
+        if settings.budgets else None
+    )
     if telemetry is not None:
         ctx.add_on_complete(telemetry.record)
     return ctx
@@ -109,6 +112,8 @@ class Service:
         if self.settings.uds:
             self.server.add_insecure_port(f"unix:{self.settings.uds}")
         await self.server.start()
+        if self.ctx.budgets:  # Redis: connect and seed a cold store (bounded; falls back to local totals)
+            await self.ctx.budgets.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -126,6 +131,8 @@ class Service:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.settings.grace_period_s if grace_s is None else grace_s)
+        if self.ctx.budgets:  # settlements still on their way to Redis
+            await self.ctx.budgets.aclose()
         if self.ledger is not None:  # every finished stream has queued its row by now
             if not await asyncio.to_thread(self.ledger.close, self.settings.ledger.close_timeout_s):
                 log.error("ledger: rows still queued after %.1fs; not all were written", self.settings.ledger.close_timeout_s)

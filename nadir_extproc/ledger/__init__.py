@@ -48,6 +48,16 @@ def attach(settings: Any, ctx: Any) -> LedgerWriter | None:
         since = datetime.now(timezone.utc) - timedelta(seconds=budgets.max_window_s)
         n = budgets.seed(writer.store.rows(since=since))
         log.info("budgets: seeded from %d ledger rows since %s", n, since.isoformat())
+        cfg = settings.ledger
+
+        def rows(since: datetime) -> list[Any]:  # seeds a cold shared (Redis) store; own connection
+            store = open_store(sqlite_dir=None if cfg.postgres_dsn else sqlite_dir(settings), postgres_dsn=cfg.postgres_dsn, migrate=False)
+            try:
+                return list(store.rows(since=since))
+            finally:
+                store.close()
+
+        budgets.ledger_rows = rows
     ctx.add_on_complete(writer.submit)
     log.info("ledger: %r", writer.store)
     return writer
