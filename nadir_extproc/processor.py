@@ -777,6 +777,7 @@ class RequestProcessor:
             return r
         self.out.result = "blocked"
         self.out.status = 429
+        self.out.stream = False  # answered by us with one JSON body
         return block_reply(self.out.dialect, v)
 
     def _record_spend(self) -> None:

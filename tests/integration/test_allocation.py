@@ -40,6 +40,9 @@ tags:
 ledger:
   flush_interval_s: 3600
   batch_size: 10000
+# No reservation estimate here: these tests pin the check-then-record rules (a request that
+# crosses a limit goes through, the next is blocked). Reservations: tests/budgets.
+budget_reservations: {bytes_per_token: 0, output_tokens: {default: 0}}
 budgets:
   - {name: capped, scope: team, match: capped, window: 1h, limit_usd: 0.0004, action: block}
   - {name: runaway, scope: session, window: 5m, limit_usd: 0.001, action: block}
