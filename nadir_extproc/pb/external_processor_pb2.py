@@ -25,41 +25,46 @@ _sym_db = _symbol_database.Default()
 from nadir_extproc.pb import base_pb2 as nadir__extproc_dot_pb_dot_base__pb2
 from nadir_extproc.pb import http_status_pb2 as nadir__extproc_dot_pb_dot_http__status__pb2
 from nadir_extproc.pb import processing_mode_pb2 as nadir__extproc_dot_pb_dot_processing__mode__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)nadir_extproc/pb/external_processor.proto\x12\x19\x65nvoy.service.ext_proc.v3\x1a\x1bnadir_extproc/pb/base.proto\x1a\"nadir_extproc/pb/http_status.proto\x1a&nadir_extproc/pb/processing_mode.proto\"\xc7\x03\n\x11ProcessingRequest\x12\x41\n\x0frequest_headers\x18\x02 \x01(\x0b\x32&.envoy.service.ext_proc.v3.HttpHeadersH\x00\x12\x42\n\x10response_headers\x18\x03 \x01(\x0b\x32&.envoy.service.ext_proc.v3.HttpHeadersH\x00\x12;\n\x0crequest_body\x18\x04 \x01(\x0b\x32#.envoy.service.ext_proc.v3.HttpBodyH\x00\x12<\n\rresponse_body\x18\x05 \x01(\x0b\x32#.envoy.service.ext_proc.v3.HttpBodyH\x00\x12\x43\n\x10request_trailers\x18\x06 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.HttpTrailersH\x00\x12\x44\n\x11response_trailers\x18\x07 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.HttpTrailersH\x00\x12\x1a\n\x12observability_mode\x18\n \x01(\x08\x42\t\n\x07request\"\xe3\x04\n\x12ProcessingResponse\x12\x45\n\x0frequest_headers\x18\x01 \x01(\x0b\x32*.envoy.service.ext_proc.v3.HeadersResponseH\x00\x12\x46\n\x10response_headers\x18\x02 \x01(\x0b\x32*.envoy.service.ext_proc.v3.HeadersResponseH\x00\x12?\n\x0crequest_body\x18\x03 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.BodyResponseH\x00\x12@\n\rresponse_body\x18\x04 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.BodyResponseH\x00\x12G\n\x10request_trailers\x18\x05 \x01(\x0b\x32+.envoy.service.ext_proc.v3.TrailersResponseH\x00\x12H\n\x11response_trailers\x18\x06 \x01(\x0b\x32+.envoy.service.ext_proc.v3.TrailersResponseH\x00\x12J\n\x12immediate_response\x18\x07 \x01(\x0b\x32,.envoy.service.ext_proc.v3.ImmediateResponseH\x00\x12P\n\rmode_override\x18\t \x01(\x0b\x32\x39.envoy.extensions.filters.http.ext_proc.v3.ProcessingModeB\n\n\x08response\"V\n\x0bHttpHeaders\x12\x30\n\x07headers\x18\x01 \x01(\x0b\x32\x1f.envoy.config.core.v3.HeaderMap\x12\x15\n\rend_of_stream\x18\x03 \x01(\x08\"/\n\x08HttpBody\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x15\n\rend_of_stream\x18\x02 \x01(\x08\"A\n\x0cHttpTrailers\x12\x31\n\x08trailers\x18\x01 \x01(\x0b\x32\x1f.envoy.config.core.v3.HeaderMap\"N\n\x0fHeadersResponse\x12;\n\x08response\x18\x01 \x01(\x0b\x32).envoy.service.ext_proc.v3.CommonResponse\"K\n\x0c\x42odyResponse\x12;\n\x08response\x18\x01 \x01(\x0b\x32).envoy.service.ext_proc.v3.CommonResponse\"V\n\x10TrailersResponse\x12\x42\n\x0fheader_mutation\x18\x01 \x01(\x0b\x32).envoy.service.ext_proc.v3.HeaderMutation\"\xb3\x02\n\x0e\x43ommonResponse\x12H\n\x06status\x18\x01 \x01(\x0e\x32\x38.envoy.service.ext_proc.v3.CommonResponse.ResponseStatus\x12\x42\n\x0fheader_mutation\x18\x02 \x01(\x0b\x32).envoy.service.ext_proc.v3.HeaderMutation\x12>\n\rbody_mutation\x18\x03 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.BodyMutation\x12\x19\n\x11\x63lear_route_cache\x18\x05 \x01(\x08\"8\n\x0eResponseStatus\x12\x0c\n\x08\x43ONTINUE\x10\x00\x12\x18\n\x14\x43ONTINUE_AND_REPLACE\x10\x01\"\x99\x01\n\x11ImmediateResponse\x12)\n\x06status\x18\x01 \x01(\x0b\x32\x19.envoy.type.v3.HttpStatus\x12:\n\x07headers\x18\x02 \x01(\x0b\x32).envoy.service.ext_proc.v3.HeaderMutation\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\"f\n\x0eHeaderMutation\x12<\n\x0bset_headers\x18\x01 \x03(\x0b\x32\'.envoy.config.core.v3.HeaderValueOption\x12\x16\n\x0eremove_headers\x18\x02 \x03(\t\"@\n\x0c\x42odyMutation\x12\x0e\n\x04\x62ody\x18\x01 \x01(\x0cH\x00\x12\x14\n\nclear_body\x18\x02 \x01(\x08H\x00\x42\n\n\x08mutation2\x7f\n\x11\x45xternalProcessor\x12j\n\x07Process\x12,.envoy.service.ext_proc.v3.ProcessingRequest\x1a-.envoy.service.ext_proc.v3.ProcessingResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)nadir_extproc/pb/external_processor.proto\x12\x19\x65nvoy.service.ext_proc.v3\x1a\x1bnadir_extproc/pb/base.proto\x1a\"nadir_extproc/pb/http_status.proto\x1a&nadir_extproc/pb/processing_mode.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xe5\x04\n\x11ProcessingRequest\x12\x41\n\x0frequest_headers\x18\x02 \x01(\x0b\x32&.envoy.service.ext_proc.v3.HttpHeadersH\x00\x12\x42\n\x10response_headers\x18\x03 \x01(\x0b\x32&.envoy.service.ext_proc.v3.HttpHeadersH\x00\x12;\n\x0crequest_body\x18\x04 \x01(\x0b\x32#.envoy.service.ext_proc.v3.HttpBodyH\x00\x12<\n\rresponse_body\x18\x05 \x01(\x0b\x32#.envoy.service.ext_proc.v3.HttpBodyH\x00\x12\x43\n\x10request_trailers\x18\x06 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.HttpTrailersH\x00\x12\x44\n\x11response_trailers\x18\x07 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.HttpTrailersH\x00\x12P\n\nattributes\x18\t \x03(\x0b\x32<.envoy.service.ext_proc.v3.ProcessingRequest.AttributesEntry\x12\x1a\n\x12observability_mode\x18\n \x01(\x08\x1aJ\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\x42\t\n\x07request\"\xe3\x04\n\x12ProcessingResponse\x12\x45\n\x0frequest_headers\x18\x01 \x01(\x0b\x32*.envoy.service.ext_proc.v3.HeadersResponseH\x00\x12\x46\n\x10response_headers\x18\x02 \x01(\x0b\x32*.envoy.service.ext_proc.v3.HeadersResponseH\x00\x12?\n\x0crequest_body\x18\x03 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.BodyResponseH\x00\x12@\n\rresponse_body\x18\x04 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.BodyResponseH\x00\x12G\n\x10request_trailers\x18\x05 \x01(\x0b\x32+.envoy.service.ext_proc.v3.TrailersResponseH\x00\x12H\n\x11response_trailers\x18\x06 \x01(\x0b\x32+.envoy.service.ext_proc.v3.TrailersResponseH\x00\x12J\n\x12immediate_response\x18\x07 \x01(\x0b\x32,.envoy.service.ext_proc.v3.ImmediateResponseH\x00\x12P\n\rmode_override\x18\t \x01(\x0b\x32\x39.envoy.extensions.filters.http.ext_proc.v3.ProcessingModeB\n\n\x08response\"V\n\x0bHttpHeaders\x12\x30\n\x07headers\x18\x01 \x01(\x0b\x32\x1f.envoy.config.core.v3.HeaderMap\x12\x15\n\rend_of_stream\x18\x03 \x01(\x08\"/\n\x08HttpBody\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x15\n\rend_of_stream\x18\x02 \x01(\x08\"A\n\x0cHttpTrailers\x12\x31\n\x08trailers\x18\x01 \x01(\x0b\x32\x1f.envoy.config.core.v3.HeaderMap\"N\n\x0fHeadersResponse\x12;\n\x08response\x18\x01 \x01(\x0b\x32).envoy.service.ext_proc.v3.CommonResponse\"K\n\x0c\x42odyResponse\x12;\n\x08response\x18\x01 \x01(\x0b\x32).envoy.service.ext_proc.v3.CommonResponse\"V\n\x10TrailersResponse\x12\x42\n\x0fheader_mutation\x18\x01 \x01(\x0b\x32).envoy.service.ext_proc.v3.HeaderMutation\"\xb3\x02\n\x0e\x43ommonResponse\x12H\n\x06status\x18\x01 \x01(\x0e\x32\x38.envoy.service.ext_proc.v3.CommonResponse.ResponseStatus\x12\x42\n\x0fheader_mutation\x18\x02 \x01(\x0b\x32).envoy.service.ext_proc.v3.HeaderMutation\x12>\n\rbody_mutation\x18\x03 \x01(\x0b\x32\'.envoy.service.ext_proc.v3.BodyMutation\x12\x19\n\x11\x63lear_route_cache\x18\x05 \x01(\x08\"8\n\x0eResponseStatus\x12\x0c\n\x08\x43ONTINUE\x10\x00\x12\x18\n\x14\x43ONTINUE_AND_REPLACE\x10\x01\"\x99\x01\n\x11ImmediateResponse\x12)\n\x06status\x18\x01 \x01(\x0b\x32\x19.envoy.type.v3.HttpStatus\x12:\n\x07headers\x18\x02 \x01(\x0b\x32).envoy.service.ext_proc.v3.HeaderMutation\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\"f\n\x0eHeaderMutation\x12<\n\x0bset_headers\x18\x01 \x03(\x0b\x32\'.envoy.config.core.v3.HeaderValueOption\x12\x16\n\x0eremove_headers\x18\x02 \x03(\t\"@\n\x0c\x42odyMutation\x12\x0e\n\x04\x62ody\x18\x01 \x01(\x0cH\x00\x12\x14\n\nclear_body\x18\x02 \x01(\x08H\x00\x42\n\n\x08mutation2\x7f\n\x11\x45xternalProcessor\x12j\n\x07Process\x12,.envoy.service.ext_proc.v3.ProcessingRequest\x1a-.envoy.service.ext_proc.v3.ProcessingResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nadir_extproc.pb.external_processor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROCESSINGREQUEST']._serialized_start=178
-  _globals['_PROCESSINGREQUEST']._serialized_end=633
-  _globals['_PROCESSINGRESPONSE']._serialized_start=636
-  _globals['_PROCESSINGRESPONSE']._serialized_end=1247
-  _globals['_HTTPHEADERS']._serialized_start=1249
-  _globals['_HTTPHEADERS']._serialized_end=1335
-  _globals['_HTTPBODY']._serialized_start=1337
-  _globals['_HTTPBODY']._serialized_end=1384
-  _globals['_HTTPTRAILERS']._serialized_start=1386
-  _globals['_HTTPTRAILERS']._serialized_end=1451
-  _globals['_HEADERSRESPONSE']._serialized_start=1453
-  _globals['_HEADERSRESPONSE']._serialized_end=1531
-  _globals['_BODYRESPONSE']._serialized_start=1533
-  _globals['_BODYRESPONSE']._serialized_end=1608
-  _globals['_TRAILERSRESPONSE']._serialized_start=1610
-  _globals['_TRAILERSRESPONSE']._serialized_end=1696
-  _globals['_COMMONRESPONSE']._serialized_start=1699
-  _globals['_COMMONRESPONSE']._serialized_end=2006
-  _globals['_COMMONRESPONSE_RESPONSESTATUS']._serialized_start=1950
-  _globals['_COMMONRESPONSE_RESPONSESTATUS']._serialized_end=2006
-  _globals['_IMMEDIATERESPONSE']._serialized_start=2009
-  _globals['_IMMEDIATERESPONSE']._serialized_end=2162
-  _globals['_HEADERMUTATION']._serialized_start=2164
-  _globals['_HEADERMUTATION']._serialized_end=2266
-  _globals['_BODYMUTATION']._serialized_start=2268
-  _globals['_BODYMUTATION']._serialized_end=2332
-  _globals['_EXTERNALPROCESSOR']._serialized_start=2334
-  _globals['_EXTERNALPROCESSOR']._serialized_end=2461
+  _globals['_PROCESSINGREQUEST_ATTRIBUTESENTRY']._loaded_options = None
+  _globals['_PROCESSINGREQUEST_ATTRIBUTESENTRY']._serialized_options = b'8\001'
+  _globals['_PROCESSINGREQUEST']._serialized_start=208
+  _globals['_PROCESSINGREQUEST']._serialized_end=821
+  _globals['_PROCESSINGREQUEST_ATTRIBUTESENTRY']._serialized_start=736
+  _globals['_PROCESSINGREQUEST_ATTRIBUTESENTRY']._serialized_end=810
+  _globals['_PROCESSINGRESPONSE']._serialized_start=824
+  _globals['_PROCESSINGRESPONSE']._serialized_end=1435
+  _globals['_HTTPHEADERS']._serialized_start=1437
+  _globals['_HTTPHEADERS']._serialized_end=1523
+  _globals['_HTTPBODY']._serialized_start=1525
+  _globals['_HTTPBODY']._serialized_end=1572
+  _globals['_HTTPTRAILERS']._serialized_start=1574
+  _globals['_HTTPTRAILERS']._serialized_end=1639
+  _globals['_HEADERSRESPONSE']._serialized_start=1641
+  _globals['_HEADERSRESPONSE']._serialized_end=1719
+  _globals['_BODYRESPONSE']._serialized_start=1721
+  _globals['_BODYRESPONSE']._serialized_end=1796
+  _globals['_TRAILERSRESPONSE']._serialized_start=1798
+  _globals['_TRAILERSRESPONSE']._serialized_end=1884
+  _globals['_COMMONRESPONSE']._serialized_start=1887
+  _globals['_COMMONRESPONSE']._serialized_end=2194
+  _globals['_COMMONRESPONSE_RESPONSESTATUS']._serialized_start=2138
+  _globals['_COMMONRESPONSE_RESPONSESTATUS']._serialized_end=2194
+  _globals['_IMMEDIATERESPONSE']._serialized_start=2197
+  _globals['_IMMEDIATERESPONSE']._serialized_end=2350
+  _globals['_HEADERMUTATION']._serialized_start=2352
+  _globals['_HEADERMUTATION']._serialized_end=2454
+  _globals['_BODYMUTATION']._serialized_start=2456
+  _globals['_BODYMUTATION']._serialized_end=2520
+  _globals['_EXTERNALPROCESSOR']._serialized_start=2522
+  _globals['_EXTERNALPROCESSOR']._serialized_end=2649
 # @@protoc_insertion_point(module_scope)

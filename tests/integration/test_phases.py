@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.error
 import urllib.request
 
-from tests.integration.conftest import clear_upstream
+from tests.integration.conftest import clear_upstream, upstream_requests
 
 
 def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
@@ -44,3 +45,25 @@ def test_sse_response_with_a_content_length_gets_its_in_band_cost(stack):
     assert tail.endswith(b"\n\ndata: [DONE]\n\n")
     # gpt-4o-mini: 10 * 0.15 + 2 * 0.6 = 2.7 per 1M tokens
     assert b": x-nadir-cost-usd=0.0000027\n" in got
+
+
+def test_non_llm_paths_skip_the_ext_proc_filter(stack):
+    """docs/extproc-phases.md: routes that are not an LLM API carry
+    ``typed_per_filter_config: {envoy.filters.http.ext_proc: {disabled: true}}``, so Envoy opens no
+    gRPC stream for them; they are still proxied to the provider cluster."""
+    before = stack.envoy_stats("http.llm.ext_proc.streams_started").get("http.llm.ext_proc.streams_started", 0)
+    clear_upstream(stack)
+    for path in ("/v1/models", "/v1/embeddings", "/v1/messages/count_tokens", "/v1beta/models"):
+        req = urllib.request.Request(f"{stack.base_url}{path}", data=b"{}", method="POST", headers={"content-type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=10).close()
+        except urllib.error.HTTPError:
+            pass  # the emulator may not serve the path; what matters is who saw the request
+    after = stack.envoy_stats("http.llm.ext_proc.streams_started").get("http.llm.ext_proc.streams_started", 0)
+    assert after == before
+    assert [r["path"] for r in upstream_requests(stack)] == ["/v1/models", "/v1/embeddings", "/v1/messages/count_tokens", "/v1beta/models"]
+    # An LLM path still opens a stream.
+    req = urllib.request.Request(f"{stack.base_url}/v1/chat/completions", method="POST",
+                                 data=b'{"model":"gpt-4o-mini","messages":[]}', headers={"content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).close()
+    assert stack.envoy_stats("http.llm.ext_proc.streams_started")["http.llm.ext_proc.streams_started"] == after + 1
