@@ -448,7 +448,9 @@ def test_envoy_processing_request_decodes_in_ours(case: str) -> None:
 
     assert ours.WhichOneof("request") == case
     assert ours.observability_mode is True
-    assert unknown_numbers(ours) == {8, 9, 11}
+    assert unknown_numbers(ours) == {8, 11}
+    # attributes (9) are in our subset (docs/extproc-phases.md) and decode to Envoy's values.
+    assert ours.attributes["envoy.filters.http.ext_proc"].fields["source.address"].string_value == "10.0.0.7"
     got = getattr(ours, case)
     if case in ("request_headers", "response_headers"):
         assert_our_header_map(got.headers, pairs)
