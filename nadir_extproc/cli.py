@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,6 +19,8 @@ def serve(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (else $NADIR_CONFIG)."),
     listen: Optional[str] = typer.Option(None, help="host:port to listen on (else $NADIR_LISTEN, default 127.0.0.1:50051)."),
     uds: Optional[str] = typer.Option(None, help="Also listen on this Unix socket path (else $NADIR_UDS)."),
+    workers: int = typer.Option(1, min=1, max=64, envvar="NADIR_WORKERS",
+                                help="Worker processes sharing the port (SO_REUSEPORT); one per core (else $NADIR_WORKERS)."),
 ) -> None:
     """Run the ext_proc gRPC service until SIGTERM (graceful stop)."""
     from nadir_extproc.config import ConfigError, load_settings
@@ -40,6 +43,19 @@ def serve(
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if workers > 1:
+        if settings.uds:
+            typer.echo("error: --workers cannot share a Unix socket (uds); use TCP", err=True)
+            raise typer.Exit(2)
+        from nadir_extproc.workers import Supervisor
+
+        args = [a for a in (["--config", str(config)] if config else [])]
+        raise typer.Exit(Supervisor(settings, workers, args).run())
+    index = int(os.environ.get("NADIR_WORKER_INDEX", "0"))
+    if index and settings.telemetry.prometheus_port:
+        # One /metrics endpoint per worker process: worker i serves prometheus_port + i.
+        tel = settings.telemetry.model_copy(update={"prometheus_port": settings.telemetry.prometheus_port + index})
+        settings = settings.model_copy(update={"telemetry": tel})
     try:
         import uvloop  # optional: faster event loop when installed
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -98,7 +99,9 @@ class Service:
         opts = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            # Off, so a second server on a taken port fails loudly; on for `serve --workers N`,
+            # whose workers share one port (nadir_extproc.workers sets NADIR_REUSEPORT=1).
+            ("grpc.so_reuseport", 1 if os.environ.get("NADIR_REUSEPORT") == "1" else 0),
         ]
         self.server = grpc.aio.server(options=opts)
         ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.ctx), self.server)
