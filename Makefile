@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test proto clean bench
+.PHONY: demo test compat compat-env proto clean bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: $(STAMP)
 # BENCH_ARGS=--quick for a short smoke run.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Every client of the compatibility suite (tests/compat; `make test` runs only the official SDKs).
+# Client venvs and node_modules are built on first use, cached in .cache/compat (gitignored).
+compat: $(STAMP)
+	NADIR_COMPAT_ALL=1 $(BIN)/python -m pytest -q tests/compat $(PYTEST_ARGS)
+
+compat-env: $(STAMP)
+	$(BIN)/python -m tests.compat.env
 
 # Regenerate the Python stubs in nadir_extproc/pb from proto/ (tests fail when they drift).
 proto: $(STAMP)
