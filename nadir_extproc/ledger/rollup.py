@@ -139,30 +139,33 @@ def dims_of(r: LedgerRow) -> tuple[str, ...]:
             r.served_model or "", r.status or "", r.unpriced_reason or "")
 
 
+_OF = tuple(m.of for m in MEASURES)
+_ZERO = tuple(Decimal(0) if m.kind == "money" else 0 for m in MEASURES)
+_OFZ = tuple(zip(_OF, _ZERO))
+
+
 def fold(rows: Iterable[LedgerRow]) -> tuple[dict[tuple, list], dict[tuple, list]]:
     """A batch's contribution to the two rollups: ``{(day, *dims): sums}`` and
     ``{(day, tag, value): sums}``, sums in ``MEASURES`` order (money ``Decimal``, counts ints)."""
-    zero = [Decimal(0) if m.kind == "money" else 0 for m in MEASURES]
     daily: dict[tuple, list] = {}
     tagged: dict[tuple, list] = {}
+    days: dict[tuple, str] = {}
     for r in rows:
-        vals = [m.of(r) for m in MEASURES]
-        d = day_of(r.ts).isoformat()
-        acc = daily.get(k := (d, *dims_of(r)))
-        if acc is None:
-            acc = daily[k] = list(zero)
-        for i, v in enumerate(vals):
-            if v:
-                acc[i] += v
-        for name, value in r.tags.items():
+        vals = [f(r) or z for f, z in _OFZ]
+        ts = r.ts
+        d = days.get(k := (ts.year, ts.month, ts.day, ts.utcoffset()))
+        if d is None:
+            d = days[k] = day_of(ts).isoformat()
+        t = r.tags
+        k = (d, t.get("team") or "", t.get("feature") or "", t.get("env") or "", r.key_id or "", r.provider or "",
+             r.served_model or "", r.status or "", r.unpriced_reason or "")
+        acc = daily.get(k)
+        daily[k] = vals if acc is None else [a + b for a, b in zip(acc, vals)]
+        for name, value in t.items():
             if name in TAG_COLUMNS or not value:
                 continue
             acc = tagged.get(k := (d, name, value))
-            if acc is None:
-                acc = tagged[k] = list(zero)
-            for i, v in enumerate(vals):
-                if v:
-                    acc[i] += v
+            tagged[k] = list(vals) if acc is None else [a + b for a, b in zip(acc, vals)]
     return daily, tagged
 
 
@@ -234,6 +237,18 @@ def upsert_sql(kind: str, table: str) -> str:
     cols = keys + meas
     sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in meas)
     return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([dl.ph] * len(cols))}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
+
+
+def upsert_unnest_sql(table: str) -> str:
+    """PostgreSQL: the same upsert for a whole batch in one statement, one array parameter per
+    column (``unnest``), so its text is fixed and parsed once."""
+    keys = ["day", *DIMS] if table == DAILY else ["day", "tag", "value"]
+    meas = _measure_cols(POSTGRES)
+    types = ["date"] + ["text"] * (len(keys) - 1) + [("numeric" if t == "NUMERIC" else "bigint") for _, t in meas]
+    cols = keys + [c for c, _ in meas]
+    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c, _ in meas)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) "
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
 
 

@@ -19,6 +19,8 @@ every row in them is past it), rollup days older than another.
 from __future__ import annotations
 
 import contextlib
+import json
+import operator
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timezone
@@ -27,7 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nadir_extproc.ledger import rollup as ru
-from nadir_extproc.ledger.schema import COLUMNS, MIGRATIONS, MONEY, TABLE, VERSION_TABLE, LedgerRow, from_db, statements, to_db
+from nadir_extproc.ledger.schema import COLUMNS, MONEY, ROW_FIELDS, TABLE, TAG_COLUMNS, VERSION_TABLE, LedgerRow, from_db, statements
+from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.stats import count
 
 SQLITE_FILE = "ledger.sqlite3"
@@ -63,6 +66,26 @@ class Store(Protocol):
 
 def _utc(t: datetime) -> datetime:
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+_FIELDS = operator.attrgetter(*ROW_FIELDS)
+_TS = ROW_FIELDS.index("ts")
+_MONEY_AT = [ROW_FIELDS.index(m) for m in MONEY]
+
+
+def _row_values(r: LedgerRow, text: bool) -> list[Any]:
+    """``schema.to_db`` for the write path, faster (one attrgetter): same values, same order."""
+    v = list(_FIELDS(r))
+    ts = v[_TS].astimezone(timezone.utc)
+    v[_TS] = ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if text else ts
+    if text:
+        for i in _MONEY_AT:
+            if v[i] is not None:
+                v[i] = format_usd(v[i])
+    t = r.tags
+    v.extend(t.get(x) for x in TAG_COLUMNS)
+    v.append(json.dumps(t, ensure_ascii=False, sort_keys=True))
+    return v
 
 
 def _add(acc: dict[tuple, list], key: tuple, sums: list) -> None:
@@ -123,11 +146,11 @@ class _SQLStore:
             params, n = ru.upsert_params(self.kind, sums)
             inexact += n
             params = [(self._day(date.fromisoformat(p[0])), *p[1:]) for p in params]
-            self._executemany(ru.upsert_sql(self.kind, table), params)
+            self._upsert_table(table, params)
         if inexact:
             count("ledger_money_inexact", "rollup amount finer than 1e-12 USD rounded")
 
-    def _executemany(self, sql: str, params: list[tuple]) -> None:
+    def _upsert_table(self, table: str, params: list[tuple]) -> None:
         raise NotImplementedError
 
     def _range_where(self, since: datetime | None, until: datetime | None, col: str = "ts") -> tuple[str, list[Any]]:
@@ -308,8 +331,8 @@ class SQLiteStore(_SQLStore):
     def _day(self, d: date) -> str:
         return d.isoformat()
 
-    def _executemany(self, sql: str, params: list[tuple]) -> None:
-        self.conn.executemany(sql, params)
+    def _upsert_table(self, table: str, params: list[tuple]) -> None:
+        self.conn.executemany(ru.upsert_sql(self.kind, table), params)
 
     def schema_version(self) -> int:
         has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (VERSION_TABLE,)).fetchone()
@@ -350,12 +373,12 @@ class SQLiteStore(_SQLStore):
         params = []
         inexact = 0
         for r in rows:
-            pico = []
+            v = _row_values(r, True)
             for m in MONEY:
                 n, ok = ru.to_pico(getattr(r, m))
                 inexact += not ok
-                pico.append(n)
-            params.append((*to_db(r, text_money=True, text_time=True), *pico))
+                v.append(n)
+            params.append(v)
         if inexact:
             count("ledger_money_inexact", "amount finer than 1e-12 USD rounded in the integer column")
         self.conn.executemany(sql, params)
@@ -418,9 +441,8 @@ class PostgresStore(_SQLStore):
     def _day(self, d: date) -> date:
         return d
 
-    def _executemany(self, sql: str, params: list[tuple]) -> None:
-        with self.conn.cursor() as cur:
-            cur.executemany(sql, params)
+    def _upsert_table(self, table: str, params: list[tuple]) -> None:
+        self.conn.execute(ru.upsert_unnest_sql(table), [list(col) for col in zip(*params)])
 
     def schema_version(self) -> int:
         cur = self.conn.execute("SELECT to_regclass(%s)", (VERSION_TABLE,))
@@ -503,9 +525,10 @@ class PostgresStore(_SQLStore):
 
     def _insert_raw(self, rows: Sequence[LedgerRow]) -> None:
         self._ensure_partitions({_month(ru.day_of(r.ts)) for r in rows})
-        sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-        with self.conn.cursor() as cur:
-            cur.executemany(sql, [to_db(r, text_money=False, text_time=False) for r in rows])
+        with self.conn.cursor() as cur:  # COPY: several times faster than INSERT per row
+            with cur.copy(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as cp:
+                for r in rows:
+                    cp.write_row(_row_values(r, False))
 
     def insert(self, rows: Sequence[LedgerRow]) -> None:
         try:
