@@ -4,7 +4,7 @@ File: ``--config PATH`` or ``NADIR_CONFIG``. Environment: ``NADIR_LISTEN`` (``ho
 ``NADIR_UDS`` (Unix socket path), ``NADIR_AUTO_MODEL``, ``NADIR_LOG_LEVEL``,
 ``NADIR_PROMETHEUS_PORT`` (``telemetry.prometheus_port``); ``OTEL_*`` as in ``TelemetrySettings``;
 ``NADIR_STATE_DIR``, ``NADIR_LEDGER_DSN`` (``ledger.postgres_dsn``), ``NADIR_KEY_ID_SECRET``,
-``NADIR_REDIS_URL`` (``budget_redis.url``). A bad entry raises
+``NADIR_REDIS_URL`` / ``NADIR_REDIS_PASSWORD`` (``budget_redis.url`` / ``.password``). A bad entry raises
 ``ConfigError`` naming it.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from nadir_extproc.dialects import DIALECTS, default_paths
 from nadir_extproc.routing.policy import DEFAULT_TIERS, TierPolicy
@@ -194,12 +194,14 @@ class BudgetRedisSettings(BaseModel):
     """Shared budget totals in Redis or Valkey (``nadir_extproc.budgets.redis_store``); unset
     ``url`` keeps them in this process's memory. ``url``: ``redis://[[user]:password@]host:port/db``,
     ``rediss://`` for TLS (env ``NADIR_REDIS_URL``); ``password_file``: a file holding the password
-    (a mounted Secret), used when the URL has none. ``timeout_ms`` bounds every Redis operation on
+    (a mounted Secret) or ``password`` (env ``NADIR_REDIS_PASSWORD``), used when the URL has none. ``timeout_ms`` bounds every Redis operation on
     the request path; ``retry_interval_s`` is how often an unreachable Redis is probed."""
 
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = None
+    #: Password when the URL has none (env ``NADIR_REDIS_PASSWORD``); never logged.
+    password: SecretStr | None = None
     password_file: str | None = None
     timeout_ms: int = Field(default=100, ge=1, le=10000)
     retry_interval_s: float = Field(default=1.0, gt=0, le=300)
@@ -348,8 +350,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         data["state_dir"] = env["NADIR_STATE_DIR"]
     if env.get("NADIR_LEDGER_DSN"):
         data["ledger"] = {**(data.get("ledger") or {}), "postgres_dsn": env["NADIR_LEDGER_DSN"]}
-    if env.get("NADIR_REDIS_URL"):
-        data["budget_redis"] = {**(data.get("budget_redis") or {}), "url": env["NADIR_REDIS_URL"]}
+    for var, key in (("NADIR_REDIS_URL", "url"), ("NADIR_REDIS_PASSWORD", "password")):
+        if env.get(var):
+            data["budget_redis"] = {**(data.get("budget_redis") or {}), key: env[var]}
     if env.get("NADIR_PROMETHEUS_PORT"):
         data["telemetry"] = {**(data.get("telemetry") or {}), "prometheus_port": env["NADIR_PROMETHEUS_PORT"]}
     try:

@@ -161,6 +161,8 @@ class RedisStore:
         if cfg.password_file:
             with open(cfg.password_file, encoding="utf-8") as f:
                 kw["password"] = f.read().strip()
+        elif cfg.password is not None:
+            kw["password"] = cfg.password.get_secret_value()
         if cfg.url.startswith("rediss://"):
             kw["ssl_cert_reqs"] = ssl.CERT_REQUIRED if cfg.tls_verify else ssl.CERT_NONE
             if cfg.tls_ca_file:
