@@ -78,6 +78,8 @@ def case35_stack(request, tmp_path):
 
 
 def test_case_35_concurrent_requests_admit_at_most_one_over_the_limit(case35_stack):
+    """Shared case 35-budget-concurrent-admission: six concurrent requests against a 0.0005 USD
+    rule, 1.5 s upstream latency, 0.0009 USD each: one admitted, five 429, then the seventh 429."""
     s = case35_stack
     url = f"{s.base_url}/v1/chat/completions"
     h = {"x-nadir-team": "qa"}
