@@ -67,7 +67,7 @@ def case35_stack(request, tmp_path):
     cfg = "budgets: [{name: qa-team, scope: team, match: qa, window: 1h, limit_usd: 0.0005, action: block}]\n"
     if request.param == "redis":
         srv = request.getfixturevalue("redis_server")
-        cfg += f"budget_redis: {{url: '{srv.url}', key_prefix: 'case35-{uuid.uuid4().hex[:8]}:'}}\n"
+        cfg += f"budget_redis: {{url: '{srv.url}', key_prefix: 'case35-{uuid.uuid4().hex[:8]}:', timeout_ms: 2000}}\n"
     with Stack(extproc_env=write_config(tmp_path, cfg)) as s:
         for _ in range(6):  # each provider call answers after 1.5 s (all six, should all be admitted)
             spec = {"status": 200, "headers": {"content-type": "application/json"}, "delay_ms": 1500,
@@ -128,7 +128,7 @@ def test_three_ext_procs_behind_their_own_envoys_share_one_redis_rule_under_load
     prefix = f"fleet-{uuid.uuid4().hex[:8]}:"
     cfg = (
         "budgets: [{name: fleet, scope: team, match: fleet, window: 1h, limit_usd: 0.003, action: block}]\n"
-        f"budget_redis: {{url: '{redis_server.url}', key_prefix: '{prefix}'}}\n"
+        f"budget_redis: {{url: '{redis_server.url}', key_prefix: '{prefix}', timeout_ms: 2000}}\n"
     )
     body = json.dumps({"model": "gpt-4o-mini", "max_tokens": 100, "stream": True,
                        "messages": [{"role": "user", "content": "Say hello to the fleet."}]}).encode()
@@ -189,7 +189,7 @@ def test_redis_killed_mid_run_then_restarted(own_redis, tmp_path):
     cfg = (
         "ledger: {flush_interval_s: 0.1}\n"
         "budgets: [{name: team-day, scope: team, window: 1d, limit_usd: 1, action: block}]\n"
-        f"budget_redis: {{url: '{own_redis.url}', key_prefix: '{prefix}', timeout_ms: 100, retry_interval_s: 0.2}}\n"
+        f"budget_redis: {{url: '{own_redis.url}', key_prefix: '{prefix}', timeout_ms: 1000, retry_interval_s: 0.2}}\n"
     )
     body = b'{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}'
     h = {"x-nadir-team": "ops", "x-emulator-usage": json.dumps({"input": 1000, "output": 50})}
