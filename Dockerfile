@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 # nadir-extproc: the ext_proc gRPC service, runtime dependencies only, non-root.
 #   docker build -t nadir-extproc:0.1.0 .
-#   docker run --rm -p 50051:50051 nadir-extproc:0.1.0
+#   docker run --rm -p 50052:50052 nadir-extproc:0.1.0
+# ExternalProcessor listens on loopback (and NADIR_UDS) only: Envoy must share the container's network
+# namespace (a pod, or docker --network container:...) or the socket. Over a network, configure mTLS
+# (`tls` in the settings file, SECURITY.md). :50052 answers gRPC health only.
 # The image is not built by the test suite (no Docker daemon there); tests/deploy lints this file
 # with hadolint, runs the marked wheel step as written, serves from that wheel with the ENV and CMD
 # below and runs the HEALTHCHECK command against it.
@@ -32,13 +35,14 @@ COPY --from=build /opt/nadir /opt/nadir
 ENV PATH=/opt/nadir/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    NADIR_LISTEN=0.0.0.0:50051
+    NADIR_LISTEN=127.0.0.1:50051 \
+    NADIR_HEALTH_LISTEN=0.0.0.0:50052
 USER 10001:10001
-EXPOSE 50051
+EXPOSE 50052
 # SIGTERM: health turns NOT_SERVING, no new streams, open ones get grace_period_s to finish.
 STOPSIGNAL SIGTERM
-# grpc.health.v1 Check for the ext_proc service on the NADIR_LISTEN port; exit 0 only when SERVING.
+# grpc.health.v1 Check for the ext_proc service on the health-only port; exit 0 only when SERVING.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = os.environ.get('NADIR_LISTEN', '0.0.0.0:50051').rsplit(':', 1)[1]; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(service='envoy.service.ext_proc.v3.ExternalProcessor'), timeout=2); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]
+  CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = os.environ.get('NADIR_HEALTH_LISTEN', '0.0.0.0:50052').rsplit(':', 1)[1]; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(service='envoy.service.ext_proc.v3.ExternalProcessor'), timeout=2); sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"]
 ENTRYPOINT ["nadir-extproc"]
 CMD ["serve"]

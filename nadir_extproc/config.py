@@ -1,7 +1,7 @@
 """Service settings: defaults, overridden by a YAML file, overridden by environment variables.
 
 File: ``--config PATH`` or ``NADIR_CONFIG``. Environment: ``NADIR_LISTEN`` (``host:port``),
-``NADIR_UDS`` (Unix socket path), ``NADIR_AUTO_MODEL``, ``NADIR_LOG_LEVEL``,
+``NADIR_UDS`` (Unix socket path), ``NADIR_HEALTH_LISTEN`` (``host:port``, health only), ``NADIR_AUTO_MODEL``, ``NADIR_LOG_LEVEL``,
 ``NADIR_PROMETHEUS_PORT`` (``telemetry.prometheus_port``); ``OTEL_*`` as in ``TelemetrySettings``;
 ``NADIR_STATE_DIR``, ``NADIR_LEDGER_DSN`` (``ledger.postgres_dsn``), ``NADIR_KEY_ID_SECRET``,
 ``NADIR_REDIS_URL`` / ``NADIR_REDIS_PASSWORD`` (``budget_redis.url`` / ``.password``). A bad entry raises
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from nadir_extproc.dialects import DIALECTS, default_paths
 from nadir_extproc.routing.policy import DEFAULT_TIERS, TierPolicy
@@ -221,13 +221,40 @@ class BudgetRedisSettings(BaseModel):
         return v or None
 
 
+class ListenerTLS(BaseModel):
+    """Gateway mode: mutual TLS on ``listen`` (``nadir_extproc.listeners``). The ext_proc presents
+    ``cert_file``/``key_file`` and requires a client certificate signed by ``client_ca_file``; with
+    ``allowed_client_sans`` the certificate must also carry one of those subject alternative names
+    (DNS or URI, exact), else ``Process`` is ``PERMISSION_DENIED``. PEM files; re-read when they
+    change (a renewed cert-manager Secret needs no restart)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cert_file: str
+    key_file: str
+    #: CA bundle that signs the clients' (the gateway's) certificates. Required: no mTLS, no TLS.
+    client_ca_file: str
+    allowed_client_sans: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseModel):
     """All settings of the ext_proc service (units in the field names)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    #: ``ExternalProcessor`` (and health) on TCP ``host:port``. Must be loopback unless ``tls`` is
+    #: set or ``allow_plaintext_listen`` (``nadir_extproc.listeners``, SECURITY.md).
     listen: str = "127.0.0.1:50051"
+    #: ``ExternalProcessor`` (and health) on this Unix socket too (sidecar: shared with Envoy).
     uds: str | None = None
+    #: gRPC health ONLY on ``host:port`` (e.g. ``0.0.0.0:50052`` for the kubelet's probes on the
+    #: pod IP); ``Process`` there is ``UNIMPLEMENTED``. Default: none. Env ``NADIR_HEALTH_LISTEN``.
+    health_listen: str | None = None
+    #: Gateway mode: mTLS on ``listen`` (see ``ListenerTLS``). Default: none (plain text).
+    tls: ListenerTLS | None = None
+    #: Serve ``ExternalProcessor`` in plain text on a non-loopback ``listen``. Only where the network
+    #: itself authenticates callers (a mesh with mTLS and an authorization policy). Default: off.
+    allow_plaintext_listen: bool = False
     #: gRPC max send/receive message size; must exceed the largest body Envoy buffers for us
     #: (Envoy's per_connection_buffer_limit_bytes in envoy/envoy.yaml is 8 MiB).
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
@@ -278,6 +305,13 @@ class Settings(BaseModel):
     budget_reservations: BudgetReservationSettings = Field(default_factory=BudgetReservationSettings)
     budget_redis: BudgetRedisSettings = Field(default_factory=BudgetRedisSettings)
 
+    @model_validator(mode="after")
+    def _listeners_trusted(self) -> "Settings":
+        from nadir_extproc.listeners import check_trust
+
+        check_trust(self)  # ListenerError is a ValueError: reported as a bad setting
+        return self
+
     @field_validator("paths")
     @classmethod
     def _known_dialects(cls, v: dict[str, str]) -> dict[str, str]:
@@ -322,7 +356,7 @@ class Settings(BaseModel):
 
 
 _ENV = {
-    "NADIR_LISTEN": "listen", "NADIR_UDS": "uds", "NADIR_AUTO_MODEL": "auto_model", "NADIR_LOG_LEVEL": "log_level",
+    "NADIR_LISTEN": "listen", "NADIR_UDS": "uds", "NADIR_HEALTH_LISTEN": "health_listen", "NADIR_AUTO_MODEL": "auto_model", "NADIR_LOG_LEVEL": "log_level",
     "NADIR_ROUTER": "router", "NADIR_ROUTER_MODEL": "router_model", "NADIR_ROUTER_POLICY": "router_policy",
 }
 

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nadir_extproc import ledger
 from nadir_extproc.budgets import Budgets
 from nadir_extproc.config import Settings
+from nadir_extproc.listeners import Listeners, interceptors
 from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.pricing.pricefile import install_price_file
@@ -78,11 +79,13 @@ def build_context(settings: Settings, telemetry: Telemetry | None = None) -> Con
 
 
 class Service:
-    """A running ext_proc server: gRPC on TCP (and optionally a Unix socket) with health.
+    """A running ext_proc server: gRPC on TCP (and optionally a Unix socket) with health, plus a
+    health-only server on ``health_listen``; who may connect where: ``nadir_extproc.listeners``.
 
     ``await start()`` binds and returns the bound TCP port (``listen`` may use port 0);
     ``await stop(grace_s)`` marks health NOT_SERVING, stops accepting and lets open streams finish
-    within ``grace_s`` seconds.
+    within ``grace_s`` seconds. Raises ``ListenerError`` for listener settings that would expose
+    ``ExternalProcessor`` to untrusted clients.
     """
 
     def __init__(self, settings: Settings, ctx: Context | None = None, telemetry: Telemetry | None = None) -> None:
@@ -95,6 +98,7 @@ class Service:
         #: ``ctx`` is given; ``stop()`` flushes it.
         self.ledger = ledger.attach(settings, self.ctx) if ctx is None else None
         self.port: int | None = None
+        self.health_port: int | None = None
         self.health = health.aio.HealthServicer()
         opts = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -103,28 +107,21 @@ class Service:
             # whose workers share one port (nadir_extproc.workers sets NADIR_REUSEPORT=1).
             ("grpc.so_reuseport", 1 if os.environ.get("NADIR_REUSEPORT") == "1" else 0),
         ]
-        self.server = grpc.aio.server(options=opts)
+        self.listeners = Listeners(settings, self.health)
+        self.server = grpc.aio.server(options=opts, interceptors=interceptors(settings))
         ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.ctx), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
 
     async def start(self) -> int:
         """Bind and start serving; returns the TCP port. Raises ``RuntimeError`` if binding fails."""
-        self.port = self.server.add_insecure_port(self.settings.listen)
-        if not self.port:
-            raise RuntimeError(f"cannot listen on {self.settings.listen}")
-        if self.settings.uds:
-            self.server.add_insecure_port(f"unix:{self.settings.uds}")
+        self.port = self.listeners.bind(self.server)
         await self.server.start()
         if self.ctx.budgets:  # Redis: connect and seed a cold store (bounded; falls back to local totals)
             await self.ctx.budgets.start()
+        self.health_port = await self.listeners.start_health()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info(
-            "nadir-extproc serving on %s (port %s)%s",
-            self.settings.listen,
-            self.port,
-            f" and unix:{self.settings.uds}" if self.settings.uds else "",
-        )
+        log.info("nadir-extproc serving: %s", self.listeners.describe())
         if self.telemetry is not None:
             log.info("telemetry: %s", self.telemetry.describe())
         return self.port
@@ -136,6 +133,7 @@ class Service:
         await self.server.stop(self.settings.grace_period_s if grace_s is None else grace_s)
         if self.ctx.budgets:  # settlements still on their way to Redis
             await self.ctx.budgets.aclose()
+        await self.listeners.stop_health(0)
         if self.ledger is not None:  # every finished stream has queued its row by now
             if not await asyncio.to_thread(self.ledger.close, self.settings.ledger.close_timeout_s):
                 log.error("ledger: rows still queued after %.1fs; not all were written", self.settings.ledger.close_timeout_s)

@@ -59,7 +59,7 @@ def test_final_stage_is_non_root_runtime_only_with_graceful_stop():
     assert words["USER"] == "10001:10001"
     assert words["STOPSIGNAL"] == "SIGTERM"
     assert json.loads(words["ENTRYPOINT"]) == ["nadir-extproc"] and json.loads(words["CMD"]) == ["serve"]
-    assert "EXPOSE" in words and words["EXPOSE"] == "50051"
+    assert "EXPOSE" in words and words["EXPOSE"] == "50052"  # health only; ExternalProcessor is loopback
     # Only the venv built from the wheel is copied in; no source tree, no dev/demo extras.
     copies = [a for w, a in final if w == "COPY"]
     assert copies == ["--from=build /opt/nadir /opt/nadir"]
@@ -129,9 +129,10 @@ def test_image_command_and_healthcheck_against_the_built_package(wheel, tmp_path
                 k, _, v = item.partition("=")
                 if k != "PATH":
                     env[k] = v
-    assert env["NADIR_LISTEN"] == "0.0.0.0:50051"
-    port = free_port()
-    env["NADIR_LISTEN"] = f"127.0.0.1:{port}"  # the one change: a free loopback port
+    assert env["NADIR_LISTEN"] == "127.0.0.1:50051"  # ExternalProcessor: loopback only (SECURITY.md)
+    assert env["NADIR_HEALTH_LISTEN"] == "0.0.0.0:50052"  # health only, on every address
+    env["NADIR_LISTEN"] = f"127.0.0.1:{free_port()}"  # the one change: free ports
+    env["NADIR_HEALTH_LISTEN"] = f"0.0.0.0:{free_port()}"
     env["PYTHONPATH"] = str(site)  # the wheel's copy of the package shadows the repo's
     probe = subprocess.run([sys.executable, "-c", "import nadir_extproc; print(nadir_extproc.__file__)"], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert probe.stdout.strip().startswith(str(site))
