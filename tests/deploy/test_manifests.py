@@ -15,7 +15,7 @@ from nadir_extproc.config import load_settings
 from tests.deploy.k8s_tools import BUILDS, K8S, K8S_VERSIONS, REPO, container, find, kubernetes_validate, kustomize, one
 
 EXTPROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
-BUILT_IN_GROUPS = {"v1", "apps/v1", "policy/v1"}
+BUILT_IN_GROUPS = {"v1", "apps/v1", "policy/v1", "networking.k8s.io/v1"}
 
 
 def _schema_for(doc: dict) -> Path:
@@ -43,6 +43,7 @@ def test_build_validates_strictly_on_both_kubernetes_versions(build, tmp_path):
         for line in out.splitlines():
             if "Couldn't find schema" in line:
                 assert "api version v1 " not in line and "apps/v1" not in line and "policy/v1" not in line, line
+                assert " networking.k8s.io/v1 " not in line, line
 
 
 def test_custom_resources_match_the_crd_schemas_in_the_repo(build):
@@ -106,7 +107,7 @@ def test_base_runs_extproc_then_envoy_as_native_sidecars_with_probes():
     assert all(c["restartPolicy"] == "Always" for c in spec["initContainers"])
     ext = container(spec, "nadir-extproc")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert ext[probe]["grpc"]["port"] == 50051, probe
+        assert ext[probe]["grpc"]["port"] == 50052, probe  # health_listen: grpc.health.v1 only
     assert ext["startupProbe"]["grpc"]["service"] == EXTPROC_SERVICE
     assert ext["readinessProbe"]["grpc"]["service"] == EXTPROC_SERVICE
     envoy = container(spec, "envoy")
@@ -149,7 +150,14 @@ def test_configmaps_hold_the_repo_files_byte_for_byte():
 def test_settings_file_loads_and_matches_the_sidecar_wiring():
     s = load_settings(K8S / "base" / "settings.yaml", env={})
     assert s.uds == "/var/run/nadir/extproc.sock"
-    assert s.listen == "0.0.0.0:50051"  # kubelet gRPC probes arrive on the pod IP
+    # ExternalProcessor only on loopback and the socket; the pod IP gets the health-only port, which is
+    # the one the kubelet probes (issue 14, SECURITY.md; tests/security runs it from another host).
+    assert s.listen == "127.0.0.1:50051" and s.tls is None and not s.allow_plaintext_listen
+    assert s.health_listen == "0.0.0.0:50052"
+    spec = one(kustomize("base"), "Deployment", "llm-app")["spec"]["template"]["spec"]
+    ext = container(spec, "nadir-extproc")
+    assert {ext[p]["grpc"]["port"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {50052}
+    assert [p["containerPort"] for p in ext["ports"] if p["containerPort"] in (50051, 50052)] == [50052]
     sidecar = yaml.safe_load((REPO / "envoy" / "sidecar.yaml").read_text())
     cluster = next(c for c in sidecar["static_resources"]["clusters"] if c["name"] == "nadir_extproc")
     assert cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]["path"] == s.uds
@@ -201,6 +209,12 @@ def test_extproc_container_is_the_same_in_every_shape():
     base = container(one(kustomize("base"), "Deployment", "llm-app")["spec"]["template"]["spec"], "nadir-extproc")
     eg = kustomize("overlays/envoy-gateway")
     shared = container(one(eg, "Deployment", "nadir-extproc")["spec"]["template"]["spec"], "nadir-extproc")
+    # Gateway mode adds exactly the mTLS port and the certificate mount (issue 14).
+    mtls_port = {"name": "grpc", "containerPort": 50051, "protocol": "TCP"}
+    tls_mount = {"name": "nadir-tls", "mountPath": "/etc/nadir-tls", "readOnly": True}
+    assert mtls_port in shared["ports"] and tls_mount in shared["volumeMounts"]
+    shared = {**shared, "ports": [p for p in shared["ports"] if p != mtls_port],
+              "volumeMounts": [m for m in shared["volumeMounts"] if m != tls_mount]}
     assert {k: v for k, v in base.items() if k != "restartPolicy"} == shared
     egs = kustomize("overlays/envoy-gateway-sidecar")
     assert find(egs, "Deployment", "nadir-extproc") == []
