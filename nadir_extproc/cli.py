@@ -34,6 +34,13 @@ def serve(
     updates = {k: v for k, v in (("listen", listen), ("uds", uds)) if v}
     if updates:
         settings = settings.model_copy(update=updates)
+        from nadir_extproc.listeners import ListenerError, check_trust
+
+        try:
+            check_trust(settings)  # --listen must not open ExternalProcessor to the network either
+        except ListenerError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
     if settings.price_file:
         from nadir_extproc.pricing.pricefile import PriceFileError, load_price_file
 

@@ -76,6 +76,7 @@ def upstreams() -> Iterator[Upstreams]:
         # The k8s settings file, with only what cannot exist here replaced through the environment
         # (which the service reads over the file): addresses, the state directory, no OTLP export.
         env = {**os.environ, "NADIR_CONFIG": str(K8S / "base" / "settings.yaml"), "NADIR_LISTEN": f"127.0.0.1:{port}",
+               "NADIR_HEALTH_LISTEN": f"127.0.0.1:{free_port()}",  # the probes' port (0.0.0.0:50052 in a pod)
                "NADIR_UDS": sock, "NADIR_STATE_DIR": str(d / "state"), "NADIR_PROMETHEUS_PORT": str(metrics_port),
                "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
         ext = subprocess.Popen([sys.executable, "-m", "nadir_extproc.cli", "serve"], stdout=subprocess.PIPE,

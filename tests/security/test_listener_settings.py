@@ -1,0 +1,71 @@
+"""Listener settings (issue 14): a configuration that would serve ExternalProcessor in plain text
+to the network is an error naming the setting, at load time and when the service starts; the
+addresses that are loopback are told apart from those that are not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nadir_extproc.config import ConfigError, load_settings
+from nadir_extproc.listeners import ListenerError, Listeners, client_allowed, is_loopback
+
+
+@pytest.mark.parametrize("addr,loop", [
+    ("127.0.0.1:50051", True), ("127.9.9.9:1", True), ("localhost:50051", True), ("[::1]:50051", True),
+    ("0.0.0.0:50051", False), ("[::]:50051", False), ("10.1.2.3:50051", False), ("nadir-extproc:50051", False),
+    ("[::ffff:10.0.0.1]:1", False),
+])
+def test_loopback_addresses(addr, loop):
+    assert is_loopback(addr) is loop
+
+
+def test_plain_text_network_listen_is_a_settings_error(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"NADIR_LISTEN": "0.0.0.0:50051"})
+    assert "listen '0.0.0.0:50051' is not a loopback address" in str(e.value)
+    assert "health_listen" in str(e.value) and "tls" in str(e.value)  # the message names the fixes
+    # Allowed: loopback + a health-only port; TLS on the network; the explicit opt-out.
+    s = load_settings(env={"NADIR_LISTEN": "127.0.0.1:1", "NADIR_HEALTH_LISTEN": "0.0.0.0:2"})
+    assert (s.listen, s.health_listen) == ("127.0.0.1:1", "0.0.0.0:2")
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("listen: 0.0.0.0:1\ntls: {cert_file: a, key_file: b, client_ca_file: c}\n")
+    assert load_settings(cfg, env={}).tls.client_ca_file == "c"
+    cfg.write_text("listen: 0.0.0.0:1\nallow_plaintext_listen: true\n")
+    assert load_settings(cfg, env={}).allow_plaintext_listen is True
+    # TLS without client verification is not a mode.
+    cfg.write_text("listen: 0.0.0.0:1\ntls: {cert_file: a, key_file: b}\n")
+    with pytest.raises(ConfigError, match="client_ca_file"):
+        load_settings(cfg, env={})
+    cfg.write_text("listen: 127.0.0.1:7\nhealth_listen: 0.0.0.0:7\n")
+    with pytest.raises(ConfigError, match="same port"):
+        load_settings(cfg, env={})
+
+
+def test_cli_override_cannot_bypass_the_check(tmp_path):
+    # `serve --listen` updates the settings after validation; the listeners check again.
+    r = subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "serve", "--listen", "0.0.0.0:0"],
+                       capture_output=True, text=True, timeout=60, env={"NADIR_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: listen '0.0.0.0:0' is not a loopback address")
+
+
+def test_unreadable_tls_files_name_the_setting(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"listen: 0.0.0.0:0\ntls: {{cert_file: {tmp_path}/nope.crt, key_file: {tmp_path}/k, client_ca_file: {tmp_path}/c}}\n")
+    s = load_settings(cfg, env={})
+    import grpc
+
+    with pytest.raises(ListenerError, match=r"tls.cert_file: cannot read .*nope.crt"):
+        Listeners(s, health=None).bind(grpc.aio.server())
+
+
+def test_client_identity_rule():
+    tls = {"transport_security_type": [b"ssl"], "x509_subject_alternative_name": [b"nadir-extproc-gateway"]}
+    assert client_allowed(tls, ["nadir-extproc-gateway"])
+    assert not client_allowed({**tls, "x509_subject_alternative_name": [b"other"]}, ["nadir-extproc-gateway"])
+    assert not client_allowed({"transport_security_type": [b"ssl"]}, ["nadir-extproc-gateway"])  # no SAN at all
+    assert client_allowed({**tls, "x509_subject_alternative_name": [b"other"]}, [])  # no name rule: the CA decides
+    assert client_allowed({"transport_security_type": [b"insecure"]}, ["x"])  # Unix socket / loopback
