@@ -228,7 +228,8 @@ class Listeners:
         """Start the health-only server on ``health_listen`` (if set); returns its port."""
         if not self.settings.health_listen:
             return None
-        self.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        reuse = [o for o in self.options if o[0] == "grpc.so_reuseport"] or [("grpc.so_reuseport", 0)]
+        self.health_server = grpc.aio.server(options=reuse)  # `serve --workers`: workers share it too
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
         self.health_port = self.health_server.add_insecure_port(self.settings.health_listen)
         if not self.health_port:

@@ -107,7 +107,7 @@ class Service:
             # whose workers share one port (nadir_extproc.workers sets NADIR_REUSEPORT=1).
             ("grpc.so_reuseport", 1 if os.environ.get("NADIR_REUSEPORT") == "1" else 0),
         ]
-        self.listeners = Listeners(settings, self.health)
+        self.listeners = Listeners(settings, self.health, options=opts[2:])  # the health port shares like the main one
         self.server = grpc.aio.server(options=opts, interceptors=interceptors(settings))
         ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.ctx), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

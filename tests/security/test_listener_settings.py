@@ -69,3 +69,27 @@ def test_client_identity_rule():
     assert not client_allowed({"transport_security_type": [b"ssl"]}, ["nadir-extproc-gateway"])  # no SAN at all
     assert client_allowed({**tls, "x509_subject_alternative_name": [b"other"]}, [])  # no name rule: the CA decides
     assert client_allowed({"transport_security_type": [b"insecure"]}, ["x"])  # Unix socket / loopback
+
+
+def test_workers_share_the_health_only_port(tmp_path):
+    # `serve --workers 2`: both workers bind the same health_listen port (SO_REUSEPORT, as the
+    # ext_proc port), so a fixed probe port still works.
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from nadir_extproc.stack import free_port
+
+    hport = free_port()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("NADIR_")}
+    env.update(NADIR_LISTEN="127.0.0.1:0", NADIR_HEALTH_LISTEN=f"127.0.0.1:{hport}", NADIR_STATE_DIR=str(tmp_path),
+               NADIR_WORKERS="2", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    p = subprocess.Popen([sys.executable, "-m", "nadir_extproc.cli", "serve"], stdout=subprocess.PIPE,
+                         stderr=open(tmp_path / "serve.log", "w"), text=True, env=env)
+    try:
+        assert "2 workers" in p.stdout.readline(), (tmp_path / "serve.log").read_text()
+        with grpc.insecure_channel(f"127.0.0.1:{hport}") as ch:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert r.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        p.terminate()
+        p.wait(30)
