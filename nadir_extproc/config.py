@@ -243,8 +243,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: ``ExternalProcessor`` (and health) on TCP ``host:port``. Must be loopback unless ``tls`` is
-    #: set or ``allow_plaintext_listen`` (``nadir_extproc.listeners``, SECURITY.md).
-    listen: str = "127.0.0.1:50051"
+    #: set or ``allow_plaintext_listen`` (``nadir_extproc.listeners``, SECURITY.md). ``null`` (or
+    #: empty): no TCP listener, only ``uds`` -- then not even another container of the pod, which
+    #: shares its loopback, can reach ExternalProcessor (the k8s sidecar setting).
+    listen: str | None = "127.0.0.1:50051"
     #: ``ExternalProcessor`` (and health) on this Unix socket too (sidecar: shared with Envoy).
     uds: str | None = None
     #: gRPC health ONLY on ``host:port`` (e.g. ``0.0.0.0:50052`` for the kubelet's probes on the
@@ -304,6 +306,11 @@ class Settings(BaseModel):
     #: Reservations at admission and the shared store of budget totals (issue 17).
     budget_reservations: BudgetReservationSettings = Field(default_factory=BudgetReservationSettings)
     budget_redis: BudgetRedisSettings = Field(default_factory=BudgetRedisSettings)
+
+    @field_validator("listen", "health_listen", "uds", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
 
     @model_validator(mode="after")
     def _listeners_trusted(self) -> "Settings":

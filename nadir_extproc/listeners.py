@@ -69,7 +69,14 @@ def is_loopback(address: str) -> bool:
 
 def check_trust(settings: Settings) -> None:
     """Raise ``ListenerError`` when ``settings`` would serve ``ExternalProcessor`` in plain text on
-    a non-loopback address, or when ``health_listen`` collides with ``listen``."""
+    a non-loopback address, serve it nowhere (no ``listen``, no ``uds``), or when
+    ``health_listen`` collides with ``listen``."""
+    if not settings.listen:
+        if not settings.uds:
+            raise ListenerError("listen is empty and uds is not set: ExternalProcessor would be served nowhere")
+        if settings.tls is not None:
+            raise ListenerError("tls is set but listen is empty: mTLS applies to the TCP listener only")
+        return
     if not is_loopback(settings.listen) and settings.tls is None and not settings.allow_plaintext_listen:
         raise ListenerError(
             f"listen {settings.listen!r} is not a loopback address: in plain text, anything that reaches it "
@@ -207,19 +214,21 @@ class Listeners:
         self.health_port: int | None = None
         self.health_server: grpc.aio.Server | None = None
 
-    def bind(self, server: grpc.aio.Server) -> int:
-        """Add the ext_proc ports to ``server``; returns the bound ``listen`` port. Raises
-        ``RuntimeError`` if binding fails, ``ListenerError`` for unreadable TLS files."""
+    def bind(self, server: grpc.aio.Server) -> int | None:
+        """Add the ext_proc ports to ``server``; returns the bound ``listen`` port (None without
+        ``listen``). Raises ``RuntimeError`` if binding fails, ``ListenerError`` for unreadable TLS
+        files."""
         s = self.settings
-        if s.tls is not None:
-            self.port = server.add_secure_port(s.listen, server_credentials(s.tls))
-        else:
-            self.port = server.add_insecure_port(s.listen)
-        if not self.port:
-            raise RuntimeError(f"cannot listen on {s.listen}")
+        if s.listen:
+            if s.tls is not None:
+                self.port = server.add_secure_port(s.listen, server_credentials(s.tls))
+            else:
+                self.port = server.add_insecure_port(s.listen)
+            if not self.port:
+                raise RuntimeError(f"cannot listen on {s.listen}")
         if s.uds:
             server.add_insecure_port(f"unix:{s.uds}")
-        if not is_loopback(s.listen) and s.tls is None:
+        if s.listen and not is_loopback(s.listen) and s.tls is None:
             log.warning("ExternalProcessor is served in plain text on %s (allow_plaintext_listen): anything that "
                         "reaches it can write ledger rows and use up budgets", s.listen)
         return self.port
@@ -244,8 +253,8 @@ class Listeners:
     def describe(self) -> str:
         """One line for the start-up log: every address and what it serves."""
         s = self.settings
-        main = f"ext_proc on {s.listen} ({'mTLS' if s.tls else 'plain text'}, port {self.port})"
-        parts = [main] + ([f"ext_proc on unix:{s.uds}"] if s.uds else [])
+        parts = [f"ext_proc on {s.listen} ({'mTLS' if s.tls else 'plain text'}, port {self.port})"] if s.listen else []
+        parts += [f"ext_proc on unix:{s.uds}"] if s.uds else []
         if s.health_listen:
             parts.append(f"health only on {s.health_listen} (port {self.health_port})")
         return "; ".join(parts)

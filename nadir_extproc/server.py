@@ -112,8 +112,9 @@ class Service:
         ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.ctx), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
 
-    async def start(self) -> int:
-        """Bind and start serving; returns the TCP port. Raises ``RuntimeError`` if binding fails."""
+    async def start(self) -> int | None:
+        """Bind and start serving; returns the TCP port (None with ``uds`` only). Raises
+        ``RuntimeError`` if binding fails."""
         self.port = self.listeners.bind(self.server)
         await self.server.start()
         if self.ctx.budgets:  # Redis: connect and seed a cold store (bounded; falls back to local totals)
@@ -151,7 +152,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
-    print(f"nadir-extproc listening on {settings.listen.rsplit(':', 1)[0]}:{svc.port}", flush=True)
+    where = f"{settings.listen.rsplit(':', 1)[0]}:{svc.port}" if settings.listen else f"unix:{settings.uds}"
+    print(f"nadir-extproc listening on {where}", flush=True)
     await stop.wait()
     log.info("signal received: stopping (grace %.1fs)", settings.grace_period_s)
     await svc.stop()

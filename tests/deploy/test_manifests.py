@@ -152,7 +152,7 @@ def test_settings_file_loads_and_matches_the_sidecar_wiring():
     assert s.uds == "/var/run/nadir/extproc.sock"
     # ExternalProcessor only on loopback and the socket; the pod IP gets the health-only port, which is
     # the one the kubelet probes (issue 14, SECURITY.md; tests/security runs it from another host).
-    assert s.listen == "127.0.0.1:50051" and s.tls is None and not s.allow_plaintext_listen
+    assert s.listen is None and s.tls is None and not s.allow_plaintext_listen  # Unix socket only
     assert s.health_listen == "0.0.0.0:50052"
     spec = one(kustomize("base"), "Deployment", "llm-app")["spec"]["template"]["spec"]
     ext = container(spec, "nadir-extproc")

@@ -122,7 +122,7 @@ def test_sidecar_variant_keeps_no_network_path_to_the_extproc():
     assert find(docs, "ConfigMap", "nadir-extproc-gateway-config") == []
     assert "backendTLS" not in one(docs, "EnvoyProxy", "llm-gateway")["spec"]
     s = load_settings(K8S / "base" / "settings.yaml", env={})
-    assert s.tls is None and s.listen.startswith("127.0.0.1:")  # the in-pod ext_proc: socket + loopback
+    assert s.tls is None and s.listen is None and s.uds  # the in-pod ext_proc: Unix socket only
 
 
 def test_gateway_envoy_config_differs_from_the_sidecar_only_where_enumerated():
@@ -137,3 +137,29 @@ def test_gateway_envoy_config_differs_from_the_sidecar_only_where_enumerated():
         f"/static_resources/clusters/{idx}/type", f"/static_resources/clusters/{idx}/dns_lookup_family",
         f"/static_resources/clusters/{idx}/transport_socket", f"{ep}/pipe", f"{ep}/socket_address",
     }
+
+
+def test_tcp_shapes_add_a_loopback_listener_matching_envoys_address():
+    """The k8s settings have no TCP ExternalProcessor listener (Unix socket only); the two shapes
+    whose Envoy needs TCP add exactly loopback 127.0.0.1:50051, the address their Envoy dials."""
+    import tempfile
+    from pathlib import Path
+
+    base = container(one(kustomize("base"), "Deployment", "llm-app")["spec"]["template"]["spec"], "nadir-extproc")
+    assert "NADIR_LISTEN" not in {e["name"] for e in base["env"]}
+    assert load_settings(K8S / "base" / "settings.yaml", env={}).listen is None
+    with tempfile.TemporaryDirectory(dir=K8S / "overlays") as d:
+        (Path(d) / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../base]\ncomponents: [../../components/extproc-tcp]\n")
+        tcp = kustomize(Path(d).relative_to(K8S))
+    istio = kustomize("overlays/istio")
+    sidecar_tcp = yaml.safe_load(one(tcp, "ConfigMap", "nadir-envoy")["data"]["envoy.yaml"])
+    ef = one(istio, "EnvoyFilter", "nadir-extproc")
+    clusters = [next(c for c in sidecar_tcp["static_resources"]["clusters"] if c["name"] == "nadir_extproc"),
+                next(p["patch"]["value"] for p in ef["spec"]["configPatches"] if p["applyTo"] == "CLUSTER")]
+    for docs, cluster in zip((tcp, istio), clusters):
+        ext = container(one(docs, "Deployment", "llm-app")["spec"]["template"]["spec"], "nadir-extproc")
+        listen = {e["name"]: e.get("value") for e in ext["env"]}["NADIR_LISTEN"]
+        addr = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        assert listen == f"{addr['address']}:{addr['port_value']}" == "127.0.0.1:50051"
+        assert load_settings(K8S / "base" / "settings.yaml", env={"NADIR_LISTEN": listen}).listen == listen  # allowed: loopback

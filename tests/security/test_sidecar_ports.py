@@ -127,6 +127,13 @@ def test_another_host_gets_health_and_unimplemented_process(k8s_sidecar_service)
             # Any other TCP listener is not reachable from another host at all (loopback only).
             assert res["process"] in ("UNIMPLEMENTED", "UNAVAILABLE"), (original, res)
             assert not res["process"].startswith("OK"), (original, res)
+    # Not even from inside the pod: every container shares its loopback (the app's too), and no TCP
+    # port of the shipped settings serves Process there either.
+    for port in moved.values():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                list(ep_grpc.ExternalProcessorStub(ch).Process(iter([_headers_msg()]), timeout=5))
+        assert e.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE), port
     # Envoy's way in -- the Unix socket on the pod's shared emptyDir -- processes the same message.
     with grpc.insecure_channel(f"unix:{sock}") as ch:
         replies = list(ep_grpc.ExternalProcessorStub(ch).Process(iter([_headers_msg()]), timeout=5))
