@@ -24,6 +24,7 @@ from typing import Any
 _scan_once = json.JSONDecoder().scan_once  # the C scanner (json.scanner.c_make_scanner)
 _WS = re.compile(r"[ \t\n\r]*")
 _ws = _WS.match
+_WSC = " \t\n\r"
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -77,8 +78,11 @@ def parse(raw: bytes) -> Any:
         return json.loads(text)  # not an object: json.loads's own value or error
     obj = JsonObject()
     spans: dict[str, list[tuple[int, int]]] = {}
+    # Whitespace is skipped with the regex only where there is some (compact JSON has none).
     try:
-        i = _ws(text, i + 1).end()
+        i += 1
+        if text[i] in _WSC:
+            i = _ws(text, i).end()
         if text[i] == "}":
             i += 1
         else:
@@ -86,10 +90,13 @@ def parse(raw: bytes) -> Any:
                 if text[i] != '"':
                     raise _fail("Expecting property name enclosed in double quotes", text, i)
                 key, i = scanstring(text, i + 1)
-                i = _ws(text, i).end()
+                if text[i] in _WSC:
+                    i = _ws(text, i).end()
                 if text[i] != ":":
                     raise _fail("Expecting ':' delimiter", text, i)
-                i = _ws(text, i + 1).end()
+                i += 1
+                if text[i] in _WSC:
+                    i = _ws(text, i).end()
                 try:
                     value, end = _scan_once(text, i)
                 except StopIteration as e:
@@ -100,13 +107,18 @@ def parse(raw: bytes) -> Any:
                     spans[key] = [(i, end)]
                 else:
                     sp.append((i, end))
-                i = _ws(text, end).end()
+                i = end
+                if text[i] in _WSC:
+                    i = _ws(text, i).end()
                 c = text[i]
-                i = _ws(text, i + 1).end()
+                i += 1
+                if c == ",":
+                    if text[i] in _WSC:
+                        i = _ws(text, i).end()
+                    continue
                 if c == "}":
                     break
-                if c != ",":
-                    raise _fail("Expecting ',' delimiter", text, i)
+                raise _fail("Expecting ',' delimiter", text, i - 1)
     except IndexError:
         raise _fail("Unterminated object", text, n) from None
     if _ws(text, i).end() != n:
