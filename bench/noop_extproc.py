@@ -36,9 +36,21 @@ class Noop(ep_grpc.ExternalProcessorServicer):
             yield _REPLIES[req.WhichOneof("request")]
 
 
-async def main(port: int) -> None:
+class NoopReadWrite(ep_grpc.ExternalProcessorServicer):
+    """The same with ``context.read()`` / ``context.write()`` instead of an async generator."""
+
+    async def Process(self, request_iterator, context):
+        read, write, eof = context.read, context.write, grpc.aio.EOF
+        while True:
+            req = await read()
+            if req is eof:
+                return
+            await write(_REPLIES[req.WhichOneof("request")])
+
+
+async def main(port: int, rw: bool = False) -> None:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)])
-    ep_grpc.add_ExternalProcessorServicer_to_server(Noop(), server)
+    ep_grpc.add_ExternalProcessorServicer_to_server(NoopReadWrite() if rw else Noop(), server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(f"noop listening on {bound}", flush=True)
@@ -48,6 +60,7 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--read-write", action="store_true", help="context.read()/write() instead of an async generator")
     a = ap.parse_args()
     try:
         import uvloop
@@ -55,4 +68,4 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(a.port))
+    asyncio.run(main(a.port, a.read_write))

@@ -43,13 +43,19 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
 
     async def Process(
         self, request_iterator: AsyncIterator[ProcessingRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[ProcessingResponse]:
+    ) -> None:
         proc = RequestProcessor(self.ctx)
         # Envoy sends the trace context of its ext_proc span in the stream's gRPC metadata.
         proc.out.trace_carrier = carrier_from_metadata(context.invocation_metadata())
+        # context.read()/write() instead of an async generator over request_iterator: the same
+        # stream, less CPU per message in grpc.aio (bench/results: no-op A/B).
+        read, write, eof = context.read, context.write, grpc.aio.EOF
         try:
-            async for req in request_iterator:
-                yield await proc.handle_async(req)
+            while True:
+                req = await read()
+                if req is eof:
+                    break
+                await write(await proc.handle_async(req))
         finally:
             proc.finish()
 
