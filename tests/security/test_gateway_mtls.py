@@ -7,8 +7,10 @@ replaced) in front of the provider emulator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 import subprocess
 import sys
 import urllib.request
@@ -50,10 +52,10 @@ class Pki:
         self.foreign = CA(d, "foreign").issue("foreign", [gateway_san], server=False)  # right name, wrong CA
 
 
-@pytest.fixture(scope="module")
-def gateway_extproc(tmp_path_factory):
-    """nadir-extproc on the shipped gateway settings; yields (settings as run, Pki, log path)."""
-    d = tmp_path_factory.mktemp("gw")
+@contextlib.contextmanager
+def _serve_gateway_settings(d: Path):
+    """nadir-extproc on the shipped gateway settings with certificates made in ``d`` and free
+    ports; yields (settings as run, Pki, log path)."""
     settings = yaml.safe_load(SETTINGS.read_text())
     pki = Pki(d, settings["tls"]["allowed_client_sans"][0])
     settings["tls"].update(cert_file=str(pki.server.cert), key_file=str(pki.server.key), client_ca_file=str(pki.server.ca))
@@ -77,6 +79,12 @@ def gateway_extproc(tmp_path_factory):
             p.wait(15)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+@pytest.fixture(scope="module")
+def gateway_extproc(tmp_path_factory):
+    with _serve_gateway_settings(tmp_path_factory.mktemp("gw")) as running:
+        yield running
 
 
 def _port(settings: dict, key: str) -> int:
@@ -215,3 +223,25 @@ def test_envoy_with_the_gateway_certificate_is_served_and_others_are_refused(gat
             assert _envoy_stat(admin, "http.llm.ext_proc.failure_mode_allowed") >= 1
     finally:
         stop_process(envoy)
+
+
+def test_renewed_certificates_are_used_without_a_restart(tmp_path):
+    # cert-manager renews the Secret in place; the next handshake must use the new files.
+    with _serve_gateway_settings(tmp_path) as (settings, pki, log):
+        port = _port(settings, "listen")
+        assert _process(port, pki.gateway, pki.server.ca) == "OK:request_headers"
+        # Renewal by a NEW CA for both sides (the hardest case: trust changes too).
+        new = CA(tmp_path, "renewed")
+        server = new.issue("server2", ["nadir-extproc"], server=True)
+        gateway = new.issue("gateway2", settings["tls"]["allowed_client_sans"], server=False)
+        for src, dst in ((server.cert, settings["tls"]["cert_file"]), (server.key, settings["tls"]["key_file"]),
+                         (new.path, settings["tls"]["client_ca_file"])):
+            tmp = Path(dst + ".new")
+            tmp.write_bytes(src.read_bytes())
+            os.replace(tmp, dst)  # atomic, as the kubelet swaps a Secret volume's files
+        deadline = time.monotonic() + 10
+        while _process(port, gateway, new.path) != "OK:request_headers":
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        assert _process(port, pki.gateway, pki.server.ca) == "UNAVAILABLE"  # the old identity is gone
+        assert "certificate files changed" in log.read_text()
