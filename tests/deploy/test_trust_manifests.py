@@ -163,3 +163,32 @@ def test_tcp_shapes_add_a_loopback_listener_matching_envoys_address():
         addr = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         assert listen == f"{addr['address']}:{addr['port_value']}" == "127.0.0.1:50051"
         assert load_settings(K8S / "base" / "settings.yaml", env={"NADIR_LISTEN": listen}).listen == listen  # allowed: loopback
+
+
+def test_gateway_mode_with_operator_provided_secrets(tmp_path):
+    """Without the cert-manager component (your own PKI) the overlay still builds and validates and
+    expects exactly the two Secrets the docs name."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.deploy.k8s_tools import K8S_VERSIONS, kubernetes_validate
+
+    src = K8S / "overlays" / "envoy-gateway"
+    k = yaml.safe_load((src / "kustomization.yaml").read_text())
+    assert k.pop("components") == ["../../components/extproc-mtls-cert-manager"]
+    # The temporary overlay sits beside envoy-gateway: same depth for ../../base, siblings' files by path.
+    k["resources"] = [r if r.startswith("../") else f"../envoy-gateway/{r}" for r in k["resources"]]
+    for gen in k["configMapGenerator"]:
+        gen["files"] = [f"{f}=../envoy-gateway/{f}" for f in gen["files"]]
+    with tempfile.TemporaryDirectory(dir=K8S / "overlays") as d:
+        (Path(d) / "kustomization.yaml").write_text(yaml.safe_dump(k))
+        docs = kustomize(Path(d).relative_to(K8S))
+    assert find(docs, "Certificate") == find(docs, "Issuer") == []
+    spec = one(docs, "Deployment", "nadir-extproc")["spec"]["template"]["spec"]
+    secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    secrets.add(one(docs, "EnvoyProxy", "llm-gateway")["spec"]["backendTLS"]["clientCertificateRef"]["name"])
+    assert secrets == {"nadir-extproc-tls", "nadir-gateway-client-tls"}
+    path = tmp_path / "build.yaml"
+    path.write_text(yaml.safe_dump_all([x for x in docs if x["apiVersion"] in ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")]))
+    rc, out = kubernetes_validate(path, K8S_VERSIONS[-1])
+    assert rc == 0, out
