@@ -37,7 +37,7 @@ from nadir_extproc import jsonbody, protocol as p
 from nadir_extproc.budgets import H_REMAINING, Budgets, Reservation, block_reply, scope_values, trace_id
 from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
 from nadir_extproc.config import Settings
-from nadir_extproc.dialects import Dialect, detect
+from nadir_extproc.dialects import Dialect, detect, retrieval_dialect
 from nadir_extproc.inband import format_block
 from nadir_extproc.dialects.base import CARRIER, DROP, TERMINAL, USAGE, StreamUsage
 from nadir_extproc.sse import SSEParser
@@ -46,6 +46,7 @@ from nadir_extproc.pricing.cost import Cost, price
 from nadir_extproc.pricing.savings import baseline_cost, cost_saved
 from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.pricing.usage import Usage
+from nadir_extproc.providers import known
 from nadir_extproc.routing.base import Decision, RouteRequest, Router
 from nadir_extproc.routing.policy import TierPolicy
 from nadir_extproc.stats import count
@@ -86,6 +87,9 @@ class Context:
     #: Called once per finished request with its ``Outcome`` (telemetry/ledger hook; off path).
     #: Use ``add_on_complete`` to chain several sinks.
     on_complete: Callable[["Outcome"], None] | None = None
+    #: Response ids already priced (background Responses fetched by ``GET /v1/responses/{id}``):
+    #: a response is priced once, however often it is polled.
+    priced_responses: "OnceSet" = field(default_factory=lambda: OnceSet(100_000))
 
     def add_on_complete(self, sink: Callable[["Outcome"], None]) -> None:
         """Add a sink to ``on_complete`` (kept as a plain callable while there is only one)."""
@@ -96,6 +100,28 @@ class Context:
             cur.sinks.append(sink)
         else:
             self.on_complete = FanOut([cur, sink])
+
+
+class OnceSet:
+    """A bounded set of keys seen once (oldest forgotten first): ``first(key)`` is True the first
+    time a key is offered, False after. Thread-unsafe by design: one asyncio loop owns it."""
+
+    __slots__ = ("_keys", "_max")
+
+    def __init__(self, max_keys: int) -> None:
+        from collections import OrderedDict
+
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._max = max_keys
+
+    def first(self, key: str) -> bool:
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self._max:
+            self._keys.popitem(last=False)
+        return True
 
 
 class FanOut:
@@ -158,6 +184,9 @@ class Outcome:
     trace_carrier: dict[str, str] = field(default_factory=dict)
     #: Prompt/response content as span attributes; filled only when telemetry.capture_content.
     content: dict[str, str] | None = None
+    #: A stream that ended with an error event is unpriced (``stream_error``); what its usage
+    #: reported so far, priced, is kept here apart from ``cost`` (never its price).
+    partial_cost: Cost | None = None
 
 
 def _safe_model(m: str | None) -> str | None:
@@ -234,6 +263,7 @@ class RequestProcessor:
         "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
         "_inband_sent", "_stream_done", "_priced", "_overflow_counted", "_cost_in_body",
         "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen", "_held", "_admission", "_reservation",
+        "_variant", "_reported", "_raw_usage", "_partial", "_nl", "_entry", "_once",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -267,6 +297,13 @@ class RequestProcessor:
         self._terminal_seen = False  # the stream's terminal event went through
         self._cost_in_body = False  # client opted in (x-nadir-cost-in-body) to the JSON cost field
         self._held: Any = None  # a CARRIER event held for the opt-in cost field (see _stream_chunk)
+        self._variant: dict[str, str] = {}  # price variants the response reported (speed=fast …)
+        self._reported: Decimal | None = None  # the provider's own cost (OpenRouter usage.cost …)
+        self._raw_usage: Any = None  # the usage object as sent (provider usage rules read it)
+        self._partial: Usage | None = None  # usage of a stream that ended with an error event
+        self._nl = b""  # the stream's line ending, from its first event (CRLF streams get CRLF)
+        self._entry: known.Entry | None = None  # the provider's entry (hooks, OTel name)
+        self._once: bool | None = None  # first pricing of this response id (decided once)
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -347,8 +384,14 @@ class RequestProcessor:
     def _request_headers(self, msg: Any) -> p.ProcessingResponse:
         h = p.headers_map(msg)
         r = p.ProcessingResponse()
+        method = h.get(":method")
         dialect = detect(h.get(":path", ""), self.ctx.settings.paths)
-        if dialect is None or h.get(":method") != "POST":
+        if dialect is None and method == "GET":
+            # GET /v1/responses/{id}: a background response's result, priced when fetched.
+            dialect = retrieval_dialect(h.get(":path", ""))
+        elif method != "POST":
+            dialect = None
+        if dialect is None:
             r.request_headers.response.SetInParent()
             r.mode_override.CopyFrom(p.MODE_SKIP_REST)
             return r
@@ -357,7 +400,9 @@ class RequestProcessor:
         self._path = h.get(":path", "")
         self._cost_in_body = h.get(H_COST_IN_BODY, "").strip().lower() in ("1", "true", "yes")
         self.out.dialect = dialect.name
-        self.out.provider = dialect.provider
+        # The endpoint can name a provider the dialect's main one does not (Vertex AI paths).
+        self._entry = known.from_path(self._path) or known.get(dialect.provider)
+        self.out.provider = self._entry.id if self._entry is not None else dialect.provider
         remove = list(self._identify(h))
         # Our own control headers are for the sidecar, not the provider.
         remove += [k for k in (H_TIER, H_COST_IN_BODY) if k in h]
@@ -569,6 +614,8 @@ class RequestProcessor:
         for ev in events:
             verdict = self._stream.on_event(ev)
             raw = ev.raw
+            if not self._nl:
+                self._nl = b"\r\n" if raw.endswith(b"\r\n") else b"\n"
             held = self._held
             if held is not None:
                 # The held CARRIER gets the cost field once the usage is known (the usage event, or
@@ -599,7 +646,7 @@ class RequestProcessor:
                 self._held = None
             out.append(parser.flush())
             if comments and not self._inband_sent:
-                out.append(self._inband(t0, b"\n"))
+                out.append(self._inband(t0, self._nl or b"\n"))
             elif not self._priced:
                 self._cost_headers(*self._stream_result(), t0)
             self._stream_done = True
@@ -617,17 +664,41 @@ class RequestProcessor:
         if self._status >= 400:
             return served, None, "provider_error"
         if st.failed:
-            # An error event after HTTP 200: the request failed, priced on what was reported.
+            # An error event after HTTP 200: not a complete response, so no cost header or
+            # in-band cost may present a price for it; what was reported so far is priced apart
+            # as the partial cost (Outcome.partial_cost).
             self.out.result = "provider_error"
-            usage = st.usage()
-            return served, usage, None if usage is not None else "provider_error"
+            self._partial = st.usage()
+            return served, None, "stream_error" if self._partial is not None else "provider_error"
         if self._parser is None and self._raw_stream is not None and not self._raw_overflow:
             served2, usage, unpriced = self._read_json(bytes(self._raw_stream))
             return served2 or served, usage, unpriced
         if self._parser is None and self._raw_overflow:
             return served, None, "unsupported_content_encoding"
         usage = st.usage()
-        return served, usage, None if usage is not None else "no_usage"
+        self._variant = dict(st.price_variant())
+        raw_usage = st.raw_usage() if hasattr(st, "raw_usage") else None
+        usage = self._provider_rules(usage, {"usage": raw_usage} if isinstance(raw_usage, dict) else {})
+        if usage is None:
+            return served, None, "no_usage"
+        if self.dialect.retrievable and not self._first_pricing(st.response_id):
+            return served, None, "already_priced"
+        return served, usage, None
+
+    def _provider_rules(self, usage: Usage | None, body: dict[str, Any]) -> Usage | None:
+        """Apply the provider's own rules (``providers.known.Entry``) to what the dialect read:
+        its usage-counting difference, its reported cost and its price variants."""
+        e = self._entry
+        if e is None or usage is None:
+            return usage
+        raw_usage = body.get("usage")
+        if e.usage_fix is not None and isinstance(raw_usage, dict):
+            usage = e.usage_fix(raw_usage, usage)
+        if e.reported_cost is not None:
+            self._reported = e.reported_cost(body)
+        if e.price_variant is not None:
+            self._variant.update(e.price_variant(body, None))
+        return usage
 
     def _inband(self, t0: int, before: bytes) -> bytes:
         """The SSE comment block carrying the cost fields (every SSE parser ignores comments).
@@ -676,10 +747,22 @@ class RequestProcessor:
             count("response_not_json")
             return served, None, "response_not_json"
         served = d.response_model(body) or served
-        usage = d.usage(body)
+        self._variant = dict(d.price_variant(body))
+        usage = self._provider_rules(d.usage(body), body)
         self._tier, self._batch = served_context(body)
         note_response(self.out, body, self.ctx.settings.telemetry.capture_content)
-        return served, usage, None if usage is not None else "no_usage"
+        if usage is None:
+            return served, None, "background_pending" if d.is_pending(body) else "no_usage"
+        if d.retrievable and not self._first_pricing(body.get("id")):
+            return served, None, "already_priced"
+        return served, usage, None
+
+    def _first_pricing(self, response_id: Any) -> bool:
+        """False when this response id was priced before (a background response polled again, or
+        a stored response fetched after its request): it is billed once."""
+        if self._once is None:
+            self._once = not isinstance(response_id, str) or not response_id or self.ctx.priced_responses.first(response_id)
+        return self._once
 
     def _cost_headers(self, served: str | None, usage: Usage | None, unpriced: str | None, t0: int) -> dict[str, str]:
         """Price (served model, usage), record it in the outcome, return the ``x-nadir-*`` fields."""
@@ -695,8 +778,11 @@ class RequestProcessor:
         if safe:
             headers[H_ROUTED_TO] = safe
         if unpriced is None and served is not None and usage is not None:
-            cost = price(d.provider, served, usage, service_tier=self._tier, batch=self._batch)
+            cost = price(self._catalogue_provider(), served, usage, service_tier=self._tier, batch=self._batch,
+                         variant=self._variant, reported_usd=self._reported)
             out.cost = cost
+            if cost.disagrees:
+                count("provider_cost_disagrees", f"{cost.provider}/{cost.model}: reported {cost.reported_usd}, catalogue {cost.catalogue_usd}")
             if cost.total_usd is not None:
                 headers[H_COST] = format_usd(cost.total_usd)
                 headers[H_PRICE_SOURCE] = cost.catalogue
@@ -710,10 +796,19 @@ class RequestProcessor:
             out.unpriced_reason = unpriced
             headers[H_UNPRICED] = unpriced
             count(f"unpriced_{unpriced}")
-        if unpriced == "provider_error":
+        if unpriced in ("provider_error", "stream_error"):
             out.result = "provider_error"
+        if unpriced == "stream_error" and self._partial is not None and served is not None and out.partial_cost is None:
+            out.partial_cost = price(self._catalogue_provider(), served, self._partial,
+                                     service_tier=self._tier, batch=self._batch, variant=self._variant)
         headers[H_LATENCY] = f"{self.latency_ms(time.perf_counter_ns(), t0):.3f}"
         return headers
+
+    def _catalogue_provider(self) -> str:
+        """The provider id prices are looked up under: the provider entry's catalogue id (Vertex AI
+        -> ``google``), else the dialect's provider."""
+        e = self._entry
+        return e.catalogue_id if e is not None else self.dialect.provider
 
     def _saving(self, d: Dialect, cost: Cost, usage: Usage) -> Decimal | None:
         """What routing saved (``nadir_extproc.pricing.savings``): the same usage priced on the

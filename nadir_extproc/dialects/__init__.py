@@ -35,4 +35,13 @@ def detect(path: str, paths: dict[str, str]) -> Dialect | None:
     return None
 
 
-__all__ = ["DIALECTS", "Dialect", "RewriteError", "default_paths", "detect"]
+def retrieval_dialect(path: str) -> Dialect | None:
+    """The dialect whose ``GET`` of ``path`` fetches an earlier response by id
+    (``GET /v1/responses/{id}``), else ``None``."""
+    for d in DIALECTS.values():
+        if d.retrievable and d.retrieved_id(path) is not None:
+            return d
+    return None
+
+
+__all__ = ["DIALECTS", "Dialect", "RewriteError", "default_paths", "detect", "retrieval_dialect"]

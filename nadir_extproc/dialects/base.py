@@ -180,6 +180,19 @@ class Dialect:
         """Normalised usage of a JSON response body; ``None`` when the body reports none."""
         raise NotImplementedError
 
+    #: Responses can be fetched again by id after the request that made them (OpenAI Responses):
+    #: the processor prices each response id once.
+    retrievable: ClassVar[bool] = False
+
+    def retrieved_id(self, path: str) -> str | None:
+        """The response id a ``GET`` of ``path`` fetches (``GET /v1/responses/{id}``), else ``None``."""
+        return None
+
+    def is_pending(self, body: dict[str, Any]) -> bool:
+        """The response has not finished (a background response still queued / in progress): its
+        usage comes later, with its retrieval."""
+        return False
+
     def price_variant(self, body: dict[str, Any]) -> dict[str, str]:
         """Price variants the response reports with a non-standard value (Anthropic
         ``usage.speed`` ``"fast"`` …), for ``pricing.cost.price(variant=)``; ``{}`` by default."""

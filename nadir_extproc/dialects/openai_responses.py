@@ -10,11 +10,18 @@ Hosted tool calls are billed per call on top of tokens and are not in ``usage``:
 1K calls for gpt-5; search content tokens are already in ``input_tokens``), ``file_search_call``
 ($2.50 / 1K) and ``code_interpreter_call``, counted from the response object's ``output`` in JSON
 and in the stream's final event, which carries the whole response (shared case 29).
+
+Background responses (OpenAI API reference, "Background mode"; shared case 34): ``POST`` with
+``"background": true`` answers ``status: "queued"`` and ``usage: null``; the usage comes with the
+completed response object from ``GET /v1/responses/{id}`` (or a resumed stream,
+``GET /v1/responses/{id}?stream=true``). ``retrieved_id`` recognises that path; ``is_pending``
+says a response has not finished yet. Billing is the same as for a foreground response.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -96,6 +103,9 @@ class ResponsesStreamUsage(StreamUsage):
         return self._usage
 
 
+_RETRIEVE = re.compile(r"^(?:/v1)?/responses/(?P<id>[A-Za-z0-9_-]+)$")
+
+
 class OpenAIResponses(Dialect):
     name = "openai_responses"
     provider = "openai"
@@ -120,6 +130,16 @@ class OpenAIResponses(Dialect):
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return responses_usage(body)
+
+    #: A response can be fetched again by id (``GET /v1/responses/{id}``): price each id once.
+    retrievable = True
+
+    def retrieved_id(self, path: str) -> str | None:
+        m = _RETRIEVE.match(path.split("?", 1)[0])
+        return m.group("id") if m else None
+
+    def is_pending(self, body: dict[str, Any]) -> bool:
+        return body.get("status") in ("queued", "in_progress") and body.get("usage") is None
 
     def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
         return ResponsesStreamUsage()

@@ -326,7 +326,7 @@ def explain(
             isinstance(req_body.get("stream_options"), dict) and req_body["stream_options"].get("include_usage")
         ) and d.name == "openai_chat":
             hint = " (a Chat Completions stream without stream_options.include_usage carries none)"
-        if isinstance(body, dict) and body.get("background") is True and body.get("status") in ("queued", "in_progress"):
+        if isinstance(body, dict) and d.is_pending(body):
             return unpriced(BACKGROUND_PENDING, status=body.get("status"))
         return unpriced("no_usage", hint=hint)
     if not served:

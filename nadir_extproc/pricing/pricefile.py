@@ -34,7 +34,9 @@ write them as strings (``"0.30"``) or plain numbers.
 
 Rate keys: ``input_mtok`` (required for an own-rate entry), ``output_mtok`` (required),
 ``cache_read_mtok``, ``cache_write_mtok`` (5-minute writes), ``cache_write_1h_mtok``,
-``output_reasoning_mtok``, ``web_searches_kcount``. Missing optional classes fall back as for the
+``output_reasoning_mtok``, ``input_audio_mtok``, ``output_audio_mtok``, and per thousand calls
+``web_searches_kcount``, ``storage_searches_kcount`` (file search), ``code_executions_kcount``,
+``requests_kcount`` (a per-request fee). Missing optional classes fall back as for the
 catalogue (``catalogue.Rates``). An entry has either rates or ``discount_percent`` (0-100), never both;
 a discount needs a model the catalogue knows.
 
@@ -91,6 +93,11 @@ _RATE_KEYS = (
     "cache_write_1h_mtok",
     "output_reasoning_mtok",
     "web_searches_kcount",
+    "storage_searches_kcount",
+    "code_executions_kcount",
+    "requests_kcount",
+    "input_audio_mtok",
+    "output_audio_mtok",
 )
 
 
@@ -105,6 +112,11 @@ class _ModelEntry(BaseModel):
     cache_write_1h_mtok: _Rate | None = None
     output_reasoning_mtok: _Rate | None = None
     web_searches_kcount: _Rate | None = None
+    storage_searches_kcount: _Rate | None = None
+    code_executions_kcount: _Rate | None = None
+    requests_kcount: _Rate | None = None
+    input_audio_mtok: _Rate | None = None
+    output_audio_mtok: _Rate | None = None
     discount_percent: Decimal | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
 
     @field_validator(*_RATE_KEYS, mode="before")

@@ -44,6 +44,8 @@ class Entry:
     reported_cost: Callable[[Mapping[str, Any]], Decimal | None] | None = None
     price_variant: Callable[[Mapping[str, Any], Mapping[str, Any] | None], dict[str, str]] | None = None
     docs: str = ""
+    #: Request paths that only this provider uses (Vertex AI's ``/projects/…/publishers/…``).
+    path: re.Pattern[str] | None = None
 
 
 ENTRIES: tuple[Entry, ...] = (
@@ -58,7 +60,8 @@ ENTRIES: tuple[Entry, ...] = (
     # anthropic for Claude models.
     Entry("vertex_ai", "google", "gcp.vertex_ai", ("aiplatform.googleapis.com", "-aiplatform.googleapis.com"),
           ("gemini", "anthropic_messages"),
-          docs="https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest"),
+          docs="https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest",
+          path=re.compile(r"^/v1(?:beta1)?/projects/[^/]+/locations/[^/]+/publishers/")),
     # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=… on
     # {resource}.openai.azure.com; the body's model is the deployed model's name.
     Entry("azure", "azure", "azure.ai.openai",
@@ -105,6 +108,15 @@ def from_url(url: str) -> Entry | None:
         for h in e.hosts:
             if host == h or (h[0] in ".-" and host.endswith(h)):
                 return e
+    return None
+
+
+def from_path(path: str) -> Entry | None:
+    """The provider a request path alone identifies (Vertex AI's project/location paths), else
+    ``None`` (most paths are shared by every provider speaking the dialect)."""
+    for e in ENTRIES:
+        if e.path is not None and e.path.match(path):
+            return e
     return None
 
 

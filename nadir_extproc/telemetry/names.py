@@ -68,12 +68,7 @@ OPERATION_BY_DIALECT: Final[dict[str, str]] = {
     "anthropic_messages": _ga.GenAiOperationNameValues.CHAT.value,
     "gemini": _ga.GenAiOperationNameValues.GENERATE_CONTENT.value,
 }
-#: Our provider id -> ``gen_ai.provider.name`` (the convention's well-known values).
-PROVIDER_BY_ID: Final[dict[str, str]] = {
-    "openai": _ga.GenAiProviderNameValues.OPENAI.value,
-    "anthropic": _ga.GenAiProviderNameValues.ANTHROPIC.value,
-    "google": _ga.GenAiProviderNameValues.GCP_GEMINI.value,
-}
+#: ``gen_ai.provider.name`` per provider: ``nadir_extproc.providers.known`` (each entry's ``otel_name``).
 
 # --------------------------------------------------------------------- nadir.* (ours)
 COST_USD: Final = "nadir.cost.usd"  # exact decimal string, e.g. "0.00045"
@@ -81,6 +76,12 @@ COST_SAVED_USD: Final = "nadir.cost.saved_usd"  # exact decimal string; may be n
 COST_BASELINE_MODEL: Final = "nadir.cost.baseline_model"
 COST_BASELINE_USD: Final = "nadir.cost.baseline_usd"  # exact decimal string
 COST_UNPRICED_REASON: Final = "nadir.cost.unpriced_reason"
+#: A stream that ended with an error event: what its usage so far would cost (never its price).
+COST_PARTIAL_USD: Final = "nadir.cost.partial_usd"
+#: The provider's own figure for the request (OpenRouter / Perplexity ``usage.cost``) and ours.
+COST_REPORTED_USD: Final = "nadir.cost.reported_usd"
+COST_CATALOGUE_USD: Final = "nadir.cost.catalogue_usd"
+COST_CORRECTIONS: Final = "nadir.cost.corrections"  # catalogue corrections applied (ids)
 COST_CATALOGUE: Final = "nadir.cost.catalogue"  # e.g. "genai-prices 0.2.3"
 ROUTE_MODEL: Final = "nadir.route.model"  # the concrete model sent upstream
 ROUTE_TIER: Final = "nadir.route.tier"

@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import sampling as _sampling
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer, get_current_span
 
 from nadir_extproc.pricing.money import format_usd
+from nadir_extproc.providers import known
 from nadir_extproc.telemetry import names as n
 from nadir_extproc.telemetry.context import parent_context
 
@@ -47,7 +48,7 @@ def operation_name(out: Any) -> str:
 def provider_name(out: Any) -> str | None:
     """``gen_ai.provider.name`` for the outcome's provider id (the id itself when the convention
     has no well-known value for it)."""
-    return n.PROVIDER_BY_ID.get(out.provider, out.provider) if out.provider else None
+    return known.otel_name(out.provider) if out.provider else None
 
 
 def span_name(out: Any) -> str:
@@ -128,6 +129,15 @@ def span_attributes(out: Any, *, emit_usage_cost: bool = True, capture_content: 
         a[n.COST_CATALOGUE] = cost.catalogue
         if emit_usage_cost:
             a[n.USAGE_COST] = float(cost.total_usd)
+        if cost.reported_usd is not None:
+            a[n.COST_REPORTED_USD] = _usd(cost.reported_usd)
+            if cost.catalogue_usd is not None:
+                a[n.COST_CATALOGUE_USD] = _usd(cost.catalogue_usd)
+    if cost is not None and cost.corrections:
+        a[n.COST_CORRECTIONS] = list(cost.corrections)
+    partial = getattr(out, "partial_cost", None)
+    if partial is not None and partial.total_usd is not None:
+        a[n.COST_PARTIAL_USD] = _usd(partial.total_usd)
     unpriced = getattr(out, "unpriced_reason", None) or (cost.unpriced_reason if cost is not None and cost.total_usd is None else None)
     if unpriced:
         a[n.COST_UNPRICED_REASON] = unpriced
