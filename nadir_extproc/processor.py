@@ -114,6 +114,9 @@ class OnceSet:
         self._keys: OrderedDict[str, None] = OrderedDict()
         self._max = max_keys
 
+    def add(self, key: str) -> None:
+        self.first(key)
+
     def first(self, key: str) -> bool:
         if key in self._keys:
             self._keys.move_to_end(key)
@@ -758,10 +761,17 @@ class RequestProcessor:
         return served, usage, None
 
     def _first_pricing(self, response_id: Any) -> bool:
-        """False when this response id was priced before (a background response polled again, or
-        a stored response fetched after its request): it is billed once."""
+        """False when this is a retrieval (``GET``) of a response id priced before (a background
+        response polled again, or a stored response fetched after its request): it is billed
+        once. A ``POST`` is always its own request: its id is remembered, never refused."""
         if self._once is None:
-            self._once = not isinstance(response_id, str) or not response_id or self.ctx.priced_responses.first(response_id)
+            if not isinstance(response_id, str) or not response_id:
+                self._once = True
+            elif self._req_headers.get(":method") == "GET":
+                self._once = self.ctx.priced_responses.first(response_id)
+            else:
+                self.ctx.priced_responses.add(response_id)
+                self._once = True
         return self._once
 
     def _cost_headers(self, served: str | None, usage: Usage | None, unpriced: str | None, t0: int) -> dict[str, str]:

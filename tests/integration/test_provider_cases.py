@@ -85,8 +85,6 @@ def test_case29_web_search_calls_in_a_stream(stack, cases_dir):
         ("response.completed", {"type": "response.completed", "response": body}),
     ]
     sse = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
-    # A response id of its own: the JSON test above priced resp_test_ws_01 (each id is priced once).
-    sse = sse.replace("resp_test_ws_01", f"resp_ws_{secrets.token_hex(6)}")
     replay(stack, sse, "text/event-stream", chunk=300)
     req = {**c["input"]["request_body"], "stream": True}
     status, _, out = raw_post(f"{stack.base_url}/v1/responses", json.dumps(req).encode())
@@ -116,7 +114,7 @@ def test_case33_gemini_tool_use_prompt_tokens(stack, cases_dir):
 def test_case34_background_response_priced_once_on_retrieval(stack, cases_dir, receiver):
     c = _case(cases_dir, "34-responses-background-retrieve-unpriced")
     s1, s2 = c["input"]["step1"], c["input"]["step2"]
-    rid = f"resp_bg_{secrets.token_hex(6)}"  # fresh per run: the sidecar prices each id once
+    rid = f"resp_bg_{secrets.token_hex(6)}"  # fresh per run: a retrieval of an id is priced once
     queued = {**s1["upstream_reply"], "id": rid}
     done = {**s2["upstream_reply"], "id": rid}
     replay(stack, queued)

@@ -206,10 +206,11 @@ def test_opt_in_cost_field_in_the_final_usage_event(stack):
         assert stream.get_final_message().usage.input_tokens == 300
 
 
-def test_error_event_after_200_ends_the_stream_as_failed_with_what_is_known(stack):
+def test_error_event_after_200_ends_the_stream_unpriced(stack):
     # Anthropic can send `event: error` after HTTP 200 (e.g. overloaded_error). The client gets
-    # every byte; the in-band cost prices what message_start reported: claude-haiku-4-5,
-    # 31 in / 1 out -> 31*1 + 1*5 = 36 -> 0.000036.
+    # every byte; the stream is not a complete response, so nothing presents a price for it
+    # (issue 12): unpriced stream_error. What message_start reported (claude-haiku-4-5, 31 in /
+    # 1 out -> 31*1 + 1*5 = 36 millionths) is recorded apart as the partial cost (span/outcome).
     data = (
         b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_x","type":"message",'
         b'"role":"assistant","model":"claude-haiku-4-5-20251001","content":[],"stop_reason":null,'
@@ -222,7 +223,8 @@ def test_error_event_after_200_ends_the_stream_as_failed_with_what_is_known(stac
     )
     block = COMMENT.findall(received)[0]
     assert received.replace(block, b"", 1) == data
-    assert _fields(block)["x-nadir-cost-usd"] == "0.000036"
+    fields = _fields(block)
+    assert fields["x-nadir-unpriced-reason"] == "stream_error" and "x-nadir-cost-usd" not in fields
     # With nothing reported before the error, the stream is unpriced (provider_error), never 0.
     err_only = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
     _queue_replay(stack, err_only, [])
