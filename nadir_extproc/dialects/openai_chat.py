@@ -83,6 +83,7 @@ def _top_level_usage(chunk: dict[str, Any]) -> Any:
     return chunk.get("usage")
 
 
+_AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/[^/?]+/chat/completions$")
 _USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 #: The top-level ``"service_tier":"…"`` of a chunk (inside message text the quotes are escaped,
@@ -194,6 +195,11 @@ class OpenAIChat(Dialect):
     provider = "openai"
     operation = "chat"
     paths = ("/v1/chat/completions", "/chat/completions")
+
+    def matches_path(self, path: str) -> bool:
+        """Azure OpenAI deployments: ``/openai/deployments/{deployment}/chat/completions`` (Azure
+        OpenAI REST reference; the deployment names the model, the response body reports it)."""
+        return _AZURE_DEPLOYMENT.match(path) is not None
 
     def prompt_text(self, body: dict[str, Any]) -> str:
         out: list[str] = []

@@ -227,3 +227,30 @@ def test_anthropic_fast_mode_is_unpriced_not_standard(stack):
     status, h, _ = raw_post(f"{stack.base_url}/v1/messages", json.dumps(req).encode(), {"anthropic-version": "2023-06-01"})
     assert status == 200
     assert "x-nadir-cost-usd" not in h and h["x-nadir-unpriced-reason"] == "unknown_price_variant"
+
+
+def test_azure_deployment_path_priced_and_named(stack, receiver):
+    body = {"id": "chatcmpl-az", "object": "chat.completion", "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}
+    replay(stack, body)
+    user = f"u-{secrets.token_hex(6)}"
+    status, h, _ = raw_post(f"{stack.base_url}/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21",
+                            json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(), {"x-nadir-user": user})
+    # Azure gpt-4o (genai-prices azure): 1000 x 2.50 + 100 x 10 = 3500 millionths
+    assert (status, h["x-nadir-cost-usd"]) == (200, "0.0035")
+    assert span_with(receiver, "nadir.tag.user", user).attrs["gen_ai.provider.name"] == "azure.ai.openai"
+
+
+def test_claude_on_vertex_priced_and_named(stack, receiver):
+    body = {"id": "msg_v1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1000, "output_tokens": 100}}
+    replay(stack, body)
+    user = f"u-{secrets.token_hex(6)}"
+    path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+    req = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    status, h, _ = raw_post(f"{stack.base_url}{path}", json.dumps(req).encode(), {"x-nadir-user": user})
+    # claude-sonnet-4-5: 1000 x 3 + 100 x 15 = 4500 millionths
+    assert (status, h["x-nadir-cost-usd"]) == (200, "0.0045")
+    assert span_with(receiver, "nadir.tag.user", user).attrs["gen_ai.provider.name"] == "gcp.vertex_ai"
