@@ -25,6 +25,7 @@ TLS handshake), so a renewed cert-manager Secret is picked up without a restart.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import logging
 import os
@@ -181,14 +182,26 @@ class ClientIdentityInterceptor(grpc.aio.ServerInterceptor):
             return handler
         inner, allowed = handler.stream_stream, self.allowed_sans
 
-        async def checked(request_iterator: AsyncIterator, context: grpc.aio.ServicerContext) -> AsyncIterator:
+        async def check(context: grpc.aio.ServicerContext) -> None:
             auth = context.auth_context()
             if not client_allowed(auth, allowed):
                 sans = [v.decode("utf-8", "replace") for v in auth.get("x509_subject_alternative_name", [])]
                 log.warning("refused ext_proc stream from %s: client certificate names %s, allowed %s", context.peer(), sans, allowed)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "client certificate is not the gateway's")
-            async for reply in inner(request_iterator, context):
-                yield reply
+
+        # Keep the servicer's own style: an async generator, or a coroutine using context.read()/write().
+        if inspect.isasyncgenfunction(inner):
+
+            async def checked(request_iterator: AsyncIterator, context: grpc.aio.ServicerContext) -> AsyncIterator:
+                await check(context)
+                async for reply in inner(request_iterator, context):
+                    yield reply
+
+        else:
+
+            async def checked(request_iterator: AsyncIterator, context: grpc.aio.ServicerContext) -> Any:
+                await check(context)
+                return await inner(request_iterator, context)
 
         return grpc.stream_stream_rpc_method_handler(
             checked, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer

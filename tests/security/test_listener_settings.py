@@ -93,3 +93,29 @@ def test_workers_share_the_health_only_port(tmp_path):
     finally:
         p.terminate()
         p.wait(30)
+
+
+async def test_identity_check_keeps_either_servicer_style():
+    # The servicer may be an async generator or a coroutine using context.read()/write(); the
+    # wrapped handler must be the same kind, or gRPC would call it the wrong way.
+    import inspect
+
+    import grpc
+
+    from nadir_extproc.listeners import ClientIdentityInterceptor
+
+    async def gen(it, ctx):
+        yield 1
+
+    async def coro(it, ctx):
+        return None
+
+    for fn, isgen in ((gen, True), (coro, False)):
+        handler = grpc.stream_stream_rpc_method_handler(fn)
+
+        async def continuation(details, handler=handler):
+            return handler
+
+        details = type("Details", (), {"method": "/envoy.service.ext_proc.v3.ExternalProcessor/Process"})()
+        wrapped = await ClientIdentityInterceptor(["x"]).intercept_service(continuation, details)
+        assert inspect.isasyncgenfunction(wrapped.stream_stream) is isgen
