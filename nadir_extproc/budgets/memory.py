@@ -128,5 +128,7 @@ class MemoryStore:
 
     def sweep(self, now: float) -> None:
         """Drop windows with nothing left in them."""
-        for k in [k for k, w in self.windows.items() if (w.state(now) or True) and w.empty()]:
-            del self.windows[k]
+        for k, w in list(self.windows.items()):
+            w.state(now)  # prunes expired buckets and reservations
+            if w.empty():
+                del self.windows[k]
