@@ -342,7 +342,9 @@ class RequestProcessor:
         that may wait: on the shared budget store, at most ``budget_redis.timeout_ms``)."""
         r = self.handle(req)
         if self._admission is not None:
+            t0 = time.perf_counter_ns()
             r = await self._admit(r)
+            self._ns += time.perf_counter_ns() - t0  # part of our time on this request
         return r
 
     def latency_ms(self, now_ns: int | None = None, since_ns: int = 0) -> float:
