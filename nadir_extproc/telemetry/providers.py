@@ -98,6 +98,20 @@ class _CountingExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+def _fast_otlp_span_exporter(endpoint: str | None) -> SpanExporter:
+    """The SDK's ``OTLPSpanExporter`` with the span encoding of ``telemetry.otlp_encode`` (same
+    bytes, ~3x less CPU on the export thread)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from nadir_extproc.telemetry.otlp_encode import encode_spans
+
+    class FastOTLPSpanExporter(OTLPSpanExporter):
+        def _translate_data(self, data: Any) -> Any:
+            return encode_spans(data)
+
+    return FastOTLPSpanExporter(endpoint=endpoint)
+
+
 class _CountingBatchSpanProcessor(BatchSpanProcessor):
     """``BatchSpanProcessor`` that counts the spans its bounded queue drops when full (the SDK
     drops the oldest queued span and only logs)."""
@@ -158,9 +172,7 @@ class Telemetry:
         self.tracer_provider = TracerProvider(resource=resource)
         self._exporter: _CountingExporter | None = None
         if span_exporter is None and not _exporter_off("TRACES"):
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-            span_exporter = OTLPSpanExporter(endpoint=endpoint)
+            span_exporter = _fast_otlp_span_exporter(endpoint)
             where = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
                 "OTEL_EXPORTER_OTLP_ENDPOINT", DEFAULT_OTLP_ENDPOINT)
             self.destinations.append(f"traces -> OTLP gRPC {where}")
