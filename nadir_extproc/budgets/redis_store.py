@@ -170,7 +170,10 @@ class RedisStore:
             if cfg.tls_cert_file:
                 kw["ssl_certfile"] = cfg.tls_cert_file
                 kw["ssl_keyfile"] = cfg.tls_key_file
-        self.client = aioredis.from_url(cfg.url, **kw)
+        # A blocking pool: under a burst, a request waits for a free connection (still inside the
+        # caller's bound) instead of failing at once with "too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(cfg.url, timeout=timeout, **kw)
+        self.client = aioredis.Redis(connection_pool=pool)
         self._reserve = self.client.register_script(RESERVE)
         self._settle = self.client.register_script(SETTLE)
 

@@ -276,3 +276,17 @@ async def test_spend_settled_during_a_short_outage_is_written_when_redis_is_back
     # the spend is there once; the reservation (its settle failed) expires with its TTL
     assert st.spent == D("0.004")
     await b.aclose()
+
+
+async def test_a_burst_larger_than_the_connection_pool_waits_for_connections_not_for_a_fallback(redis_server):
+    # 200 admissions at once over 4 connections: they queue for a connection (inside the bound)
+    # instead of failing with "too many connections" and deciding locally. Limit 0.01, 0.0001 each:
+    # exactly 100 fit.
+    b = Budgets([rule(limit_usd="0.01")], redis=redis_cfg(redis_server.url, max_connections=4, timeout_ms=10000))
+    got = await asyncio.gather(*(b.admit(QA, D("0.0001")) for _ in range(200)))
+    assert {a.reservation.where for a in got if a.reservation} == {"redis"}
+    assert [a.verdict.action for a in got].count("ok") == 100
+    assert b.up
+    (st,) = await b.shared_totals(QA)
+    assert st.reserved == D("0.01")  # 100 x 0.0001
+    await b.aclose()
