@@ -130,27 +130,41 @@ def from_store(store: Any, by: list[str], since: datetime | None = None, until: 
         return Totals(requests=d["requests"], cost_usd=d["cost_usd"], saved_usd=d["saved_usd"],
                       input_tokens=d["input_tokens"], output_tokens=d["output_tokens"], unpriced=d["unpriced"])
 
+    # One pass gives the groups, the total and unpriced-by-reason (the reason is one more key
+    # column), except for tag rollups, which have no reason column: a second, cheap query there.
+    one_pass = ru.plan(by, since, until).rollup != ru.DAILY_TAG
+    nk = len(ru.key_positions(by)[1])
     acc: dict[tuple[str | None, ...], list] = {}
-    for key, sums in store.aggregate(by, since, until):
-        k = tuple(ru.time_key(key[p], b) if b in ru.TIME_GROUPS else key[p] for b, p in zip(by, pos))
-        have = acc.get(k)
+    total: list | None = None
+    unpriced: dict[str, int] = {}
+    i_unpriced = names.index("unpriced")
+
+    def add(d: dict, k: Any, sums: list) -> None:
+        have = d.get(k)
         if have is None:
-            acc[k] = list(sums)
+            d[k] = list(sums)
         else:
             for i, v in enumerate(sums):
                 have[i] += v
+
+    def add_reason(reason: str | None, sums: list) -> None:
+        if sums[i_unpriced]:
+            unpriced[reason or "unknown"] = unpriced.get(reason or "unknown", 0) + sums[i_unpriced]
+
+    for key, sums in store.aggregate(by, since, until, extra_dims=("unpriced_reason",) if one_pass else ()):
+        add(acc, tuple(ru.time_key(key[p], b) if b in ru.TIME_GROUPS else key[p] for b, p in zip(by, pos)), sums)
+        if one_pass:
+            total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
+            add_reason(key[nk], sums)
+    if not one_pass:
+        for (reason,), sums in store.aggregate([], since, until, extra_dims=("unpriced_reason",)):
+            total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
+            add_reason(reason, sums)
     rep = Report(by=list(by))
     rep.groups = sorted(((k, totals(v)) for k, v in acc.items()), key=lambda kv: (-kv[1].cost_usd, tuple(x or "" for x in kv[0])))
-    total: list | None = None
-    unpriced: dict[str, int] = {}
-    for (reason,), sums in store.aggregate([], since, until, extra_dims=("unpriced_reason",)):
-        total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
-        n = sums[names.index("unpriced")]
-        if n:
-            unpriced[reason or "unknown"] = unpriced.get(reason or "unknown", 0) + n
     rep.total = totals(total) if total is not None else Totals()
     rep.unpriced = dict(sorted(unpriced.items(), key=lambda kv: (-kv[1], kv[0])))
-    rep.top = store.top(top_n, since, until)
+    rep.top = store.top(top_n, since, until, rows_in_range=rep.total.requests)
     return rep
 
 

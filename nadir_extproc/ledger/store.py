@@ -264,13 +264,23 @@ class _SQLStore:
                 out.append(int(v or 0))
         return out
 
-    def top(self, n: int, since: datetime | None = None, until: datetime | None = None) -> list[LedgerRow]:
-        """The ``n`` most expensive priced requests in ``[since, until)`` (ties: oldest first)."""
+    def top(self, n: int, since: datetime | None = None, until: datetime | None = None,
+            rows_in_range: int | None = None) -> list[LedgerRow]:
+        """The ``n`` most expensive priced requests in ``[since, until)`` (ties: oldest first).
+        ``rows_in_range`` (requests in the range, known from the rollups) lets SQLite walk the
+        cost index when the range holds a good share of the ledger instead of sorting the range."""
         if n <= 0:
             return []
         w, a = self._range_where(since, until)
         col = self.dl.money("cost_usd")
-        sql = (f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {col} IS NOT NULL AND {w} "
+        hint = ""
+        if self.kind == "sqlite" and (since is not None or until is not None) and rows_in_range:
+            everything = self._query(f"SELECT SUM(requests) FROM {ru.DAILY}")[0][0] or 0
+            # Walking the cost index reads ~ n * everything / rows_in_range rows; the time index
+            # reads rows_in_range rows then sorts them.
+            if n * everything < rows_in_range * rows_in_range // 4:
+                hint = f" INDEXED BY {TABLE}_cost"
+        sql = (f"SELECT {', '.join(COLUMNS)} FROM {TABLE}{hint} WHERE {col} IS NOT NULL AND {w} "
                f"ORDER BY {col} DESC, ts LIMIT {int(n)}")
         return [from_db(v) for v in self._query(sql, a)]
 
