@@ -217,3 +217,40 @@ def test_redis_killed_mid_run_then_restarted(own_redis, tmp_path):
         assert post(url, body, h)[0] == 200
         time.sleep(0.3)
         assert redis_total(own_redis.url, key) == (8 * cost, 0)
+
+
+# ---------------------------------------------------------------------------- ext_proc killed
+def test_reservation_of_a_request_whose_ext_proc_was_killed_expires(redis_server, tmp_path):
+    prefix = f"lost-{uuid.uuid4().hex[:8]}:"
+    cfg = (
+        "budgets: [{name: lost, scope: team, match: lost, window: 1h, limit_usd: 0.001, action: block}]\n"
+        "budget_reservations: {ttl_s: 15}\n"
+        f"budget_redis: {{url: '{redis_server.url}', key_prefix: '{prefix}', timeout_ms: 2000}}\n"
+    )
+    body = b'{"model":"gpt-4o-mini","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    # Estimate: ceil(len / 4) input tokens x 0.15/1e6 + 1000 x 0.60/1e6 (= 0.0006 of output).
+    est = -(-len(body) // 4) * IN + 1000 * OUT
+    key = f"{prefix}lost:3600:lost:s"
+    h = {"x-nadir-team": "lost", "x-emulator-chunk-delay-ms": "400"}
+    with Stack(extproc_env=write_config(tmp_path, cfg)) as s:
+        req = urllib.request.Request(f"{s.base_url}/v1/chat/completions", data=body, method="POST",
+                                     headers={"content-type": "application/json", **h})
+        resp = urllib.request.urlopen(req, timeout=30)
+        resp.readline()  # the stream has started: admitted, reserved
+        admitted_at = time.monotonic()
+        assert redis_total(redis_server.url, key) == (0, est)
+        s.procs["extproc"].kill()  # SIGKILL: the request never settles
+        s.procs["extproc"].wait(10)
+        resp.close()
+        s.procs.pop("extproc")
+        s.start_extproc_process()
+        # While the lost reservation holds, a second request of the same estimate does not fit:
+        # est + est > 0.001.
+        status, rh, _ = post(f"{s.base_url}/v1/chat/completions", body, {"x-nadir-team": "lost"})
+        assert time.monotonic() - admitted_at < 15, "restart took longer than the TTL: the test proves nothing"
+        assert status == 429 and rh["x-nadir-budget-remaining"] == str(D("0.001") - est)
+        time.sleep(max(0.0, admitted_at + 15.5 - time.monotonic()))  # the reservation's TTL (Redis clock)
+        status, rh, _ = post(f"{s.base_url}/v1/chat/completions", body.replace(b'"stream":true', b'"stream":false'),
+                             {"x-nadir-team": "lost"})
+        assert status == 200
+        assert rh["x-nadir-budget-remaining"] == str(D("0.001") - est)  # the lost one is gone
