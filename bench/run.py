@@ -195,7 +195,7 @@ class Front:
         self.kind = kind
         self.port = free_port()
         self.admin = free_port()
-        cfg = front_config(kind, self.port, self.admin, extproc_port, upstream, otlp)
+        cfg = front_config("product" if kind.startswith("product") else kind, self.port, self.admin, extproc_port, upstream, otlp)
         path = procs.dir / f"front-{kind}.json"
         path.write_text(json.dumps(cfg))
         procs.spawn(f"envoy-{kind}", [str(envoy_binary()), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "2", "-l", "warning"])
@@ -226,6 +226,14 @@ def cpu_s(pid: int | None) -> float:
             continue
         total += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15)
     return total / TICK
+
+
+def cpu_s_single(pid: int) -> float:
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / TICK
 
 
 def rss_mb(pid: int) -> float:
@@ -388,13 +396,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None, help="seconds per wrk run (default 6, quick 2)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds at c=16 (default 2, quick 1)")
     ap.add_argument("--soak", type=int, default=None, help="requests for the RSS soak (default 100000, quick 12000)")
-    ap.add_argument("--workers", type=int, default=1, help="nadir-extproc serve --workers N")
+    ap.add_argument("--workers", type=int, default=2, help="also run the product as serve --workers N (0: skip)")
+    ap.add_argument("--soak-seconds", type=float, default=None, help="cap on the RSS soak (default 300, quick 30)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     ap.add_argument("--tag", default="", help="suffix for the result file names")
     a = ap.parse_args()
     seconds = a.seconds or (2 if a.quick else 6)
     rounds = a.rounds or (1 if a.quick else 2)
     soak_n = a.soak or (12_000 if a.quick else 100_000)
+    soak_cap = a.soak_seconds or (30 if a.quick else 300)
     ensure_wrk()
     started = datetime.now(timezone.utc)
     load_before = loadavg()
@@ -416,10 +426,16 @@ def main() -> None:
         state = procs.dir / "state"
         env = {"NADIR_LISTEN": f"127.0.0.1:{prod_port}", "NADIR_STATE_DIR": str(state), "NADIR_LOG_LEVEL": "WARNING",
                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp}"}
-        args = [PY, "-m", "nadir_extproc.cli", "serve"] + (["--workers", str(a.workers)] if a.workers > 1 else [])
-        prod = procs.spawn("product", args, env=env, ready=r"nadir-extproc listening on")
+        prod = procs.spawn("product", [PY, "-m", "nadir_extproc.cli", "serve"], env=env, ready=r"nadir-extproc listening on")
         pids = {"envoy": None, "noop4": noop.pid, "noop2": noop.pid, "product": prod.pid}
-        fronts = {k: Front(procs, k, prod_port if k == "product" else noop_port, up_port, otlp) for k in ("envoy", "noop4", "noop2", "product")}
+        ports = {"noop4": noop_port, "noop2": noop_port, "product": prod_port, "envoy": 0}
+        if a.workers > 1:  # the same product as `serve --workers N` (one port, SO_REUSEPORT)
+            prod2_port = free_port()
+            env2 = {**env, "NADIR_LISTEN": f"127.0.0.1:{prod2_port}", "NADIR_STATE_DIR": str(procs.dir / "state2")}
+            prod2 = procs.spawn("product2", [PY, "-m", "nadir_extproc.cli", "serve", "--workers", str(a.workers)], env=env2,
+                                ready=r"nadir-extproc listening on")
+            pids["product2"], ports["product2"] = prod2.pid, prod2_port
+        fronts = {k: Front(procs, k, ports[k], up_port, otlp) for k in pids}
         scripts = {s: wrk_script(procs.dir / f"{s}.lua", STREAM_REQUEST if s == "stream" else REQUEST, s == "stream") for s in ("json", "stream")}
         # Warm-up (JIT-free Python still warms caches, the router session, connections).
         for k, f in fronts.items():
@@ -436,14 +452,15 @@ def main() -> None:
             print(f"  {kind:8s} {shape:6s} c={conns:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_ms']} ms  cpu/req {r['cpu_ms_per_req']} ms  non2xx {r['non2xx']}", flush=True)
 
         kinds = ("envoy", "noop4", "noop2", "product")
+        all_kinds = tuple(pids)  # + product2 (throughput only)
         for rnd in range(rounds):
             print(f"round {rnd + 1}/{rounds} c=16", flush=True)
             for shape in ("json", "stream"):
-                for kind in kinds:
+                for kind in all_kinds:
                     one(kind, shape, 16)
         print("c=64", flush=True)
         for shape in ("json", "stream"):
-            for kind in kinds:
+            for kind in all_kinds:
                 one(kind, shape, 64)
         print("c=1", flush=True)
         for shape in ("json", "stream"):
@@ -465,9 +482,10 @@ def main() -> None:
         t_soak = time.monotonic()
         rss["start"] = rss_mb(prod.pid)
         first = min(10_000, soak_n // 10)  # RSS checkpoint: 10 k requests (a tenth in short runs)
-        while served < soak_n:
+        while served < soak_n and time.monotonic() - t_soak < soak_cap:
             step = first if served < first else soak_n - served
-            r = run_wrk(f"http://127.0.0.1:{f.port}/v1/chat/completions", scripts["json"], 16, _secs_for(step, runs))
+            secs = min(_secs_for(step, runs), 60.0, max(2.0, soak_cap - (time.monotonic() - t_soak)))
+            r = run_wrk(f"http://127.0.0.1:{f.port}/v1/chat/completions", scripts["json"], 16, secs)
             served += r["requests"]
             if "after_10k" not in rss and served >= first:
                 rss["after_10k"] = rss_mb(prod.pid)
@@ -483,6 +501,12 @@ def main() -> None:
         print("rewrite", results["rewrite_in_process"], results["rewrite_through_envoy"], flush=True)
         results["product_stats"] = {k: envoy_stat(fronts["product"].admin, f"http.llm.ext_proc.{k}")
                                     for k in ("streams_started", "streams_failed", "message_timeouts", "failure_mode_allowed")}
+        if "product2" in pids:
+            results["product2_stats"] = {k: envoy_stat(fronts["product2"].admin, f"http.llm.ext_proc.{k}")
+                                         for k in ("streams_started", "message_timeouts", "failure_mode_allowed")}
+            # CPU seconds per process of `serve --workers N` over the whole run (supervisor first):
+            # shows how the kernel spread Envoy's connections over the workers.
+            results["product2_cpu_s_per_process"] = [round(cpu_s_single(x), 1) for x in proc_tree(pids["product2"])]
     finally:
         procs.stop()
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -520,9 +544,9 @@ def write(out_dir: Path, res: dict, tag: str) -> None:
 def report(res: dict) -> str:
     runs = res["runs"]
     m = res["machine"]
-    kinds = ("envoy", "noop4", "noop2", "product")
+    kinds = ("envoy", "noop4", "noop2", "product") + (("product2",) if any(r["kind"] == "product2" for r in runs) else ())
     label = {"envoy": "Envoy alone", "noop4": "no-op ext_proc, 4 phases", "noop2": "no-op ext_proc, 2 body phases (headers SKIP)",
-             "product": f"nadir-extproc defaults{' (--workers %d)' % res['workers'] if res['workers'] > 1 else ''}"}
+             "product": "nadir-extproc defaults (1 process)", "product2": f"nadir-extproc defaults, `serve --workers {res['workers']}`"}
 
     def med(kind: str, shape: str, conns: int, key: str) -> float | None:
         xs = [r[key] for r in runs if r["kind"] == kind and r["shape"] == shape and r["conns"] == conns and r[key] is not None]
@@ -542,12 +566,15 @@ def report(res: dict) -> str:
             r16, r64 = med(k, shape, 16, "rps"), med(k, shape, 64, "rps")
             p50, p99 = med(k, shape, 1, "p50_ms"), med(k, shape, 1, "p99_ms")
             cpu = med(k, shape, 16, "cpu_ms_per_req")
-            lines.append(f"| {label[k]} | {r16:.0f} | {r16 / base16:.2f}× | {r64:.0f} | {r64 / base64:.2f}× | {p50:.2f} | {p99:.2f} | "
-                         f"{p50 - base_p50:+.2f} | {'—' if cpu is None else f'{cpu:.3f}'} |")
+            c1 = "— | — | —" if p50 is None else f"{p50:.2f} | {p99:.2f} | {p50 - base_p50:+.2f}"
+            lines.append(f"| {label[k]} | {r16:.0f} | {r16 / base16:.2f}× | {r64:.0f} | {r64 / base64:.2f}× | {c1} | "
+                         f"{'—' if cpu is None else f'{cpu:.3f}'} |")
         bad = sum(r["non2xx"] for r in runs if r["shape"] == shape)
         lines += ["", f"Non-2xx responses in these runs: {bad}.", ""]
     lines += ["## Time to first byte, streams (one at a time, ms to the response headers)", "", "| configuration | p50 | p99 |", "|---|---:|---:|"]
     for k in kinds:
+        if k not in res["ttfb_ms"]:
+            continue
         t = res["ttfb_ms"][k]
         lines.append(f"| {label[k]} | {t['p50']:.2f} | {t['p99']:.2f} |")
     r = res["rss_mb"]
@@ -559,7 +586,11 @@ def report(res: dict) -> str:
               "|---:|---:|---:|---|---|---:|"]
     for a, b in zip(res["rewrite_in_process"], res["rewrite_through_envoy"]):
         lines.append(f"| {a['bytes']:,} | {a['wall_ms_median']} | {a['cpu_ms_median']} | {b['statuses']} | {b['x_nadir_latency_ms']} | {b['message_timeouts']} |")
-    lines += ["", f"Product ext_proc counters over the whole run: {res['product_stats']}.", ""]
+    lines += ["", f"Product ext_proc counters over the whole run (Envoy stats): {res['product_stats']}."]
+    if "product2_stats" in res:
+        lines += [f"`serve --workers {res['workers']}`: counters {res['product2_stats']}; CPU seconds per process over the run "
+                  f"(supervisor, then workers): {res['product2_cpu_s_per_process']}."]
+    lines.append("")
     return "\n".join(lines)
 
 
