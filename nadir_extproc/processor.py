@@ -239,23 +239,58 @@ def _with_json_field(ev: Any, key: str, value: Any) -> bytes:
     return nl.join([*keep, data]) + nl + nl
 
 
-def decode_body(body: bytes, encoding: str) -> bytes | None:
-    """Decode a response body by its ``content-encoding``; ``None`` if we cannot (e.g. br, zstd,
-    corrupt gzip). Never raises."""
+#: Default bound on a decoded (decompressed) body; the processor passes ``max_message_bytes``
+#: (16 MiB: a rewritten body must fit in one gRPC reply anyway). A compressed body within Envoy's
+#: 8 MiB buffer limit can inflate without bound (a "zip bomb": 8 MiB of gzip is ~8 GiB of zeros);
+#: past the bound we stop at once, pass the body through untouched and count it.
+MAX_DECODED_BYTES = 16 * 1024 * 1024
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes | None:
+    """Decompress every member of a zlib/gzip/raw-deflate stream, at most ``limit`` bytes out;
+    ``None`` when the output would be larger. Raises ``zlib.error`` on corrupt input."""
+    out: list[bytes] = []
+    size = 0
+    data = body
+    while data:
+        d = zlib.decompressobj(wbits)
+        chunk = d.decompress(data, limit - size + 1)
+        size += len(chunk)
+        if size > limit:
+            return None
+        out.append(chunk)
+        if not d.eof:
+            if d.unconsumed_tail:
+                return None  # stopped by max_length: more output than the limit
+            raise zlib.error("truncated stream")
+        data = d.unused_data  # gzip allows several members one after another
+        if wbits != 31:
+            break
+    return b"".join(out)
+
+
+def decode_body(body: bytes, encoding: str, limit: int = MAX_DECODED_BYTES) -> bytes | None:
+    """Decode a body by its ``content-encoding``; ``None`` if we cannot (e.g. br, zstd, corrupt
+    gzip) or if it would inflate beyond ``limit`` bytes (counted as ``body_inflate_limit``).
+    Never raises. Linear in the output, which is bounded."""
     enc = encoding.strip().lower()
     if not enc or enc == "identity":
         return body
     try:
         if enc in ("gzip", "x-gzip"):
-            return gzip.decompress(body)
-        if enc == "deflate":
+            out = _inflate(body, 31, limit)
+        elif enc == "deflate":
             try:
-                return zlib.decompress(body)
+                out = _inflate(body, 15, limit)
             except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)
+                out = _inflate(body, -zlib.MAX_WBITS, limit)
+        else:
+            return None
     except (OSError, EOFError, zlib.error):
         return None
-    return None
+    if out is None:
+        count("body_inflate_limit", enc)
+    return out
 
 
 class RequestProcessor:
@@ -439,7 +474,7 @@ class RequestProcessor:
         raw: bytes = msg.body
         req_encoding = self._req_headers.get("content-encoding", "").strip().lower()
         if req_encoding and req_encoding != "identity":
-            decoded = decode_body(raw, req_encoding)
+            decoded = decode_body(raw, req_encoding, self.ctx.settings.max_message_bytes)
             if decoded is None:
                 count("request_undecodable", req_encoding)
                 r.request_body.response.SetInParent()
@@ -736,7 +771,7 @@ class RequestProcessor:
             return served, None, "provider_error"
         if not raw:
             return served, None, "no_usage"
-        data = decode_body(raw, self._encoding)
+        data = decode_body(raw, self._encoding, self.ctx.settings.max_message_bytes)
         if data is None:
             count("response_undecodable", self._encoding)
             return served, None, "unsupported_content_encoding"

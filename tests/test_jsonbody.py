@@ -106,3 +106,42 @@ def test_sse_event_split_into_many_small_chunks_is_parsed_whole():
     assert [e.raw for e in events] == [data_line, b"data: [DONE]\n\n"]
     assert events[0].data == '{"x":"' + "y" * 900_000 + '"}' and events[1].data == "[DONE]"
     assert p.pending == b"" and p.overflows == 0
+
+
+def test_compressed_request_body_is_bounded_when_decoded():
+    """A gzip body within Envoy's buffer limit can inflate without bound ("zip bomb": 200 MB of
+    zeros in ~200 KB): decoding stops at ``max_message_bytes`` (16 MiB), the request goes on
+    untouched (no body mutation) and the event is counted; a normal gzip body is still routed."""
+    import gzip
+    import zlib
+
+    from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
+    from nadir_extproc.processor import RequestProcessor, decode_body
+    from nadir_extproc.stats import COUNTS
+    from tests.test_processor import ctx
+
+    data = b'{"model":"auto","messages":[]}'
+    assert decode_body(gzip.compress(data) + gzip.compress(b" "), "gzip") == data + b" "  # two members
+    co = zlib.compressobj(wbits=-15)
+    assert decode_body(co.compress(data) + co.flush(), "deflate") == data  # raw deflate
+    assert decode_body(gzip.compress(data)[:-5], "gzip") is None  # truncated
+    assert decode_body(gzip.compress(b"x" * 101), "gzip", limit=100) is None
+    assert decode_body(gzip.compress(b"x" * 100), "gzip", limit=100) == b"x" * 100
+
+    def run(payload: bytes):
+        proc = RequestProcessor(ctx())
+        hdrs = {":method": "POST", ":path": "/v1/chat/completions", "content-type": "application/json", "content-encoding": "gzip"}
+        hm = base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in hdrs.items()])
+        proc.handle(ep.ProcessingRequest(request_headers=ep.HttpHeaders(headers=hm)))
+        return proc.handle(ep.ProcessingRequest(request_body=ep.HttpBody(body=payload, end_of_stream=True)))
+
+    before = COUNTS["body_inflate_limit"]
+    bomb = gzip.compress(b"{" + b" " * (200 * 1024 * 1024), 9)
+    assert len(bomb) < 1024 * 1024
+    r = run(bomb)
+    assert not r.request_body.response.HasField("body_mutation")
+    assert COUNTS["body_inflate_limit"] == before + 1
+    # An ordinary gzip body is decoded, routed and sent on uncompressed.
+    r = run(gzip.compress(data))
+    assert r.request_body.response.body_mutation.body == b'{"model":"gpt-4o-mini","messages":[]}'
+    assert "content-encoding" in r.request_body.response.header_mutation.remove_headers
