@@ -197,7 +197,16 @@ class Telemetry:
             self._otlp_targets.append(where)
         if cfg.prometheus_port:
             readers.append(self._start_prometheus(cfg.prometheus_host, cfg.prometheus_port))
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        # Exemplars: the SDK's default trace-based filter looks for a current span on every
+        # measurement, but we record after the request with no span current, so it never keeps
+        # one; turned off it saves ~2 us of ~16 per histogram record (bench/results). The
+        # standard OTEL_METRICS_EXEMPLAR_FILTER still decides when set.
+        mp_kw: dict[str, Any] = {}
+        if not os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER"):
+            from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+
+            mp_kw["exemplar_filter"] = AlwaysOffExemplarFilter()
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers, **mp_kw)
         meter = self.meter_provider.get_meter(n.INSTRUMENTATION_NAME, schema_url=n.SCHEMA_URL)
         self.metrics = RequestMetrics(meter)
         meter.create_observable_counter(
