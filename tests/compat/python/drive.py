@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import traceback
 from typing import Any
 
 PROMPT = "Say hi"
+# Nothing but loopback traffic: litellm would fetch its model cost map from the internet.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LANGCHAIN_TRACING_V2", "false")
 
 
 def _nadir(h: Any) -> dict[str, str]:
@@ -170,9 +175,10 @@ def c_litellm(base: str, case: dict) -> dict:
     if not case["stream"]:
         r = litellm.completion(**kw)
         hp = getattr(r, "_hidden_params", {}) or {}
+        # litellm hands the provider's response headers on for some providers only (not Gemini).
         hdrs = {k.removeprefix("llm_provider-"): v for k, v in (hp.get("additional_headers") or {}).items()}
         return {"text": r.choices[0].message.content, "input": r.usage.prompt_tokens,
-                "output": r.usage.completion_tokens, "headers": _nadir(hdrs)}
+                "output": r.usage.completion_tokens, "headers": _nadir(hdrs) if hdrs else None}
     text, usage = "", None
     for chunk in litellm.completion(stream=True, stream_options={"include_usage": True}, **kw):
         if chunk.choices:
@@ -223,10 +229,13 @@ def c_langchain_google_genai(base: str, case: dict) -> dict:
 
 
 def c_pydantic_ai(base: str, case: dict) -> dict:
-    import httpx
+    try:  # the SDKs pydantic-ai wraps moved to httpx2; older releases take an httpx client
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
     from pydantic_ai import Agent
 
-    http = httpx.AsyncClient(headers=case["headers"])
+    http = httpx.AsyncClient(headers=case["headers"], timeout=60)
     d = case["dialect"]
     if d == "openai_chat":
         from pydantic_ai.models.openai import OpenAIChatModel
@@ -246,7 +255,7 @@ def c_pydantic_ai(base: str, case: dict) -> dict:
     agent = Agent(model)
     if not case["stream"]:
         r = agent.run_sync(PROMPT)
-        u = r.usage()
+        u = r.usage() if callable(r.usage) else r.usage
         return {"text": r.output, "input": u.input_tokens, "output": u.output_tokens}
 
     async def run() -> dict:
@@ -254,7 +263,7 @@ def c_pydantic_ai(base: str, case: dict) -> dict:
             text = ""
             async for t in s.stream_text(delta=True):
                 text += t
-            u = s.usage()
+            u = s.usage() if callable(s.usage) else s.usage
         return {"text": text, "input": u.input_tokens or None, "output": u.output_tokens or None}
 
     return asyncio.run(run())
@@ -335,6 +344,7 @@ CLIENTS = {
 def main() -> int:
     client, base, cases = sys.argv[1], sys.argv[2].rstrip("/"), json.loads(sys.argv[3])
     fn = CLIENTS[client]
+    real_stdout, sys.stdout = sys.stdout, sys.stderr  # libraries that print must not mix in
     out = []
     for case in cases:
         res = {**case, "ok": False, "error": None, "text": None, "input": None, "output": None, "headers": None, "nadir": None}
@@ -345,7 +355,7 @@ def main() -> int:
             res["error"] = f"{type(e).__module__}.{type(e).__name__}: {e}"[:1500]
             res["traceback"] = traceback.format_exc()[-3000:]
         out.append(res)
-    json.dump(out, sys.stdout, default=str)
+    json.dump(out, real_stdout, default=str)
     return 0
 
 
