@@ -76,17 +76,17 @@ CLIENTS: tuple[Client, ...] = (
     Client("google-genai", "google-genai", _pin("ci", "google-genai"), "python", "ci", (GE,), ci=True,
            headers_note="`response.sdk_http_response.headers`; drops unknown JSON fields (no `nadir`)"),
     Client("litellm", "litellm", _pin("frameworks", "litellm"), "python", "frameworks", (OA, AN, GE),
-           headers_note="`response._hidden_params['additional_headers']` (`llm_provider-x-nadir-…`)"),
+           headers_note="`response._hidden_params['additional_headers']` (`llm_provider-x-nadir-…`; OpenAI and Anthropic, not Gemini)"),
     Client("langchain-openai", "langchain-openai", _pin("frameworks", "langchain-openai"), "python", "frameworks", (OA,),
            chat_stream_usage=False, headers_note="`include_response_headers=True` → `response_metadata['headers']`"),
     Client("langchain-anthropic", "langchain-anthropic", _pin("frameworks", "langchain-anthropic"), "python", "frameworks", (AN,),
-           headers_note="not exposed"),
+           headers_note="not in `response_metadata`"),
     Client("langchain-google-genai", "langchain-google-genai", _pin("frameworks", "langchain-google-genai"), "python",
-           "frameworks", (GE,), headers_note="not exposed"),
+           "frameworks", (GE,), headers_note="not in `response_metadata`"),
     Client("pydantic-ai", "pydantic-ai-slim", _pin("pydantic-ai", "pydantic-ai-slim"), "python", "pydantic-ai", (OA, AN, GE),
-           headers_note="not exposed (an `httpx` event hook on the provider's `http_client` sees them)"),
+           headers_note="not exposed by the agent's results"),
     Client("instructor", "instructor", _pin("instructor", "instructor"), "python", "instructor", (OA, AN),
-           chat_stream_usage=False, headers_note="not exposed (the wrapped SDK's `with_raw_response` does)"),
+           chat_stream_usage=False, headers_note="not exposed (`create_with_completion` returns the SDK object, not its headers)"),
     Client("httpx-sse", "httpx-sse", _pin("frameworks", "httpx-sse"), "python", "frameworks", (OA, RE, AN, GE),
            non_stream=False, chat_stream_usage=False, headers_note="`event_source.response.headers`; comments skipped, `nadir` in the JSON"),
     Client("sseclient-py", "sseclient-py", _pin("frameworks", "sseclient-py"), "python", "frameworks", (OA, RE, AN, GE),
@@ -103,12 +103,13 @@ CLIENTS: tuple[Client, ...] = (
 )
 
 
-def cases(c: Client) -> list[dict]:
-    """Every case of client ``c``: dialect x stream x (auto, explicit) x cost-in-body."""
+def cases(c: Client, direct: bool = False) -> list[dict]:
+    """Every case of client ``c``: dialect x stream x (auto, explicit) x cost-in-body. ``direct``
+    (straight at the emulator): explicit models only, as ``auto`` means something only to us."""
     out = []
     for d in c.dialects:
         for stream in ((False, True) if c.non_stream else (True,)):
-            for model in ("auto", EXPLICIT[d]):
+            for model in ((EXPLICIT[d],) if direct else ("auto", EXPLICIT[d])):
                 for cib in (False, True):
                     h = {"x-emulator-usage": json.dumps(USAGE)}
                     if cib:
@@ -117,15 +118,15 @@ def cases(c: Client) -> list[dict]:
     return out
 
 
-def run(c: Client, base_url: str, timeout_s: float = 600) -> list[dict]:
-    """Run every case of ``c`` against ``base_url``; the driver's results (one per case).
+def run(c: Client, base_url: str, timeout_s: float = 600, direct: bool = False) -> list[dict]:
+    """Run every case of ``c`` (``cases(c, direct)``) against ``base_url``; the driver's results.
     Builds the client's environment first (``tests.compat.env``; raises ``env.EnvError``)."""
     if c.runtime == "node":
         d = env.node_env()
         args = [env.node_bin() or "node", str(d / "drive.mjs")]
     else:
         args = [str(env.python_env(c.group)), str(env.HERE / "python" / "drive.py")]
-    p = subprocess.run([*args, c.name, base_url, json.dumps(cases(c))], capture_output=True, text=True,
+    p = subprocess.run([*args, c.name, base_url, json.dumps(cases(c, direct))], capture_output=True, text=True,
                        timeout=timeout_s, cwd=str(env.HERE))
     if p.returncode != 0 or not p.stdout.strip():
         raise RuntimeError(f"driver for {c.name} failed ({p.returncode}): {p.stderr[-3000:]}")
@@ -174,11 +175,11 @@ def main(argv: list[str]) -> int:
     chosen = [c for c in CLIENTS if "--all" in argv or c.ci]
     direct = "--direct" in argv
     rows = []
-    with Stack() as s:
+    with Stack(start_extproc=not direct) as s:
         base = s.emulator_url if direct else s.base_url
         for c in chosen:
             try:
-                res = run(c, base)
+                res = run(c, base, direct=direct)
             except Exception as e:  # noqa: BLE001
                 rows.append((c, None, str(e)[:300]))
                 continue
