@@ -12,7 +12,9 @@ output = the body's output cap, else the route's configured default)``
 - Output tokens: the request's own cap — OpenAI Chat ``max_completion_tokens`` / ``max_tokens``,
   OpenAI Responses ``max_output_tokens``, Anthropic ``max_tokens``, Gemini
   ``generationConfig.maxOutputTokens`` — a hard bound the provider enforces (reasoning tokens
-  included); without one, ``output_tokens[provider]`` (else ``output_tokens["default"]``).
+  included); without one, ``output_tokens[provider]`` (else ``output_tokens["default"]``); times
+  the number of choices asked for (OpenAI Chat ``n``, Gemini ``generationConfig.candidateCount``),
+  each of which may reach the cap.
 - Rates: the resolved model's (after ``auto`` routing) standard input and output rates from the
   price catalogue; cache reads are billed lower, cache writes higher than plain input.
 
@@ -57,6 +59,21 @@ def output_cap(body: dict[str, Any] | None) -> int | None:
     return None
 
 
+def choices(body: dict[str, Any] | None) -> int:
+    """How many completions the request asks for (``n`` / ``candidateCount``; default 1)."""
+    if not isinstance(body, dict):
+        return 1
+    n = _int(body.get("n"))
+    if n is None:
+        for c in _GEMINI_CONFIG:
+            cfg = body.get(c)
+            if isinstance(cfg, dict):
+                n = _int(cfg.get("candidateCount", cfg.get("candidate_count")))
+                if n is not None:
+                    break
+    return n if n else 1
+
+
 def tokens(body_bytes: int, body: dict[str, Any] | None, provider: str, cfg: Any) -> tuple[int, int]:
     """(input tokens, output tokens) assumed for the estimate. ``cfg``: ``BudgetReservationSettings``."""
     bpt = cfg.bytes_per_token
@@ -64,7 +81,7 @@ def tokens(body_bytes: int, body: dict[str, Any] | None, provider: str, cfg: Any
     n_out = output_cap(body)
     if n_out is None:
         n_out = cfg.output_tokens.get(provider, cfg.output_tokens.get("default", 0))
-    return n_in, n_out
+    return n_in, n_out * choices(body)
 
 
 def estimate_usd(provider: str, model: str | None, body_bytes: int, body: dict[str, Any] | None, cfg: Any) -> Decimal:

@@ -33,6 +33,16 @@ def test_estimate_from_body_size_and_output_cap():
     assert estimate_usd("openai", "gpt-4o-mini", 401, {"max_tokens": 100}, cfg) == D("0.00007515")
 
 
+def test_several_choices_may_each_reach_the_cap():
+    cfg = BudgetReservationSettings()
+    # n = 3 completions of up to 100 tokens: 400 bytes -> 100 input x 0.15/1e6 + 300 x 0.60/1e6 = 0.000015 + 0.00018
+    assert estimate_usd("openai", "gpt-4o-mini", 400, {"max_tokens": 100, "n": 3}, cfg) == D("0.000195")
+    # Gemini candidateCount 2 x maxOutputTokens 100 at gemini-2.5-flash (0.30 / 2.50 per MTok):
+    # 100 x 0.30/1e6 + 200 x 2.50/1e6 = 0.00003 + 0.0005
+    body = {"generationConfig": {"maxOutputTokens": 100, "candidateCount": 2}}
+    assert estimate_usd("google", "gemini-2.5-flash", 400, body, cfg) == D("0.00053")
+
+
 def test_route_default_output_tokens_when_the_request_sets_no_cap():
     cfg = BudgetReservationSettings(output_tokens={"default": 512, "anthropic": 1024})
     # claude-haiku-4-5 1.00 / 5.00 USD per MTok; 40 bytes -> 10 tokens; 1024 output tokens (route default):
