@@ -301,7 +301,7 @@ class RequestProcessor:
         "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
         "_inband_sent", "_stream_done", "_priced", "_overflow_counted", "_cost_in_body",
         "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen", "_held", "_admission", "_reservation",
-        "_variant", "_reported", "_raw_usage", "_partial", "_nl", "_entry", "_once",
+        "_variant", "_reported", "_raw_usage", "_partial", "_nl", "_entry", "_once", "_req_tier",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -342,6 +342,7 @@ class RequestProcessor:
         self._nl = b""  # the stream's line ending, from its first event (CRLF streams get CRLF)
         self._entry: known.Entry | None = None  # the provider's entry (hooks, OTel name)
         self._once: bool | None = None  # first pricing of this response id (decided once)
+        self._req_tier: str | None = None  # the service tier the request asked for (OpenAI service_tier)
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -497,6 +498,7 @@ class RequestProcessor:
         path_model = d.model_from_path(self._path)
         model = path_model or d.request_model(body)
         self.out.requested_model = model
+        self._req_tier = d.requested_tier(body)
         if model is None:
             count("request_no_model")
             r.request_body.response.SetInParent()
@@ -700,7 +702,7 @@ class RequestProcessor:
         """(served model, usage, unpriced reason) of the stream as known now."""
         st = self._stream
         served = st.model or self.out.routed_model
-        self._tier, self._batch = tier_context(st.service_tier)
+        self._tier, self._batch = tier_context(st.service_tier or self._req_tier)
         if self._status >= 400:
             return served, None, "provider_error"
         if st.failed:
@@ -790,6 +792,9 @@ class RequestProcessor:
         self._variant = dict(d.price_variant(body))
         usage = self._provider_rules(d.usage(body), body)
         self._tier, self._batch = served_context(body)
+        if self._tier is None and not self._batch:
+            # The response is silent about its tier: the tier the request asked for, else standard.
+            self._tier, self._batch = tier_context(self._req_tier)
         note_response(self.out, body, self.ctx.settings.telemetry.capture_content)
         if usage is None:
             return served, None, "background_pending" if d.is_pending(body) else "no_usage"

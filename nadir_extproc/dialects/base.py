@@ -193,6 +193,11 @@ class Dialect:
         usage comes later, with its retrieval."""
         return False
 
+    def requested_tier(self, body: dict[str, Any]) -> str | None:
+        """The service tier the request asked for, used when the response does not say which
+        tier served it; ``None`` when it asked for none (or for the provider's automatic choice)."""
+        return None
+
     def price_variant(self, body: dict[str, Any]) -> dict[str, str]:
         """Price variants the response reports with a non-standard value (Anthropic
         ``usage.speed`` ``"fast"`` …), for ``pricing.cost.price(variant=)``; ``{}`` by default."""

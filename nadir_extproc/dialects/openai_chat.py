@@ -70,6 +70,12 @@ def openai_usage(u: Any, input_key: str, output_key: str, in_details: str, out_d
     )
 
 
+def requested_service_tier(body: dict[str, Any]) -> str | None:
+    """An OpenAI request's ``service_tier`` when it names a tier (not ``auto``), else ``None``."""
+    t = body.get("service_tier")
+    return t if isinstance(t, str) and t.strip() and t.strip().lower() != "auto" else None
+
+
 def chat_usage(u: Any) -> Usage | None:
     """Normalise a Chat Completions usage object (``prompt_tokens``/``completion_tokens`` names)."""
     return openai_usage(u, "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
@@ -200,6 +206,11 @@ class OpenAIChat(Dialect):
         """Azure OpenAI deployments: ``/openai/deployments/{deployment}/chat/completions`` (Azure
         OpenAI REST reference; the deployment names the model, the response body reports it)."""
         return _AZURE_DEPLOYMENT.match(path) is not None
+
+    def requested_tier(self, body: dict[str, Any]) -> str | None:
+        """The request's ``service_tier`` (``flex``, ``priority`` …; OpenAI API reference); ``auto``
+        leaves the choice to OpenAI, so it names no tier."""
+        return requested_service_tier(body)
 
     def prompt_text(self, body: dict[str, Any]) -> str:
         out: list[str] = []

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of
-from nadir_extproc.dialects.openai_chat import openai_usage
+from nadir_extproc.dialects.openai_chat import openai_usage, requested_service_tier
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -111,6 +111,11 @@ class OpenAIResponses(Dialect):
     provider = "openai"
     operation = "chat"
     paths = ("/v1/responses", "/responses")
+
+    def requested_tier(self, body: dict[str, Any]) -> str | None:
+        """The request's ``service_tier`` (``flex``, ``priority`` …; OpenAI API reference); ``auto``
+        leaves the choice to OpenAI, so it names no tier."""
+        return requested_service_tier(body)
 
     def prompt_text(self, body: dict[str, Any]) -> str:
         out: list[str] = []

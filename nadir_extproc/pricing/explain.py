@@ -312,6 +312,8 @@ def explain(
             reported = entry.reported_cost(stream_body)
         if entry.price_variant is not None:
             variant.update(entry.price_variant(stream_body, req_body if isinstance(req_body, dict) else None))
+    if tier is None and not is_batch and isinstance(req_body, dict):
+        tier = d.requested_tier(req_body)  # silent response: the tier the request asked for
     served = served or out["requested_model"]
     out["served_model"] = served
     out["usage"] = _usage_json(usage)

@@ -254,3 +254,14 @@ def test_claude_on_vertex_priced_and_named(stack, receiver):
     # claude-sonnet-4-5: 1000 x 3 + 100 x 15 = 4500 millionths
     assert (status, h["x-nadir-cost-usd"]) == (200, "0.0045")
     assert span_with(receiver, "nadir.tag.user", user).attrs["gen_ai.provider.name"] == "gcp.vertex_ai"
+
+
+def test_silent_response_priced_at_the_requested_tier(stack):
+    # gpt-5 flex $0.625 / $5 per MTok: the response does not say its tier, the request asked for flex.
+    body = {"id": "chatcmpl-t", "object": "chat.completion", "model": "gpt-5-2025-08-07",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}
+    replay(stack, body)
+    req = {"model": "gpt-5", "service_tier": "flex", "messages": [{"role": "user", "content": "hi"}]}
+    status, h, _ = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(req).encode())
+    assert (status, h["x-nadir-cost-usd"]) == (200, "0.001125")  # 1000 x 0.625 + 100 x 5

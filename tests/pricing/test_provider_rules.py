@@ -84,3 +84,17 @@ def test_every_provider_entry_is_one_place():
     assert known.otel_name("groq") == "groq" and known.otel_name("x-ai") == "x_ai"
     assert known.from_path("/v1/projects/p/locations/l/publishers/google/models/m:generateContent").id == "vertex_ai"
     assert known.from_path("/v1/chat/completions") is None
+
+
+def test_silent_response_priced_at_the_requested_tier_else_standard():
+    # gpt-5 standard $1.25 / $10, flex $0.625 / $5 per MTok (flex variant in force from 2026-10-12).
+    body = {"id": "c", "object": "chat.completion", "model": "gpt-5-2025-08-07", "choices": [],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}
+    url = "https://api.openai.com/v1/chat/completions"
+    req = json.dumps({"model": "gpt-5", "service_tier": "flex", "messages": []}).encode()
+    silent = explain(url, json.dumps(body).encode(), req, when=WHEN)
+    assert (silent["service_tier"], silent["cost_usd"]) == ("flex", "0.001125")  # 1000 x 0.625 + 100 x 5
+    said = explain(url, json.dumps({**body, "service_tier": "default"}).encode(), req, when=WHEN)
+    assert said["cost_usd"] == "0.00225"  # the response's own tier wins: 1000 x 1.25 + 100 x 10
+    auto = explain(url, json.dumps(body).encode(), json.dumps({"service_tier": "auto"}).encode(), when=WHEN)
+    assert auto["cost_usd"] == "0.00225"  # asked for nothing in particular: standard
