@@ -301,7 +301,7 @@ class RequestProcessor:
         "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
         "_inband_sent", "_stream_done", "_priced", "_overflow_counted", "_cost_in_body",
         "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen", "_held", "_admission", "_reservation",
-        "_variant", "_reported", "_raw_usage", "_partial", "_nl", "_entry", "_once", "_req_tier",
+        "_variant", "_reported", "_raw_usage", "_partial", "_nl", "_entry", "_once", "_req_tier", "_req_body",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -343,6 +343,7 @@ class RequestProcessor:
         self._entry: known.Entry | None = None  # the provider's entry (hooks, OTel name)
         self._once: bool | None = None  # first pricing of this response id (decided once)
         self._req_tier: str | None = None  # the service tier the request asked for (OpenAI service_tier)
+        self._req_body: dict[str, Any] | None = None  # kept only for a provider whose variants read it
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -499,6 +500,8 @@ class RequestProcessor:
         model = path_model or d.request_model(body)
         self.out.requested_model = model
         self._req_tier = d.requested_tier(body)
+        if self._entry is not None and self._entry.price_variant is not None:
+            self._req_body = body  # e.g. Perplexity's web_search_options.search_context_size
         if model is None:
             count("request_no_model")
             r.request_body.response.SetInParent()
@@ -739,7 +742,7 @@ class RequestProcessor:
         if e.reported_cost is not None:
             self._reported = e.reported_cost(body)
         if e.price_variant is not None:
-            self._variant.update(e.price_variant(body, None))
+            self._variant.update(e.price_variant(body, self._req_body))
         return usage
 
     def _inband(self, t0: int, before: bytes) -> bytes:
