@@ -51,6 +51,17 @@ def redis_total(url: str, key: str) -> tuple[D, D]:
     return D(int(t or 0)).scaleb(-12), D(int(r or 0)).scaleb(-12)
 
 
+def settled_total(url: str, key: str, expected: tuple[D, D], timeout_s: float = 10) -> tuple[D, D]:
+    """``redis_total`` once it equals ``expected`` (settlements are written just after each
+    response, off the request path), else the last value seen after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    got = redis_total(url, key)
+    while got != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = redis_total(url, key)
+    return got
+
+
 # ---------------------------------------------------------------------------- case 35
 CASE35_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 #: What the upstream answers after 1.5 s (case 35): usage 2000 input / 1000 output.
@@ -184,6 +195,22 @@ def test_three_ext_procs_behind_their_own_envoys_share_one_redis_rule_under_load
 
 
 # ---------------------------------------------------------------------------- Redis killed mid-run
+def ledger_rows(s: Stack) -> int:
+    """Rows in the stack's SQLite ledger (``<state>/ledger/ledger.sqlite3``; 0 before it exists)."""
+    import sqlite3
+
+    path = s.dir / "state" / "ledger" / "ledger.sqlite3"
+    if not path.exists():
+        return 0
+    c = sqlite3.connect(path)
+    try:
+        return c.execute("SELECT count(*) FROM nadir_requests").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        c.close()
+
+
 def test_redis_killed_mid_run_then_restarted(own_redis, tmp_path):
     prefix = f"kill-{uuid.uuid4().hex[:8]}:"
     cfg = (
@@ -199,14 +226,16 @@ def test_redis_killed_mid_run_then_restarted(own_redis, tmp_path):
         url = f"{s.base_url}/v1/chat/completions"
         for _ in range(3):
             assert post(url, body, h)[1]["x-nadir-cost-usd"] == "0.00018"
-        time.sleep(0.3)
-        assert redis_total(own_redis.url, key) == (3 * cost, 0)
+        assert settled_total(own_redis.url, key, (3 * cost, 0)) == (3 * cost, 0)
         own_redis.kill()
         # Requests go on, decided on the process's local totals (its own 3 x 0.00018 spent so far).
         for k in range(4):
             status, rh, _ = post(url, body, h)
             assert status == 200 and rh["x-nadir-cost-usd"] == "0.00018"
-        time.sleep(0.5)  # the ledger (flushed every 0.1 s) has all seven rows
+        deadline = time.monotonic() + 20  # the ledger (flushed every 0.1 s) has all seven rows
+        while ledger_rows(s) < 7 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ledger_rows(s) == 7
         own_redis.start()  # back, empty: the first process to see it seeds it from the ledger
         deadline = time.monotonic() + 20
         while "Redis is back" not in s.log("extproc") and time.monotonic() < deadline:
@@ -215,8 +244,7 @@ def test_redis_killed_mid_run_then_restarted(own_redis, tmp_path):
         assert log.count("Redis unavailable") == 1 and log.count("Redis is back") == 1
         assert redis_total(own_redis.url, key) == (7 * cost, 0)  # 7 x 0.00018 = 0.00126
         assert post(url, body, h)[0] == 200
-        time.sleep(0.3)
-        assert redis_total(own_redis.url, key) == (8 * cost, 0)
+        assert settled_total(own_redis.url, key, (8 * cost, 0)) == (8 * cost, 0)
 
 
 # ---------------------------------------------------------------------------- ext_proc killed
