@@ -400,5 +400,5 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         return Settings(**data)
     except ValidationError as e:
         where = f"config file {path}" if path else "settings"
-        msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"] for err in e.errors())
         raise ConfigError(f"{where}: {msgs}") from e

@@ -52,7 +52,7 @@ def test_cli_override_cannot_bypass_the_check(tmp_path):
     assert r.stderr.startswith("error: listen '0.0.0.0:0' is not a loopback address")
 
 
-def test_unreadable_tls_files_name_the_setting(tmp_path):
+async def test_unreadable_tls_files_name_the_setting(tmp_path):  # async: grpc.aio.server() needs a loop
     cfg = tmp_path / "s.yaml"
     cfg.write_text(f"listen: 0.0.0.0:0\ntls: {{cert_file: {tmp_path}/nope.crt, key_file: {tmp_path}/k, client_ca_file: {tmp_path}/c}}\n")
     s = load_settings(cfg, env={})
