@@ -451,8 +451,8 @@ def write_results(out: Path, results: list[dict], meta: dict) -> None:
     (out / f"ledger-{day}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     lines = [f"# Ledger benchmark ({meta['when']})", "", f"Command: `{meta['command']}`", "",
              f"Machine: {meta['machine']}. {meta['postgres']}; SQLite {meta['sqlite']}. Rows spread over the 30 days before the run "
-             "(see the generator in bench_ledger.py). Report times are the `nadir-extproc report ... --format json` command, "
-             "median of 3, Python start-up included (`cli_startup_s`).", ""]
+             "(generated inside each database, the same rows on both; see `generate_sql`). Targets (issue 20): `--by team --by day` "
+             "over 10 M rows <= 3 s on both stores; one month `--by key_id` <= 3 s; writer >= 5,000 rows/s with rollups on.", ""]
     labels = [g[0] for g in GROUPINGS]
     heads = [f"{r['store']} {r['rows']:,}" for r in results]
     lines += ["## report latency", "",
@@ -465,7 +465,8 @@ def write_results(out: Path, results: list[dict], meta: dict) -> None:
             f"{r['report_s'].get(lb, float('nan')):.2f} / {r.get('report_cpu_s', {}).get(lb, float('nan')):.2f} / "
             f"{r.get('from_store_s', {}).get(lb, float('nan')):.2f}" for r in results) + " |")
     lines.append("| (`nadir-extproc --help`: start-up alone, wall) | " + " | ".join(f"{r['cli_startup_s']:.2f}" for r in results) + " |")
-    lines += ["", "## loading and rollups", "", "(`bulk load s`: writing only; generating the rows in Python is extra and shared by both stores.)", "",
+    lines += ["", "## loading and rollups", "", "(`bulk load s`: generating and inserting inside the database, secondary indexes built "
+              "after the load; `rollup rebuild s`: `nadir-extproc ledger rebuild-rollups` over all rows, the one-time cost of upgrading a ledger.)", "",
               "| store | rows | bulk load s | rollup rebuild s | rollup rows | tag rollup rows | size GB |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -490,7 +491,12 @@ def main() -> None:
     ap.add_argument("--writer-rows", type=int, default=200_000, help="rows for the writer rate (on the first size; 0: skip)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "ledger" / "results")
     ap.add_argument("--merge", action="store_true", help="add to today's results file instead of replacing it")
+    ap.add_argument("--render", type=Path, help="only rewrite the .md from this results .json")
     a = ap.parse_args()
+    if a.render:
+        doc = json.loads(a.render.read_text())
+        write_results(a.render.parent, doc["results"], doc["meta"])
+        return
     sizes = a.rows or [1_000_000]
     stores = [s.strip() for s in a.stores.split(",") if s.strip()]
     import sqlite3

@@ -176,8 +176,7 @@ def rebuild_rollups(
     sqlite_dir: Optional[Path] = typer.Option(None, help="The SQLite ledger in this folder."),
     dsn: Optional[str] = typer.Option(None, help="The PostgreSQL ledger at this DSN (else $NADIR_LEDGER_DSN)."),
 ) -> None:
-    """Recompute the daily rollups from the raw rows (after a migration or a fix), in one transaction.
-    Days whose raw rows retention removed keep their rollups unless named with --since."""
+    """Recompute the daily rollups from the raw rows (after a migration or a fix), in one transaction; days whose raw rows retention removed keep their rollups unless named with --since."""
     now = datetime.now(timezone.utc)
     d0, d1 = parse_when(since, "--since", now), parse_when(until, "--until", now)
     store = _open(config, sqlite_dir, dsn, create=False)
@@ -199,8 +198,7 @@ def prune(
     sqlite_dir: Optional[Path] = typer.Option(None, help="The SQLite ledger in this folder."),
     dsn: Optional[str] = typer.Option(None, help="The PostgreSQL ledger at this DSN (else $NADIR_LEDGER_DSN)."),
 ) -> None:
-    """Apply retention now (the service also does it hourly): delete raw rows older than the raw
-    retention (PostgreSQL: drop whole monthly partitions), rollup days older than theirs."""
+    """Apply retention now (the service also does it hourly): raw rows older than the raw retention (PostgreSQL: whole monthly partitions dropped), rollup days older than theirs."""
     from nadir_extproc.ledger.rollup import cutoffs
 
     if raw_days is None or rollup_days is None:
