@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from nadir_extproc import headers as hn
 from nadir_extproc.dialects import DIALECTS, default_paths
 from nadir_extproc.routing.policy import DEFAULT_TIERS, TierPolicy
 
@@ -69,13 +70,10 @@ class TagSettings(BaseModel):
 
     #: tag name -> request header (lower case).
     headers: dict[str, str] = Field(
-        default_factory=lambda: {
-            "user": "x-nadir-user", "feature": "x-nadir-feature", "team": "x-nadir-team",
-            "env": "x-nadir-env", "session": "x-nadir-session",
-        }
+        default_factory=lambda: dict(hn.DEFAULT_TAG_HEADERS)
     )
     #: Generic form ``<generic_prefix><name>``; only names in ``allow`` are kept.
-    generic_prefix: str = "x-nadir-tag-"
+    generic_prefix: str = hn.TAG_PREFIX
     allow: list[str] = Field(default_factory=list)
     #: Longest accepted value, in characters; longer values are dropped and counted.
     max_len: int = Field(default=128, ge=1, le=4096)

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nadir_extproc import headers as hn
 from nadir_extproc.inband import parse_fields
 from nadir_extproc.stack import Stack
 
@@ -149,19 +150,19 @@ def run_demo(
                 failures += 1
                 table.add_row(snippet, api, f"[red]{type(e).__name__}[/red]", "", "", "", "", "")
                 continue
-            cost = h.get("x-nadir-cost-usd")
-            saved = h.get("x-nadir-cost-saved")
+            cost = h.get(hn.COST)
+            saved = h.get(hn.SAVED)
             if cost is None:
                 failures += 1
             else:
                 total_cost += Decimal(cost)
             if saved is not None:
                 total_saved += Decimal(saved)
-            lat = h.get("x-nadir-latency-ms", "")
+            lat = h.get(hn.LATENCY, "")
             if lat:
                 ours.append(float(lat))
-            table.add_row(snippet, api, h.get("x-nadir-routed-to", "?"), str(tin), str(tout),
-                          cost or f"[yellow]{h.get('x-nadir-unpriced-reason', 'n/a')}[/yellow]", saved or "", lat)
+            table.add_row(snippet, api, h.get(hn.ROUTED_TO, "?"), str(tin), str(tout),
+                          cost or f"[yellow]{h.get(hn.UNPRICED, 'n/a')}[/yellow]", saved or "", lat)
         console.print(table)
         console.print(f"Total cost [bold]${total_cost}[/bold], saved by routing vs the baseline models [bold]${total_saved}[/bold] "
                       f"over {len(PROMPTS)} requests.")

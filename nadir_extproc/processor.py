@@ -46,7 +46,10 @@ from nadir_extproc.pricing.cost import Cost, price
 from nadir_extproc.pricing.savings import baseline_cost, cost_saved
 from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.pricing.usage import Usage
+from nadir_extproc import headers as hn
+from nadir_extproc import providers
 from nadir_extproc.providers import known
+from nadir_extproc.record import Outcome, Result
 from nadir_extproc.routing.base import Decision, RouteRequest, Router
 from nadir_extproc.routing.policy import TierPolicy
 from nadir_extproc.stats import count
@@ -55,17 +58,16 @@ from nadir_extproc.telemetry.extract import note_request, note_response
 
 log = logging.getLogger("nadir_extproc")
 
-H_PROVIDER = "x-nadir-provider"
-H_TIER = "x-nadir-tier"  # request header: the client pins a routing tier
-#: Request header: the client opts in to the cost fields as a JSON object ``"nadir"`` inside the
-#: stream's final usage event (besides the SSE comment every stream gets).
-H_COST_IN_BODY = "x-nadir-cost-in-body"
-H_ROUTED_TO = "x-nadir-routed-to"
-H_COST = "x-nadir-cost-usd"
-H_SAVED = "x-nadir-cost-saved"
-H_LATENCY = "x-nadir-latency-ms"
-H_UNPRICED = "x-nadir-unpriced-reason"
-H_PRICE_SOURCE = "x-nadir-price-source"
+# Header names live in nadir_extproc.headers; these aliases keep older imports working.
+H_PROVIDER = hn.PROVIDER
+H_TIER = hn.TIER
+H_COST_IN_BODY = hn.COST_IN_BODY
+H_ROUTED_TO = hn.ROUTED_TO
+H_COST = hn.COST
+H_SAVED = hn.SAVED
+H_LATENCY = hn.LATENCY
+H_UNPRICED = hn.UNPRICED
+H_PRICE_SOURCE = hn.PRICE_SOURCE
 
 #: Model names we reflect into headers must match this (shared case 12: no header injection).
 _SAFE_MODEL = re.compile(r"[A-Za-z0-9._:/@-]{1,128}")
@@ -144,54 +146,6 @@ class FanOut:
                 count("on_complete_error", f"{getattr(sink, '__qualname__', sink)}: {type(e).__name__}: {e}")
 
 
-@dataclass
-class Outcome:
-    """What happened to one request (handed to ``Context.on_complete``).
-
-    Costs are USD ``Decimal``; latency in ms; token counts in ``usage``.
-    """
-
-    dialect: str | None = None
-    provider: str | None = None
-    requested_model: str | None = None
-    routed_model: str | None = None
-    decision: Decision | None = None
-    response_model: str | None = None
-    status: int | None = None
-    stream: bool = False
-    usage: Usage | None = None
-    cost: Cost | None = None
-    baseline: Cost | None = None
-    saved_usd: Decimal | None = None
-    latency_ms: float = 0.0
-    #: "ok", "provider_error" (HTTP error or an error event in a stream) or "cut" (stream ended early).
-    result: str = "ok"
-    unpriced_reason: str | None = None
-    #: Request tags (name -> value), the API key's id (never the key) and Envoy's x-request-id.
-    tags: dict[str, str] = field(default_factory=dict)
-    key_id: str | None = None
-    request_id: str | None = None
-    # -- telemetry (nadir_extproc.telemetry reads these; never raw keys or prompt text) --
-    #: Wall-clock Unix ns: stream start, and response end (last stream event, or the cut).
-    start_ns: int = field(default_factory=time.time_ns)
-    end_ns: int | None = None
-    #: gen_ai.request.* attributes of the parameters present in the body (telemetry.extract).
-    request_params: dict[str, Any] = field(default_factory=dict)
-    response_id: str | None = None
-    finish_reasons: list[str] | None = None
-    #: Overrides the error.type derived from ``status``/``result``.
-    error_type: str | None = None
-    #: Time the router took, ms (None when no routing happened).
-    router_ms: float | None = None
-    #: W3C trace context (traceparent/tracestate): Envoy's gRPC metadata, else request headers.
-    trace_carrier: dict[str, str] = field(default_factory=dict)
-    #: Prompt/response content as span attributes; filled only when telemetry.capture_content.
-    content: dict[str, str] | None = None
-    #: A stream that ended with an error event is unpriced (``stream_error``); what its usage
-    #: reported so far, priced, is kept here apart from ``cost`` (never its price).
-    partial_cost: Cost | None = None
-
-
 def _safe_model(m: str | None) -> str | None:
     return m if m is not None and _SAFE_MODEL.fullmatch(m) else None
 
@@ -205,17 +159,18 @@ def _narrow_accept_encoding(value: str) -> str | None:
     return ", ".join(keep) or "identity"
 
 
-def _key_out_of_query(path: str) -> tuple[str, str] | None:
-    """``(path without the key= parameter, the key)`` when ``path``'s query has ``key=``; else
+def _key_out_of_query(path: str, name: str = "key") -> tuple[str, str] | None:
+    """``(path without the name= parameter, its value)`` when ``path``'s query has ``name=``; else
     ``None``. Other parameters are kept byte for byte, in order."""
     q = path.find("?")
-    if q < 0 or "key=" not in path[q:]:
+    eq = name + "="
+    if q < 0 or eq not in path[q:]:
         return None
     key = None
     keep = []
     for part in path[q + 1 :].split("&"):
-        if part.startswith("key=") and key is None:
-            key = unquote(part[4:])
+        if part.startswith(eq) and key is None:
+            key = unquote(part[len(eq):])
         else:
             keep.append(part)
     if not key:
@@ -353,7 +308,7 @@ class RequestProcessor:
         phase = req.WhichOneof("request")
         try:
             if phase == "request_headers":
-                r = self._request_headers(req.request_headers)
+                r = self._request_headers(req.request_headers, req.attributes)
             elif phase == "request_body":
                 r = self._request_body(req.request_body)
             elif phase == "response_headers":
@@ -398,7 +353,7 @@ class RequestProcessor:
         if self._stream is not None and not self._stream_done and not self._terminal_seen:
             # Cancelled stream (client gone, upstream reset, Envoy closed the gRPC stream): record
             # it as cut, priced on the tokens known so far.
-            self.out.result = "cut"
+            self.out.result = Result.CUT_STREAM
             count("stream_cut")
             if not self._priced:
                 try:
@@ -423,11 +378,15 @@ class RequestProcessor:
                 count("on_complete_error", f"{type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ phases
-    def _request_headers(self, msg: Any) -> p.ProcessingResponse:
+    def _request_headers(self, msg: Any, attributes: Any = None) -> p.ProcessingResponse:
         h = p.headers_map(msg)
         r = p.ProcessingResponse()
         method = h.get(":method")
-        dialect = detect(h.get(":path", ""), self.ctx.settings.paths)
+        # The provider is Envoy's to say (route metadata, else cluster): nadir_extproc.providers.
+        named, unknown = providers.from_envoy(attributes) if attributes else (None, None)
+        if unknown is not None:
+            count("provider_unknown", unknown)
+        dialect = detect(h.get(":path", ""), self.ctx.settings.paths, named.dialects if named else None)
         if dialect is None and method == "GET":
             # GET /v1/responses/{id}: a background response's result, priced when fetched.
             dialect = retrieval_dialect(h.get(":path", ""))
@@ -442,9 +401,12 @@ class RequestProcessor:
         self._path = h.get(":path", "")
         self._cost_in_body = h.get(H_COST_IN_BODY, "").strip().lower() in ("1", "true", "yes")
         self.out.dialect = dialect.name
-        # The endpoint can name a provider the dialect's main one does not (Vertex AI paths).
-        self._entry = known.from_path(self._path) or known.get(dialect.provider)
-        self.out.provider = self._entry.id if self._entry is not None else dialect.provider
+        # Envoy's word; else the endpoint can name a provider the dialect's main one does not
+        # (Vertex AI paths); else the dialect's main provider (an Envoy config without attributes).
+        if named is None or dialect.name not in named.dialects:
+            named = known.from_path(self._path) or providers.for_dialect(dialect.name)
+        self._entry = named
+        self.out.provider = named.id
         remove = list(self._identify(h))
         # Our own control headers are for the sidecar, not the provider.
         remove += [k for k in (H_TIER, H_COST_IN_BODY) if k in h]
@@ -452,15 +414,15 @@ class RequestProcessor:
         narrowed = _narrow_accept_encoding(h.get("accept-encoding", ""))
         if narrowed is not None:
             set_h["accept-encoding"] = narrowed
-        if dialect.provider == "google":
-            moved = _key_out_of_query(self._path)
+        if named.key_query and named.key_query_header:
+            moved = _key_out_of_query(self._path, named.key_query)
             if moved is not None:
-                # A Gemini ?key= would otherwise sit in every URL that is logged or traced
-                # (Envoy's span http.url, access logs): send it as the x-goog-api-key header.
+                # A key in the query (Gemini ?key=) would otherwise sit in every URL that is logged
+                # or traced (Envoy's span http.url, access logs): send it as the provider's header.
                 self._path, key = moved
                 set_h[":path"] = self._path
-                if "x-goog-api-key" not in h:
-                    set_h["x-goog-api-key"] = key
+                if named.key_query_header not in h:
+                    set_h[named.key_query_header] = key
         if set_h or remove:
             r.request_headers.response.CopyFrom(p.common(set_h or None, remove or None))
         else:
@@ -506,7 +468,7 @@ class RequestProcessor:
             count("request_no_model")
             r.request_body.response.SetInParent()
             return r
-        set_h = {H_PROVIDER: d.provider}
+        set_h = {H_PROVIDER: self._entry.id}
         new: bytes | None = None
         if model.lower() == self.ctx.settings.auto_model.lower():
             decision = self._route(d, body)
@@ -537,7 +499,7 @@ class RequestProcessor:
         # messages (OpenAI chat, Anthropic), input items (Responses), contents (Gemini)
         msgs = body.get("messages") or body.get("input") or body.get("contents")
         req = RouteRequest(
-            provider=d.provider,
+            provider=self._tiers_of(),
             dialect=d.name,
             prompt=d.prompt_text(body),
             message_count=len(msgs) if isinstance(msgs, list) else 1,
@@ -549,7 +511,7 @@ class RequestProcessor:
             return self.ctx.router.route(req)
         except Exception as e:  # noqa: BLE001 — fall back to the route's default model
             count("router_error", f"{type(e).__name__}: {e}")
-            fallback = self.ctx.policy.default_model(d.provider)
+            fallback = self.ctx.policy.default_model(self._tiers_of())
             if fallback is None:
                 raise
             return Decision(model=fallback, tier="default", score=None, reason="router_error", router="fallback")
@@ -559,7 +521,7 @@ class RequestProcessor:
     def _response_headers(self, msg: Any) -> p.ProcessingResponse:
         r = p.ProcessingResponse()
         h = p.headers_map(msg)
-        spoofed = [k for k in h if k.startswith("x-nadir-")]
+        spoofed = [k for k in h if k.startswith(hn.PREFIX)]
         if spoofed:
             count("upstream_x_nadir_header_removed")
         try:
@@ -712,7 +674,7 @@ class RequestProcessor:
             # An error event after HTTP 200: not a complete response, so no cost header or
             # in-band cost may present a price for it; what was reported so far is priced apart
             # as the partial cost (Outcome.partial_cost).
-            self.out.result = "provider_error"
+            self.out.result = Result.PROVIDER_ERROR
             self._partial = st.usage()
             return served, None, "stream_error" if self._partial is not None else "provider_error"
         if self._parser is None and self._raw_stream is not None and not self._raw_overflow:
@@ -852,18 +814,27 @@ class RequestProcessor:
             headers[H_UNPRICED] = unpriced
             count(f"unpriced_{unpriced}")
         if unpriced in ("provider_error", "stream_error"):
-            out.result = "provider_error"
+            out.result = Result.PROVIDER_ERROR
         if unpriced == "stream_error" and self._partial is not None and served is not None and out.partial_cost is None:
             out.partial_cost = price(self._catalogue_provider(), served, self._partial,
                                      service_tier=self._tier, batch=self._batch, variant=self._variant)
         headers[H_LATENCY] = f"{self.latency_ms(time.perf_counter_ns(), t0):.3f}"
         return headers
 
+    def _tiers_of(self) -> str:
+        """The provider id whose routing tiers and baseline apply: the provider's own when the
+        policy has a tier map for it, else the one whose models it serves (``Provider.models_of``:
+        Vertex AI -> google)."""
+        e = self._entry
+        if e.id in self.ctx.policy.tiers or not e.models_of:
+            return e.id
+        return e.models_of
+
     def _catalogue_provider(self) -> str:
         """The provider id prices are looked up under: the provider entry's catalogue id (Vertex AI
         -> ``google``), else the dialect's provider."""
         e = self._entry
-        return e.catalogue_id if e is not None else self.dialect.provider
+        return e.catalogue_id
 
     def _saving(self, d: Dialect, cost: Cost, usage: Usage) -> Decimal | None:
         """What routing saved (``nadir_extproc.pricing.savings``): the same usage priced on the
@@ -873,8 +844,8 @@ class RequestProcessor:
         if self.out.decision is None:
             return Decimal(0)
         baseline = baseline_cost(
-            d.provider, usage, self.ctx.policy.tiers.get(d.provider, {}).values(),
-            configured=self.ctx.settings.baseline_models.get(d.provider),
+            self._catalogue_provider(), usage, self.ctx.policy.tiers.get(self._tiers_of(), {}).values(),
+            configured=self.ctx.settings.baseline_models.get(self._tiers_of()),
             service_tier=self._tier, batch=self._batch,
         )
         self.out.baseline = baseline
@@ -915,7 +886,7 @@ class RequestProcessor:
             return r
         try:
             model = self.out.routed_model or self.out.requested_model
-            a = await b.admit(self._scopes, b.estimate(d.provider, model, body_bytes, body))
+            a = await b.admit(self._scopes, b.estimate(self._entry.id, model, body_bytes, body))
         except Exception as e:  # noqa: BLE001 — our bug must not break the user's call
             count("internal_error", f"budget admission: {type(e).__name__}: {e}")
             return r
@@ -925,7 +896,7 @@ class RequestProcessor:
             self._budget_h = {H_REMAINING: format_usd(v.remaining_usd)}
         if v.action != "block":
             return r
-        self.out.result = "blocked"
+        self.out.result = Result.BLOCKED
         self.out.status = 429
         self.out.stream = False  # answered by us with one JSON body
         return block_reply(self.out.dialect, v)

@@ -31,19 +31,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from nadir_extproc import headers as hn
 from nadir_extproc.stats import count
 
 log = logging.getLogger("nadir_extproc")
 
-#: Tag name -> request header, the default set.
-DEFAULT_TAG_HEADERS: dict[str, str] = {
-    "user": "x-nadir-user",
-    "feature": "x-nadir-feature",
-    "team": "x-nadir-team",
-    "env": "x-nadir-env",
-    "session": "x-nadir-session",
-}
-GENERIC_PREFIX = "x-nadir-tag-"
+#: Tag name -> request header, the default set (names in ``nadir_extproc.headers``).
+DEFAULT_TAG_HEADERS: dict[str, str] = dict(hn.DEFAULT_TAG_HEADERS)
+GENERIC_PREFIX = hn.TAG_PREFIX
 #: Environment variable that supplies the key-id secret directly (hex or any string).
 SECRET_ENV = "NADIR_KEY_ID_SECRET"
 
@@ -132,16 +127,14 @@ def _drop(out: TagResult, name: str, reason: str) -> None:
 
 
 def body_user(dialect: str | None, body: Mapping[str, Any] | None) -> Any:
-    """The request body's own end-user field: OpenAI ``user`` (``openai_*`` dialects), Anthropic
-    ``metadata.user_id`` (``anthropic_messages``); ``None`` when absent."""
-    if not isinstance(body, Mapping) or dialect is None:
+    """The request body's own end-user field as its dialect reads it (``Dialect.request_user``:
+    OpenAI ``user``, Anthropic ``metadata.user_id``); ``None`` when absent."""
+    if not isinstance(body, dict) or dialect is None:
         return None
-    if dialect.startswith("openai"):
-        return body.get("user")
-    if dialect.startswith("anthropic"):
-        md = body.get("metadata")
-        return md.get("user_id") if isinstance(md, Mapping) else None
-    return None
+    from nadir_extproc.dialects import DIALECTS
+
+    d = DIALECTS.get(dialect)
+    return d.request_user(body) if d is not None else None
 
 
 def apply_body_fallback(tags: dict[str, str], dialect: str | None, body: Mapping[str, Any] | None, max_len: int = 128) -> None:

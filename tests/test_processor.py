@@ -216,7 +216,7 @@ def test_cancelled_stream_is_recorded_as_cut_with_the_tokens_known_so_far():
     assert r.response_body.response.body_mutation.body == start
     proc.finish()  # Envoy closed the stream before end_of_stream (client went away)
     o = seen[0]
-    assert o.result == "cut" and o.usage.uncached_input_tokens == 1000 and o.usage.output_tokens == 1
+    assert o.result == "cut_stream" and o.usage.uncached_input_tokens == 1000 and o.usage.output_tokens == 1
     # claude-haiku-4-5: 1000 * 1.00/1e6 + 1 * 5.00/1e6 = 0.001 + 0.000005 = 0.001005
     assert str(o.cost.total_usd.normalize()) == "0.001005"
 

@@ -14,27 +14,21 @@ scope values and the 429 reply.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from nadir_extproc import headers as hn
 from nadir_extproc.budgets.rules import OK, Verdict
+from nadir_extproc.traceparent import trace_id_of
 
-#: Response header: least remaining budget (USD) over the rules that apply to the request.
-H_REMAINING = "x-nadir-budget-remaining"
-#: Response header on a 429: the rule that blocked.
-H_RULE = "x-nadir-budget-rule"
-
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+H_REMAINING = hn.BUDGET_REMAINING
+H_RULE = hn.BUDGET_RULE
 
 
 def trace_id(headers: Mapping[str, str]) -> str | None:
     """The W3C ``traceparent`` trace id (32 lower-case hex) of a request, ``None`` if absent,
-    malformed or all zeros."""
-    m = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
-    if not m or m.group(1) == "0" * 32:
-        return None
-    return m.group(1)
+    malformed or all zeros (``nadir_extproc.traceparent``)."""
+    return trace_id_of(headers.get("traceparent"))
 
 
 def scope_values(tags: Mapping[str, str], key_id: str | None, trace: str | None) -> dict[str, str]:
@@ -48,23 +42,13 @@ def scope_values(tags: Mapping[str, str], key_id: str | None, trace: str | None)
 
 
 def block_body(dialect: str | None, message: str) -> bytes:
-    """The 429 body in the provider's own error format, so the official SDKs raise their
-    rate-limit error (``openai.RateLimitError`` / ``anthropic.RateLimitError``) with ``message``.
+    """The 429 body in the API's own error format (``Dialect.error_body``), so the official SDKs
+    raise their rate-limit error (``openai.RateLimitError`` / ``anthropic.RateLimitError``) with
+    ``message``. An unknown dialect gets OpenAI's shape."""
+    from nadir_extproc.dialects import DIALECTS
 
-    Shapes: OpenAI (``openai_*`` dialects, and the default)
-    ``{"error": {"message", "type": "rate_limit_exceeded", "param": null, "code": "budget_exceeded"}}``;
-    Anthropic ``{"type": "error", "error": {"type": "rate_limit_error", "message"}}``; Gemini
-    (``gemini``) ``{"error": {"code": 429, "message", "status": "RESOURCE_EXHAUSTED"}}`` (each as
-    the provider documents its 429 errors; Google: the ``google.rpc.Status`` JSON of AIP-193)."""
-    import json
-
-    if dialect is not None and dialect.startswith("anthropic"):
-        doc: dict[str, Any] = {"type": "error", "error": {"type": "rate_limit_error", "message": message}}
-    elif dialect == "gemini":
-        doc = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}}
-    else:
-        doc = {"error": {"message": message, "type": "rate_limit_exceeded", "param": None, "code": "budget_exceeded"}}
-    return json.dumps(doc).encode("utf-8")
+    d = DIALECTS.get(dialect or "") or DIALECTS["openai_chat"]
+    return d.error_body(message)
 
 
 def block_reply(dialect: str | None, v: Verdict) -> Any:

@@ -17,12 +17,15 @@ def default_paths() -> dict[str, str]:
     return {p: d.name for d in DIALECTS.values() for p in d.paths}
 
 
-def detect(path: str, paths: dict[str, str]) -> Dialect | None:
+def detect(path: str, paths: dict[str, str], mounted: tuple[str, ...] | None = None) -> Dialect | None:
     """The dialect serving ``path`` (an HTTP ``:path``; the query string is ignored).
 
     ``paths`` maps exact paths to dialect names (``default_paths()`` or the config's); then each
-    dialect's ``matches_path`` (Gemini: ``/v1beta/models/{model}:generateContent``). Returns
-    ``None`` for any other path.
+    dialect's ``matches_path`` (Gemini: ``/v1beta/models/{model}:generateContent``).
+    ``mounted``: the dialects of the provider Envoy's route named (``nadir_extproc.providers``);
+    such a route may mount the API under a prefix (``/deepseek/chat/completions``, rewritten by
+    Envoy), so one of those dialects also serves a path that *ends* with one of its paths.
+    Returns ``None`` for any other path.
     """
     q = path.find("?")
     bare = path if q < 0 else path[:q]
@@ -32,6 +35,11 @@ def detect(path: str, paths: dict[str, str]) -> Dialect | None:
     for d in DIALECTS.values():
         if d.matches_path(bare):
             return d
+    if mounted:
+        for name in mounted:
+            d = DIALECTS.get(name)
+            if d is not None and any(bare.endswith(x) for x in d.paths):
+                return d
     return None
 
 

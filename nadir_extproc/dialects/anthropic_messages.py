@@ -169,6 +169,18 @@ class AnthropicMessages(Dialect):
         _messages_text(body.get("messages"), out)
         return "\n".join(out)
 
+    def request_user(self, body: dict[str, Any]) -> Any:
+        """Anthropic's ``metadata.user_id``."""
+        md = body.get("metadata")
+        return md.get("user_id") if isinstance(md, dict) else None
+
+    def error_body(self, message: str) -> bytes:
+        """Anthropic's error shape (API reference, "Errors"):
+        ``{"type": "error", "error": {"type": "rate_limit_error", "message"}}``
+        (``anthropic.RateLimitError`` in the SDK)."""
+        doc = {"type": "error", "error": {"type": "rate_limit_error", "message": message}}
+        return json.dumps(doc).encode("utf-8")
+
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return anthropic_usage(body.get("usage"))
 

@@ -170,6 +170,24 @@ class Dialect:
         """All prompt text of the request, joined by newlines (for the router; never logged)."""
         raise NotImplementedError
 
+    #: The request body's list of conversation turns (``messages``, ``input``, ``contents``).
+    turns_key: ClassVar[str] = "messages"
+
+    def message_count(self, body: dict[str, Any]) -> int:
+        """Number of conversation turns in the request (1 when the body has no list of them)."""
+        turns = body.get(self.turns_key)
+        return len(turns) if isinstance(turns, list) else 1
+
+    def request_user(self, body: dict[str, Any]) -> Any:
+        """The body's own end-user field, raw (``None`` when the API has none or it is absent)."""
+        return None
+
+    # --- errors ----------------------------------------------------------------------------
+    def error_body(self, message: str) -> bytes:
+        """A 429 (rate limit) error body in this API's own error format carrying ``message``, so
+        the official SDKs raise their rate-limit error."""
+        raise NotImplementedError
+
     # --- response --------------------------------------------------------------------------
     def response_model(self, body: dict[str, Any]) -> str | None:
         """The model that served the request, as the provider reports it."""

@@ -205,7 +205,7 @@ class GeminiStreamUsage(StreamUsage):
 class Gemini(Dialect):
     name = "gemini"
     provider = "google"
-    operation = "chat"
+    operation = "generate_content"
     #: No exact paths: the model is part of the path; ``matches_path`` recognises them.
     paths = ()
     #: No SSE comment lines in Gemini streams: Google's SDKs read only ``data: `` lines and take
@@ -241,6 +241,14 @@ class Gemini(Dialect):
         return m is not None and m.group("method") == ":streamGenerateContent"
 
     # --- request -------------------------------------------------------------------------
+    turns_key = "contents"
+
+    def error_body(self, message: str) -> bytes:
+        """The ``google.rpc.Status`` JSON of a 429 (AIP-193):
+        ``{"error": {"code": 429, "message", "status": "RESOURCE_EXHAUSTED"}}``."""
+        doc = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}}
+        return json.dumps(doc).encode("utf-8")
+
     def request_model(self, body: dict[str, Any]) -> str | None:
         """Always ``None``: Gemini names the model in the path (``model_from_path``)."""
         return None

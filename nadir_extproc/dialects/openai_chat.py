@@ -90,6 +90,16 @@ def _top_level_usage(chunk: dict[str, Any]) -> Any:
 
 
 _AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/[^/?]+/chat/completions$")
+
+
+def openai_error_body(message: str) -> bytes:
+    """OpenAI's 429 error object (API reference, "Error codes"):
+    ``{"error": {"message", "type": "rate_limit_exceeded", "param": null, "code": "budget_exceeded"}}``
+    (``openai.RateLimitError`` in the SDK)."""
+    doc = {"error": {"message": message, "type": "rate_limit_exceeded", "param": None, "code": "budget_exceeded"}}
+    return json.dumps(doc).encode("utf-8")
+
+
 _USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 #: The top-level ``"service_tier":"…"`` of a chunk (inside message text the quotes are escaped,
@@ -216,6 +226,13 @@ class OpenAIChat(Dialect):
         out: list[str] = []
         _messages_text(body.get("messages"), out)
         return "\n".join(out)
+
+    def request_user(self, body: dict[str, Any]) -> Any:
+        """OpenAI's top-level ``user``."""
+        return body.get("user")
+
+    def error_body(self, message: str) -> bytes:
+        return openai_error_body(message)
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return chat_usage(body.get("usage"))

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of
-from nadir_extproc.dialects.openai_chat import openai_usage, requested_service_tier
+from nadir_extproc.dialects.openai_chat import openai_error_body, openai_usage, requested_service_tier
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -132,6 +132,15 @@ class OpenAIResponses(Dialect):
                 elif isinstance(item, str):
                     out.append(item)
         return "\n".join(out)
+
+    turns_key = "input"
+
+    def request_user(self, body: dict[str, Any]) -> Any:
+        """OpenAI's top-level ``user``."""
+        return body.get("user")
+
+    def error_body(self, message: str) -> bytes:
+        return openai_error_body(message)
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return responses_usage(body)

@@ -20,6 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from nadir_extproc.pricing.money import format_usd
+from nadir_extproc.record import Outcome, Result
+from nadir_extproc.traceparent import trace_id_of
 
 STATUSES = ("ok", "provider_error", "cut_stream", "blocked", "no_response")
 
@@ -121,60 +123,46 @@ def from_db(values: tuple[Any, ...]) -> LedgerRow:
     return LedgerRow(**kw)
 
 
-def _trace_of(o: Any) -> str | None:
-    carrier = getattr(o, "trace_carrier", None) or {}
-    tp = carrier.get("traceparent")
-    if not tp:
-        return None
-    from nadir_extproc.budgets import trace_id
-
-    return trace_id({"traceparent": tp})
+def _trace_of(o: Outcome) -> str | None:
+    return trace_id_of(o.trace_carrier.get("traceparent", ""))
 
 
-def _duration_ms(o: Any) -> float | None:
-    start, end = getattr(o, "start_ns", None), getattr(o, "end_ns", None)
-    return (end - start) / 1e6 if start and end and end >= start else None
-
-
-def from_outcome(o: Any, ts: datetime, request_id: str) -> LedgerRow:
-    """The ledger row of a finished request's ``processor.Outcome`` (optional fields read with
-    ``getattr`` defaults). ``ts``: when the request finished (the outcome's ``end_ns`` wins when
-    set); ``request_id``: used when the outcome has none (Envoy's ``x-request-id``). Trace id: the
-    W3C traceparent's; duration: ``end_ns - start_ns`` in ms."""
-    end_ns = getattr(o, "end_ns", None)
+def from_outcome(o: Outcome, ts: datetime, request_id: str) -> LedgerRow:
+    """The ledger row of a finished request's ``record.Outcome``. ``ts``: when the request
+    finished (the outcome's ``end_ns`` wins when set); ``request_id``: used when the outcome has
+    none (Envoy's ``x-request-id``). Trace id: the W3C traceparent's; duration: ``end_ns -
+    start_ns`` in ms. ``status``: the outcome's ``Result`` value; ``no_response`` when no
+    response status arrived; ``provider_error`` for any HTTP status >= 400."""
+    end_ns = o.end_ns
     if end_ns:
         ts = datetime.fromtimestamp(end_ns / 1e9, timezone.utc)
     usage = o.usage
     cost = o.cost
-    base = getattr(o, "baseline", None)
+    base = o.baseline
     dec = o.decision
-    result = getattr(o, "result", "ok")
-    if result == "blocked":
-        status = "blocked"
-    elif result == "cut":
-        status = "cut_stream"
-    elif result == "provider_error" or (o.status or 0) >= 400:
-        status = "provider_error"
+    result = Result(o.result)
+    if result in (Result.BLOCKED, Result.CUT_STREAM):
+        status = result
+    elif result == Result.PROVIDER_ERROR or (o.status or 0) >= 400:
+        status = Result.PROVIDER_ERROR
     elif not o.status:
-        status = "no_response"
+        status = Result.NO_RESPONSE
     else:
-        status = "ok"
+        status = Result.OK
     total = cost.total_usd if cost is not None else None
-    if status == "blocked":
+    if status == Result.BLOCKED:
         total = Decimal(0)  # answered by us: the provider was never called
-    unpriced = getattr(o, "unpriced_reason", None)
+    unpriced = o.unpriced
     if total is None and unpriced is None:
-        unpriced = (cost.unpriced_reason if cost is not None else None) or {
-            "provider_error": "provider_error", "blocked": "blocked", "no_response": "no_response"
-        }.get(status, "no_usage")
+        unpriced = status.value if status in (Result.PROVIDER_ERROR, Result.BLOCKED, Result.NO_RESPONSE) else "no_usage"
     return LedgerRow(
         ts=ts,
-        request_id=getattr(o, "request_id", None) or request_id,
-        trace_id=getattr(o, "trace_id", None) or _trace_of(o),
+        request_id=o.request_id or request_id,
+        trace_id=_trace_of(o),
         dialect=o.dialect,
         provider=o.provider,
         requested_model=o.requested_model,
-        served_model=o.response_model or o.routed_model,
+        served_model=o.served_model,
         tier=dec.tier if dec else None,
         score=dec.score if dec else None,
         route_reason=dec.reason if dec else None,
@@ -189,13 +177,13 @@ def from_outcome(o: Any, ts: datetime, request_id: str) -> LedgerRow:
         baseline_usd=base.total_usd if base is not None else None,
         saved_usd=o.saved_usd,
         unpriced_reason=unpriced if total is None else None,
-        status=status,
+        status=status.value,
         http_status=o.status or None,
         stream=bool(o.stream),
         latency_ms=o.latency_ms,
-        duration_ms=_duration_ms(o),
-        key_id=getattr(o, "key_id", None),
-        tags=dict(getattr(o, "tags", None) or {}),
+        duration_ms=o.duration_ms,
+        key_id=o.key_id,
+        tags=dict(o.tags),
     )
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.context import Context
+
+from nadir_extproc.traceparent import parse_traceparent
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 #: The W3C trace-context keys we carry (nothing else from metadata or headers is kept).
@@ -42,8 +44,8 @@ def carrier_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: headers[k] for k in KEYS if k in headers}
 
 
-#: The common case, parsed without the propagator: a version-00 ``traceparent`` alone.
-_V00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+#: The common case, read without the propagator (``nadir_extproc.traceparent``): version 00 alone.
+_V00_SHAPE = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def parent_context(carrier: Mapping[str, str] | None) -> Context | None:
@@ -58,13 +60,13 @@ def parent_context(carrier: Mapping[str, str] | None) -> Context | None:
     from opentelemetry import trace
 
     if len(carrier) == 1:
-        m = _V00.fullmatch(carrier["traceparent"])
-        if m is not None:
-            tid, sid = int(m.group(1), 16), int(m.group(2), 16)
-            if not tid or not sid:
-                return None
-            sc = trace.SpanContext(tid, sid, is_remote=True, trace_flags=trace.TraceFlags(int(m.group(3), 16)))
+        tp = parse_traceparent(carrier["traceparent"])
+        if tp is not None and tp.version == "00":
+            sc = trace.SpanContext(int(tp.trace_id, 16), int(tp.span_id, 16), is_remote=True,
+                                   trace_flags=trace.TraceFlags(tp.flags))
             return trace.set_span_in_context(trace.NonRecordingSpan(sc), Context())
+        if tp is None and _V00_SHAPE.fullmatch(carrier["traceparent"]):
+            return None  # a version-00 shape with a zero id: invalid, no parent
     ctx = _PROPAGATOR.extract(carrier=dict(carrier))
     if not trace.get_current_span(ctx).get_span_context().is_valid:
         return None

@@ -30,6 +30,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from nadir_extproc.record import Outcome
 from nadir_extproc.telemetry import names as n
 from nadir_extproc.telemetry.spans import error_type, operation_name, provider_name
 
@@ -98,7 +99,7 @@ class RequestMetrics:
             explicit_bucket_boundaries_advisory=list(n.PROCESSING_BUCKETS_S),
         )
 
-    def _attrs(self, out: Any, prov: str | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def _attrs(self, out: Outcome, prov: str | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """Token (input, output) and duration attribute dicts for this outcome (cached)."""
         et = error_type(out)
         key = (out.dialect, prov, out.requested_model, out.response_model, et)
@@ -122,7 +123,7 @@ class RequestMetrics:
         self._hist_attrs[key] = hit
         return hit
 
-    def record(self, out: Any) -> None:
+    def record(self, out: Outcome) -> None:
         """Record one finished request's metrics."""
         prov = provider_name(out)
         tokens_in, tokens_out, dur = self._attrs(out, prov)
@@ -130,9 +131,9 @@ class RequestMetrics:
         if u is not None:
             self.tokens.record(u.input_tokens, tokens_in)
             self.tokens.record(u.output_tokens, tokens_out)
-        start, end = getattr(out, "start_ns", None), getattr(out, "end_ns", None)
-        if start and end and end >= start:
-            self.duration.record((end - start) / 1e9, dur)
+        dur_ms = out.duration_ms
+        if dur_ms is not None:
+            self.duration.record(dur_ms / 1e3, dur)
         cost = out.cost
         saved = out.saved_usd
         if (cost is not None and cost.total_usd is not None) or saved is not None:
@@ -142,7 +143,7 @@ class RequestMetrics:
             model = out.response_model or out.routed_model
             if model:
                 money.append((n.RESPONSE_MODEL, model))
-            tags = getattr(out, "tags", None) or {}
+            tags = out.tags
             for t in n.METRIC_TAGS:
                 v = tags.get(t)
                 if isinstance(v, str) and v:
@@ -156,9 +157,7 @@ class RequestMetrics:
         if d is not None:
             self.decisions.add(
                 ((n.ROUTE_TIER, d.tier), (n.ROUTE_ROUTER, d.router), *(((n.PROVIDER_NAME, prov),) if prov else ())), 1)
-        unpriced = getattr(out, "unpriced_reason", None) or (
-            cost.unpriced_reason if cost is not None and cost.total_usd is None else None
-        )
+        unpriced = out.unpriced
         if unpriced:
             self.unpriced.add(((n.COST_UNPRICED_REASON, unpriced), *(((n.PROVIDER_NAME, prov),) if prov else ())), 1)
         pa = self._proc_attrs.get(out.dialect)

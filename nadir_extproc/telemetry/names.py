@@ -61,13 +61,10 @@ TOKEN_TYPE_OUTPUT: Final = _ga.GenAiTokenTypeValues.OUTPUT.value
 #: Widely read by GenAI tools (not in the convention): cost of the call in USD, as a float.
 USAGE_COST: Final = "gen_ai.usage.cost"
 
-#: Our dialect -> ``gen_ai.operation.name``.
-OPERATION_BY_DIALECT: Final[dict[str, str]] = {
-    "openai_chat": _ga.GenAiOperationNameValues.CHAT.value,
-    "openai_responses": _ga.GenAiOperationNameValues.CHAT.value,
-    "anthropic_messages": _ga.GenAiOperationNameValues.CHAT.value,
-    "gemini": _ga.GenAiOperationNameValues.GENERATE_CONTENT.value,
-}
+#: ``gen_ai.operation.name`` values the dialects use (each dialect owns its own: ``Dialect.operation``).
+OPERATION_CHAT: Final = _ga.GenAiOperationNameValues.CHAT.value
+OPERATION_GENERATE_CONTENT: Final = _ga.GenAiOperationNameValues.GENERATE_CONTENT.value
+DEFAULT_OPERATION: Final = OPERATION_CHAT
 #: ``gen_ai.provider.name`` per provider: ``nadir_extproc.providers.known`` (each entry's ``otel_name``).
 
 # --------------------------------------------------------------------- nadir.* (ours)

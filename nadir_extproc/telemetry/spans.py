@@ -26,7 +26,9 @@ from opentelemetry.sdk.trace import sampling as _sampling
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer, get_current_span
 
 from nadir_extproc.pricing.money import format_usd
-from nadir_extproc.providers import known
+from nadir_extproc import providers
+from nadir_extproc.dialects import DIALECTS
+from nadir_extproc.record import Outcome, Result
 from nadir_extproc.telemetry import names as n
 from nadir_extproc.telemetry.context import parent_context
 
@@ -40,51 +42,53 @@ class _Enabled:
 _ENABLED = _Enabled()
 
 
-def operation_name(out: Any) -> str:
-    """``gen_ai.operation.name`` for the outcome's dialect (``chat`` when unknown)."""
-    return n.OPERATION_BY_DIALECT.get(out.dialect or "", "chat")
+def operation_name(out: Outcome) -> str:
+    """``gen_ai.operation.name`` of the outcome's dialect (the dialect owns it; ``chat`` when
+    unknown)."""
+    d = DIALECTS.get(out.dialect or "")
+    return d.operation if d is not None else n.DEFAULT_OPERATION
 
 
-def provider_name(out: Any) -> str | None:
+def provider_name(out: Outcome) -> str | None:
     """``gen_ai.provider.name`` for the outcome's provider id (the id itself when the convention
     has no well-known value for it)."""
-    return known.otel_name(out.provider) if out.provider else None
+    return providers.otel_name(out.provider)
 
 
-def span_name(out: Any) -> str:
+def span_name(out: Outcome) -> str:
     """``{gen_ai.operation.name} {gen_ai.request.model}``; just the operation when the model is
     unknown."""
     op = operation_name(out)
     return f"{op} {out.requested_model}" if out.requested_model else op
 
 
-def error_type(out: Any) -> str | None:
+def error_type(out: Outcome) -> str | None:
     """``error.type``: the outcome's own ``error_type`` if set, else the HTTP status (>= 400) as
     a string, else ``"provider_error"`` for an error reported inside a 200 stream, else ``None``
     (a cut stream is not an error by itself: see ``nadir.stream.cut``)."""
-    et = getattr(out, "error_type", None)
+    et = out.error_type
     if et:
         return str(et)
     status = out.status
     if status is not None and status >= 400:
         return str(status)
-    return "provider_error" if getattr(out, "result", "ok") == "provider_error" else None
+    return "provider_error" if out.result == Result.PROVIDER_ERROR else None
 
 
-def is_cut(out: Any) -> bool:
+def is_cut(out: Outcome) -> bool:
     """True when the response never reached its end (client or upstream cut the stream)."""
-    return getattr(out, "result", "ok") == "cut"
+    return out.cut
 
 
 def _usd(x: Decimal) -> str:
     return format_usd(x)
 
 
-def span_attributes(out: Any, *, emit_usage_cost: bool = True, capture_content: bool = False) -> dict[str, Any]:
+def span_attributes(out: Outcome, *, emit_usage_cost: bool = True, capture_content: bool = False) -> dict[str, Any]:
     """All span attributes for one ``Outcome`` (name -> str | bool | int | float | list[str]).
 
     Reads ``Outcome`` fields only (``tags``, ``key_id``, ``request_params``, ``content`` … via
-    ``getattr`` so older outcomes work). Never includes ``None`` values."""
+    typed). Never includes ``None`` values."""
     a: dict[str, Any] = {n.OPERATION_NAME: operation_name(out)}
     prov = provider_name(out)
     if prov:
@@ -95,13 +99,13 @@ def span_attributes(out: Any, *, emit_usage_cost: bool = True, capture_content: 
         a[n.REQUEST_MODEL] = out.requested_model
     if out.response_model:
         a[n.RESPONSE_MODEL] = out.response_model
-    rid = getattr(out, "response_id", None)
+    rid = out.response_id
     if rid:
         a[n.RESPONSE_ID] = rid
-    reasons = getattr(out, "finish_reasons", None)
+    reasons = out.finish_reasons
     if reasons:
         a[n.RESPONSE_FINISH_REASONS] = list(reasons)
-    params = getattr(out, "request_params", None) or {}
+    params = out.request_params
     for k, v in params.items():
         if v is not None:
             a[k] = v
@@ -135,17 +139,17 @@ def span_attributes(out: Any, *, emit_usage_cost: bool = True, capture_content: 
                 a[n.COST_CATALOGUE_USD] = _usd(cost.catalogue_usd)
     if cost is not None and cost.corrections:
         a[n.COST_CORRECTIONS] = list(cost.corrections)
-    partial = getattr(out, "partial_cost", None)
+    partial = out.partial_cost
     if partial is not None and partial.total_usd is not None:
         a[n.COST_PARTIAL_USD] = _usd(partial.total_usd)
-    unpriced = getattr(out, "unpriced_reason", None) or (cost.unpriced_reason if cost is not None and cost.total_usd is None else None)
+    unpriced = out.unpriced
     if unpriced:
         a[n.COST_UNPRICED_REASON] = unpriced
     if out.saved_usd is not None:
         a[n.COST_SAVED_USD] = _usd(out.saved_usd)
     base = out.baseline
     if base is not None:
-        bm = getattr(base, "model", None)
+        bm = base.model
         if bm:
             a[n.COST_BASELINE_MODEL] = bm
         if base.total_usd is not None:
@@ -160,7 +164,7 @@ def span_attributes(out: Any, *, emit_usage_cost: bool = True, capture_content: 
         a[n.ROUTE_ROUTER] = d.router
         if d.score is not None:
             a[n.ROUTE_SCORE] = float(d.score)
-    rms = getattr(out, "router_ms", None)
+    rms = out.router_ms
     if rms is not None:
         a[n.ROUTE_LATENCY_MS] = float(rms)
     a[n.PROCESSING_LATENCY_MS] = float(out.latency_ms)
@@ -168,15 +172,15 @@ def span_attributes(out: Any, *, emit_usage_cost: bool = True, capture_content: 
     if out.stream:
         a[n.STREAM_CUT] = is_cut(out)
 
-    tags = getattr(out, "tags", None) or {}
+    tags = out.tags
     for k, v in tags.items():
         if isinstance(k, str) and isinstance(v, str):
             a[n.TAG_PREFIX + k] = v
-    kid = getattr(out, "key_id", None)
+    kid = out.key_id
     if kid:
         a[n.KEY_ID] = str(kid)
     if capture_content:
-        for k, v in (getattr(out, "content", None) or {}).items():
+        for k, v in (out.content or {}).items():
             a[k] = v
     return a
 
@@ -194,10 +198,10 @@ def record_span(tracer: Tracer, out: Any, *, emit_usage_cost: bool = True, captu
     the rest of our telemetry (bench/results). Our attributes are built here from plain str,
     bool, int, float and str lists, so there is nothing to check. Any other sampler, or a
     non-SDK tracer, takes the SDK's own path."""
-    ctx = parent_context(getattr(out, "trace_carrier", None))
+    ctx = parent_context(out.trace_carrier)
     attrs = span_attributes(out, emit_usage_cost=emit_usage_cost, capture_content=capture_content)
-    start = getattr(out, "start_ns", None)
-    end = getattr(out, "end_ns", None)
+    start = out.start_ns
+    end = out.end_ns
     et = attrs.get(n.ERROR_TYPE_ATTR)
     if getattr(tracer, "sampler", None) is _sampling.DEFAULT_ON and getattr(tracer, "_tracer_config", _ENABLED).is_enabled:
         _emit_finished(tracer, span_name(out), ctx, attrs, start, end, et)

@@ -29,8 +29,8 @@ U = Usage(uncached_input_tokens=1000, output_tokens=500)  # gpt-4o-mini: 0.00015
     ("ok", 503, False, False, "provider_error", None, "provider_error"),  # HTTP error, result not yet set
     ("provider_error", 429, False, False, "provider_error", None, "provider_error"),
     ("provider_error", 200, True, True, "provider_error", Decimal("0.00045"), None),  # error event, usage reported
-    ("cut", 200, True, True, "cut_stream", Decimal("0.00045"), None),  # cut after the usage event
-    ("cut", 200, True, False, "cut_stream", None, "no_usage"),  # cut before any usage
+    ("cut_stream", 200, True, True, "cut_stream", Decimal("0.00045"), None),  # cut after the usage event
+    ("cut_stream", 200, True, False, "cut_stream", None, "no_usage"),  # cut before any usage
     ("blocked", 429, False, False, "blocked", Decimal("0"), None),  # answered by us: nothing spent
     ("ok", None, False, False, "no_response", None, "no_response"),  # client gone before the response
 ])
@@ -39,7 +39,7 @@ def test_result_maps_to_ledger_status(result, http, stream, priced, status, cost
                 status=http, stream=stream, result=result)
     if priced:
         o.usage, o.cost = U, price("openai", "gpt-4o-mini", U)
-    elif result == "cut":
+    elif result == "cut_stream":
         o.unpriced_reason = "no_usage"  # what the processor records for a stream cut before usage
     elif http is not None and http >= 400:
         o.unpriced_reason = "provider_error"

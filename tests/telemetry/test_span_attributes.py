@@ -146,7 +146,7 @@ def test_error_event_inside_a_200_stream_is_an_error(mem):
 def test_cut_stream_is_marked_and_keeps_what_is_known(mem):
     u = Usage(uncached_input_tokens=12, output_tokens=0)
     mem.tel.record(Outcome(dialect="openai_chat", provider="openai", requested_model="auto", status=200,
-                           stream=True, result="cut", usage=u, start_ns=T0, end_ns=T0 + 7))
+                           stream=True, result="cut_stream", usage=u, start_ns=T0, end_ns=T0 + 7))
     s = mem.only_span()
     assert s.end_time == T0 + 7
     a = dict(s.attributes)

@@ -108,7 +108,7 @@ def test_stream_cut_after_its_first_event_is_cut_with_what_is_known(mem, name, p
     proc.handle(_body("response_body", raw[:first], False))
     proc.finish()
     (out,) = seen
-    assert out.result == "cut"
+    assert out.result == "cut_stream"
     row = from_outcome(out, datetime.now(timezone.utc), "r")
     assert row.status == "cut_stream"
     mem.tel.record(out)

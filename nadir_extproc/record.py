@@ -1,0 +1,125 @@
+"""The typed per-request record: what happened to one LLM request, filled by the processor and
+read — typed, never with ``getattr`` — by every sink (telemetry, ledger, budgets).
+
+This module sits on the lowest floor of the package: at run time it imports nothing of ours, so
+any room can import it without pulling in the processor. The types it names (``Usage``, ``Cost``,
+``Decision``) are imported for type checking only.
+
+Units: money is USD ``Decimal``; latency in ms; wall-clock times in Unix ns; token counts in
+``usage`` (tokens).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from nadir_extproc.pricing.cost import Cost
+    from nadir_extproc.pricing.usage import Usage
+    from nadir_extproc.routing.base import Decision
+
+
+class Result(StrEnum):
+    """How one request ended — one name per result, used by the record, the spans and the ledger
+    (the ledger's ``status`` column stores the value).
+
+    - ``OK``: the provider answered with a success status and the response ended normally.
+    - ``PROVIDER_ERROR``: an HTTP error status, or an error event inside a 200 stream.
+    - ``CUT_STREAM``: a stream that ended before its end (client gone, upstream reset).
+    - ``BLOCKED``: answered by us with a budget 429; the provider was never called.
+    - ``NO_RESPONSE``: no response headers ever arrived (ledger only; derived, never set).
+    """
+
+    OK = "ok"
+    PROVIDER_ERROR = "provider_error"
+    CUT_STREAM = "cut_stream"
+    BLOCKED = "blocked"
+    NO_RESPONSE = "no_response"
+
+
+@dataclass
+class Outcome:
+    """What happened to one request (handed to every sink once, when its gRPC stream ends).
+
+    Identity: ``dialect`` (``openai_chat`` …) and ``provider`` (a ``nadir_extproc.providers`` id:
+    ``openai``, ``anthropic``, ``google`` …). Models: ``requested_model`` (what the client sent,
+    e.g. ``auto``), ``routed_model`` (what we sent upstream), ``response_model`` (what the
+    provider reports having served). Money: ``cost`` / ``baseline`` (``Cost``, USD) and
+    ``saved_usd``; ``unpriced_reason`` instead of a cost when there is none.
+    """
+
+    dialect: str | None = None
+    provider: str | None = None
+    requested_model: str | None = None
+    routed_model: str | None = None
+    decision: Decision | None = None
+    response_model: str | None = None
+    #: HTTP status of the response (``None`` until response headers arrive).
+    status: int | None = None
+    stream: bool = False
+    usage: Usage | None = None
+    cost: Cost | None = None
+    baseline: Cost | None = None
+    saved_usd: Decimal | None = None
+    #: Our processing time across every phase, ms.
+    latency_ms: float = 0.0
+    result: Result = Result.OK
+    unpriced_reason: str | None = None
+    #: Request tags (name -> value), the API key's id (never the key) and Envoy's x-request-id.
+    tags: dict[str, str] = field(default_factory=dict)
+    key_id: str | None = None
+    request_id: str | None = None
+    # -- telemetry (never raw keys or prompt text) --
+    #: Wall-clock Unix ns: stream start, and response end (last stream event, or the cut).
+    start_ns: int = field(default_factory=time.time_ns)
+    end_ns: int | None = None
+    #: gen_ai.request.* attributes of the parameters present in the body (telemetry.extract).
+    request_params: dict[str, Any] = field(default_factory=dict)
+    response_id: str | None = None
+    finish_reasons: list[str] | None = None
+    #: Overrides the error.type derived from ``status``/``result``.
+    error_type: str | None = None
+    #: Time the router took, ms (None when no routing happened).
+    router_ms: float | None = None
+    #: W3C trace context (traceparent/tracestate): Envoy's gRPC metadata, else request headers.
+    trace_carrier: dict[str, str] = field(default_factory=dict)
+    #: Prompt/response content as span attributes; filled only when telemetry.capture_content.
+    content: dict[str, str] | None = None
+    #: A stream that ended with an error event is unpriced (``stream_error``); what its usage
+    #: reported so far, priced, is kept here apart from ``cost`` (never its price).
+    partial_cost: Cost | None = None
+
+    @property
+    def served_model(self) -> str | None:
+        """The model that served the request: the provider's own report, else what we sent."""
+        return self.response_model or self.routed_model
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Wall-clock ms from stream start to response end; ``None`` when not finished."""
+        s, e = self.start_ns, self.end_ns
+        return (e - s) / 1e6 if s and e and e >= s else None
+
+    @property
+    def unpriced(self) -> str | None:
+        """Why there is no cost: the processor's own reason, else the ``Cost``'s; ``None`` when
+        priced (or not priced yet). The one fallback every sink uses."""
+        if self.unpriced_reason:
+            return self.unpriced_reason
+        c = self.cost
+        return c.unpriced_reason if c is not None and c.total_usd is None else None
+
+    @property
+    def cut(self) -> bool:
+        """True when the response never reached its end."""
+        return self.result == Result.CUT_STREAM
+
+
+#: The name the issue text and newer code use; the same class.
+RequestRecord = Outcome
+
+__all__ = ["Outcome", "RequestRecord", "Result"]
