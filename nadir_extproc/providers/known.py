@@ -12,48 +12,27 @@ name (``together``, ``fireworks``, ``openrouter``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
 from urllib.parse import urlsplit
 
 from nadir_extproc.providers import groq, openrouter, perplexity, xai
-from nadir_extproc.pricing.usage import Usage
+from nadir_extproc.providers.base import Provider
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One provider: ``id`` (ours, also its Envoy cluster / route-metadata value),
-    ``catalogue_id`` (genai-prices), ``otel_name``, ``hosts`` (exact API host, or a suffix when it
-    starts with ``.``), ``dialects``, and its hooks:
-
-    - ``usage_fix(raw_usage, usage) -> Usage``: where its counting differs from the dialect's;
-    - ``usage_object(chunk) -> usage object``: where a stream chunk's usage sits;
-    - ``reported_cost(body) -> Decimal | None``: its own figure for the request (USD);
-    - ``price_variant(body, request) -> dict``: price-variant values it reports.
-    """
-
-    id: str
-    catalogue_id: str
-    otel_name: str
-    hosts: tuple[str, ...]
-    dialects: tuple[str, ...] = ("openai_chat",)
-    usage_fix: Callable[[Mapping[str, Any], Usage], Usage] | None = None
-    usage_object: Callable[[Mapping[str, Any]], Any] | None = None
-    reported_cost: Callable[[Mapping[str, Any]], Decimal | None] | None = None
-    price_variant: Callable[[Mapping[str, Any], Mapping[str, Any] | None], dict[str, str]] | None = None
-    docs: str = ""
-    #: Request paths that only this provider uses (Vertex AI's ``/projects/…/publishers/…``).
-    path: re.Pattern[str] | None = None
+#: One provider entry (``providers.base.Provider``; the name ``Entry`` is kept for callers).
+Entry = Provider
 
 
 ENTRIES: tuple[Entry, ...] = (
     Entry("openai", "openai", "openai", ("api.openai.com",), ("openai_chat", "openai_responses"),
+          tier_signal="top-level service_tier (default, flex, priority, scale)",
           docs="https://platform.openai.com/docs/api-reference"),
     Entry("anthropic", "anthropic", "anthropic", ("api.anthropic.com",), ("anthropic_messages",),
-          docs="https://docs.anthropic.com/en/api/messages"),
+          billed_extras=("web_search_requests",), tier_signal="usage.service_tier (standard, priority, batch)",
+          key_headers=("x-api-key", "authorization"), docs="https://docs.anthropic.com/en/api/messages"),
+    # Gemini API keys travel in x-goog-api-key or ?key= (moved to the header: no key in a URL).
     Entry("google", "google", "gcp.gemini", ("generativelanguage.googleapis.com",), ("gemini",),
+          clusters=("google", "gemini"), tier_signal="usageMetadata.serviceTier (standard, flex, priority)",
+          key_headers=("x-goog-api-key",), key_query="key", key_query_header="x-goog-api-key",
           docs="https://ai.google.dev/api/generate-content"),
     # Vertex AI: Gemini (generateContent) and Anthropic models (rawPredict), one host per region
     # (us-central1-aiplatform.googleapis.com); genai-prices' google provider falls back to
@@ -61,14 +40,15 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("vertex_ai", "google", "gcp.vertex_ai", ("aiplatform.googleapis.com", "-aiplatform.googleapis.com"),
           ("gemini", "anthropic_messages"),
           docs="https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest",
-          path=re.compile(r"^/v1(?:beta1)?/projects/[^/]+/locations/[^/]+/publishers/")),
+          path=re.compile(r"^/v1(?:beta1)?/projects/[^/]+/locations/[^/]+/publishers/"), models_of="google",
+          tier_signal="usageMetadata.trafficType (ON_DEMAND, ON_DEMAND_FLEX, ON_DEMAND_PRIORITY …)"),
     # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=… on
     # {resource}.openai.azure.com; the body's model is the deployed model's name.
     Entry("azure", "azure", "azure.ai.openai",
           (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
           ("openai_chat", "openai_responses"),
           docs="https://learn.microsoft.com/azure/ai-services/openai/reference",
-          path=re.compile(r"^/openai/deployments/")),
+          path=re.compile(r"^/openai/deployments/"), models_of="openai"),
     Entry("x-ai", "x-ai", "x_ai", ("api.x.ai",), ("openai_chat", "openai_responses"), usage_fix=xai.usage_fix,
           docs="https://docs.x.ai/developers/rate-limits"),
     Entry("groq", "groq", "groq", ("api.groq.com",), usage_object=groq.usage_object,

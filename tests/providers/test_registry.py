@@ -66,7 +66,8 @@ def test_no_envoy_facts_means_no_provider(value):
     ("https://api.openai.com/v1/chat/completions", "openai"),
     ("https://api.anthropic.com/v1/messages", "anthropic"),
     ("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent", "google"),
-    ("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/l/publishers/google/models/x:generateContent", "google"),
+    ("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/l/publishers/google/models/x:generateContent", "vertex_ai"),
+    ("https://api.groq.com/openai/v1/chat/completions", "groq"),
 ])
 def test_url_host_names_the_provider(url, pid):
     assert providers.from_url(url).id == pid
