@@ -26,7 +26,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ENVOY_CONFIG = REPO / "envoy" / "envoy.yaml"
-PROVIDER_CLUSTERS = ("openai", "anthropic", "google")
+PROVIDER_CLUSTERS = ("openai", "anthropic", "google", "groq")
 
 
 def envoy_binary() -> Path:

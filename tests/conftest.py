@@ -35,3 +35,9 @@ def cases_dir() -> Path:
     if not CASES.is_dir():
         pytest.skip(f"shared cases not found at {CASES} (set NADIR_SHARED_DIR)")
     return CASES
+
+
+def load_case(cases_dir: Path, stem: str) -> dict:
+    """The shared fault case ``<stem>.json`` (``tests/test_case_coverage.py`` checks that every
+    case is loaded this way by some test)."""
+    return json.loads((cases_dir / f"{stem}.json").read_text(encoding="utf-8"))

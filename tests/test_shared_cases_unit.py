@@ -24,6 +24,7 @@ from opentelemetry.trace import StatusCode
 from nadir_extproc.config import Settings, TelemetrySettings
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
 from nadir_extproc.processor import Context, Outcome, RequestProcessor
+from tests.conftest import load_case
 from nadir_extproc.routing.base import Decision, RouteRequest
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import COUNTS
@@ -34,10 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- helpers
-def load_case(cases_dir: Path, stem: str) -> dict:
-    return json.loads((cases_dir / f"{stem}.json").read_text(encoding="utf-8"))
-
-
 def make_ctx(router=None, on_complete=None, settings: Settings | None = None) -> Context:
     s = settings or Settings()
     pol = s.policy()

@@ -138,6 +138,7 @@ def build_app() -> web.Application:
     gemini = _route(Gemini())
     app.add_routes([
         web.post("/v1/chat/completions", _route(OpenAIChat())),
+        web.post("/openai/v1/chat/completions", _route(OpenAIChat())),  # Groq's path
         web.post("/v1/responses", _route(OpenAIResponses())),
         web.post("/v1/messages", _route(AnthropicMessages())),
         web.post("/v1beta/models/{model:[^/:]+}:{method:[A-Za-z]+}", gemini),
