@@ -382,11 +382,10 @@ class RequestProcessor:
         h = p.headers_map(msg)
         r = p.ProcessingResponse()
         method = h.get(":method")
-        # The provider is Envoy's to say (route metadata, else cluster): nadir_extproc.providers.
-        named, unknown = providers.from_envoy(attributes) if attributes else (None, None)
-        if unknown is not None:
-            count("provider_unknown", unknown)
-        dialect = detect(h.get(":path", ""), self.ctx.settings.paths, named.dialects if named else None)
+        # A provider's route may mount its API under a prefix: its dialects also match by suffix.
+        meta, cluster, _ = providers.from_envoy(attributes) if attributes else (None, None, None)
+        mounted = meta or cluster
+        dialect = detect(h.get(":path", ""), self.ctx.settings.paths, mounted.dialects if mounted else None)
         if dialect is None and method == "GET":
             # GET /v1/responses/{id}: a background response's result, priced when fetched.
             dialect = retrieval_dialect(h.get(":path", ""))
@@ -401,10 +400,11 @@ class RequestProcessor:
         self._path = h.get(":path", "")
         self._cost_in_body = h.get(H_COST_IN_BODY, "").strip().lower() in ("1", "true", "yes")
         self.out.dialect = dialect.name
-        # Envoy's word; else the endpoint can name a provider the dialect's main one does not
-        # (Vertex AI paths); else the dialect's main provider (an Envoy config without attributes).
-        if named is None or dialect.name not in named.dialects:
-            named = known.from_path(self._path) or providers.for_dialect(dialect.name)
+        # The provider is Envoy's to say (route metadata), else the endpoint's (Vertex AI, Azure
+        # paths), else the cluster's, else the dialect's main one: nadir_extproc.providers.resolve.
+        named, unknown = providers.resolve(dialect.name, self._path, attributes)
+        if unknown is not None:
+            count("provider_unknown", unknown)
         self._entry = named
         self.out.provider = named.id
         remove = list(self._identify(h))

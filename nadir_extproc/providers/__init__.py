@@ -36,18 +36,33 @@ def for_dialect(dialect: str) -> Provider | None:
     return _BY_DIALECT.get(dialect)
 
 
-def from_envoy(attributes: Mapping[str, Any]) -> tuple[Provider | None, str | None]:
-    """The provider Envoy's matched route names, from ``ProcessingRequest.attributes``:
-    ``(provider, None)``; ``(None, name)`` when Envoy named a provider (route metadata) that is not
-    in the registry; ``(None, None)`` when Envoy said nothing we know (no attributes, or a cluster
-    that is no provider's)."""
+def from_envoy(attributes: Mapping[str, Any]) -> tuple[Provider | None, Provider | None, str | None]:
+    """What Envoy's matched route says about the provider, from ``ProcessingRequest.attributes``:
+    ``(named by the route's metadata, named by its cluster, an unregistered name)``.
+
+    The route metadata is the operator's explicit word and wins everywhere. A cluster is coarser
+    (the local stack sends Gemini API and Vertex AI paths to one ``google`` cluster), so a request
+    path that only one provider uses (``known.from_path``: Vertex AI, Azure) comes before it.
+    Never raises; ``(None, None, None)`` when Envoy sent nothing."""
     named, cluster = route_facts(attributes)
     if named:
         p = PROVIDERS.get(named.strip().lower())
-        return (p, None) if p is not None else (None, named)
-    if cluster:
-        return _BY_CLUSTER.get(cluster), None
-    return None, None
+        if p is None:
+            return None, None, named
+        return p, None, None
+    return None, _BY_CLUSTER.get(cluster) if cluster else None, None
 
 
-__all__ = ["PROVIDERS", "Provider", "for_dialect", "from_envoy", "from_url", "get", "is_local", "otel_name"]
+def resolve(dialect: str, path: str, attributes: Mapping[str, Any] | None) -> tuple[Provider | None, str | None]:
+    """The provider of a request speaking ``dialect`` at ``path``: the route metadata's provider,
+    else the one the path alone identifies (Vertex AI, Azure), else the cluster's, else the
+    dialect's main provider — each only if it speaks ``dialect``. Returns ``(provider, an
+    unregistered name Envoy gave)``; never guesses from the model name."""
+    meta, cluster, unknown = from_envoy(attributes) if attributes else (None, None, None)
+    for p in (meta, known.from_path(path), cluster):
+        if p is not None and dialect in p.dialects:
+            return p, unknown
+    return for_dialect(dialect), unknown
+
+
+__all__ = ["PROVIDERS", "Provider", "for_dialect", "from_envoy", "resolve", "from_url", "get", "is_local", "otel_name"]

@@ -43,23 +43,33 @@ def test_otel_names_are_the_conventions_well_known_values():
 
 
 def test_envoy_route_metadata_wins_over_the_cluster():
-    p, unknown = providers.from_envoy(attrs(**{ROUTE_PROVIDER: "anthropic", CLUSTER: "openai"}))
-    assert (p.id, unknown) == ("anthropic", None)
+    meta, cluster, unknown = providers.from_envoy(attrs(**{ROUTE_PROVIDER: "anthropic", CLUSTER: "openai"}))
+    assert (meta.id, cluster, unknown) == ("anthropic", None, None)
+    assert providers.resolve("anthropic_messages", "/v1/messages", attrs(**{ROUTE_PROVIDER: "anthropic", CLUSTER: "openai"}))[0].id == "anthropic"
 
 
 def test_envoy_cluster_names_the_provider_when_the_route_has_no_metadata():
-    assert providers.from_envoy(attrs(**{CLUSTER: "google"}))[0].id == "google"
-    assert providers.from_envoy(attrs(**{CLUSTER: "gemini"}))[0].id == "google"
-    assert providers.from_envoy(attrs(**{CLUSTER: "some_backend"})) == (None, None)
+    assert providers.from_envoy(attrs(**{CLUSTER: "google"}))[1].id == "google"
+    assert providers.from_envoy(attrs(**{CLUSTER: "gemini"}))[1].id == "google"
+    assert providers.from_envoy(attrs(**{CLUSTER: "some_backend"})) == (None, None, None)
+
+
+def test_a_path_only_one_provider_uses_beats_a_coarse_cluster():
+    # The local stack sends Gemini API and Vertex AI paths to one "google" cluster (case 38).
+    vertex = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+    assert providers.resolve("gemini", vertex, attrs(**{CLUSTER: "google"}))[0].id == "vertex_ai"
+    assert providers.resolve("gemini", "/v1beta/models/gemini-2.5-flash:generateContent", attrs(**{CLUSTER: "google"}))[0].id == "google"
+    assert providers.resolve("openai_chat", "/v1/chat/completions", None)[0].id == "openai"  # no Envoy facts
 
 
 def test_envoy_naming_an_unregistered_provider_is_reported_not_guessed():
-    assert providers.from_envoy(attrs(**{ROUTE_PROVIDER: "acme-llm", CLUSTER: "openai"})) == (None, "acme-llm")
+    assert providers.from_envoy(attrs(**{ROUTE_PROVIDER: "acme-llm", CLUSTER: "openai"})) == (None, None, "acme-llm")
+    assert providers.resolve("openai_chat", "/v1/chat/completions", attrs(**{ROUTE_PROVIDER: "acme-llm"})) == (providers.PROVIDERS["openai"], "acme-llm")
 
 
 @pytest.mark.parametrize("value", [{}, {FILTER_KEY: Struct()}, {"other.filter": Struct()}])
 def test_no_envoy_facts_means_no_provider(value):
-    assert providers.from_envoy(value) == (None, None)
+    assert providers.from_envoy(value) == (None, None, None)
 
 
 @pytest.mark.parametrize("url, pid", [
