@@ -15,8 +15,8 @@ PREFIX: Final = "x-nadir-"
 # ---------------------------------------------------------------- request headers (client -> us)
 #: Pins a routing tier (``weak``/``mid``/``strong``, any case). Removed before upstream.
 TIER: Final = "x-nadir-tier"
-#: Opt-in: the cost fields also as a JSON object ``"nadir"`` inside the stream's final usage
-#: event. Removed before upstream.
+#: Opt-in: the cost fields also as a JSON object ``"nadir"`` inside a stream event the client
+#: expects anyway (per dialect: ``nadir_extproc.inband``). Removed before upstream.
 COST_IN_BODY: Final = "x-nadir-cost-in-body"
 #: Tag headers (``tags.headers`` default) and the generic ``x-nadir-tag-<name>`` form.
 TAG_USER: Final = "x-nadir-user"
