@@ -8,9 +8,9 @@ the stream, only where that API's real clients tolerate them (checked client by 
   terminal event): Chat Completions (before ``data: [DONE]``), Responses (before
   ``response.completed``), Anthropic Messages (before ``message_stop``). Comments are ignored by
   the SSE parsers of those APIs' clients (WHATWG HTML "Server-sent events" 9.2.6).
-- **Never for Gemini** (``Dialect.sse_comments = False``): Google's SDKs read only ``data: ``
-  lines and take any other line for an error body (google-genai Python raises
-  ``UnknownApiResponseError``, ``@google/genai`` "Incomplete JSON segment at the end").
+- **Never for Gemini** (``Dialect.sse_comments = False``): Google's Python SDK reads only
+  ``data: `` lines and takes any other line for an error body (google-genai 3.6.1 raises
+  ``UnknownApiResponseError``); ``@google/genai`` 3.3.0 skips whole non-``data:`` events.
 - **Opt-in JSON object** ``"nadir": {"cost_usd": …}`` (request header ``x-nadir-cost-in-body: 1``),
   always on an event the client expects anyway: Chat — the usage chunk when the client asked
   for ``include_usage``, else the last chunk with a ``finish_reason`` (the usage chunk the

@@ -208,10 +208,11 @@ class Gemini(Dialect):
     operation = "generate_content"
     #: No exact paths: the model is part of the path; ``matches_path`` recognises them.
     paths = ()
-    #: No SSE comment lines in Gemini streams: Google's SDKs read only ``data: `` lines and take
-    #: any other line as part of an error body (google-genai Python ``_iter_response_stream``:
-    #: ``UnknownApiResponseError``; ``@google/genai`` ``processStreamResponse``: "Incomplete JSON
-    #: segment at the end"). The opt-in cost field goes inside the last chunk instead.
+    #: No SSE comment lines in Gemini streams: Google's Python SDK reads only ``data: `` lines and
+    #: takes any other line as part of a JSON error body (google-genai 3.6.1
+    #: ``_iter_response_stream``: ``UnknownApiResponseError``); ``@google/genai`` 3.3.0 skips whole
+    #: non-``data:`` events but throws "Incomplete JSON segment at the end" on an unterminated tail.
+    #: The opt-in cost field goes inside the last chunk instead.
     sse_comments = False
 
     # --- path ----------------------------------------------------------------------------

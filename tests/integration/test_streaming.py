@@ -279,10 +279,10 @@ GEMINI_BODY = b'{"contents":[{"role":"user","parts":[{"text":"Say hi"}]}]}'
 
 
 def _google_sdk_framing(raw: bytes) -> list[dict]:
-    """The chunks as Google's SDKs read an SSE stream, failing where they fail: each event must be
-    exactly one ``data: `` line followed by a blank line (``@google/genai`` matches
-    ``^data: (.*)(\n\n|\r\r|\r\n\r\n)`` and throws on anything left over; google-genai Python
-    takes every non-``data: `` line as part of a JSON error body)."""
+    """The chunks as Google's Python SDK reads an SSE stream, failing where it fails: each event
+    must be exactly one ``data: `` line followed by a blank line (google-genai 3.6.1
+    ``_iter_response_stream`` takes every non-``data: `` line as part of a JSON error body and
+    raises ``UnknownApiResponseError``)."""
     rx = re.compile(rb"data: (.*?)(?:\r\n\r\n|\n\n|\r\r)", re.S)
     out, pos = [], 0
     while pos < len(raw):
