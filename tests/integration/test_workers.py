@@ -59,3 +59,15 @@ def test_two_workers_share_the_port_and_replace_a_dead_one(stack):
     assert code == 0
     for w in now:
         assert not Path(f"/proc/{w}").exists() or "Z" in Path(f"/proc/{w}/stat").read_text().split(")")[1][:3]
+
+
+def test_workers_refuse_a_shared_unix_socket(tmp_path):
+    """A Unix socket cannot be shared by several processes (no SO_REUSEPORT): refused clearly."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NADIR_")}
+    env.update(NADIR_STATE_DIR=str(tmp_path), OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    r = subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "serve", "--workers", "2", "--uds", str(tmp_path / "x.sock"),
+                        "--listen", "127.0.0.1:0"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--workers cannot share a Unix socket" in r.stderr
