@@ -424,7 +424,7 @@ def main() -> None:
         noop_port = int(procs.ready["noop"].group(1))
         prod_port = free_port()
         state = procs.dir / "state"
-        env = {"NADIR_LISTEN": f"127.0.0.1:{prod_port}", "NADIR_STATE_DIR": str(state), "NADIR_LOG_LEVEL": "WARNING",
+        env = {"NADIR_LISTEN": f"127.0.0.1:{prod_port}", "NADIR_STATE_DIR": str(state),  # defaults otherwise
                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp}"}
         prod = procs.spawn("product", [PY, "-m", "nadir_extproc.cli", "serve"], env=env, ready=r"nadir-extproc listening on")
         pids = {"envoy": None, "noop4": noop.pid, "noop2": noop.pid, "product": prod.pid}
