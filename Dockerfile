@@ -2,9 +2,11 @@
 # nadir-extproc: the ext_proc gRPC service, runtime dependencies only, non-root.
 #   docker build -t nadir-extproc:0.1.0 .
 #   docker run --rm -p 50052:50052 nadir-extproc:0.1.0
-# ExternalProcessor listens on loopback (and NADIR_UDS) only: Envoy must share the container's network
-# namespace (a pod, or docker --network container:...) or the socket. Over a network, configure mTLS
-# (`tls` in the settings file, SECURITY.md). :50052 answers gRPC health only.
+# ExternalProcessor listens on loopback 127.0.0.1:50051 by default (and NADIR_UDS): Envoy must share
+# the container's network namespace (a pod, or docker --network container:...) or the socket. Over a
+# network, configure mTLS (`tls` in the settings file, SECURITY.md). :50052 answers gRPC health only.
+# NADIR_LISTEN is deliberately NOT set here: an environment variable would override the settings
+# file's `listen` (null in the k8s sidecar, mTLS on 0.0.0.0:50051 in gateway mode).
 # The image is not built by the test suite (no Docker daemon there); tests/deploy lints this file
 # with hadolint, runs the marked wheel step as written, serves from that wheel with the ENV and CMD
 # below and runs the HEALTHCHECK command against it.
@@ -35,7 +37,6 @@ COPY --from=build /opt/nadir /opt/nadir
 ENV PATH=/opt/nadir/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    NADIR_LISTEN=127.0.0.1:50051 \
     NADIR_HEALTH_LISTEN=0.0.0.0:50052
 USER 10001:10001
 EXPOSE 50052

@@ -44,6 +44,18 @@ def _final_stage() -> list[tuple[str, str]]:
     return ins[last_from:]
 
 
+def image_environment() -> dict[str, str]:
+    """The final stage's ENV (without PATH): what every container of the image starts with."""
+    env = {}
+    for w, a in _final_stage():
+        if w == "ENV":
+            for item in shlex.split(a):
+                k, _, v = item.partition("=")
+                if k != "PATH":
+                    env[k] = v
+    return env
+
+
 def test_hadolint_passes_and_catches_a_bad_dockerfile(tmp_path):
     r = subprocess.run([tool("hadolint"), str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -122,15 +134,12 @@ def test_image_command_and_healthcheck_against_the_built_package(wheel, tmp_path
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     final = _final_stage()
-    env = dict(os.environ)
-    for w, a in final:
-        if w == "ENV":
-            for item in shlex.split(a):
-                k, _, v = item.partition("=")
-                if k != "PATH":
-                    env[k] = v
-    assert env["NADIR_LISTEN"] == "127.0.0.1:50051"  # ExternalProcessor: loopback only (SECURITY.md)
-    assert env["NADIR_HEALTH_LISTEN"] == "0.0.0.0:50052"  # health only, on every address
+    image_env = image_environment()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NADIR_")}, **image_env}
+    # ExternalProcessor: not set by the image (the settings' default is loopback 127.0.0.1:50051; an
+    # env var would override the k8s settings files' `listen`); health only, on every address.
+    assert "NADIR_LISTEN" not in image_env
+    assert image_env["NADIR_HEALTH_LISTEN"] == "0.0.0.0:50052"
     env["NADIR_LISTEN"] = f"127.0.0.1:{free_port()}"  # the one change: free ports
     env["NADIR_HEALTH_LISTEN"] = f"0.0.0.0:{free_port()}"
     env["PYTHONPATH"] = str(site)  # the wheel's copy of the package shadows the repo's

@@ -192,3 +192,39 @@ def test_gateway_mode_with_operator_provided_secrets(tmp_path):
     path.write_text(yaml.safe_dump_all([x for x in docs if x["apiVersion"] in ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")]))
     rc, out = kubernetes_validate(path, K8S_VERSIONS[-1])
     assert rc == 0, out
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_effective_listeners_with_the_images_environment(build):
+    """What nadir-extproc actually runs with in each shape: the settings file from its ConfigMap,
+    overridden by the image's ENV (Dockerfile) and the container's env -- an image default must not
+    undo the file (e.g. a NADIR_LISTEN in the image would reopen TCP in the sidecar and move the
+    gateway's mTLS listener to loopback)."""
+    from tests.deploy.test_dockerfile import image_environment
+
+    docs = kustomize(build)
+    cms = {cm["metadata"]["name"]: cm for cm in find(docs, "ConfigMap")}
+    for labels, c, _ in _extproc_pods(docs):
+        env = {**image_environment(), **{e["name"]: e["value"] for e in c.get("env", []) if "value" in e}}
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/etc/nadir")
+        if labels == EG_PODS:
+            vols = one(docs, "EnvoyProxy", "llm-gateway")["spec"]["provider"]["kubernetes"]["envoyDeployment"]["pod"]["volumes"]
+        else:
+            dep = next(d for d in find(docs, "Deployment") if d["spec"]["template"]["metadata"]["labels"] == labels)
+            vols = dep["spec"]["template"]["spec"]["volumes"]
+        cm_name = next(v["configMap"]["name"] for v in vols if v["name"] == mount["name"])
+        # The generated name has a hash suffix (or, inside EnvoyProxy, not): match the generator's.
+        cm = cms.get(cm_name) or next(x for n, x in cms.items() if n.startswith(cm_name + "-"))
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            f.write(cm["data"]["settings.yaml"])
+            f.flush()
+            s = load_settings(f.name, env=env)
+        assert s.health_listen == "0.0.0.0:50052", build
+        if s.tls is not None:  # gateway mode
+            assert (build, s.listen) == ("overlays/envoy-gateway", "0.0.0.0:50051")
+        elif "NADIR_LISTEN" in {e["name"] for e in c.get("env", [])}:  # extproc-tcp / istio: loopback TCP
+            assert s.listen == "127.0.0.1:50051", build
+        else:  # the socket only
+            assert s.listen is None and s.uds, build
