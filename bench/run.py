@@ -442,14 +442,29 @@ def main() -> None:
             run_wrk(f"http://127.0.0.1:{f.port}/v1/chat/completions", scripts["json"], 4, 1)
         runs: list[dict] = []
 
+        def settle() -> None:
+            """Wait (<= 10 s) until no ext_proc is still busy with a previous run's backlog."""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                c0 = sum(cpu_s(p) for p in set(pids.values()) if p)
+                time.sleep(0.5)
+                if sum(cpu_s(p) for p in set(pids.values()) if p) - c0 < 0.05:
+                    return
+
         def one(kind: str, shape: str, conns: int) -> None:
             f = fronts[kind]
+            settle()
             c0 = cpu_s(pids[kind])
+            t0 = envoy_stat(f.admin, "http.llm.ext_proc.message_timeouts") if pids[kind] else 0
             r = run_wrk(f"http://127.0.0.1:{f.port}/v1/chat/completions", scripts[shape], conns, seconds)
             r["cpu_ms_per_req"] = round((cpu_s(pids[kind]) - c0) * 1000 / max(1, r["requests"]), 3) if pids[kind] else None
+            # Envoy's ext_proc message timeouts in this run (overload queueing when the ext_proc
+            # is the bottleneck; with failure_mode_allow those requests went on unprocessed).
+            r["message_timeouts"] = (envoy_stat(f.admin, "http.llm.ext_proc.message_timeouts") - t0) if pids[kind] else 0
             r.update(kind=kind, shape=shape, conns=conns)
             runs.append(r)
-            print(f"  {kind:8s} {shape:6s} c={conns:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_ms']} ms  cpu/req {r['cpu_ms_per_req']} ms  non2xx {r['non2xx']}", flush=True)
+            print(f"  {kind:8s} {shape:6s} c={conns:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_ms']} ms  cpu/req {r['cpu_ms_per_req']} ms  "
+                  f"non2xx {r['non2xx']}  message_timeouts {r['message_timeouts']}", flush=True)
 
         kinds = ("envoy", "noop4", "noop2", "product")
         all_kinds = tuple(pids)  # + product2 (throughput only)
@@ -570,7 +585,9 @@ def report(res: dict) -> str:
             lines.append(f"| {label[k]} | {r16:.0f} | {r16 / base16:.2f}× | {r64:.0f} | {r64 / base64:.2f}× | {c1} | "
                          f"{'—' if cpu is None else f'{cpu:.3f}'} |")
         bad = sum(r["non2xx"] for r in runs if r["shape"] == shape)
-        lines += ["", f"Non-2xx responses in these runs: {bad}.", ""]
+        mt = {c: sum(r.get("message_timeouts", 0) for r in runs if r["shape"] == shape and r["conns"] == c) for c in (1, 16, 64)}
+        lines += ["", f"Non-2xx responses in these runs: {bad}. Envoy ext_proc message timeouts (overload: requests queued in "
+                  f"the ext_proc past the 0.5 s message_timeout went on unprocessed): c=1 {mt[1]}, c=16 {mt[16]}, c=64 {mt[64]}.", ""]
     lines += ["## Time to first byte, streams (one at a time, ms to the response headers)", "", "| configuration | p50 | p99 |", "|---|---:|---:|"]
     for k in kinds:
         if k not in res["ttfb_ms"]:
