@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/router/bench_latency.py [--out bench/router/results.md]
 
-Measures ``OnnxRouter.route`` — the whole hot-path call the processor makes: featurise + one
-onnxruntime run + policy — on prompts of 100, 1 K, 10 K and 100 K characters, with a warm session,
+Measures ``OnnxRouter.route`` — the whole hot-path call the processor makes: featurise (tokenizer +
+dense statistics) + one onnxruntime run (embedding lookup, pooling, classifier) + policy — on
+prompts of 100, 1 K, 10 K and 100 K characters, with a warm session,
 the process pinned to one CPU (``os.sched_setaffinity``), 200 warm-up calls then N timed calls per
-size (``time.perf_counter_ns`` around each call). Also the featuriser alone, and the resident memory
-added by loading the model (VmRSS before/after creating the session).
+size (``time.perf_counter_ns`` around each call). Also the featuriser alone, the resident memory
+added by loading the model (VmRSS before/after creating the session), and the bytes the model files
+add to the wheel (every file in ``nadir_extproc/routing/model/``).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def main() -> None:
             route_ns.append(time.perf_counter_ns() - t0)
         for _ in range(n):
             t0 = time.perf_counter_ns()
-            featurise(text)
+            featurise(text, scorer.tokenizer)
             feat_ns.append(time.perf_counter_ns() - t0)
         rows.append((size, n, pct(route_ns, 50), pct(route_ns, 99), statistics.mean(route_ns) / 1000, pct(feat_ns, 50), pct(feat_ns, 99)))
     load = os.getloadavg()
@@ -93,6 +95,10 @@ def main() -> None:
         f"onnxruntime {onnxruntime.__version__}; model {DEFAULT_MODEL_PATH.name} "
         f"({DEFAULT_MODEL_PATH.stat().st_size / 1e6:.2f} MB, {scorer.metadata.get('version')}).",
         f"Resident memory added by loading the model (session + weights): {(after - before) / 1024:.1f} MiB.",
+        f"Model files added to the wheel ({DEFAULT_MODEL_PATH.parent.name}/: "
+        + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in sorted(DEFAULT_MODEL_PATH.parent.iterdir()) if p.is_file())
+        + f"): {sum(p.stat().st_size for p in DEFAULT_MODEL_PATH.parent.iterdir() if p.is_file()) / 1e6:.2f} MB "
+        "uncompressed (the wheel is a zip: it compresses them further).",
         "",
         "| prompt chars | calls | route p50 (µs) | route p99 (µs) | route mean (µs) | featurise p50 (µs) | featurise p99 (µs) |",
         "|---:|---:|---:|---:|---:|---:|---:|",

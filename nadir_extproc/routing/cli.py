@@ -1,4 +1,4 @@
-"""``nadir-extproc router``: ``train``, ``eval`` and ``score`` (registered in ``nadir_extproc.cli``)."""
+"""``nadir-extproc router``: ``train``, ``eval``, ``calibrate`` and ``score`` (registered in ``nadir_extproc.cli``)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,26 @@ import typer
 router_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate and run the prompt router.")
 
 _DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "prompts"
+BUILTIN = ("cv", "shipped", "rules", "length", "random")
+#: ``--provider`` names that mean a policy provider of another name (the Gemini API's models are
+#: the ``google`` provider's tiers, as the gemini dialect reports them).
+PROVIDER_ALIASES = {"gemini": "google"}
 _MODEL_DIR = Path(__file__).parent / "model"
 
 
 @router_app.command()
 def train(
-    data: Path = typer.Option(_DATA, help="Folder with the prompt sets (routellm_*.jsonl/csv, arena-hard, …)."),
-    out: Path = typer.Option(_MODEL_DIR, help="Output folder for router.onnx, reference_scores.json, train_info.json."),
-    seed: int = typer.Option(20250, help="Seed of the held-out split and of cross-validation folds."),
+    data: Path = typer.Option(_DATA, help="Folder with the prompt sets (routellm_*.jsonl/csv, arena_bench_v1_*)."),
+    out: Path = typer.Option(_MODEL_DIR, help="Output folder for router.onnx, tokenizer.json, calibration.json, reference_scores.json, train_info.json."),
+    seed: int = typer.Option(20250, help="Seed of the cross-validation folds."),
+    target_mid: float = typer.Option(0.8, help="PGR target of the mid threshold (on the cross-validated arena-bench scores)."),
+    target_strong: float = typer.Option(0.5, help="PGR target of the strong threshold."),
 ) -> None:
-    """Train the router (needs the 'train' extra) and write the ONNX model."""
+    """Train the router (needs the 'train' extra: wordllama, scikit-learn, onnx) and write the ONNX model."""
     from nadir_extproc.routing.train import train as run
 
     try:
-        run(data, out, seed, log=lambda m: typer.echo(m, err=True))
+        run(data, out, seed, log=lambda m: typer.echo(m, err=True), calibrate_target={"mid": target_mid, "strong": target_strong})
     except FileNotFoundError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -35,20 +41,66 @@ def train(
 def eval_(
     data: Path = typer.Option(_DATA, help="Folder with the prompt sets."),
     out: Path = typer.Option(Path("docs/router-eval"), help="Report folder (report.md, metrics.json, routing_curve.png)."),
-    model: Optional[Path] = typer.Option(None, help="ONNX model (default: the shipped one)."),
-    seed: Optional[int] = typer.Option(None, help="Split seed (default: the seed in the model's metadata)."),
+    scorer: list[str] = typer.Option(list(BUILTIN), "--scorer", "-s", help="Scorer to evaluate (repeatable): cv, shipped, rules, length, random, or onnx:PATH."),
+    seed: Optional[int] = typer.Option(None, help="Cross-validation seed (default: the shipped model's)."),
+    bootstrap: int = typer.Option(500, help="Bootstrap resamples for the 95 % intervals."),
     chat: Path = typer.Option(Path("docs/router-eval/chat_prompts.jsonl"), help="Hand-labelled chat prompts (JSONL prompt/label/kind); skipped when absent."),
 ) -> None:
-    """Evaluate on the split held out by subject/source: AUC, APGR, CPT(50 %), CPT(80 %) vs rules and random;
-    and the default policy's routing of a labelled chat prompt set."""
+    """Cross-validated APGR, CPT(50 %) and CPT(80 %) per data set and per category, for any scorers; curves as a PNG."""
     from nadir_extproc.routing.evaluate import run_eval
     from nadir_extproc.routing.onnx_router import ModelError
 
     try:
-        run_eval(data, out, model, seed, log=lambda m: typer.echo(m, err=True), chat_prompts=chat)
+        run_eval(data, out, tuple(scorer), seed, bootstrap, log=lambda m: typer.echo(m, err=True), chat_prompts=chat)
     except (FileNotFoundError, ModelError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+@router_app.command()
+def calibrate(
+    data: Path = typer.Option(..., help='JSONL calibration set: {"prompt": str, "strong": quality, "weak": quality} per line '
+                              "(quality: 1/0 correctness or a judge score of each model's answer)."),
+    target_mid: Optional[float] = typer.Option(None, help="PGR target of the mid threshold (share of the quality gap recovered)."),
+    target_strong: Optional[float] = typer.Option(None, help="PGR target of the strong threshold."),
+    quality_mid: Optional[float] = typer.Option(None, help="Target of the mid threshold as a share of the strong model's quality (0.9 = keep 90 %)."),
+    quality_strong: Optional[float] = typer.Option(None, help="Target of the strong threshold as a share of the strong model's quality."),
+    model: Optional[Path] = typer.Option(None, help="ONNX model that scores the prompts (default: the shipped one)."),
+) -> None:
+    """Thresholds that reach a quality target on your data with your model pair; prints a route-policy `thresholds:` block."""
+    import numpy as np
+    import yaml
+
+    from nadir_extproc.routing import calibrate as cal
+    from nadir_extproc.routing.onnx_router import DEFAULT_MODEL_PATH, ModelError, OnnxScorer
+
+    try:
+        rows = [json.loads(x) for x in data.read_text(encoding="utf-8").splitlines() if x.strip()]
+        for n, r in enumerate(rows, 1):
+            if not isinstance(r, dict) or not isinstance(r.get("prompt"), str) or not all(
+                    isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for k in ("strong", "weak")):
+                raise ValueError(f"{data}:{n}: need a string 'prompt' and numbers 'strong' and 'weak'")
+        so = np.array([float(r["strong"]) for r in rows])
+        wo = np.array([float(r["weak"]) for r in rows])
+        targets = {}
+        for tier, pgr, q in (("mid", target_mid, quality_mid), ("strong", target_strong, quality_strong)):
+            if pgr is not None and q is not None:
+                raise ValueError(f"give --target-{tier} or --quality-{tier}, not both")
+            if q is not None:
+                pgr = cal.pgr_target_from_quality(q, so, wo)
+            if pgr is None:
+                pgr = cal.DEFAULT_TARGETS[tier]
+            targets[tier] = pgr
+        scores = OnnxScorer(model or DEFAULT_MODEL_PATH).score_many([r["prompt"] for r in rows])
+        res = cal.calibrate(scores, so, wo, targets)
+    except (OSError, ValueError, ModelError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    for tier, a in res["achieved"].items():
+        typer.echo(f"{tier}: threshold {a['threshold']:.6f} -> {100 * a['strong_share']:.1f} % strong calls, "
+                   f"PGR {a['pgr']:.3f}, {100 * a['quality_share']:.1f} % of the strong model's quality "
+                   f"(target PGR {targets[tier]:.3f}, {len(rows)} prompts)", err=True)
+    typer.echo(yaml.safe_dump({"thresholds": res["thresholds"]}, sort_keys=False), nl=False)
 
 
 _ANTHROPIC_PARTS = frozenset({"image", "tool_use", "tool_result", "document", "thinking"})
@@ -114,13 +166,32 @@ def score_stream(src: TextIO, dst: TextIO, router: Any, provider: str | None = N
     return errors
 
 
+def score_prompts(prompts: list[str], dst: TextIO, router: Any, provider: str | None = None) -> int:
+    """Route each prompt text (as an OpenAI Chat prompt, or for ``provider``); one JSON line per prompt."""
+    from nadir_extproc.routing.base import RouteRequest
+
+    errors = 0
+    for p in prompts:
+        try:
+            d = router.route(RouteRequest(provider=provider or "openai", dialect="openai_chat", prompt=p))
+            out: dict[str, Any] = {"score": d.score, "tier": d.tier, "model": d.model, "reason": d.reason, "router": d.router}
+        except (ValueError, KeyError) as e:
+            errors += 1
+            out = {"error": f"{type(e).__name__}: {e}"}
+        dst.write(json.dumps(out) + "\n")
+    dst.flush()
+    return errors
+
+
 @router_app.command()
 def score(
-    file: Optional[Path] = typer.Argument(None, help="JSONL input (default: standard input)."),
-    provider: Optional[str] = typer.Option(None, help="Provider whose tiers to use (default: from each line's shape)."),
+    prompts: Optional[list[str]] = typer.Argument(None, help="Prompt texts to score (else JSONL from --file or standard input)."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="JSONL input file ({\"prompt\": ...} or request bodies per line)."),
+    provider: Optional[str] = typer.Option(None, help="Provider whose tiers to use: openai, anthropic, google (or gemini); default: from each line's shape."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Settings YAML (router model, policy)."),
 ) -> None:
-    """Score JSONL lines ({"prompt": ...} or request bodies) with the service's router; one JSON line out per line in."""
+    """Score prompts given as arguments, JSONL lines from --file or standard input ({"prompt": ...} or
+    request bodies) with the service's router; one JSON line out per prompt/line, in order."""
     from nadir_extproc.config import ConfigError, load_settings
     from nadir_extproc.routing.onnx_router import load_router
 
@@ -129,10 +200,26 @@ def score(
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    router = load_router(settings.policy(), settings.router_model, settings.router)
-    if file is None:
+    policy = settings.policy()
+    if provider is not None:
+        provider = PROVIDER_ALIASES.get(provider.strip().lower(), provider.strip().lower())
+        if provider not in policy.tiers:
+            typer.echo(f"error: unknown provider {provider!r} (one of {', '.join(sorted(policy.tiers))}, or gemini)", err=True)
+            raise typer.Exit(2)
+    if prompts and file is not None:
+        typer.echo("error: give prompts as arguments or --file, not both", err=True)
+        raise typer.Exit(2)
+    router = load_router(policy, settings.router_model, settings.router)
+    if prompts:
+        errors = score_prompts(list(prompts), sys.stdout, router, provider)
+    elif file is None:
         errors = score_stream(sys.stdin, sys.stdout, router, provider)
     else:
-        with file.open(encoding="utf-8") as f:
+        try:
+            f = file.open(encoding="utf-8")
+        except OSError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        with f:
             errors = score_stream(f, sys.stdout, router, provider)
     raise typer.Exit(1 if errors else 0)

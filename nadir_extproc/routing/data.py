@@ -1,54 +1,99 @@
 """Router training and evaluation data, read in place from a prompts folder (``../shared/data/prompts``).
 
-Labels (``Example.label`` = 1 means "the strong model is needed"):
+Three labelled sources, nothing labelled "strong needed" by default (a source is never labelled 1
+as a whole; every label comes from measured model answers):
 
 - **MMLU** (``routellm_mmlu_responses.jsonl``, 14,042 rows, RouteLLM) and **GSM8K**
-  (``routellm_gsm8k_responses.csv``, 1,319 rows): per-model correctness of GPT-4 (gpt-4-1106-preview,
-  the strong model) and Mixtral-8x7B-Instruct (the weak model). ``label = strong correct and weak
-  wrong``. These rows keep both correctness bits (``strong_ok``, ``weak_ok``) for the routing curve;
-  ``group`` is ``mmlu/<subject>`` or ``gsm8k``.
-- **Weak labels** (no per-model correctness; training only, never evaluated; ``strong_ok`` and
-  ``weak_ok`` are ``None``): arena-hard v0.1 and v2.0 questions -> 1 (prompts selected from Chatbot
-  Arena for separating strong from weak models); HumanEval problems -> 1 (code synthesis, where the
-  RouteLLM-era weak models trail GPT-4 by about 30 points); vicuna-bench questions -> 1 in the
-  ``coding``, ``math`` and ``fermi`` categories, else 0 (everyday questions a small model answers well).
-  Their rows carry a training weight of ``WEAK_WEIGHT[source]``: 0.25 for arena-hard and HumanEval
-  (1,414 rows all labelled 1), 4.0 for vicuna-bench (the only everyday chat prompts, 80 rows, so they
-  are not drowned by the hard ones); labelled rows weigh 1.
+  (``routellm_gsm8k_responses.csv``, 1,319 rows): per-model correctness of GPT-4
+  (gpt-4-1106-preview, the strong model) and Mixtral-8x7B-Instruct (the weak model).
+  ``label = strong correct and weak wrong``; quality for the routing curve: ``strong_q``/``weak_q``
+  = 1.0 for a correct answer, else 0.0. ``group`` = ``mmlu/<subject>`` or ``gsm8k``; ``category`` =
+  the MMLU category of the subject (``MMLU_CATEGORY``: STEM, humanities, social sciences, other) or
+  ``math`` for GSM8K.
+- **arena-bench-v1** (``arena_bench_v1_question.jsonl`` + ``arena_bench_v1_scores.jsonl``, 200 real
+  Chatbot Arena prompts, GPT-4 judge scores 1-10 for 14 models): ``gap`` = mean score of the GPT-4
+  models (``ARENA_STRONG``) minus the mean score of the other twelve models (those that answered);
+  ``label = gap > median(gap over the source)`` (the multi-model difficulty label). Quality for the
+  routing curve is the judge score of the same pair as MMLU/GSM8K: ``strong_q`` = gpt-4-1106-preview,
+  ``weak_q`` = Mixtral-8x7B-Instruct-v0.1 (``None`` when either was not scored: such a prompt
+  trains but is not evaluated). The prompt is the first turn. ``group`` = ``arena/<question_id>``,
+  no category (the data has none).
 
 Every prompt listed in ``routellm_*_contaminated_prompts.jsonl`` (either field, compared after
 collapsing whitespace) is dropped from every source.
+
+Cross-validation folds (``folds``): MMLU by subject (all questions of a subject in one fold), GSM8K
+and arena-bench by prompt; seeded, so a given seed always gives the same folds.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import random
 import re
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Training weight of each weakly labelled source (module docstring).
-WEAK_WEIGHT = {"arena_hard": 0.25, "humaneval": 0.25, "vicuna": 4.0}
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+#: arena-bench-v1 model names of the strong side of the difficulty label; the other 12 are "weak".
+ARENA_STRONG = ("gpt-4-0314", "gpt-4-1106-preview")
+#: The arena-bench-v1 pair the routing curve is measured on (the same pair as MMLU/GSM8K).
+ARENA_PAIR = ("gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1")
+SOURCES = ("mmlu", "gsm8k", "arena")
+
+#: MMLU subject -> category, after Hendrycks et al.'s subject grouping (STEM, humanities, social
+#: sciences, other; health and business subjects are "other").
+MMLU_CATEGORY: dict[str, str] = {
+    **dict.fromkeys(
+        "abstract_algebra astronomy college_biology college_chemistry college_computer_science "
+        "college_mathematics college_physics computer_security conceptual_physics electrical_engineering "
+        "elementary_mathematics high_school_biology high_school_chemistry high_school_computer_science "
+        "high_school_mathematics high_school_physics high_school_statistics machine_learning".split(),
+        "STEM",
+    ),
+    **dict.fromkeys(
+        "formal_logic high_school_european_history high_school_us_history high_school_world_history "
+        "international_law jurisprudence logical_fallacies moral_disputes moral_scenarios philosophy "
+        "prehistory professional_law world_religions".split(),
+        "humanities",
+    ),
+    **dict.fromkeys(
+        "econometrics high_school_geography high_school_government_and_politics high_school_macroeconomics "
+        "high_school_microeconomics high_school_psychology human_sexuality professional_psychology "
+        "public_relations security_studies sociology us_foreign_policy".split(),
+        "social sciences",
+    ),
+    **dict.fromkeys(
+        "anatomy business_ethics clinical_knowledge college_medicine global_facts human_aging management "
+        "marketing medical_genetics miscellaneous nutrition professional_accounting professional_medicine "
+        "virology".split(),
+        "other",
+    ),
+}
+
 _WS = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One prompt: ``source`` (``mmlu``, ``gsm8k``, ``arena_hard``, ``humaneval``, ``vicuna``),
-    ``group`` (the unit of the held-out split), ``label`` 0/1, ``weight``, and for labelled sources
-    ``strong_ok``/``weak_ok`` (did each model answer correctly)."""
+    """One labelled prompt.
+
+    ``source`` (``mmlu``, ``gsm8k``, ``arena``), ``group`` (the unit of a cross-validation fold),
+    ``prompt``, ``label`` 0/1 (1 = the strong model is needed), ``strong_q``/``weak_q`` quality of
+    the strong and the weak model's answer (correctness 0/1 or judge score 1-10; ``None`` = not
+    measured, not evaluated), ``category`` (``None`` when the data has none)."""
 
     source: str
     group: str
     prompt: str
     label: int
-    weight: float = 1.0
-    strong_ok: bool | None = None
-    weak_ok: bool | None = None
+    strong_q: float | None = None
+    weak_q: float | None = None
+    category: str | None = None
 
 
 def _norm(s: str) -> str:
@@ -77,63 +122,73 @@ def _bool(v: object) -> bool:
     return v is True or (isinstance(v, str) and v.strip().lower() == "true")
 
 
-def labelled(data_dir: Path) -> list[Example]:
+def mmlu_gsm8k(data_dir: Path, bad: set[str] | None = None) -> list[Example]:
     """MMLU and GSM8K rows with per-model correctness (contaminated prompts dropped).
 
     Raises ``FileNotFoundError`` if either file is missing."""
-    bad = contaminated(data_dir)
+    bad = contaminated(data_dir) if bad is None else bad
     out: list[Example] = []
     for row in _jsonl(data_dir / "routellm_mmlu_responses.jsonl"):
         if _norm(row["prompt"]) in bad:
             continue
         s, w = _bool(row[f"{STRONG_MODEL}_correct"]), _bool(row[f"{WEAK_MODEL}_correct"])
-        out.append(Example("mmlu", f"mmlu/{row['subject']}", row["prompt"], int(s and not w), 1.0, s, w))
+        subj = row["subject"]
+        out.append(Example("mmlu", f"mmlu/{subj}", row["prompt"], int(s and not w), float(s), float(w),
+                           MMLU_CATEGORY.get(subj, "other")))
     with (data_dir / "routellm_gsm8k_responses.csv").open(encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
+        for i, row in enumerate(csv.DictReader(f)):
             if _norm(row["prompt"]) in bad:
                 continue
             s, w = _bool(row[STRONG_MODEL]), _bool(row[WEAK_MODEL])
-            out.append(Example("gsm8k", "gsm8k", row["prompt"], int(s and not w), 1.0, s, w))
+            out.append(Example("gsm8k", f"gsm8k/{i}", row["prompt"], int(s and not w), float(s), float(w), "math"))
     return out
 
 
-def weakly_labelled(data_dir: Path) -> list[Example]:
-    """Arena-hard, HumanEval and vicuna-bench prompts with the weak labels of the module docstring
-    (files that are absent are skipped)."""
+def arena_bench(data_dir: Path, bad: set[str] | None = None) -> list[Example]:
+    """arena-bench-v1 prompts with the multi-model difficulty label (module docstring).
+
+    Prompts with no score from either side of the label are skipped. Raises ``FileNotFoundError``
+    if either file is missing."""
+    bad = contaminated(data_dir) if bad is None else bad
+    scores: dict[str, dict[str, float]] = {}
+    for row in _jsonl(data_dir / "arena_bench_v1_scores.jsonl"):
+        scores.setdefault(row["question_id"], {})[row["model"]] = float(row["score"])
+    rows = []
+    for q in _jsonl(data_dir / "arena_bench_v1_question.jsonl"):
+        turns = q.get("turns") or []
+        prompt = turns[0] if turns and isinstance(turns[0], str) else None
+        sc = scores.get(q["question_id"], {})
+        strong = [v for m, v in sc.items() if m in ARENA_STRONG]
+        weak = [v for m, v in sc.items() if m not in ARENA_STRONG]
+        if not prompt or not prompt.strip() or _norm(prompt) in bad or not strong or not weak:
+            continue
+        gap = statistics.fmean(strong) - statistics.fmean(weak)
+        rows.append((q["question_id"], prompt, gap, sc.get(ARENA_PAIR[0]), sc.get(ARENA_PAIR[1])))
+    med = statistics.median(r[2] for r in rows) if rows else 0.0
+    out = []
+    for qid, prompt, gap, s, w in rows:
+        pair = (s, w) if s is not None and w is not None else (None, None)
+        out.append(Example("arena", f"arena/{qid}", prompt, int(gap > med), pair[0], pair[1], None))
+    return out
+
+
+def load(data_dir: Path) -> list[Example]:
+    """All labelled examples: MMLU, GSM8K, then arena-bench-v1 (``FileNotFoundError`` if a file is missing)."""
     bad = contaminated(data_dir)
-    out: list[Example] = []
+    return mmlu_gsm8k(data_dir, bad) + arena_bench(data_dir, bad)
 
-    def add(source: str, group: str, prompt: object, label: int) -> None:
-        if isinstance(prompt, str) and prompt.strip() and _norm(prompt) not in bad:
-            out.append(Example(source, group, prompt, label, WEAK_WEIGHT[source]))
 
-    for name in ("arena_hard_v0.1_question.jsonl", "arena_hard_v2.0_question.jsonl"):
-        p = data_dir / name
-        if p.exists():
-            for row in _jsonl(p):
-                add("arena_hard", f"arena_hard/{row.get('cluster') or row.get('subcategory') or ''}", row.get("prompt"), 1)
-    p = data_dir / "HumanEval.jsonl"
-    if p.exists():
-        for row in _jsonl(p):
-            add("humaneval", "humaneval", row.get("prompt"), 1)
-    p = data_dir / "vicuna_bench_question.jsonl"
-    if p.exists():
-        for row in _jsonl(p):
-            cat = row.get("category", "")
-            turns = row.get("turns") or []
-            add("vicuna", f"vicuna/{cat}", "\n".join(t for t in turns if isinstance(t, str)), int(cat in ("coding", "math", "fermi")))
+def folds(examples: list[Example], k: int, seed: int) -> list[int]:
+    """Fold number in ``[0, k)`` of every example (module docstring: MMLU by subject, the others by
+    prompt), seeded. Groups are shuffled per source and dealt round-robin, so each fold holds
+    about 1/k of every source."""
+    out = [0] * len(examples)
+    rnd = random.Random(seed)
+    for source in sorted({e.source for e in examples}):
+        groups = sorted({e.group for e in examples if e.source == source})
+        rnd.shuffle(groups)
+        fold_of = {g: i % k for i, g in enumerate(groups)}
+        for i, e in enumerate(examples):
+            if e.source == source:
+                out[i] = fold_of[e.group]
     return out
-
-
-def split(examples: list[Example], seed: int, test_share: float = 0.25) -> tuple[list[Example], list[Example]]:
-    """Held-out split by subject/source, never by row: the test side is a seeded random
-    ``test_share`` of the MMLU subjects (rounded to whole subjects) plus all of GSM8K (a source the
-    model never trains on); weakly labelled rows always train. Returns ``(train, test)``."""
-    import random
-
-    subjects = sorted({e.group for e in examples if e.source == "mmlu"})
-    k = round(len(subjects) * test_share)
-    held = set(random.Random(seed).sample(subjects, k)) | {"gsm8k"}
-    train = [e for e in examples if e.group not in held or e.strong_ok is None]
-    test = [e for e in examples if e.group in held and e.strong_ok is not None]
-    return train, test

@@ -14,15 +14,14 @@ Definitions (RouteLLM, Ong et al. 2024, "RouteLLM: Learning to Route LLMs with P
 - **AUC** = P(score of a "strong needed" prompt > score of another prompt), ties counting one half
   (Mann-Whitney).
 
-``run_eval`` scores the held-out split (``data.split``) with the ONNX router (the same ``OnnxScorer``
-path as the service), the rule router and a random router, and writes a Markdown table, a JSON
-file and a PNG plot (matplotlib, from the ``train`` extra).
+``run_eval`` (``nadir-extproc router eval``) measures any set of scorers (``BUILTIN_SCORERS``: the
+training recipe cross-validated, the shipped model, the rule router, prompt length, random; or
+``onnx:PATH``) on each labelled data set (MMLU, GSM8K, arena-bench-v1: ``data.load``) with
+bootstrap confidence intervals and per category, checks the shipped model on prompts outside the
+data (``dev_checks``) and writes a Markdown report, a JSON file and a PNG of the curves
+(matplotlib, from the ``train`` extra).
 
-Given a hand-labelled chat set (``chat_prompts``: JSONL ``{"prompt", "label": 0 easy | 1 hard,
-"kind"}``, labelling rule in ``docs/router-eval/README.md``), it also reports how the default
-policy (``TierPolicy()``: thresholds and tiers) routes everyday chat prompts — the format the
-benchmark labels barely cover — for a provider with a mid model (OpenAI) and for one without
-(Anthropic, Google: the mid band goes to strong), plus a sweep of the mid threshold.
+Quality may be correctness (0/1) or a judge score (1-10, arena-bench-v1): PGR is defined the same way.
 """
 
 from __future__ import annotations
@@ -70,13 +69,14 @@ class Curve:
 
     def cpt(self, p: float) -> float:
         """Smallest x with PGR(x) >= ``p`` (linear inside a segment); ``nan`` if never reached."""
-        for k in range(len(self.x)):
-            if self.pgr[k] >= p:
-                if k == 0:
-                    return float(self.x[0])
-                x0, x1, y0, y1 = self.x[k - 1], self.x[k], self.pgr[k - 1], self.pgr[k]
-                return float(x0 + (p - y0) * (x1 - x0) / (y1 - y0))
-        return float("nan")
+        hit = np.flatnonzero(self.pgr >= p)
+        if hit.size == 0:
+            return float("nan")
+        k = int(hit[0])
+        if k == 0:
+            return float(self.x[0])
+        x0, x1, y0, y1 = self.x[k - 1], self.x[k], self.pgr[k - 1], self.pgr[k]
+        return float(x0 + (p - y0) * (x1 - x0) / (y1 - y0))
 
     def at(self, x: float) -> float:
         """PGR at share ``x`` (linear interpolation)."""
@@ -84,8 +84,9 @@ class Curve:
 
 
 def routing_curve(scores: np.ndarray, strong_ok: np.ndarray, weak_ok: np.ndarray) -> Curve:
-    """The routing curve of ``scores`` (module docstring). Raises ``ValueError`` when the strong and
-    weak models are equally good on these rows (PGR undefined)."""
+    """The routing curve of ``scores`` (module docstring); ``strong_ok``/``weak_ok`` are each
+    model's quality per prompt (correctness 0/1 or a judge score). Raises ``ValueError`` when the
+    strong and weak models are equally good on these rows (PGR undefined)."""
     s = np.asarray(scores, dtype=np.float64)
     gain = np.asarray(strong_ok, dtype=np.float64) - np.asarray(weak_ok, dtype=np.float64)
     total = gain.sum()
@@ -94,17 +95,9 @@ def routing_curve(scores: np.ndarray, strong_ok: np.ndarray, weak_ok: np.ndarray
     order = np.argsort(-s, kind="mergesort")
     ss, gg = s[order], gain[order]
     n = len(s)
-    xs, ys = [0.0], [0.0]
-    cum, i = 0.0, 0
-    while i < n:
-        j = i
-        while j + 1 < n and ss[j + 1] == ss[i]:
-            j += 1
-        cum += gg[i : j + 1].sum()
-        xs.append((j + 1) / n)
-        ys.append(cum / total)
-        i = j + 1
-    return Curve(np.array(xs), np.array(ys))
+    ends = np.flatnonzero(np.append(ss[1:] != ss[:-1], True))  # last index of each tie block
+    cum = np.cumsum(gg)[ends]
+    return Curve(np.concatenate(([0.0], (ends + 1) / n)), np.concatenate(([0.0], cum / total)))
 
 
 def summarise(y, scores, strong_ok, weak_ok, threshold: float | None = None) -> dict[str, float]:
@@ -176,138 +169,283 @@ def chat_summary(rows: list[dict[str, Any]], scores: np.ndarray, policy: Any,
     return out
 
 
-def run_eval(data_dir: Path, out_dir: Path, model_path: Path | None = None, seed: int | None = None, log=print,
-             chat_prompts: Path | None = None) -> dict[str, Any]:
-    """Evaluate on the held-out split and write ``report.md``, ``metrics.json`` and
-    ``routing_curve.png`` into ``out_dir``; returns the metrics. ``chat_prompts``: a labelled chat
-    set (``read_chat_set``) to report the default policy's routing of everyday prompts on
-    (``chat_summary``); skipped when ``None`` or absent.
+# --------------------------------------------------------------------------------------------------
+# Scorers: anything that maps prompt texts to scores (higher = more in need of the strong model).
 
-    ``seed`` defaults to the seed recorded in the model's metadata (so the split is the one the
-    model was held out from). Raises ``FileNotFoundError`` when the data is missing and
-    ``onnx_router.ModelError`` when the model cannot be loaded."""
-    from nadir_extproc.routing.base import RouteRequest
-    from nadir_extproc.routing.data import labelled, split, weakly_labelled
-    from nadir_extproc.routing.onnx_router import DEFAULT_MODEL_PATH, OnnxScorer
-    from nadir_extproc.routing.policy import TierPolicy
-    from nadir_extproc.routing.rules import RuleRouter
+#: Built-in scorer names of ``router eval`` (besides ``onnx:PATH``).
+BUILTIN_SCORERS = ("cv", "shipped", "rules", "length", "random")
+SCORER_HELP = {
+    "cv": "the training recipe, cross-validated: each prompt scored by a model trained without its fold",
+    "shipped": "the shipped model (trained on all of this data: in-sample, optimistic)",
+    "rules": "the rule router (1 strong / 0 weak)",
+    "length": "prompt length in characters",
+    "random": "all scores equal (the diagonal)",
+}
 
-    scorer = OnnxScorer(model_path or DEFAULT_MODEL_PATH)
-    if seed is None:
-        seed = int(scorer.metadata.get("seed", "0"))
-    _, test = split(labelled(data_dir) + weakly_labelled(data_dir), seed)
-    policy = TierPolicy()
-    rules = RuleRouter(policy)
-    threshold = policy.thresholds["strong"]
-    sets = {
-        "MMLU, held-out subjects": [e for e in test if e.source == "mmlu"],
-        "GSM8K (held-out source)": [e for e in test if e.source == "gsm8k"],
-        "all held-out": test,
-    }
-    onnx_scores = {id(e): s for e, s in zip(test, scorer.score_many([e.prompt for e in test]))}
-    rule_scores = {
-        id(e): rules.route(RouteRequest("openai", "openai_chat", e.prompt)).score for e in test
-    }
-    metrics: dict[str, Any] = {"seed": seed, "model": scorer.metadata, "threshold_strong": threshold, "sets": {}}
-    curves: dict[str, dict[str, Curve]] = {}
-    for name, rows in sets.items():
-        y = np.array([e.label for e in rows])
-        so = np.array([e.strong_ok for e in rows], dtype=float)
-        wo = np.array([e.weak_ok for e in rows], dtype=float)
-        per: dict[str, Any] = {
-            "rows": len(rows),
-            "strong_needed": int(y.sum()),
-            "quality_strong": float(so.mean()),
-            "quality_weak": float(wo.mean()),
-        }
-        curves[name] = {}
-        for router, sc in (
-            ("onnx", np.array([onnx_scores[id(e)] for e in rows])),
-            ("rules", np.array([rule_scores[id(e)] for e in rows])),
-            ("random", np.zeros(len(rows))),
-        ):
-            per[router] = summarise(y, sc, so, wo, threshold if router != "random" else None)
-            curves[name][router] = routing_curve(sc, so, wo)
-        metrics["sets"][name] = per
-        log(f"{name}: " + ", ".join(f"{r} AUC {per[r]['auc']:.3f} APGR {per[r]['apgr']:.3f}" for r in ("onnx", "rules", "random")))
-    metrics["thresholds"] = dict(policy.thresholds)
+
+def fixed_scorer(name: str):
+    """``(score_many, in_sample)`` for a scorer that needs no training: ``shipped``, ``onnx:PATH``,
+    ``rules``, ``length``, ``random``. ``score_many(texts) -> float64 (len,)``. Raises ``ValueError``
+    for an unknown name and ``onnx_router.ModelError`` for a model that does not load."""
+    if name == "shipped" or name.startswith("onnx:"):
+        from nadir_extproc.routing.onnx_router import DEFAULT_MODEL_PATH, OnnxScorer
+
+        sc = OnnxScorer(DEFAULT_MODEL_PATH if name == "shipped" else Path(name[5:]))
+        return sc.score_many, name == "shipped"
+    if name == "rules":
+        from nadir_extproc.routing.base import RouteRequest
+        from nadir_extproc.routing.policy import TierPolicy
+        from nadir_extproc.routing.rules import RuleRouter
+
+        r = RuleRouter(TierPolicy())
+        return (lambda texts: np.array([r.route(RouteRequest("openai", "openai_chat", t)).score for t in texts], dtype=np.float64)), False
+    if name == "length":
+        return (lambda texts: np.array([len(t) for t in texts], dtype=np.float64)), False
+    if name == "random":
+        return (lambda texts: np.zeros(len(texts))), False
+    raise ValueError(f"unknown scorer {name!r} (one of {', '.join(BUILTIN_SCORERS)} or onnx:PATH)")
+
+
+def bootstrap(groups: np.ndarray, scores: np.ndarray, strong_q: np.ndarray, weak_q: np.ndarray,
+              n: int, seed: int) -> dict[str, list[float]]:
+    """95 % percentile intervals of APGR, CPT(50 %), CPT(80 %) by resampling ``groups`` (whole
+    groups with replacement: MMLU subjects, single prompts elsewhere) ``n`` times, seeded.
+    Returns ``{"apgr": [lo, hi], "cpt50": [...], "cpt80": [...]}`` (resamples without a quality gap
+    are skipped)."""
+    rnd = np.random.default_rng(seed)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+    vals: dict[str, list[float]] = {"apgr": [], "cpt50": [], "cpt80": []}
+    for _ in range(n):
+        pick = rnd.integers(0, len(uniq), len(uniq))
+        idx = np.concatenate([members[g] for g in pick])
+        try:
+            c = routing_curve(scores[idx], strong_q[idx], weak_q[idx])
+        except ValueError:
+            continue
+        if c.pgr[-1] <= 0:
+            continue
+        vals["apgr"].append(c.apgr())
+        vals["cpt50"].append(c.cpt(0.5))
+        vals["cpt80"].append(c.cpt(0.8))
+    return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] if v else [float("nan")] * 2
+            for k, v in vals.items()}
+
+
+#: Display names of the evaluated data sets (``data.Example.source``).
+SET_NAMES = {
+    "arena": "arena-bench-v1 (chat; GPT-4-1106 vs Mixtral judge scores)",
+    "gsm8k": "GSM8K (GPT-4-1106 vs Mixtral correctness)",
+    "mmlu": "MMLU (GPT-4-1106 vs Mixtral correctness)",
+}
+
+
+def dev_checks(score_many, policy: Any, data_dir: Path, chat_prompts: Path | None) -> dict[str, Any]:
+    """Out-of-sample checks on prompts no model here trains on: the hand-labelled chat set (AUC, and
+    tiers of easy/hard prompts under ``policy``), arena-hard v2.0 categories (AUC of math and coding
+    prompts over creative-writing ones: the category structure of chat benchmarks, where the strong
+    model's lead is in math/reasoning/coding), and the demo's prompts (score and tier each)."""
+    from nadir_extproc.demo import PROMPTS
+
+    out: dict[str, Any] = {}
     if chat_prompts is not None and chat_prompts.is_file():
         rows = read_chat_set(chat_prompts)
-        held = {name: np.array([onnx_scores[id(e)] for e in rs]) for name, rs in sets.items() if name != "all held-out"}
-        metrics["chat"] = chat_summary(rows, scorer.score_many([r["prompt"] for r in rows]), policy, held)
-        metrics["chat"]["file"] = chat_prompts.name
-        log(f"chat set: AUC {metrics['chat']['auc']:.3f}")
+        out["chat"] = chat_summary(rows, score_many([r["prompt"] for r in rows]), policy)
+        out["chat"]["file"] = chat_prompts.name
+    p = data_dir / "arena_hard_v2.0_question.jsonl"
+    if p.is_file():
+        rows = [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+        sc = score_many([r["prompt"] for r in rows])
+        cat = np.array([str(r.get("subcategory") or r.get("category")) for r in rows])
+        w = sc[cat == "creative_writing"]
+        out["arena_hard_categories"] = {
+            c: auc(np.r_[np.ones((cat == c).sum()), np.zeros(w.size)], np.r_[sc[cat == c], w])
+            for c in ("math", "coding") if (cat == c).any() and w.size
+        }
+    demo = []
+    for dialect, prompt in PROMPTS:
+        s = float(score_many([prompt])[0])
+        tier = policy.tier_for_score(s)
+        demo.append({"prompt": prompt if len(prompt) < 90 else prompt[:87] + "…", "dialect": dialect, "score": s,
+                     "tier": tier, "two_tier_provider": policy.pick("anthropic", tier).tier})
+    out["demo"] = demo
+    return out
+
+
+def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_SCORERS, seed: int | None = None,
+             n_boot: int = 500, log=print, chat_prompts: Path | None = None,
+             calibration: Path | None = None) -> dict[str, Any]:
+    """Evaluate ``scorers`` on MMLU, GSM8K and arena-bench-v1 and write ``report.md``,
+    ``metrics.json`` and ``routing_curve.png`` into ``out_dir``; returns the metrics.
+
+    ``cv`` runs the training recipe under ``train.K``-fold cross-validation (``train.cross_validate``,
+    seed ``seed`` or the shipped model's) — the honest figures; fixed scorers score every prompt.
+    Per set: AUC, APGR, CPT(50 %), CPT(80 %) with bootstrap 95 % intervals (``bootstrap``, ``n_boot``
+    resamples), and a per-category table. ``calibration`` (default ``model/calibration.json``): the
+    thresholds' strong share and PGR per set for the ``cv`` scores. Checks on prompts outside the
+    data (``dev_checks``) use the shipped model. Raises ``FileNotFoundError`` when data is missing,
+    ``ValueError`` for an unknown scorer."""
+    from nadir_extproc.routing import train as tr
+    from nadir_extproc.routing.data import SOURCES
+    from nadir_extproc.routing.policy import TierPolicy
+
+    model_dir = Path(__file__).parent / "model"
+    calibration = calibration or model_dir / "calibration.json"
+    fixed = {n: fixed_scorer(n) for n in scorers if n != "cv"}
+    if seed is None:
+        seed = tr.DEFAULT_SEED
+        if "shipped" in fixed:
+            from nadir_extproc.routing.onnx_router import OnnxScorer
+
+            seed = int(OnnxScorer().metadata.get("seed", seed))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        examples, x, _ = tr.prepare(data_dir, Path(tmp) / "tokenizer.json")
+    texts = [e.prompt for e in examples]
+    all_scores: dict[str, np.ndarray] = {}
+    metrics: dict[str, Any] = {"seed": seed, "k": tr.K, "bootstrap": n_boot, "scorers": {}, "sets": {}, "categories": {}}
+    for name in scorers:
+        if name == "cv":
+            log(f"cross-validating the recipe ({tr.K} folds, selection inside each fold) …")
+            oof, _, info = tr.cross_validate(examples, x, seed, log=log)
+            all_scores[name] = oof
+            metrics["scorers"][name] = {"help": SCORER_HELP[name], "in_sample": False, "folds": info}
+        else:
+            fn, in_sample = fixed[name]
+            all_scores[name] = np.asarray(fn(texts), dtype=np.float64)
+            metrics["scorers"][name] = {"help": SCORER_HELP.get(name, f"the ONNX model {name[5:]}"), "in_sample": in_sample}
+    curves: dict[str, dict[str, Curve]] = {}
+    for s in SOURCES:
+        idx = np.array([i for i, e in enumerate(examples) if e.source == s and e.strong_q is not None])
+        if idx.size == 0:
+            continue
+        so = np.array([examples[i].strong_q for i in idx])
+        wo = np.array([examples[i].weak_q for i in idx])
+        y = np.array([examples[i].label for i in idx])
+        groups = np.array([examples[i].group if s == "mmlu" else str(i) for i in idx])
+        per: dict[str, Any] = {"rows": int(idx.size), "quality_strong": float(so.mean()), "quality_weak": float(wo.mean()),
+                               "label_positive": int(y.sum())}
+        curves[s] = {}
+        for name, sc in all_scores.items():
+            c = routing_curve(sc[idx], so, wo)
+            curves[s][name] = c
+            per[name] = {"auc": auc(y, sc[idx]), "apgr": c.apgr(), "cpt50": c.cpt(0.5), "cpt80": c.cpt(0.8),
+                         "ci95": bootstrap(groups, sc[idx], so, wo, n_boot, seed) if name != "random" else None}
+        metrics["sets"][s] = per
+        log(f"{s}: " + ", ".join(f"{n} APGR {per[n]['apgr']:.3f} CPT50 {per[n]['cpt50']:.3f}" for n in all_scores))
+    cats = sorted({e.category for e in examples if e.category and e.strong_q is not None})
+    for cat in cats:
+        idx = np.array([i for i, e in enumerate(examples) if e.category == cat and e.strong_q is not None])
+        so = np.array([examples[i].strong_q for i in idx])
+        wo = np.array([examples[i].weak_q for i in idx])
+        row: dict[str, Any] = {"rows": int(idx.size), "sources": sorted({examples[i].source for i in idx}),
+                               "gap": float(so.mean() - wo.mean())}
+        for name, sc in all_scores.items():
+            try:
+                c = routing_curve(sc[idx], so, wo)
+                row[name] = {"apgr": c.apgr(), "cpt50": c.cpt(0.5)}
+            except ValueError:
+                row[name] = None
+        metrics["categories"][cat] = row
+    if calibration.is_file() and "cv" in all_scores:
+        cal = json.loads(calibration.read_text(encoding="utf-8"))
+        th = cal["thresholds"]
+        at: dict[str, Any] = {}
+        for s, per in metrics["sets"].items():
+            idx = np.array([i for i, e in enumerate(examples) if e.source == s and e.strong_q is not None])
+            sc = all_scores["cv"][idx]
+            so = np.array([examples[i].strong_q for i in idx])
+            wo = np.array([examples[i].weak_q for i in idx])
+            at[s] = {}
+            for tier in ("mid", "strong"):
+                if tier in th:
+                    strong = sc >= th[tier]
+                    q = np.where(strong, so, wo).mean()
+                    at[s][tier] = {"strong_share": float(strong.mean()), "pgr": float((q - wo.mean()) / (so.mean() - wo.mean()))}
+        metrics["calibration"] = {**cal, "at_thresholds_cv": at}
+    policy = TierPolicy()
+    metrics["thresholds"] = dict(policy.thresholds)
+    for name in ("shipped",) + tuple(n for n in scorers if n.startswith("onnx:")):
+        if name in fixed:
+            metrics.setdefault("checks", {})[name] = dev_checks(fixed[name][0], policy, data_dir, chat_prompts)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-    (out_dir / "report.md").write_text(_table(metrics), encoding="utf-8")
+    (out_dir / "report.md").write_text(_report(metrics), encoding="utf-8")
     _plot(curves, out_dir / "routing_curve.png")
     return metrics
 
 
-def _pct(v: float) -> str:
-    return "n/a" if v != v else f"{100 * v:.1f} %"
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.1f} %"
 
 
-def _table(m: dict[str, Any]) -> str:
-    lines = [
-        "# Router evaluation: held-out split (by subject/source)",
+def _ci(ci: list[float] | None, pct: bool) -> str:
+    if not ci:
+        return ""
+    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.3f}")
+    return f" [{f(ci[0])}–{f(ci[1])}]"
+
+
+def _report(m: dict[str, Any]) -> str:
+    L = [
+        "# Router evaluation: cost–quality curves, cross-validated",
         "",
-        f"Made by `.venv/bin/nadir-extproc router eval --out docs/router-eval` (from the repo root; model "
-        f"`{m['model'].get('version', '?')}`, split seed {m['seed']}). How to read it: `README.md` here.",
+        "Made by `.venv/bin/nadir-extproc router eval --out docs/router-eval` (repo root, `train` extra, "
+        f"`../shared/data/prompts` present); {m['k']}-fold cross-validation, seed {m['seed']}, "
+        f"{m['bootstrap']} bootstrap resamples (MMLU resampled by subject). How to read it: `README.md` here.",
         "",
-        f"| held-out set | rows | strong needed | router | AUC | APGR | CPT(50 %) | CPT(80 %) | strong calls at score ≥ {m['threshold_strong']} | PGR there |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "Scorers: " + "; ".join(f"**{n}** — {v['help']}" for n, v in m["scorers"].items()) + ".",
+        "",
+        "## Per data set (95 % bootstrap intervals in brackets)",
+        "",
+        "| data set | rows | scorer | AUC | APGR | CPT(50 %) | CPT(80 %) |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
-    for name, per in m["sets"].items():
-        for r in ("onnx", "rules", "random"):
-            x = per[r]
-            lines.append(
-                f"| {name} | {per['rows']} | {per['strong_needed']} | {r} | {x['auc']:.3f} | {x['apgr']:.3f} | "
-                f"{_pct(x['cpt50'])} | {_pct(x['cpt80'])} | "
-                f"{_pct(x['strong_share_at_threshold']) if 'strong_share_at_threshold' in x else '—'} | "
-                f"{_pct(x['pgr_at_threshold']) if 'pgr_at_threshold' in x else '—'} |"
-            )
-    q = "\n".join(
-        f"- {name}: quality strong-only {per['quality_strong']:.3f}, weak-only {per['quality_weak']:.3f}"
-        for name, per in m["sets"].items()
-    )
-    return "\n".join(lines) + "\n\n" + q + "\n" + (_chat_table(m) if "chat" in m else "")
+    for s, per in m["sets"].items():
+        for n in m["scorers"]:
+            x = per[n]
+            ci = x["ci95"] or {}
+            L.append(f"| {SET_NAMES.get(s, s)} | {per['rows']} | {n} | {x['auc']:.3f} | {x['apgr']:.3f}{_ci(ci.get('apgr'), False)} | "
+                     f"{_pct(x['cpt50'])}{_ci(ci.get('cpt50'), True)} | {_pct(x['cpt80'])}{_ci(ci.get('cpt80'), True)} |")
+    L += ["", "Quality strong-only / weak-only: " + "; ".join(
+        f"{s} {per['quality_strong']:.3f} / {per['quality_weak']:.3f}" for s, per in m["sets"].items()) + ".", ""]
+    names = list(m["scorers"])
+    L += ["## Per category (APGR / CPT(50 %))", "",
+          "Categories the data has: MMLU subjects grouped as STEM, humanities, social sciences, other; GSM8K is math. "
+          "arena-bench-v1 has no categories. `gap` = strong-only minus weak-only quality.", "",
+          "| category | rows | gap | " + " | ".join(names) + " |", "|---|---:|---:|" + "---:|" * len(names)]
+    for cat, row in m["categories"].items():
+        cells = [("—" if row[n] is None else f"{row[n]['apgr']:.3f} / {_pct(row[n]['cpt50'])}") for n in names]
+        L.append(f"| {cat} | {row['rows']} | {row['gap']:.3f} | " + " | ".join(cells) + " |")
+    if "calibration" in m:
+        c = m["calibration"]
+        L += ["", "## Thresholds", "",
+              f"Default thresholds {c['thresholds']} (`nadir_extproc/routing/model/calibration.json`), calibrated on "
+              f"{c.get('data', '?')} to the PGR targets {c['targets']} (mid: a provider without a mid model sends "
+              "this band to its strong model). On the cross-validated scores of each set:", "",
+              "| data set | score ≥ mid: strong share / PGR | score ≥ strong: strong share / PGR |", "|---|---:|---:|"]
+        for s, at in c["at_thresholds_cv"].items():
+            L.append(f"| {s} | " + " | ".join(f"{_pct(at[t]['strong_share'])} / {_pct(at[t]['pgr'])}" if t in at else "—" for t in ("mid", "strong")) + " |")
+    for name, ch in m.get("checks", {}).items():
+        L += ["", f"## Prompts outside the data ({name} model, default thresholds {m['thresholds']})", ""]
+        if "chat" in ch:
+            c = ch["chat"]
+            L.append(f"- Hand-labelled chat set `{c['file']}` ({c['rows'] - c['hard']} easy, {c['hard']} hard): AUC {c['auc']:.3f}; "
+                     f"tiers weak/mid/strong — OpenAI easy {_tiers(c['by_provider']['openai']['easy'])}, hard "
+                     f"{_tiers(c['by_provider']['openai']['hard'])}; two-tier providers easy {_tiers(c['by_provider']['anthropic']['easy'])}, "
+                     f"hard {_tiers(c['by_provider']['anthropic']['hard'])}.")
+        if "arena_hard_categories" in ch:
+            L.append("- arena-hard v2.0: AUC of " + ", ".join(f"{k} prompts over creative writing {v:.3f}" for k, v in ch["arena_hard_categories"].items())
+                     + " (0.5 = no separation).")
+        L += ["", "| demo prompt | score | tier | on a two-tier provider |", "|---|---:|---|---|"]
+        for d in ch["demo"]:
+            L.append(f"| {d['prompt'].replace('|', '/').replace(chr(10), ' ')} | {d['score']:.3f} | {d['tier']} | {d['two_tier_provider']} |")
+    return "\n".join(L) + "\n"
 
 
 def _tiers(d: dict[str, int]) -> str:
     return " / ".join(str(d.get(t, 0)) for t in ("weak", "mid", "strong"))
-
-
-def _chat_table(m: dict[str, Any]) -> str:
-    c = m["chat"]
-    th = m.get("thresholds", {})
-    n_easy, n_hard = c["rows"] - c["hard"], c["hard"]
-    lines = [
-        "",
-        f"## Chat-style prompts (`{c['file']}`: {n_easy} easy, {n_hard} hard, labelled by hand)",
-        "",
-        f"AUC {c['auc']:.3f}. Default thresholds: mid ≥ {th.get('mid')}, strong ≥ {th.get('strong')}. "
-        "Final tier (weak / mid / strong) after the default policy:",
-        "",
-        "| provider | easy prompts | hard prompts |",
-        "|---|---|---|",
-    ]
-    for prov, label in (("openai", "openai (has a mid model)"), ("anthropic", "anthropic, google (no mid model: mid → strong)")):
-        t = c["by_provider"][prov]
-        lines.append(f"| {label} | {_tiers(t['easy'])} | {_tiers(t['hard'])} |")
-    held = [k for k in c["mid_sweep"][0] if k not in ("mid", "easy_weak", "hard_weak")]
-    lines += [
-        "",
-        "Mid-threshold sweep (a score below it goes to the weak tier; at or above it, a provider "
-        "without a mid model goes strong):",
-        "",
-        "| mid threshold | easy → weak | hard → weak | " + " | ".join(f"{h}: share ≥ it" for h in held) + " |",
-        "|---:|---:|---:|" + "---:|" * len(held),
-    ]
-    for r in c["mid_sweep"]:
-        lines.append(f"| {r['mid']} | {r['easy_weak']} of {n_easy} | {r['hard_weak']} of {n_hard} | "
-                     + " | ".join(_pct(r[h]) for h in held) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _plot(curves: dict[str, dict[str, Curve]], path: Path) -> None:
@@ -316,12 +454,12 @@ def _plot(curves: dict[str, dict[str, Curve]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.2), dpi=100)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.4), dpi=100)
+    styles = {"cv": "-", "shipped": "-.", "rules": "--", "length": (0, (5, 1, 1, 1)), "random": ":"}
     for ax, (name, cs) in zip(np.atleast_1d(axes), curves.items()):
-        for router, style in (("onnx", "-"), ("rules", "--"), ("random", ":")):
-            c = cs[router]
-            ax.plot(100 * c.x, 100 * c.pgr, style, label=f"{router} (APGR {c.apgr():.3f})")
-        ax.set_title(name)
+        for scorer, c in cs.items():
+            ax.plot(100 * c.x, 100 * c.pgr, linestyle=styles.get(scorer, "-"), label=f"{scorer} (APGR {c.apgr():.3f})")
+        ax.set_title(SET_NAMES.get(name, name), fontsize=9)
         ax.set_xlabel("strong-model calls (%)")
         ax.set_ylabel("quality gap recovered (%)")
         ax.grid(alpha=0.3)

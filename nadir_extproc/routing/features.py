@@ -1,46 +1,41 @@
-"""The router's featuriser: prompt text -> hashed byte n-gram counts + a few dense statistics.
+"""The router's featuriser: prompt text -> token ids (``tokenizers``) + a few dense statistics.
 
-A small numpy step, identical at training and at serving time (both call ``featurise``). The rest
-of the model (IDF weighting, L2 normalisation, standardisation, the linear layer and the sigmoid)
-is inside the ONNX graph (``onnx_router``).
+The only step outside the ONNX graph. The embedding lookup, the mean pooling, the standardisation
+and the classifier are inside it (``onnx_router`` module docstring). Training and serving call the
+same ``featurise``.
 
 Exact behaviour (pinned by ``tests/routing/test_features.py``):
 
 1. **Bound the input** (``bound``): text longer than ``MAX_CHARS`` (4,096) characters is cut to its
    first ``HEAD_CHARS`` (3,072) and last ``TAIL_CHARS`` (1,024) characters joined by ``"\\n"``, so
    the cost of a 100 K-character prompt is that of a 4 K one. Length statistics use the full text.
-2. **Bytes**: the bounded text is lower-cased (``str.lower``) and encoded as UTF-8
-   (``errors="replace"``).
-3. **n-grams**: for each ``n`` in ``NGRAMS`` (2, 3, 4, 5) and each start ``i``, the integer
-   ``g = b[i]*257**(n-1) + b[i+1]*257**(n-2) + ... + b[i+n-1]`` (< 2**41), then
-   ``key = g + (n << 48)`` (so n-grams of different lengths never share a key), then the bucket is the
-   top ``BITS`` (18) bits of ``(key * 0x9E3779B97F4A7C15) mod 2**64`` (Fibonacci hashing).
-4. **Counts**: ``idx`` = the distinct buckets in ascending order (int64), ``cnt`` = how often each
-   occurs (float32).
-5. **Dense statistics** (``DENSE_NAMES``, float32, shape ``(1, 6)``), from the full text ``t``:
+2. **Token ids**: the bounded text encoded by the router's tokenizer (``tokenizer.json`` beside the
+   model: the Llama 2 tokenizer shipped in the ``wordllama`` wheel), without special tokens
+   (``add_special_tokens=False``, as wordllama embeds), as int64 ``(n,)``; at most ``MAX_TOKENS``
+   (the first ones) are kept. Empty text gives no ids.
+3. **Dense statistics** (``DENSE_NAMES``, float32, shape ``(1, 6)``), from the full text ``t``:
    ``log1p(len(t))``, ``log1p(t.count("\\n"))``, ``log1p(t.count("?"))``, ``1.0 if "```" in t else 0.0``,
-   and over the bounded bytes ``b``: the share of ASCII digits and the share of the bytes
-   ``= + - * / ^ < > { } [ ] ( ) _ \\ $ | & % # ;`` (both 0.0 for empty text).
+   and over the UTF-8 bytes ``b`` of the bounded text: the share of ASCII digits and the share of the
+   bytes ``= + - * / ^ < > { } [ ] ( ) _ \\ $ | & % # ;`` (both 0.0 for empty text).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 MAX_CHARS = 4096
 HEAD_CHARS = 3072
 TAIL_CHARS = 1024
-NGRAMS = (2, 3, 4, 5)
-BITS = 18
-#: Number of hash buckets (the width of the sparse feature vector).
-DIM = 1 << BITS
-_MULT = np.uint64(0x9E3779B97F4A7C15)
-_SHIFT = np.uint64(64 - BITS)
-_BASE = np.uint64(257)
-_OFFSET = {n: np.uint64(n << 48) for n in NGRAMS}
+#: Upper bound on token ids per prompt (4,096 characters are at most ~4,100 tokens; a safety cap).
+MAX_TOKENS = 8192
+#: The tokenizer shipped beside the model.
+DEFAULT_TOKENIZER_PATH = Path(__file__).parent / "model" / "tokenizer.json"
+
 _SYMBOLS = np.zeros(256, dtype=bool)
 _SYMBOLS[np.frombuffer(b"=+-*/^<>{}[]()_\\$|&%#;", dtype=np.uint8)] = True
 _DIGITS = np.zeros(256, dtype=bool)
@@ -51,11 +46,10 @@ DENSE_NAMES = ("log_chars", "log_newlines", "log_questions", "code_fence", "digi
 
 @dataclass(frozen=True, slots=True)
 class Features:
-    """One prompt's features: ``idx`` int64 ``(n,)`` ascending distinct buckets in ``[0, DIM)``,
-    ``cnt`` float32 ``(n,)`` their counts, ``dense`` float32 ``(1, len(DENSE_NAMES))``."""
+    """One prompt's features: ``ids`` int64 ``(n,)`` token ids in text order, ``dense`` float32
+    ``(1, len(DENSE_NAMES))``."""
 
-    idx: np.ndarray
-    cnt: np.ndarray
+    ids: np.ndarray
     dense: np.ndarray
 
 
@@ -66,47 +60,27 @@ def bound(text: str) -> str:
     return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
 
 
-def buckets(data: bytes) -> np.ndarray:
-    """Bucket of every byte n-gram of ``data`` (all n in ``NGRAMS``, in order of n then position),
-    uint64 ``(m,)``; empty for data shorter than 2 bytes."""
-    b = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
-    parts = []
-    g = b
-    for n in range(2, NGRAMS[-1] + 1):
-        m = b.size - n + 1
-        if m <= 0:
-            break
-        g = g[:m] * _BASE + b[n - 1 :]  # the n-gram integers, from the (n-1)-gram ones
-        if n in NGRAMS:
-            parts.append(g + _OFFSET[n])
-    if not parts:
-        return np.zeros(0, dtype=np.uint64)
-    keys = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    keys *= _MULT  # wraps mod 2**64
-    keys >>= _SHIFT
-    return keys
+def load_tokenizer(path: str | Path = DEFAULT_TOKENIZER_PATH) -> Any:
+    """A ``tokenizers.Tokenizer`` from ``path`` with padding and truncation switched off.
+
+    Raises ``FileNotFoundError`` when the file is missing and ``ValueError``/``Exception`` from
+    ``tokenizers`` when it is not a tokenizer file."""
+    from tokenizers import Tokenizer
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"tokenizer not found: {p}")
+    tok = Tokenizer.from_file(str(p))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
-def _count(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of ``h`` ascending and how often each occurs (``np.unique`` semantics)."""
-    s = np.sort(h)
-    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-    cnt = np.diff(np.append(starts, s.size))
-    return s[starts], cnt
-
-
-def featurise(text: str) -> Features:
-    """Features of one prompt (see the module docstring for the exact rule). Never raises."""
-    short = bound(text)
-    data = short.lower().encode("utf-8", errors="replace")
-    h = buckets(data)
-    if h.size:
-        idx, cnt = _count(h)
-    else:
-        idx, cnt = h, h
-    b = np.frombuffer(data, dtype=np.uint8)
+def dense(text: str, short: str) -> np.ndarray:
+    """The dense statistics (module docstring) of ``text`` and its bounded form ``short``."""
+    b = np.frombuffer(short.encode("utf-8", errors="replace"), dtype=np.uint8)
     nb = b.size
-    dense = np.array(
+    return np.array(
         [
             [
                 math.log1p(len(text)),
@@ -119,4 +93,22 @@ def featurise(text: str) -> Features:
         ],
         dtype=np.float32,
     )
-    return Features(idx=idx.astype(np.int64), cnt=cnt.astype(np.float32), dense=dense)
+
+
+def featurise(text: str, tokenizer: Any) -> Features:
+    """Features of one prompt (module docstring) with ``tokenizer`` (``load_tokenizer``). Never raises
+    for any ``str``."""
+    short = bound(text)
+    ids = np.asarray(tokenizer.encode(short, add_special_tokens=False).ids[:MAX_TOKENS], dtype=np.int64) if short else np.zeros(0, dtype=np.int64)
+    return Features(ids=ids, dense=dense(text, short))
+
+
+def featurise_many(texts: list[str], tokenizer: Any) -> list[Features]:
+    """``featurise`` of every text, in order (tokenised as one batch; same ids as one by one)."""
+    shorts = [bound(t) for t in texts]
+    encs = tokenizer.encode_batch(shorts, add_special_tokens=False) if texts else []
+    out = []
+    for t, s, e in zip(texts, shorts, encs):
+        ids = np.asarray(e.ids[:MAX_TOKENS], dtype=np.int64) if s else np.zeros(0, dtype=np.int64)
+        out.append(Features(ids=ids, dense=dense(t, s)))
+    return out

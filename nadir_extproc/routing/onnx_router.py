@@ -1,36 +1,39 @@
 """The ONNX router: the trained prompt classifier scores P(strong model needed); the policy picks the model.
 
-Scoring = ``features.featurise`` (numpy) + one onnxruntime session over the graph written by
-``train.export_onnx``::
+Scoring = ``features.featurise`` (the ``tokenizers`` tokenizer + dense statistics, numpy) + one
+onnxruntime session over the graph written by ``train.export_onnx``::
 
-    inputs   idx int64 [n] (hash buckets), cnt float32 [n] (their counts), dense float32 [1, 6]
-    v      = log(1 + cnt) * idf[idx];   v = v / sqrt(sum(v * v) + 1e-12)
-    z      = (dense - mean) / std
-    score  = sigmoid(sum(v * w[idx]) + z @ w_dense + b)          output  score float32 [1]
+    inputs   ids int64 [n] (token ids), dense float32 [1, 6]
+    rows   = float32(table[ids])                 table: float16 [32000, 256] (wordllama l2_supercat)
+    pooled = sum(rows, axis 0) / max(n, 1);  v = pooled / sqrt(sum(pooled * pooled) + 1e-12)
+    x      = concat(v, dense)                    [1, 262]
+    score  = sigmoid(((x - mean) / std) @ w + b)                          output  score float32 [1]
 
-The session is created once, with one intra-op and one inter-op thread, sequential execution and
-all graph optimisations. ``load_router`` builds an ``OnnxRouter`` when the model loads and
-answers with the ``RuleRouter`` otherwise (counted as ``router_model_unavailable``, logged once);
-an inference error at request time is answered by the rule router too (counted as
-``router_inference_error``), so traffic never stops.
+The tokenizer is ``tokenizer.json`` beside the model file; the graph's metadata records its
+sha256 (``tokenizer_sha256``) and a mismatch is a load error. The session is created once, with one
+intra-op and one inter-op thread, sequential execution and all graph optimisations.
+``load_router`` builds an ``OnnxRouter`` when the model loads and answers with the ``RuleRouter``
+otherwise (counted as ``router_model_unavailable``, logged once); an inference error at request time
+is answered by the rule router too (counted as ``router_inference_error``), so traffic never stops.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 
 from nadir_extproc.routing.base import Decision, RouteRequest, Router
-from nadir_extproc.routing.features import DENSE_NAMES, featurise
+from nadir_extproc.routing.features import DENSE_NAMES, featurise, load_tokenizer
 from nadir_extproc.routing.policy import TierPolicy, request_needs
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import count
 
 #: The model shipped inside the package (see ``model/MODEL_CARD.md``).
 DEFAULT_MODEL_PATH = Path(__file__).parent / "model" / "router.onnx"
-INPUTS = ("idx", "cnt", "dense")
+INPUTS = ("ids", "dense")
 OUTPUT = "score"
 
 
@@ -39,14 +42,16 @@ class ModelError(RuntimeError):
 
 
 class OnnxScorer:
-    """P(strong model needed) for a prompt text, from the ONNX graph at ``path``.
+    """P(strong model needed) for a prompt text, from the ONNX graph at ``path`` and the tokenizer
+    at ``tokenizer_path`` (default: ``tokenizer.json`` beside the model).
 
-    Raises ``ModelError`` from the constructor when the file is missing or corrupt, the graph does
-    not have the router's inputs and output, or a trial run fails. ``metadata`` holds the graph's
-    metadata properties (``version``, ``trained``, ``seed`` … as written by training).
+    Raises ``ModelError`` from the constructor when a file is missing or corrupt, the tokenizer is
+    not the one the graph was trained with (``tokenizer_sha256`` metadata), the graph does not have
+    the router's inputs and output, or a trial run fails. ``metadata`` holds the graph's metadata
+    properties (``version``, ``trained``, ``seed`` … as written by training).
     """
 
-    def __init__(self, path: str | Path = DEFAULT_MODEL_PATH) -> None:
+    def __init__(self, path: str | Path = DEFAULT_MODEL_PATH, tokenizer_path: str | Path | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -66,10 +71,21 @@ class OnnxScorer:
         outs = tuple(o.name for o in self.session.get_outputs())
         if names != INPUTS or outs != (OUTPUT,):
             raise ModelError(f"router model {self.path}: inputs {names} / outputs {outs}, expected {INPUTS} / ({OUTPUT},)")
-        dense_shape = self.session.get_inputs()[2].shape
+        dense_shape = self.session.get_inputs()[1].shape
         if dense_shape[-1] != len(DENSE_NAMES):
             raise ModelError(f"router model {self.path}: dense input width {dense_shape[-1]}, expected {len(DENSE_NAMES)}")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else self.path.with_name("tokenizer.json")
+        try:
+            raw = self.tokenizer_path.read_bytes()
+            want = self.metadata.get("tokenizer_sha256")
+            if want and hashlib.sha256(raw).hexdigest() != want:
+                raise ModelError(f"router tokenizer {self.tokenizer_path} is not the one {self.path} was trained with")
+            self.tokenizer = load_tokenizer(self.tokenizer_path)
+        except ModelError:
+            raise
+        except Exception as e:  # missing file, not a tokenizer (tokenizers raises its own types)
+            raise ModelError(f"router tokenizer {self.tokenizer_path} cannot be loaded: {type(e).__name__}") from e
         self._run = self.session.run
         try:
             self.score("warm-up")
@@ -78,8 +94,8 @@ class OnnxScorer:
 
     def score(self, text: str) -> float:
         """P(strong needed) in [0, 1] for ``text``; raises on an inference error (or a NaN score)."""
-        f = featurise(text)
-        out = self._run(None, {"idx": f.idx, "cnt": f.cnt, "dense": f.dense})[0]
+        f = featurise(text, self.tokenizer)
+        out = self._run(None, {"ids": f.ids, "dense": f.dense})[0]
         s = float(out.reshape(-1)[0])
         if not math.isfinite(s):
             raise ValueError("router model returned a non-finite score")

@@ -1,39 +1,60 @@
-"""Train the router: hashed n-gram features -> L2-regularised logistic regression -> one ONNX graph.
+"""Train the router: static word embeddings (wordllama) mean-pooled + dense statistics -> logistic
+regression -> one ONNX graph (embedding table, pooling, standardisation, classifier).
 
-Training-only module (needs the ``train`` extra: scikit-learn, onnx). Recipe (``train``):
+Training-only module (the ``train`` extra: scikit-learn, onnx, wordllama). Recipe (``train``):
 
-1. Data (``data.labelled`` + ``data.weakly_labelled``), split by subject/source (``data.split``,
-   seeded); only the train side is used below.
-2. Features (``features.featurise``); IDF over the training rows, ``idf = ln((1 + N) / (1 + df)) + 1``;
-   sparse part ``log(1 + cnt) * idf``, L2-normalised per row; dense part standardised with the
-   training mean and standard deviation (a zero deviation becomes 1).
-3. ``C`` (inverse regularisation) chosen from ``C_GRID`` by 3-fold cross-validation grouped by
-   subject/source on the labelled train rows (weakly labelled rows train every fold), by mean AUC.
-4. ``LogisticRegression(C, solver="lbfgs", max_iter=2000)`` with per-row ``weight``; exported with
-   ``export_onnx`` (weights of buckets never seen in training are exactly 0).
-5. Reference scores: scikit-learn's ``predict_proba`` on ``REFERENCE_PROMPTS`` written next to the
-   model (``reference_scores.json``) so tests can check the ONNX graph against training time.
+1. **Data** (``data.load``): MMLU + GSM8K correctness labels and the arena-bench-v1 multi-model
+   difficulty label; nothing is labelled "strong" by default.
+2. **Embeddings**: the ``l2_supercat`` 32,000 x 256 float16 table and the Llama 2 tokenizer are
+   read straight from the files inside the installed ``wordllama`` wheel (``wordllama_files``; the
+   package is located, never imported, so nothing reaches for a model hub).
+3. **Features** (``pool``): ``features.featurise`` (token ids + 6 dense statistics); the ids'
+   table rows (as float32) are averaged (``sum / max(n, 1)``), the mean is L2-normalised
+   (``v / sqrt(sum(v*v) + 1e-12)``); ``x = [v, dense]`` (262 values), standardised with the training
+   rows' mean and standard deviation (a zero deviation becomes 1).
+4. **Row weights**: each source gets a share of the total weight, spread evenly over its rows:
+   MMLU 1, GSM8K 1, arena-bench ``arena_share`` (weights scaled to average 1).
+5. **Hyper-parameters** ``(C, arena_share)`` from ``GRID`` by ``INNER_K``-fold cross-validation on
+   the training rows only (``data.folds``: MMLU by subject), maximising the mean over sources of
+   APGR (``evaluate.routing_curve``) of the out-of-fold scores.
+6. ``LogisticRegression(C, solver="newton-cholesky")`` with the row weights, exported by ``export_onnx``.
 
-Deterministic for a given seed and data (lbfgs is deterministic; no sampling besides the split).
+``cross_validate`` runs the whole recipe (steps 3-6, selection included) inside each of ``K`` outer
+folds and returns out-of-fold scores: those are the figures ``router eval`` reports, and what the
+default thresholds are calibrated on. No outer held-out fold is used for any choice.
+
+Deterministic for a given seed and data (the Newton solver is deterministic; no sampling besides the folds).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from nadir_extproc.routing.data import Example, labelled, split, weakly_labelled
-from nadir_extproc.routing.features import DENSE_NAMES, DIM, Features, featurise
+from nadir_extproc.routing.data import SOURCES, Example, folds, load
+from nadir_extproc.routing.features import DENSE_NAMES, Features, featurise_many, load_tokenizer
 
-C_GRID = (0.25, 1.0)
 DEFAULT_SEED = 20250
-#: Fixed prompts whose training-time scores are written beside the model (and pinned by tests).
+#: Outer cross-validation folds (the reported figures) and inner folds (hyper-parameter choice).
+K = 5
+INNER_K = 3
+#: (C, arena_share) candidates.
+GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.05, 0.5) for a in (1.0, 3.0))
+EMBED_DIM = 256
+EPS = 1e-12
+#: Files inside the wordllama wheel (0.4.0.post1) that the router uses.
+WORDLLAMA_TABLE = ("weights", "l2_supercat_256.safetensors")
+WORDLLAMA_TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
+TABLE_KEY = "embedding.weight"
+
+#: Fixed prompts whose training-time (numpy) scores are written beside the model and pinned by tests.
 REFERENCE_PROMPTS = (
     "What's the capital of France?",
     "Say hello in Japanese.",
@@ -51,138 +72,215 @@ REFERENCE_PROMPTS = (
 )
 
 
-@dataclass
-class Transform:
-    """The fitted feature transform: ``idf`` float64 ``(DIM,)``, ``mean``/``std`` float64 ``(6,)``."""
+def wordllama_files() -> tuple[Path, Path]:
+    """``(table, tokenizer)`` paths inside the installed ``wordllama`` wheel, found without importing
+    it. Raises ``FileNotFoundError`` when the package or a file is missing."""
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the 'wordllama' package is not installed (pip install -e '.[train]')")
+    root = Path(list(spec.submodule_search_locations)[0])
+    table, tok = root.joinpath(*WORDLLAMA_TABLE), root.joinpath(*WORDLLAMA_TOKENIZER)
+    for p in (table, tok):
+        if not p.is_file():
+            raise FileNotFoundError(f"wordllama file missing: {p}")
+    return table, tok
 
-    idf: np.ndarray
+
+#: The router's pre-tokenization (replaces wordllama's normalizer, which makes the whole prompt one
+#: BPE "word"): split at spaces as SentencePiece does (``Metaspace``, "▁" prepended to the first
+#: word), then cut words into pieces of at most 32 characters, so BPE runs per word with its cache
+#: and its cost stays linear in the prompt length. Same vocabulary and merges; the ids differ from
+#: wordllama's only for runs of spaces and words over 32 characters.
+PRE_TOKENIZER = {
+    "type": "Sequence",
+    "pretokenizers": [
+        {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True},
+        {"type": "Split", "pattern": {"Regex": "[\\s\\S]{1,32}"}, "behavior": "Isolated", "invert": False},
+    ],
+}
+
+
+def router_tokenizer(src: Path, dst: Path) -> None:
+    """Write the router's ``tokenizer.json`` to ``dst``: wordllama's tokenizer file ``src`` with
+    ``PRE_TOKENIZER`` instead of its normalizer and no post-processor (no ``<s>`` added)."""
+    d = json.loads(src.read_text(encoding="utf-8"))
+    d["normalizer"] = None
+    d["pre_tokenizer"] = PRE_TOKENIZER
+    d["post_processor"] = None
+    d["padding"] = None
+    d["truncation"] = None
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(d, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
+def load_table(path: Path) -> np.ndarray:
+    """The float16 embedding table ``(vocab, 256)`` of a wordllama safetensors file."""
+    from safetensors.numpy import load_file
+
+    t = load_file(str(path))[TABLE_KEY]
+    if t.ndim != 2 or t.shape[1] != EMBED_DIM:
+        raise ValueError(f"{path}: table shape {t.shape}, expected (vocab, {EMBED_DIM})")
+    return np.ascontiguousarray(t.astype(np.float16))
+
+
+def pool(feats: list[Features], table: np.ndarray) -> np.ndarray:
+    """Design rows ``(len(feats), 256 + 6)`` float32: L2-normalised mean of the ids' table rows, then
+    the dense statistics (module docstring step 3, before standardisation)."""
+    x = np.zeros((len(feats), EMBED_DIM + len(DENSE_NAMES)), dtype=np.float32)
+    for i, f in enumerate(feats):
+        s = table[f.ids].astype(np.float32).sum(axis=0) if f.ids.size else np.zeros(EMBED_DIM, np.float32)
+        m = s / np.float32(max(f.ids.size, 1))
+        x[i, :EMBED_DIM] = m / np.sqrt(np.float32((m * m).sum()) + np.float32(EPS))
+        x[i, EMBED_DIM:] = f.dense[0]
+    return x
+
+
+@dataclass
+class Fitted:
+    """A fitted model: standardisation ``mean``/``std`` ``(262,)``, ``coef`` ``(262,)``, ``intercept``,
+    and the hyper-parameters it was fitted with."""
+
     mean: np.ndarray
     std: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    c: float
+    arena_share: float
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """P(strong needed) of design rows ``x`` (float64)."""
+        z = (x.astype(np.float64) - self.mean) / self.std
+        return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept)))
 
 
-def featurise_all(texts: list[str]) -> list[Features]:
-    """``featurise`` of every text, in order."""
-    return [featurise(t) for t in texts]
+def weights(examples: list[Example], arena_share: float) -> np.ndarray:
+    """Row weights (module docstring step 4)."""
+    share = {"mmlu": 1.0, "gsm8k": 1.0, "arena": arena_share}
+    src = [e.source for e in examples]
+    n = {s: src.count(s) for s in set(src)}
+    w = np.array([share.get(s, 1.0) / n[s] for s in src], dtype=np.float64)
+    return w * (len(w) / w.sum())
 
 
-def fit_transform(feats: list[Features]) -> Transform:
-    """IDF and dense standardisation from training features (see module docstring)."""
-    df = np.zeros(DIM, dtype=np.float64)
-    for f in feats:
-        df[f.idx] += 1.0
-    n = len(feats)
-    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-    dense = np.concatenate([f.dense for f in feats]).astype(np.float64)
-    mean = dense.mean(axis=0)
-    std = dense.std(axis=0)
-    std[std == 0] = 1.0
-    return Transform(idf, mean, std)
-
-
-def design_matrix(feats: list[Features], tr: Transform):
-    """The scipy CSR design matrix ``(len(feats), DIM + 6)``: normalised sparse part, then the
-    standardised dense part (float64)."""
-    from scipy import sparse
-
-    indptr = [0]
-    indices: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    k = len(DENSE_NAMES)
-    for f in feats:
-        v = np.log1p(f.cnt.astype(np.float64)) * tr.idf[f.idx]
-        v = v / np.sqrt((v * v).sum() + 1e-12)
-        z = (f.dense[0].astype(np.float64) - tr.mean) / tr.std
-        indices.append(np.concatenate([f.idx, DIM + np.arange(k)]))
-        values.append(np.concatenate([v, z]))
-        indptr.append(indptr[-1] + f.idx.size + k)
-    return sparse.csr_matrix(
-        (np.concatenate(values), np.concatenate(indices), np.array(indptr)), shape=(len(feats), DIM + k)
-    )
-
-
-def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    from nadir_extproc.routing.evaluate import auc
-
-    return auc(y, s)
-
-
-def choose_c(train: list[Example], feats: list[Features], seed: int) -> tuple[float, dict[float, float]]:
-    """``C`` from ``C_GRID`` by grouped 3-fold CV (module docstring); returns ``(C, {C: mean AUC})``."""
-    import random
-
+def fit(examples: list[Example], x: np.ndarray, c: float, arena_share: float) -> Fitted:
+    """Logistic regression on design rows ``x`` of ``examples`` (steps 3-6, fixed hyper-parameters)."""
     from sklearn.linear_model import LogisticRegression
 
-    groups = sorted({e.group for e in train if e.strong_ok is not None})
-    random.Random(seed + 1).shuffle(groups)
-    fold_of = {g: i % 3 for i, g in enumerate(groups)}
-    y = np.array([e.label for e in train])
-    w = np.array([e.weight for e in train])
-    scores: dict[float, list[float]] = {c: [] for c in C_GRID}
-    for k in range(3):
-        tr_i = [i for i, e in enumerate(train) if e.strong_ok is None or fold_of[e.group] != k]
-        va_i = [i for i, e in enumerate(train) if e.strong_ok is not None and fold_of[e.group] == k]
-        t = fit_transform([feats[i] for i in tr_i])
-        x_tr = design_matrix([feats[i] for i in tr_i], t)
-        x_va = design_matrix([feats[i] for i in va_i], t)
-        for c in C_GRID:
-            m = LogisticRegression(C=c, solver="lbfgs", max_iter=2000)
-            m.fit(x_tr, y[tr_i], sample_weight=w[tr_i])
-            scores[c].append(_auc(y[va_i], m.predict_proba(x_va)[:, 1]))
-    means = {c: float(np.mean(v)) for c, v in scores.items()}
-    return max(C_GRID, key=lambda c: (means[c], -c)), means
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=0)
+    std = x64.std(axis=0)
+    std[std == 0] = 1.0
+    y = np.array([e.label for e in examples])
+    m = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200)
+    m.fit((x64 - mean) / std, y, sample_weight=weights(examples, arena_share))
+    return Fitted(mean, std, m.coef_[0].astype(np.float64), float(m.intercept_[0]), c, arena_share)
 
 
-def export_onnx(path: Path, tr: Transform, coef: np.ndarray, intercept: float, metadata: dict[str, str]) -> None:
+def mean_apgr(examples: list[Example], scores: np.ndarray) -> float:
+    """Mean over the sources present of the APGR of ``scores`` (rows with both qualities only)."""
+    from nadir_extproc.routing.evaluate import routing_curve
+
+    vals = []
+    for s in SOURCES:
+        idx = [i for i, e in enumerate(examples) if e.source == s and e.strong_q is not None]
+        if len(idx) < 2:
+            continue
+        so = np.array([examples[i].strong_q for i in idx])
+        wo = np.array([examples[i].weak_q for i in idx])
+        if so.sum() == wo.sum():
+            continue
+        vals.append(routing_curve(scores[idx], so, wo).apgr())
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def select(examples: list[Example], x: np.ndarray, seed: int) -> tuple[tuple[float, float], dict[str, float]]:
+    """``(C, arena_share)`` from ``GRID`` by ``INNER_K``-fold CV on these rows only (step 5); also
+    returns every candidate's mean APGR."""
+    f = np.array(folds(examples, INNER_K, seed + 1))
+    results = {}
+    for c, a in GRID:
+        oof = np.zeros(len(examples))
+        for k in range(INNER_K):
+            tr, va = np.flatnonzero(f != k), np.flatnonzero(f == k)
+            m = fit([examples[i] for i in tr], x[tr], c, a)
+            oof[va] = m.score(x[va])
+        results[(c, a)] = mean_apgr(examples, oof)
+    best = max(GRID, key=lambda g: (results[g], -g[0], -g[1]))
+    return best, {f"C={c},arena_share={a}": round(v, 4) for (c, a), v in results.items()}
+
+
+def fit_selected(examples: list[Example], x: np.ndarray, seed: int) -> tuple[Fitted, dict[str, float]]:
+    """Select hyper-parameters on these rows (``select``) and fit on all of them."""
+    (c, a), results = select(examples, x, seed)
+    return fit(examples, x, c, a), results
+
+
+def cross_validate(examples: list[Example], x: np.ndarray, seed: int = DEFAULT_SEED, k: int = K,
+                   log: Callable[[str], Any] = lambda m: None) -> tuple[np.ndarray, list[int], list[dict[str, Any]]]:
+    """Out-of-fold scores of the whole recipe (selection inside each fold): ``(scores, fold of each
+    row, per-fold info)``. The fold of a row never influences its own score."""
+    f = folds(examples, k, seed)
+    fa = np.array(f)
+    oof = np.zeros(len(examples))
+    info = []
+    for j in range(k):
+        tr, te = np.flatnonzero(fa != j), np.flatnonzero(fa == j)
+        m, res = fit_selected([examples[i] for i in tr], x[tr], seed + 100 * (j + 1))
+        oof[te] = m.score(x[te])
+        info.append({"fold": j, "train_rows": int(tr.size), "test_rows": int(te.size), "C": m.c,
+                     "arena_share": m.arena_share})
+        log(f"fold {j + 1}/{k}: C={m.c} arena_share={m.arena_share} ({te.size} rows scored)")
+    return oof, f, info
+
+
+def export_onnx(path: Path, table: np.ndarray, m: Fitted, metadata: dict[str, str]) -> None:
     """Write the router graph (``onnx_router`` module docstring) to ``path``.
 
-    ``coef`` float64 ``(DIM + 6,)``: bucket weights then dense weights. Stored as float32. Every
-    bucket keeps its idf, weighted or not: all of a prompt's buckets count in its L2 norm."""
+    The table is stored as float16 (as in the wheel); everything else as float32."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    k = len(DENSE_NAMES)
-    w = coef[:DIM].astype(np.float32)
-    idf = tr.idf.astype(np.float32)
+    d = EMBED_DIM + len(DENSE_NAMES)
     inits = [
-        numpy_helper.from_array(idf, "idf"),
-        numpy_helper.from_array(w, "w"),
-        numpy_helper.from_array(tr.mean.astype(np.float32).reshape(1, k), "mean"),
-        numpy_helper.from_array(tr.std.astype(np.float32).reshape(1, k), "std"),
-        numpy_helper.from_array(coef[DIM:].astype(np.float32).reshape(k, 1), "w_dense"),
-        numpy_helper.from_array(np.array([intercept], dtype=np.float32), "b"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "eps"),
+        numpy_helper.from_array(np.ascontiguousarray(table.astype(np.float16)), "table"),
+        numpy_helper.from_array(m.mean.astype(np.float32).reshape(1, d), "mean"),
+        numpy_helper.from_array(m.std.astype(np.float32).reshape(1, d), "std"),
+        numpy_helper.from_array(m.coef.astype(np.float32).reshape(d, 1), "w"),
+        numpy_helper.from_array(np.array([m.intercept], dtype=np.float32), "b"),
+        numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one"),
+        numpy_helper.from_array(np.array(EPS, dtype=np.float32), "eps"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "shape1"),
     ]
     N = helper.make_node
     nodes = [
-        N("Add", ["cnt", "one"], ["cnt1"]),
-        N("Log", ["cnt1"], ["tf"]),
-        N("Gather", ["idf", "idx"], ["idf_i"]),
-        N("Mul", ["tf", "idf_i"], ["v"]),
-        N("Mul", ["v", "v"], ["v2"]),
-        N("ReduceSum", ["v2"], ["ss"], keepdims=0),
+        N("Gather", ["table", "ids"], ["rows16"], axis=0),
+        N("Cast", ["rows16"], ["rows"], to=TensorProto.FLOAT),
+        N("ReduceSum", ["rows", "axis0"], ["total"], keepdims=1),
+        N("Shape", ["ids"], ["n_i"]),
+        N("Cast", ["n_i"], ["n_f"], to=TensorProto.FLOAT),
+        N("Max", ["n_f", "one"], ["n_c"]),
+        N("Div", ["total", "n_c"], ["pooled"]),
+        N("Mul", ["pooled", "pooled"], ["sq"]),
+        N("ReduceSum", ["sq", "axis1"], ["ss"], keepdims=1),
         N("Add", ["ss", "eps"], ["ss_e"]),
         N("Sqrt", ["ss_e"], ["norm"]),
-        N("Gather", ["w", "idx"], ["w_i"]),
-        N("Mul", ["v", "w_i"], ["vw"]),
-        N("ReduceSum", ["vw"], ["dot"], keepdims=0),
-        N("Div", ["dot", "norm"], ["lin"]),
-        N("Sub", ["dense", "mean"], ["dc"]),
-        N("Div", ["dc", "std"], ["z"]),
-        N("MatMul", ["z", "w_dense"], ["zd"]),
-        N("Reshape", ["zd", "shape1"], ["zd1"]),
-        N("Add", ["zd1", "lin"], ["s1"]),
-        N("Add", ["s1", "b"], ["logit"]),
+        N("Div", ["pooled", "norm"], ["v"]),
+        N("Concat", ["v", "dense"], ["x"], axis=1),
+        N("Sub", ["x", "mean"], ["xc"]),
+        N("Div", ["xc", "std"], ["z"]),
+        N("MatMul", ["z", "w"], ["zw"]),
+        N("Reshape", ["zw", "shape1"], ["zw1"]),
+        N("Add", ["zw1", "b"], ["logit"]),
         N("Sigmoid", ["logit"], ["score"]),
     ]
     graph = helper.make_graph(
         nodes,
-        "nadir_router",
+        "nadir_router_v2",
         [
-            helper.make_tensor_value_info("idx", TensorProto.INT64, ["n"]),
-            helper.make_tensor_value_info("cnt", TensorProto.FLOAT, ["n"]),
-            helper.make_tensor_value_info("dense", TensorProto.FLOAT, [1, k]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"]),
+            helper.make_tensor_value_info("dense", TensorProto.FLOAT, [1, len(DENSE_NAMES)]),
         ],
         [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1])],
         inits,
@@ -195,58 +293,74 @@ def export_onnx(path: Path, tr: Transform, coef: np.ndarray, intercept: float, m
     onnx.save(model, str(path))
 
 
-def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log=print) -> dict[str, Any]:
-    """Train on ``data_dir`` and write ``router.onnx``, ``reference_scores.json`` and
-    ``train_info.json`` into ``out_dir``; returns the training info.
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    Raises ``FileNotFoundError`` when the labelled files are missing."""
-    from sklearn.linear_model import LogisticRegression
 
-    examples = labelled(data_dir) + weakly_labelled(data_dir)
-    train_rows, test_rows = split(examples, seed)
-    log(f"rows: train {len(train_rows)}, held out {len(test_rows)}")
-    feats = featurise_all([e.prompt for e in train_rows])
-    c, cv = choose_c(train_rows, feats, seed)
-    log(f"C by grouped 3-fold CV (mean AUC): {cv} -> C={c}")
-    t = fit_transform(feats)
-    x = design_matrix(feats, t)
-    y = np.array([e.label for e in train_rows])
-    w = np.array([e.weight for e in train_rows])
-    model = LogisticRegression(C=c, solver="lbfgs", max_iter=2000)
-    model.fit(x, y, sample_weight=w)
-    coef = model.coef_[0].astype(np.float64)
-    # Buckets no training row has: weight exactly 0 (lbfgs leaves ~1e-20 noise there).
-    seen = np.zeros(DIM, dtype=bool)
-    for f in feats:
-        seen[f.idx] = True
-    coef[:DIM][~seen] = 0.0
-    intercept = float(model.intercept_[0])
+def prepare(data_dir: Path, tokenizer_out: Path) -> tuple[list[Example], np.ndarray, np.ndarray]:
+    """Examples, their design rows and the table; writes the router tokenizer to ``tokenizer_out``."""
+    t_path, k_path = wordllama_files()
+    table = load_table(t_path)
+    router_tokenizer(k_path, tokenizer_out)
+    tok = load_tokenizer(tokenizer_out)
+    examples = load(data_dir)
+    x = pool(featurise_many([e.prompt for e in examples], tok), table)
+    return examples, x, table
+
+
+def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable[[str], Any] = print,
+          calibrate_target: dict[str, float] | None = None) -> dict[str, Any]:
+    """Train on ``data_dir`` and write ``router.onnx``, ``tokenizer.json``, ``reference_scores.json``,
+    ``train_info.json`` and ``calibration.json`` into ``out_dir``; returns the training info.
+
+    The thresholds in ``calibration.json`` come from the cross-validated (out-of-fold) scores
+    (``calibrate.calibrate_policy``, targets ``calibrate_target`` or ``calibrate.DEFAULT_TARGETS``).
+    Raises ``FileNotFoundError`` when data or the wordllama files are missing."""
+    from nadir_extproc.routing import calibrate
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok_out = out_dir / "tokenizer.json"
+    examples, x, table = prepare(data_dir, tok_out)
+    log(f"rows: {len(examples)} (" + ", ".join(f"{s} {sum(e.source == s for e in examples)}" for s in SOURCES) + ")")
+    oof, fold_of, fold_info = cross_validate(examples, x, seed, log=log)
+    model, results = fit_selected(examples, x, seed)
+    log(f"final: C={model.c} arena_share={model.arena_share} (inner-CV mean APGR {results})")
+    cal = calibrate.calibrate_policy(examples, oof, calibrate_target or calibrate.DEFAULT_TARGETS)
+    log(f"thresholds (from out-of-fold scores): {cal['thresholds']}")
     date = dt.date.today().isoformat()
+    meta = {
+        "version": f"router-v2-{date}-seed{seed}",
+        "trained": date,
+        "seed": str(seed),
+        "C": str(model.c),
+        "arena_share": str(model.arena_share),
+        "features": "wordllama l2_supercat 256 mean-pool + dense6",
+        "tokenizer_sha256": sha256(tok_out),
+    }
+    onnx_path = out_dir / "router.onnx"
+    export_onnx(onnx_path, table, model, meta)
     info: dict[str, Any] = {
         "trained": date,
         "seed": seed,
-        "C": c,
-        "cv_auc": {str(k): round(v, 4) for k, v in cv.items()},
-        "train_rows": len(train_rows),
-        "train_positive": int(y.sum()),
-        "held_out_rows": len(test_rows),
-        "held_out_groups": sorted({e.group for e in test_rows}),
-        "sources": sorted({e.source for e in train_rows}),
-        "nonzero_bucket_weights": int((coef[:DIM] != 0).sum()),
+        "C": model.c,
+        "arena_share": model.arena_share,
+        "grid_mean_apgr": results,
+        "rows": {s: sum(e.source == s for e in examples) for s in SOURCES},
+        "positive": {s: sum(e.label for e in examples if e.source == s) for s in SOURCES},
+        "cv_folds": fold_info,
+        "onnx_bytes": onnx_path.stat().st_size,
+        "onnx_sha256": sha256(onnx_path),
+        "tokenizer_bytes": tok_out.stat().st_size,
+        "tokenizer_sha256": meta["tokenizer_sha256"],
     }
-    meta = {"version": f"router-{date}-seed{seed}", "trained": date, "seed": str(seed), "C": str(c)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / "router.onnx"
-    export_onnx(onnx_path, t, coef, intercept, meta)
-    info["onnx_bytes"] = onnx_path.stat().st_size
-    info["onnx_sha256"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    # Training-time (scikit-learn) scores of the reference prompts; tests compare the graph to them.
-    ref_x = design_matrix(featurise_all(list(REFERENCE_PROMPTS)), t)
-    ref = model.predict_proba(ref_x)[:, 1]
+    tok = load_tokenizer(tok_out)
+    ref = model.score(pool(featurise_many(list(REFERENCE_PROMPTS), tok), table))
     (out_dir / "reference_scores.json").write_text(
         json.dumps([{"prompt": p, "score": float(s)} for p, s in zip(REFERENCE_PROMPTS, ref)], indent=1, ensure_ascii=False) + "\n",
         encoding="utf-8",
     )
+    cal["model_version"] = meta["version"]
+    (out_dir / "calibration.json").write_text(json.dumps(cal, indent=1) + "\n", encoding="utf-8")
     (out_dir / "train_info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     log(f"wrote {onnx_path} ({info['onnx_bytes']} bytes)")
     return info

@@ -1,57 +1,82 @@
-"""Training data: labels, contaminated prompts dropped, split held out by subject/source.
+"""Training data: labels from measured answers only, contaminated prompts dropped, folds by subject.
 Reads ../shared/data/prompts in place; skipped when absent."""
 
 from __future__ import annotations
 
+import json
+import statistics
 from pathlib import Path
 
 import pytest
 
-from nadir_extproc.routing.data import contaminated, labelled, split, weakly_labelled
+from nadir_extproc.routing.data import MMLU_CATEGORY, arena_bench, contaminated, folds, load, mmlu_gsm8k
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "prompts"
-pytestmark = pytest.mark.skipif(not (DATA / "routellm_mmlu_responses.jsonl").exists(), reason=f"prompt data not found at {DATA}")
+pytestmark = pytest.mark.skipif(not (DATA / "arena_bench_v1_scores.jsonl").exists(), reason=f"prompt data not found at {DATA}")
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return labelled(DATA), weakly_labelled(DATA)
+    return load(DATA)
 
 
 def test_counts_after_dropping_contaminated_prompts(rows):
-    lab, weak = rows
     # SOURCES.md: MMLU 14,042 rows, GSM8K 1,319; the contaminated lists name 5 MMLU and 12 GSM8K prompts.
-    assert sum(e.source == "mmlu" for e in lab) == 14_042 - 5
-    assert sum(e.source == "gsm8k" for e in lab) == 1_319 - 12
+    assert sum(e.source == "mmlu" for e in rows) == 14_042 - 5
+    assert sum(e.source == "gsm8k" for e in rows) == 1_319 - 12
+    assert sum(e.source == "arena" for e in rows) == 200
     bad = contaminated(DATA)
-    assert not any(" ".join(e.prompt.split()) in bad for e in lab + weak)
+    assert not any(" ".join(e.prompt.split()) in bad for e in rows)
+    # Only labelled sources: no weakly labelled (whole-source) rows.
+    assert {e.source for e in rows} == {"mmlu", "gsm8k", "arena"}
 
 
-def test_label_is_strong_right_and_weak_wrong(rows):
-    lab, _ = rows
-    assert all(e.label == int(e.strong_ok and not e.weak_ok) for e in lab)
+def test_correctness_label_is_strong_right_and_weak_wrong(rows):
+    lab = [e for e in rows if e.source != "arena"]
+    assert all(e.label == int(e.strong_q == 1.0 and e.weak_q == 0.0) for e in lab)
     # SOURCES.md: 2,497 MMLU rows where only GPT-4 is right (before dropping contaminated rows).
     assert 2_490 <= sum(e.label for e in lab if e.source == "mmlu") <= 2_497
+    assert all(e.category == MMLU_CATEGORY[e.group.split("/", 1)[1]] for e in lab if e.source == "mmlu")
+    assert all(e.category == "math" for e in lab if e.source == "gsm8k")
 
 
-def test_weak_labels(rows):
-    _, weak = rows
-    # arena-hard v0.1 (500) + v2.0 (750) -> 1; HumanEval 164 -> 1; vicuna 80: coding/math/fermi -> 1.
-    assert sum(e.source == "arena_hard" for e in weak) == 1250
-    assert all(e.label == 1 for e in weak if e.source in ("arena_hard", "humaneval"))
-    # vicuna categories: coding 7 + math 3 + fermi 10 = 20 labelled 1, the other 60 labelled 0.
-    assert sum(e.label for e in weak if e.source == "vicuna") == 20
-    assert all(e.strong_ok is None for e in weak)
+def test_arena_label_by_hand():
+    # Recompute the multi-model gap from the raw scores file for every question, split at the median.
+    scores: dict[str, dict[str, float]] = {}
+    for line in (DATA / "arena_bench_v1_scores.jsonl").read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        scores.setdefault(r["question_id"], {})[r["model"]] = r["score"]
+    gap = {}
+    for q, sc in scores.items():
+        g4 = [v for m, v in sc.items() if m.startswith("gpt-4")]
+        other = [v for m, v in sc.items() if not m.startswith("gpt-4")]
+        gap[q] = sum(g4) / len(g4) - sum(other) / len(other)
+    med = statistics.median(gap.values())
+    ex = arena_bench(DATA)
+    assert len(ex) == 200
+    for e in ex:
+        q = e.group.split("/", 1)[1]
+        assert e.label == int(gap[q] > med)
+        assert e.strong_q == scores[q].get("gpt-4-1106-preview") or e.strong_q is None
+    # Median split: about half the prompts are labelled 1.
+    assert 90 <= sum(e.label for e in ex) <= 110
 
 
-def test_split_is_by_subject_and_source(rows):
-    lab, weak = rows
-    train, test = split(lab + weak, seed=7)
-    train_groups = {e.group for e in train}
-    test_groups = {e.group for e in test}
-    assert not train_groups & test_groups
-    assert "gsm8k" in test_groups and not any(e.source == "gsm8k" for e in train)
-    # 57 MMLU subjects, 25 % held out -> 14.
-    assert len([g for g in test_groups if g.startswith("mmlu/")]) == 14
-    assert all(e.strong_ok is None for e in train if not e.group.startswith("mmlu/"))
-    assert split(lab + weak, seed=7)[1] == test  # reproducible
+def test_folds_keep_a_subject_together(rows):
+    f = folds(rows, 5, seed=7)
+    by_subject: dict[str, set[int]] = {}
+    for e, k in zip(rows, f):
+        if e.source == "mmlu":
+            by_subject.setdefault(e.group, set()).add(k)
+    assert len(by_subject) == 57 and all(len(v) == 1 for v in by_subject.values())
+    assert set(f) == {0, 1, 2, 3, 4}
+    # Every fold holds some of every source; reproducible.
+    for k in range(5):
+        assert {e.source for e, j in zip(rows, f) if j == k} == {"mmlu", "gsm8k", "arena"}
+    assert folds(rows, 5, seed=7) == f
+
+
+def test_mmlu_categories_cover_every_subject():
+    subjects = {e.group.split("/", 1)[1] for e in mmlu_gsm8k(DATA) if e.source == "mmlu"}
+    assert subjects == set(MMLU_CATEGORY)
+    assert set(MMLU_CATEGORY.values()) == {"STEM", "humanities", "social sciences", "other"}
