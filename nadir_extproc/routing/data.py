@@ -1,19 +1,30 @@
 """Router training and evaluation data, read in place from a prompts folder (``../shared/data/prompts``).
 
 Three labelled sources, nothing labelled "strong needed" by default (a source is never labelled 1
-as a whole; every label comes from measured model answers):
+as a whole; every label comes from measured model answers). Two label rules (``LABELS``):
+
+- ``difficulty`` (the default, what the shipped model is trained on): 1 = the prompt is hard for the
+  weak side — MMLU/GSM8K: the weak model (Mixtral) answered wrong; arena-bench-v1: the mean judge
+  score of the twelve non-GPT-4 models is below the median over the source.
+- ``gap`` (issue 15's proposal, kept for comparison): 1 = the strong side beats the weak side —
+  MMLU/GSM8K: GPT-4 right and Mixtral wrong; arena-bench-v1: the mean score of the GPT-4 models
+  minus the mean of the other twelve is above the median.
+
+``difficulty`` was chosen over ``gap`` on checks outside the evaluated data (the hand-labelled chat
+set and arena-hard v2.0's math/coding vs creative-writing prompts, ``evaluate.dev_checks``): with
+``gap`` the model did not separate math and coding from creative writing (AUC 0.51 / 0.57) and
+scored the chat set at AUC 0.61 (0.69 / 0.67 / 0.825 with ``difficulty``); the cross-validated
+APGRs of the two are within each other's intervals (``docs/router-eval``).
 
 - **MMLU** (``routellm_mmlu_responses.jsonl``, 14,042 rows, RouteLLM) and **GSM8K**
   (``routellm_gsm8k_responses.csv``, 1,319 rows): per-model correctness of GPT-4
-  (gpt-4-1106-preview, the strong model) and Mixtral-8x7B-Instruct (the weak model).
-  ``label = strong correct and weak wrong``; quality for the routing curve: ``strong_q``/``weak_q``
-  = 1.0 for a correct answer, else 0.0. ``group`` = ``mmlu/<subject>`` or ``gsm8k``; ``category`` =
+  (gpt-4-1106-preview, the strong model) and Mixtral-8x7B-Instruct (the weak model). Quality for
+  the routing curve: ``strong_q``/``weak_q`` = 1.0 for a correct answer, else 0.0. ``group`` = ``mmlu/<subject>`` or ``gsm8k``; ``category`` =
   the MMLU category of the subject (``MMLU_CATEGORY``: STEM, humanities, social sciences, other) or
   ``math`` for GSM8K.
 - **arena-bench-v1** (``arena_bench_v1_question.jsonl`` + ``arena_bench_v1_scores.jsonl``, 200 real
-  Chatbot Arena prompts, GPT-4 judge scores 1-10 for 14 models): ``gap`` = mean score of the GPT-4
-  models (``ARENA_STRONG``) minus the mean score of the other twelve models (those that answered);
-  ``label = gap > median(gap over the source)`` (the multi-model difficulty label). Quality for the
+  Chatbot Arena prompts, GPT-4 judge scores 1-10 for 14 models; the GPT-4 models are
+  ``ARENA_STRONG``, means over the models that were scored). Quality for the
   routing curve is the judge score of the same pair as MMLU/GSM8K: ``strong_q`` = gpt-4-1106-preview,
   ``weak_q`` = Mixtral-8x7B-Instruct-v0.1 (``None`` when either was not scored: such a prompt
   trains but is not evaluated). The prompt is the first turn. ``group`` = ``arena/<question_id>``,
@@ -39,11 +50,13 @@ from pathlib import Path
 
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-#: arena-bench-v1 model names of the strong side of the difficulty label; the other 12 are "weak".
+#: arena-bench-v1 model names of the strong side of the labels; the other 12 are the weak side.
 ARENA_STRONG = ("gpt-4-0314", "gpt-4-1106-preview")
 #: The arena-bench-v1 pair the routing curve is measured on (the same pair as MMLU/GSM8K).
 ARENA_PAIR = ("gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1")
 SOURCES = ("mmlu", "gsm8k", "arena")
+#: Label rules (module docstring); the first is the default.
+LABELS = ("difficulty", "gap")
 
 #: MMLU subject -> category, after Hendrycks et al.'s subject grouping (STEM, humanities, social
 #: sciences, other; health and business subjects are "other").
@@ -83,7 +96,8 @@ class Example:
     """One labelled prompt.
 
     ``source`` (``mmlu``, ``gsm8k``, ``arena``), ``group`` (the unit of a cross-validation fold),
-    ``prompt``, ``label`` 0/1 (1 = the strong model is needed), ``strong_q``/``weak_q`` quality of
+    ``prompt``, ``label`` 0/1 (by the label rule: 1 = hard for the weak side, or the strong side
+    wins), ``strong_q``/``weak_q`` quality of
     the strong and the weak model's answer (correctness 0/1 or judge score 1-10; ``None`` = not
     measured, not evaluated), ``category`` (``None`` when the data has none)."""
 
@@ -122,33 +136,40 @@ def _bool(v: object) -> bool:
     return v is True or (isinstance(v, str) and v.strip().lower() == "true")
 
 
-def mmlu_gsm8k(data_dir: Path, bad: set[str] | None = None) -> list[Example]:
-    """MMLU and GSM8K rows with per-model correctness (contaminated prompts dropped).
+def _check(label: str) -> None:
+    if label not in LABELS:
+        raise ValueError(f"unknown label rule {label!r} (one of {', '.join(LABELS)})")
 
-    Raises ``FileNotFoundError`` if either file is missing."""
+
+def mmlu_gsm8k(data_dir: Path, bad: set[str] | None = None, label: str = "difficulty") -> list[Example]:
+    """MMLU and GSM8K rows with per-model correctness (contaminated prompts dropped), labelled by
+    ``label`` (``LABELS``). Raises ``FileNotFoundError`` if either file is missing."""
+    _check(label)
     bad = contaminated(data_dir) if bad is None else bad
+    rule = (lambda s, w: int(not w)) if label == "difficulty" else (lambda s, w: int(s and not w))
     out: list[Example] = []
     for row in _jsonl(data_dir / "routellm_mmlu_responses.jsonl"):
         if _norm(row["prompt"]) in bad:
             continue
         s, w = _bool(row[f"{STRONG_MODEL}_correct"]), _bool(row[f"{WEAK_MODEL}_correct"])
         subj = row["subject"]
-        out.append(Example("mmlu", f"mmlu/{subj}", row["prompt"], int(s and not w), float(s), float(w),
+        out.append(Example("mmlu", f"mmlu/{subj}", row["prompt"], rule(s, w), float(s), float(w),
                            MMLU_CATEGORY.get(subj, "other")))
     with (data_dir / "routellm_gsm8k_responses.csv").open(encoding="utf-8", newline="") as f:
         for i, row in enumerate(csv.DictReader(f)):
             if _norm(row["prompt"]) in bad:
                 continue
             s, w = _bool(row[STRONG_MODEL]), _bool(row[WEAK_MODEL])
-            out.append(Example("gsm8k", f"gsm8k/{i}", row["prompt"], int(s and not w), float(s), float(w), "math"))
+            out.append(Example("gsm8k", f"gsm8k/{i}", row["prompt"], rule(s, w), float(s), float(w), "math"))
     return out
 
 
-def arena_bench(data_dir: Path, bad: set[str] | None = None) -> list[Example]:
-    """arena-bench-v1 prompts with the multi-model difficulty label (module docstring).
+def arena_bench(data_dir: Path, bad: set[str] | None = None, label: str = "difficulty") -> list[Example]:
+    """arena-bench-v1 prompts labelled by ``label`` (module docstring), split at the source's median.
 
-    Prompts with no score from either side of the label are skipped. Raises ``FileNotFoundError``
-    if either file is missing."""
+    Prompts with no score from either side are skipped. Raises ``FileNotFoundError`` if either file
+    is missing."""
+    _check(label)
     bad = contaminated(data_dir) if bad is None else bad
     scores: dict[str, dict[str, float]] = {}
     for row in _jsonl(data_dir / "arena_bench_v1_scores.jsonl"):
@@ -162,20 +183,22 @@ def arena_bench(data_dir: Path, bad: set[str] | None = None) -> list[Example]:
         weak = [v for m, v in sc.items() if m not in ARENA_STRONG]
         if not prompt or not prompt.strip() or _norm(prompt) in bad or not strong or not weak:
             continue
-        gap = statistics.fmean(strong) - statistics.fmean(weak)
-        rows.append((q["question_id"], prompt, gap, sc.get(ARENA_PAIR[0]), sc.get(ARENA_PAIR[1])))
+        # Both rules as "higher = label 1": the strong side's lead, or how badly the weak side does.
+        value = statistics.fmean(strong) - statistics.fmean(weak) if label == "gap" else -statistics.fmean(weak)
+        rows.append((q["question_id"], prompt, value, sc.get(ARENA_PAIR[0]), sc.get(ARENA_PAIR[1])))
     med = statistics.median(r[2] for r in rows) if rows else 0.0
     out = []
-    for qid, prompt, gap, s, w in rows:
+    for qid, prompt, value, s, w in rows:
         pair = (s, w) if s is not None and w is not None else (None, None)
-        out.append(Example("arena", f"arena/{qid}", prompt, int(gap > med), pair[0], pair[1], None))
+        out.append(Example("arena", f"arena/{qid}", prompt, int(value > med), pair[0], pair[1], None))
     return out
 
 
-def load(data_dir: Path) -> list[Example]:
-    """All labelled examples: MMLU, GSM8K, then arena-bench-v1 (``FileNotFoundError`` if a file is missing)."""
+def load(data_dir: Path, label: str = "difficulty") -> list[Example]:
+    """All labelled examples: MMLU, GSM8K, then arena-bench-v1, by the label rule ``label``
+    (``FileNotFoundError`` if a file is missing, ``ValueError`` for an unknown rule)."""
     bad = contaminated(data_dir)
-    return mmlu_gsm8k(data_dir, bad) + arena_bench(data_dir, bad)
+    return mmlu_gsm8k(data_dir, bad, label) + arena_bench(data_dir, bad, label)
 
 
 def folds(examples: list[Example], k: int, seed: int) -> list[int]:

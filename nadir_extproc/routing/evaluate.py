@@ -174,8 +174,10 @@ def chat_summary(rows: list[dict[str, Any]], scores: np.ndarray, policy: Any,
 
 #: Built-in scorer names of ``router eval`` (besides ``onnx:PATH``).
 BUILTIN_SCORERS = ("cv", "shipped", "rules", "length", "random")
+#: Also accepted: ``cv-gap`` — the recipe trained on the ``gap`` label rule, cross-validated.
 SCORER_HELP = {
     "cv": "the training recipe, cross-validated: each prompt scored by a model trained without its fold",
+    "cv-gap": "the same recipe trained on the gap label instead (issue 15's proposal), cross-validated",
     "shipped": "the shipped model (trained on all of this data: in-sample, optimistic)",
     "rules": "the rule router (1 strong / 0 weak)",
     "length": "prompt length in characters",
@@ -254,7 +256,7 @@ def dev_checks(score_many, policy: Any, data_dir: Path, chat_prompts: Path | Non
         out["chat"]["file"] = chat_prompts.name
     p = data_dir / "arena_hard_v2.0_question.jsonl"
     if p.is_file():
-        rows = [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+        rows = [json.loads(x) for x in p.read_text(encoding="utf-8").split("\n") if x.strip()]
         sc = score_many([r["prompt"] for r in rows])
         cat = np.array([str(r.get("subcategory") or r.get("category")) for r in rows])
         w = sc[cat == "creative_writing"]
@@ -286,12 +288,12 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     data (``dev_checks``) use the shipped model. Raises ``FileNotFoundError`` when data is missing,
     ``ValueError`` for an unknown scorer."""
     from nadir_extproc.routing import train as tr
-    from nadir_extproc.routing.data import SOURCES
+    from nadir_extproc.routing.data import SOURCES, load
     from nadir_extproc.routing.policy import TierPolicy
 
     model_dir = Path(__file__).parent / "model"
     calibration = calibration or model_dir / "calibration.json"
-    fixed = {n: fixed_scorer(n) for n in scorers if n != "cv"}
+    fixed = {n: fixed_scorer(n) for n in scorers if n not in ("cv", "cv-gap")}
     if seed is None:
         seed = tr.DEFAULT_SEED
         if "shipped" in fixed:
@@ -306,9 +308,10 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     all_scores: dict[str, np.ndarray] = {}
     metrics: dict[str, Any] = {"seed": seed, "k": tr.K, "bootstrap": n_boot, "scorers": {}, "sets": {}, "categories": {}}
     for name in scorers:
-        if name == "cv":
-            log(f"cross-validating the recipe ({tr.K} folds, selection inside each fold) …")
-            oof, _, info = tr.cross_validate(examples, x, seed, log=log)
+        if name in ("cv", "cv-gap"):
+            log(f"cross-validating the recipe, {name} ({tr.K} folds, selection inside each fold) …")
+            train_rows = examples if name == "cv" else load(data_dir, "gap")
+            oof, _, info = tr.cross_validate(train_rows, x, seed, log=log)
             all_scores[name] = oof
             metrics["scorers"][name] = {"help": SCORER_HELP[name], "in_sample": False, "folds": info}
         else:
@@ -391,7 +394,8 @@ def _report(m: dict[str, Any]) -> str:
     L = [
         "# Router evaluation: cost–quality curves, cross-validated",
         "",
-        "Made by `.venv/bin/nadir-extproc router eval --out docs/router-eval` (repo root, `train` extra, "
+        "Made by `.venv/bin/nadir-extproc router eval --out docs/router-eval "
+        + " ".join(f"-s {n}" for n in m["scorers"]) + "` (repo root, `train` extra, "
         f"`../shared/data/prompts` present); {m['k']}-fold cross-validation, seed {m['seed']}, "
         f"{m['bootstrap']} bootstrap resamples (MMLU resampled by subject). How to read it: `README.md` here.",
         "",
@@ -455,7 +459,7 @@ def _plot(curves: dict[str, dict[str, Curve]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.4), dpi=100)
-    styles = {"cv": "-", "shipped": "-.", "rules": "--", "length": (0, (5, 1, 1, 1)), "random": ":"}
+    styles = {"cv": "-", "cv-gap": (0, (3, 1)), "shipped": "-.", "rules": "--", "length": (0, (5, 1, 1, 1)), "random": ":"}
     for ax, (name, cs) in zip(np.atleast_1d(axes), curves.items()):
         for scorer, c in cs.items():
             ax.plot(100 * c.x, 100 * c.pgr, linestyle=styles.get(scorer, "-"), label=f"{scorer} (APGR {c.apgr():.3f})")

@@ -10,7 +10,8 @@ Exact behaviour (pinned by ``tests/routing/test_features.py``):
    first ``HEAD_CHARS`` (3,072) and last ``TAIL_CHARS`` (1,024) characters joined by ``"\\n"``, so
    the cost of a 100 K-character prompt is that of a 4 K one. Length statistics use the full text.
 2. **Token ids**: the bounded text encoded by the router's tokenizer (``tokenizer.json`` beside the
-   model: the Llama 2 tokenizer shipped in the ``wordllama`` wheel), without special tokens
+   model: the Llama 2 tokenizer shipped in the ``wordllama`` wheel, pre-tokenised at spaces:
+   ``train.PRE_TOKENIZER``), without special tokens
    (``add_special_tokens=False``, as wordllama embeds), as int64 ``(n,)``; at most ``MAX_TOKENS``
    (the first ones) are kept. Empty text gives no ids.
 3. **Dense statistics** (``DENSE_NAMES``, float32, shape ``(1, 6)``), from the full text ``t``:
@@ -99,14 +100,19 @@ def featurise(text: str, tokenizer: Any) -> Features:
     """Features of one prompt (module docstring) with ``tokenizer`` (``load_tokenizer``). Never raises
     for any ``str``."""
     short = bound(text)
-    ids = np.asarray(tokenizer.encode(short, add_special_tokens=False).ids[:MAX_TOKENS], dtype=np.int64) if short else np.zeros(0, dtype=np.int64)
-    return Features(ids=ids, dense=dense(text, short))
+    if not short:
+        return Features(ids=np.zeros(0, dtype=np.int64), dense=dense(text, short))
+    # encode_batch_fast skips the offsets (about half the cost of encode); same ids.
+    enc = tokenizer.encode_batch_fast([short], add_special_tokens=False)[0] if hasattr(tokenizer, "encode_batch_fast") \
+        else tokenizer.encode(short, add_special_tokens=False)
+    return Features(ids=np.asarray(enc.ids[:MAX_TOKENS], dtype=np.int64), dense=dense(text, short))
 
 
 def featurise_many(texts: list[str], tokenizer: Any) -> list[Features]:
     """``featurise`` of every text, in order (tokenised as one batch; same ids as one by one)."""
     shorts = [bound(t) for t in texts]
-    encs = tokenizer.encode_batch(shorts, add_special_tokens=False) if texts else []
+    batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    encs = batch(shorts, add_special_tokens=False) if texts else []
     out = []
     for t, s, e in zip(texts, shorts, encs):
         ids = np.asarray(e.ids[:MAX_TOKENS], dtype=np.int64) if s else np.zeros(0, dtype=np.int64)

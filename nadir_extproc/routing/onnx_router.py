@@ -7,7 +7,8 @@ onnxruntime session over the graph written by ``train.export_onnx``::
     rows   = float32(table[ids])                 table: float16 [32000, 256] (wordllama l2_supercat)
     pooled = sum(rows, axis 0) / max(n, 1);  v = pooled / sqrt(sum(pooled * pooled) + 1e-12)
     x      = concat(v, dense)                    [1, 262]
-    score  = sigmoid(((x - mean) / std) @ w + b)                          output  score float32 [1]
+    z      = clip((x - mean) / std, -3, 3)
+    score  = sigmoid(z @ w + b)                                           output  score float32 [1]
 
 The tokenizer is ``tokenizer.json`` beside the model file; the graph's metadata records its
 sha256 (``tokenizer_sha256``) and a mismatch is a load error. The session is created once, with one

@@ -43,11 +43,11 @@ DEFAULT_TIERS: dict[str, dict[str, str]] = {
 #: Tiers cheapest first.
 TIER_ORDER: tuple[str, ...] = ("weak", "mid", "strong")
 
-#: tier -> lowest score that selects it. ``strong`` 0.4 was chosen on the training split; ``mid``
-#: 0.35 (was 0.3) is the highest 0.05 step that sends none of the hand-labelled hard chat prompts
-#: (docs/router-eval/chat_prompts.jsonl) to the weak tier: 14 of 20 easy ones go weak (10 at 0.3),
-#: and providers without a mid model send 6 easy ones strong (10 at 0.3). See docs/router-eval/.
-DEFAULT_THRESHOLDS: dict[str, float] = {"weak": 0.0, "mid": 0.35, "strong": 0.4}
+#: tier -> lowest score that selects it. Calibrated by ``router train`` (``routing/calibrate.py``) on the
+#: cross-validated scores of arena-bench-v1 chat prompts: ``mid`` recovers 80 % of the GPT-4-vs-Mixtral
+#: quality gap when the mid band goes strong (two-tier providers), ``strong`` 50 %. Source of truth:
+#: ``routing/model/calibration.json`` (a test keeps them equal); recalibrate: ``nadir-extproc router calibrate``.
+DEFAULT_THRESHOLDS: dict[str, float] = {"weak": 0.0, "mid": 0.155069, "strong": 0.443926}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,15 +3,18 @@ regression -> one ONNX graph (embedding table, pooling, standardisation, classif
 
 Training-only module (the ``train`` extra: scikit-learn, onnx, wordllama). Recipe (``train``):
 
-1. **Data** (``data.load``): MMLU + GSM8K correctness labels and the arena-bench-v1 multi-model
-   difficulty label; nothing is labelled "strong" by default.
+1. **Data** (``data.load``): MMLU + GSM8K correctness and arena-bench-v1 judge scores, labelled by
+   the ``difficulty`` rule (the weak side fails; ``data`` module docstring); nothing is labelled
+   "strong" by default.
 2. **Embeddings**: the ``l2_supercat`` 32,000 x 256 float16 table and the Llama 2 tokenizer are
    read straight from the files inside the installed ``wordllama`` wheel (``wordllama_files``; the
    package is located, never imported, so nothing reaches for a model hub).
 3. **Features** (``pool``): ``features.featurise`` (token ids + 6 dense statistics); the ids'
    table rows (as float32) are averaged (``sum / max(n, 1)``), the mean is L2-normalised
    (``v / sqrt(sum(v*v) + 1e-12)``); ``x = [v, dense]`` (262 values), standardised with the training
-   rows' mean and standard deviation (a zero deviation becomes 1).
+   rows' mean and standard deviation (a zero deviation becomes 1) and clipped to ``[-CLIP, CLIP]``
+   (a rare feature such as a code fence, 0 in almost every training row, would otherwise reach
+   20 standard deviations on a prompt that has it and swamp every other feature).
 4. **Row weights**: each source gets a share of the total weight, spread evenly over its rows:
    MMLU 1, GSM8K 1, arena-bench ``arena_share`` (weights scaled to average 1).
 5. **Hyper-parameters** ``(C, arena_share)`` from ``GRID`` by ``INNER_K``-fold cross-validation on
@@ -49,6 +52,8 @@ INNER_K = 3
 GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.05, 0.5) for a in (1.0, 3.0))
 EMBED_DIM = 256
 EPS = 1e-12
+#: Standardised features are clipped to [-CLIP, CLIP] (step 3).
+CLIP = 3.0
 #: Files inside the wordllama wheel (0.4.0.post1) that the router uses.
 WORDLLAMA_TABLE = ("weights", "l2_supercat_256.safetensors")
 WORDLLAMA_TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
@@ -87,17 +92,10 @@ def wordllama_files() -> tuple[Path, Path]:
 
 
 #: The router's pre-tokenization (replaces wordllama's normalizer, which makes the whole prompt one
-#: BPE "word"): split at spaces as SentencePiece does (``Metaspace``, "▁" prepended to the first
-#: word), then cut words into pieces of at most 32 characters, so BPE runs per word with its cache
-#: and its cost stays linear in the prompt length. Same vocabulary and merges; the ids differ from
-#: wordllama's only for runs of spaces and words over 32 characters.
-PRE_TOKENIZER = {
-    "type": "Sequence",
-    "pretokenizers": [
-        {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True},
-        {"type": "Split", "pattern": {"Regex": "[\\s\\S]{1,32}"}, "behavior": "Isolated", "invert": False},
-    ],
-}
+#: BPE "word" and costs ~3x more): split at spaces as SentencePiece does (``Metaspace``, "▁"
+#: prepended to the first word), so BPE runs per word with its cache. Same vocabulary and merges;
+#: the ids differ from wordllama's only for runs of several spaces.
+PRE_TOKENIZER = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}
 
 
 def router_tokenizer(src: Path, dst: Path) -> None:
@@ -149,8 +147,12 @@ class Fitted:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """P(strong needed) of design rows ``x`` (float64)."""
-        z = (x.astype(np.float64) - self.mean) / self.std
-        return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept)))
+        return 1.0 / (1.0 + np.exp(-(standardise(x, self.mean, self.std) @ self.coef + self.intercept)))
+
+
+def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``clip((x - mean) / std, -CLIP, CLIP)`` in float64 (step 3)."""
+    return np.clip((x.astype(np.float64) - mean) / std, -CLIP, CLIP)
 
 
 def weights(examples: list[Example], arena_share: float) -> np.ndarray:
@@ -172,7 +174,7 @@ def fit(examples: list[Example], x: np.ndarray, c: float, arena_share: float) ->
     std[std == 0] = 1.0
     y = np.array([e.label for e in examples])
     m = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200)
-    m.fit((x64 - mean) / std, y, sample_weight=weights(examples, arena_share))
+    m.fit(standardise(x64, mean, std), y, sample_weight=weights(examples, arena_share))
     return Fitted(mean, std, m.coef_[0].astype(np.float64), float(m.intercept_[0]), c, arena_share)
 
 
@@ -249,6 +251,8 @@ def export_onnx(path: Path, table: np.ndarray, m: Fitted, metadata: dict[str, st
         numpy_helper.from_array(np.array([m.intercept], dtype=np.float32), "b"),
         numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one"),
         numpy_helper.from_array(np.array(EPS, dtype=np.float32), "eps"),
+        numpy_helper.from_array(np.array(-CLIP, dtype=np.float32), "lo"),
+        numpy_helper.from_array(np.array(CLIP, dtype=np.float32), "hi"),
         numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "shape1"),
@@ -269,7 +273,8 @@ def export_onnx(path: Path, table: np.ndarray, m: Fitted, metadata: dict[str, st
         N("Div", ["pooled", "norm"], ["v"]),
         N("Concat", ["v", "dense"], ["x"], axis=1),
         N("Sub", ["x", "mean"], ["xc"]),
-        N("Div", ["xc", "std"], ["z"]),
+        N("Div", ["xc", "std"], ["zu"]),
+        N("Clip", ["zu", "lo", "hi"], ["z"]),
         N("MatMul", ["z", "w"], ["zw"]),
         N("Reshape", ["zw", "shape1"], ["zw1"]),
         N("Add", ["zw1", "b"], ["logit"]),
@@ -297,19 +302,20 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def prepare(data_dir: Path, tokenizer_out: Path) -> tuple[list[Example], np.ndarray, np.ndarray]:
-    """Examples, their design rows and the table; writes the router tokenizer to ``tokenizer_out``."""
+def prepare(data_dir: Path, tokenizer_out: Path, label: str = "difficulty") -> tuple[list[Example], np.ndarray, np.ndarray]:
+    """Examples (label rule ``label``), their design rows and the table; writes the router tokenizer
+    to ``tokenizer_out``."""
     t_path, k_path = wordllama_files()
     table = load_table(t_path)
     router_tokenizer(k_path, tokenizer_out)
     tok = load_tokenizer(tokenizer_out)
-    examples = load(data_dir)
+    examples = load(data_dir, label)
     x = pool(featurise_many([e.prompt for e in examples], tok), table)
     return examples, x, table
 
 
 def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable[[str], Any] = print,
-          calibrate_target: dict[str, float] | None = None) -> dict[str, Any]:
+          calibrate_target: dict[str, float] | None = None, label: str = "difficulty") -> dict[str, Any]:
     """Train on ``data_dir`` and write ``router.onnx``, ``tokenizer.json``, ``reference_scores.json``,
     ``train_info.json`` and ``calibration.json`` into ``out_dir``; returns the training info.
 
@@ -320,7 +326,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tok_out = out_dir / "tokenizer.json"
-    examples, x, table = prepare(data_dir, tok_out)
+    examples, x, table = prepare(data_dir, tok_out, label)
     log(f"rows: {len(examples)} (" + ", ".join(f"{s} {sum(e.source == s for e in examples)}" for s in SOURCES) + ")")
     oof, fold_of, fold_info = cross_validate(examples, x, seed, log=log)
     model, results = fit_selected(examples, x, seed)
@@ -334,6 +340,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
         "seed": str(seed),
         "C": str(model.c),
         "arena_share": str(model.arena_share),
+        "label": label,
         "features": "wordllama l2_supercat 256 mean-pool + dense6",
         "tokenizer_sha256": sha256(tok_out),
     }
@@ -344,6 +351,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
         "seed": seed,
         "C": model.c,
         "arena_share": model.arena_share,
+        "label": label,
         "grid_mean_apgr": results,
         "rows": {s: sum(e.source == s for e in examples) for s in SOURCES},
         "positive": {s: sum(e.label for e in examples if e.source == s) for s in SOURCES},

@@ -29,7 +29,7 @@ from tests.integration.conftest import clear_upstream, raw_post, upstream_reques
 
 MARKER = "sk-MARKER-4b1d7e0a-must-never-be-stored"
 USAGE = {"x-emulator-usage": json.dumps({"input": 1000, "output": 500})}
-ASK = [{"role": "user", "content": "What's the capital of France?"}]
+ASK = [{"role": "user", "content": "hi"}]  # scores in the weak band of the shipped router
 #: The trace of the runaway-trace rule (a client-chosen W3C trace id).
 RUNAWAY_TRACE = "5e1f0c2a9b8d47e3a6c1f00d2b3c4d5e"
 

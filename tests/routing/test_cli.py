@@ -1,4 +1,5 @@
-"""`nadir-extproc router score`: JSONL in, one JSONL line out per line, in order, same path as the service."""
+"""`nadir-extproc router score`: prompts as arguments, JSONL from a file or stdin; one JSON line out per
+prompt/line, in order, scored on the same path as the service."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ def run(stdin: str, *args: str):
     return CliRunner().invoke(app, ["router", "score", *args], input=stdin, env={"NADIR_CONFIG": ""})
 
 
+def tier_of(score: float) -> str:
+    from nadir_extproc.routing.policy import TierPolicy
+
+    return TierPolicy().tier_for_score(score)
+
+
 def test_prompts_and_request_bodies_of_every_dialect():
+    from nadir_extproc.routing.onnx_router import OnnxScorer
+    from nadir_extproc.routing.policy import TierPolicy
+
     lines = [
         {"prompt": EASY},
         {"model": "auto", "messages": [{"role": "user", "content": CODE}]},
@@ -27,28 +37,53 @@ def test_prompts_and_request_bodies_of_every_dialect():
     r = run("".join(json.dumps(x) + "\n" for x in lines))
     assert r.exit_code == 0, r.output
     out = [json.loads(x) for x in r.stdout.splitlines()]
-    # Default bands (< 0.35 weak, >= 0.4 strong); scores in model/reference_scores.json.
-    assert [(o["tier"], o["model"]) for o in out] == [
-        ("weak", "gpt-4o-mini"),
-        ("strong", "gpt-4o"),
-        ("weak", "gpt-4o-mini"),
-        ("weak", "claude-haiku-4-5"),
-        ("strong", "gemini-2.5-pro"),
-    ]
-    assert all(o["router"] == "onnx" and 0.0 <= o["score"] <= 1.0 for o in out)
+    scorer, pol = OnnxScorer(), TierPolicy()
+    texts = [EASY, CODE, EASY, "Be brief.\nSay hello in Japanese.", CODE]
+    providers = ["openai", "openai", "openai", "anthropic", "google"]
+    for o, t, prov in zip(out, texts, providers):
+        tier = pol.tier_for_score(o["score"])
+        assert o["model"] == pol.pick(prov, tier).model and o["router"] == "onnx"
     # The same text scores the same whichever shape carries it.
-    assert out[0]["score"] == out[2]["score"]
-    assert out[1]["score"] == out[4]["score"]
+    assert out[0]["score"] == out[2]["score"] == scorer.score(EASY)
+    assert out[1]["score"] == out[4]["score"] == scorer.score(CODE)
+
+
+def test_prompts_as_arguments_in_order():
+    from nadir_extproc.routing.onnx_router import OnnxScorer
+
+    prompts = [EASY, CODE, "hi"]
+    r = run("", *prompts)
+    assert r.exit_code == 0, r.output
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    scorer = OnnxScorer()
+    assert [o["score"] for o in out] == [scorer.score(p) for p in prompts]
+    assert all(o["model"].startswith("gpt-") for o in out)
+
+
+def test_provider_gemini_and_google_are_the_same_tiers():
+    from nadir_extproc.routing.policy import DEFAULT_TIERS
+
+    a = [json.loads(x) for x in run("", EASY, CODE, "--provider", "gemini").stdout.splitlines()]
+    b = [json.loads(x) for x in run("", EASY, CODE, "--provider", "google").stdout.splitlines()]
+    c = [json.loads(x) for x in run("", EASY, CODE, "--provider", "Gemini").stdout.splitlines()]
+    assert a == b == c and len(a) == 2
+    assert all(o["model"] in DEFAULT_TIERS["google"].values() for o in a)
+    r = run("", EASY, "--provider", "nope")
+    assert r.exit_code == 2 and "unknown provider" in r.output
 
 
 def test_provider_option_and_bad_lines(tmp_path):
+    from nadir_extproc.routing.policy import DEFAULT_TIERS
+
     f = tmp_path / "in.jsonl"
     f.write_text(json.dumps({"prompt": CODE}) + "\nnot json\n[1]\n\n" + json.dumps({"prompt": EASY}) + "\n", encoding="utf-8")
-    r = run("", str(f), "--provider", "anthropic")
+    r = run("", "--file", str(f), "--provider", "anthropic")
     out = [json.loads(x) for x in r.stdout.splitlines()]
     assert r.exit_code == 1  # some lines were errors
-    assert out[0]["model"] == "claude-sonnet-4-5" and out[3]["model"] == "claude-haiku-4-5"
+    assert out[0]["model"] in DEFAULT_TIERS["anthropic"].values() and out[3]["model"] in DEFAULT_TIERS["anthropic"].values()
     assert "error" in out[1] and "error" in out[2] and len(out) == 4
+    assert run("", "x", "--file", str(f)).exit_code == 2  # arguments and a file: one or the other
+    assert run("", "--file", str(tmp_path / "missing.jsonl")).exit_code == 2
 
 
 def test_rules_router_by_setting(tmp_path):
@@ -81,7 +116,7 @@ def test_full_bodies_score_what_the_request_path_scores(tmp_path):
     ]
     f = tmp_path / "bodies.jsonl"
     f.write_text("".join(json.dumps(b) + "\n" for _, b in bodies), encoding="utf-8")
-    r = run("", str(f))
+    r = run("", "--file", str(f))
     assert r.exit_code == 0, r.output
     out = [json.loads(x) for x in r.stdout.splitlines()]
     assert len(out) == len(bodies)

