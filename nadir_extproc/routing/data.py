@@ -12,7 +12,7 @@ as a whole; every label comes from measured model answers). Two label rules (``L
 
 ``difficulty`` was chosen over ``gap`` on checks outside the evaluated data (the hand-labelled chat
 set and arena-hard v2.0's math/coding vs creative-writing prompts, ``evaluate.dev_checks``): with
-``gap`` the model did not separate math and coding from creative writing (AUC 0.51 / 0.57) and
+``gap`` a model (development runs) did not separate math and coding from creative writing (AUC 0.51 / 0.57) and
 scored the chat set at AUC 0.61 (0.69 / 0.67 / 0.825 with ``difficulty``); the cross-validated
 APGRs of the two are within each other's intervals (``docs/router-eval``).
 
