@@ -886,7 +886,9 @@ class RequestProcessor:
             return r
         try:
             model = self.out.routed_model or self.out.requested_model
-            a = await b.admit(self._scopes, b.estimate(self._entry.id, model, body_bytes, body))
+            # Per-route defaults by the route's provider id; rates from the catalogue the cost will use.
+            est = b.estimate(self._entry.id, model, body_bytes, body, catalogue=self._catalogue_provider())
+            a = await b.admit(self._scopes, est)
         except Exception as e:  # noqa: BLE001 — our bug must not break the user's call
             count("internal_error", f"budget admission: {type(e).__name__}: {e}")
             return r

@@ -114,9 +114,12 @@ class Budgets:
         return self.redis_cfg.timeout_ms / 1000 if self.redis_cfg is not None else 0.0
 
     # ------------------------------------------------------------------ request path
-    def estimate(self, provider: str, model: str | None, body_bytes: int, body: dict[str, Any] | None) -> Decimal:
-        """The request's estimated maximum cost, USD (``budgets.estimate``)."""
-        return _estimate.estimate_usd(provider, model, body_bytes, body, self.cfg)
+    def estimate(self, provider: str, model: str | None, body_bytes: int, body: dict[str, Any] | None,
+                 catalogue: str | None = None) -> Decimal:
+        """The request's estimated maximum cost, USD (``budgets.estimate``): ``provider`` is the
+        route's provider id (per-route output default), ``catalogue`` the provider id its rates are
+        looked up under (default: ``provider``)."""
+        return _estimate.estimate_usd(provider, model, body_bytes, body, self.cfg, catalogue=catalogue)
 
     async def admit(self, scopes: Mapping[str, str], estimate_usd: Decimal) -> Admission:
         """Decide and reserve (module docstring). Never waits on Redis longer than

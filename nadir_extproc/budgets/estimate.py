@@ -84,8 +84,10 @@ def tokens(body_bytes: int, body: dict[str, Any] | None, provider: str, cfg: Any
     return n_in, n_out * choices(body)
 
 
-def estimate_usd(provider: str, model: str | None, body_bytes: int, body: dict[str, Any] | None, cfg: Any) -> Decimal:
-    """The request's estimated maximum cost in USD (``Decimal``, exact). 0 when the model is
+def estimate_usd(provider: str, model: str | None, body_bytes: int, body: dict[str, Any] | None, cfg: Any,
+                 catalogue: str | None = None) -> Decimal:
+    """The request's estimated maximum cost in USD (``Decimal``, exact): ``provider`` picks the
+    route's output default, ``catalogue`` (default ``provider``) the rates. 0 when the model is
     unknown or cannot be priced (counted as ``budget_estimate_unpriced``: the request reserves
     nothing and is checked against spend and others' reservations only)."""
     n_in, n_out = tokens(body_bytes, body, provider, cfg)
@@ -94,7 +96,7 @@ def estimate_usd(provider: str, model: str | None, body_bytes: int, body: dict[s
     if not model:
         count("budget_estimate_unpriced", "no model")
         return Decimal(0)
-    cost = price(provider, model, Usage(uncached_input_tokens=n_in, output_tokens=n_out))
+    cost = price(catalogue or provider, model, Usage(uncached_input_tokens=n_in, output_tokens=n_out))
     if cost.total_usd is None:
         count("budget_estimate_unpriced", cost.unpriced_reason or "unpriced")
         return Decimal(0)
