@@ -73,3 +73,10 @@ def test_reservation_and_redis_settings_from_yaml_and_env(tmp_path):
     f.write_text("budgets: [{name: a, scope: team, window: 1h, limit_usd: 1, on_redis_down: maybe}]\n")
     with pytest.raises(ConfigError, match="on_redis_down"):
         load_settings(f, env={})
+
+
+def test_route_default_by_route_id_rates_by_catalogue_id():
+    # A Vertex AI route: its own output default, Google's catalogue rates (gemini-2.5-flash 0.30 / 2.50
+    # per MTok): 40 bytes -> 10 x 0.30/1e6 + 200 x 2.50/1e6 = 0.000003 + 0.0005 = 0.000503
+    cfg = BudgetReservationSettings(output_tokens={"default": 512, "vertex": 200})
+    assert estimate_usd("vertex", "gemini-2.5-flash", 40, {}, cfg, catalogue="google") == D("0.000503")
