@@ -198,7 +198,8 @@ class Front:
         cfg = front_config("product" if kind.startswith("product") else kind, self.port, self.admin, extproc_port, upstream, otlp)
         path = procs.dir / f"front-{kind}.json"
         path.write_text(json.dumps(cfg))
-        procs.spawn(f"envoy-{kind}", [str(envoy_binary()), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "2", "-l", "warning"])
+        self.pid = procs.spawn(f"envoy-{kind}", [str(envoy_binary()), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "2",
+                                                  "-l", "warning"]).pid
         wait_ready(self.admin)
 
 
@@ -455,9 +456,11 @@ def main() -> None:
             f = fronts[kind]
             settle()
             c0 = cpu_s(pids[kind])
+            e0 = cpu_s(f.pid)
             t0 = envoy_stat(f.admin, "http.llm.ext_proc.message_timeouts") if pids[kind] else 0
             r = run_wrk(f"http://127.0.0.1:{f.port}/v1/chat/completions", scripts[shape], conns, seconds)
             r["cpu_ms_per_req"] = round((cpu_s(pids[kind]) - c0) * 1000 / max(1, r["requests"]), 3) if pids[kind] else None
+            r["envoy_cpu_ms_per_req"] = round((cpu_s(f.pid) - e0) * 1000 / max(1, r["requests"]), 3)  # the front Envoy
             # Envoy's ext_proc message timeouts in this run (overload queueing when the ext_proc
             # is the bottleneck; with failure_mode_allow those requests went on unprocessed).
             r["message_timeouts"] = (envoy_stat(f.admin, "http.llm.ext_proc.message_timeouts") - t0) if pids[kind] else 0
@@ -574,16 +577,17 @@ def report(res: dict) -> str:
              "Everything (wrk, 5 Envoys, ext_procs, OTLP sink) shares the same cores; absolute req/s are noisy, ratios and CPU per request are the figures to trust.", ""]
     for shape in ("json", "stream"):
         lines += [f"## {'Non-streaming (JSON)' if shape == 'json' else 'Streaming (SSE)'} `model=\"auto\"` Chat Completions", "",
-                  "| configuration | req/s c=16 | × Envoy | req/s c=64 | × Envoy | p50 c=1 (ms) | p99 c=1 (ms) | +p50 vs Envoy | ext_proc CPU/req (ms, c=16) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| configuration | req/s c=16 | × Envoy | req/s c=64 | × Envoy | p50 c=1 (ms) | p99 c=1 (ms) | +p50 vs Envoy | ext_proc CPU/req (ms, c=16) | front Envoy CPU/req (ms, c=16) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         base16, base64, base_p50 = med("envoy", shape, 16, "rps"), med("envoy", shape, 64, "rps"), med("envoy", shape, 1, "p50_ms")
         for k in kinds:
             r16, r64 = med(k, shape, 16, "rps"), med(k, shape, 64, "rps")
             p50, p99 = med(k, shape, 1, "p50_ms"), med(k, shape, 1, "p99_ms")
             cpu = med(k, shape, 16, "cpu_ms_per_req")
             c1 = "— | — | —" if p50 is None else f"{p50:.2f} | {p99:.2f} | {p50 - base_p50:+.2f}"
+            ecpu = med(k, shape, 16, "envoy_cpu_ms_per_req")
             lines.append(f"| {label[k]} | {r16:.0f} | {r16 / base16:.2f}× | {r64:.0f} | {r64 / base64:.2f}× | {c1} | "
-                         f"{'—' if cpu is None else f'{cpu:.3f}'} |")
+                         f"{'—' if cpu is None else f'{cpu:.3f}'} | {ecpu:.3f} |")
         bad = sum(r["non2xx"] for r in runs if r["shape"] == shape)
         mt = {c: sum(r.get("message_timeouts", 0) for r in runs if r["shape"] == shape and r["conns"] == c) for c in (1, 16, 64)}
         lines += ["", f"Non-2xx responses in these runs: {bad}. Envoy ext_proc message timeouts (overload: requests queued in "
