@@ -415,8 +415,8 @@ def _explain_batch_file(
         return out
     total = sum((D(r["cost_usd"]) for r in results), D(0))
     out["cost_usd"] = format_usd(total)
-    out["breakdown_usd"] = {k: format_usd(sum((D(r["breakdown_usd"].get(k, "0")) for r in results), D(0)))
-                            for r0 in results for k in r0["breakdown_usd"]}
+    classes = dict.fromkeys(k for r in results for k in r["breakdown_usd"])
+    out["breakdown_usd"] = {k: format_usd(sum((D(r["breakdown_usd"].get(k, "0")) for r in results), D(0))) for k in classes}
     keys = {k for r in results for k in (r["usage"] or {})}
     out["usage"] = {k: sum((r["usage"] or {}).get(k, 0) for r in results) for k in sorted(keys)}
     for k in ("baseline_cost_usd", "cost_saved_usd", "reported_cost_usd", "catalogue_cost_usd"):
