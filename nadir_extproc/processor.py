@@ -540,7 +540,8 @@ class RequestProcessor:
             self.out.stream = True
             # A usage chunk we asked for is always removed (the client did not ask for that
             # shape); an opted-in "nadir" object rides on the chunk before it (CARRIER).
-            self._stream = d.stream_usage(self._injected)
+            self._stream = d.stream_usage(
+                self._injected, usage_object=self._entry.usage_object if self._entry is not None else None)
             if self._sse:
                 if self._encoding in ("", "identity"):
                     self._parser = SSEParser(self.ctx.settings.max_sse_event_bytes)

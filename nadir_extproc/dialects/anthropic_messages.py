@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, _text_of, as_int
@@ -198,5 +199,5 @@ class AnthropicMessages(Dialect):
         m = _VERTEX_PATH.match(path.split("?", 1)[0])
         return m is not None and m.group("method") == "streamRawPredict"
 
-    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+    def stream_usage(self, injected_usage: bool = False, usage_object: Callable[[dict[str, Any]], Any] | None = None) -> StreamUsage:
         return MessagesStreamUsage()

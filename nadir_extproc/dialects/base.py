@@ -8,6 +8,7 @@ listing it in ``nadir_extproc.dialects.DIALECTS``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from nadir_extproc import jsonbody
@@ -221,9 +222,12 @@ class Dialect:
         ``usage.speed`` ``"fast"`` …), for ``pricing.cost.price(variant=)``; ``{}`` by default."""
         return {}
 
-    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+    def stream_usage(self, injected_usage: bool = False, usage_object: Callable[[dict[str, Any]], Any] | None = None) -> StreamUsage:
         """A fresh per-stream usage accumulator. ``injected_usage``: we added
-        ``stream_options.include_usage`` to the request, so the usage-only event is ours to drop."""
+        ``stream_options.include_usage`` to the request, so the usage-only event is ours to drop.
+        ``usage_object``: the provider's rule for where a chunk's usage object sits (Groq's
+        ``x_groq.usage``; ``providers.base.Provider.usage_object``), for dialects whose providers
+        differ there; ignored by the others."""
         raise NotImplementedError
 
     def inject_stream_usage(self, raw: bytes, body: dict[str, Any]) -> bytes | None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -290,5 +291,5 @@ class Gemini(Dialect):
         b = _last_with_usage(body)
         return served_tier(b.get("usageMetadata") if b is not None else None)
 
-    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+    def stream_usage(self, injected_usage: bool = False, usage_object: Callable[[dict[str, Any]], Any] | None = None) -> StreamUsage:
         return GeminiStreamUsage()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of
@@ -155,5 +156,5 @@ class OpenAIResponses(Dialect):
     def is_pending(self, body: dict[str, Any]) -> bool:
         return body.get("status") in ("queued", "in_progress") and body.get("usage") is None
 
-    def stream_usage(self, injected_usage: bool = False) -> StreamUsage:
+    def stream_usage(self, injected_usage: bool = False, usage_object: Callable[[dict[str, Any]], Any] | None = None) -> StreamUsage:
         return ResponsesStreamUsage()

@@ -140,10 +140,7 @@ def _read_stream(d: Dialect, raw: bytes, entry: known.Entry | None) -> Any:
     try:
         from nadir_extproc.sse import SSEParser
 
-        if entry is not None and entry.usage_object is not None and d.name == "openai_chat":
-            acc = d.stream_usage(False, usage_object=entry.usage_object)
-        else:
-            acc = d.stream_usage(False)
+        acc = d.stream_usage(False, usage_object=entry.usage_object if entry is not None else None)
     except (ImportError, NotImplementedError, AttributeError):
         return None
     parser = SSEParser(max_event_bytes=len(raw) + 1)

@@ -265,3 +265,43 @@ def test_silent_response_priced_at_the_requested_tier(stack):
     req = {"model": "gpt-5", "service_tier": "flex", "messages": [{"role": "user", "content": "hi"}]}
     status, h, _ = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(req).encode())
     assert (status, h["x-nadir-cost-usd"]) == (200, "0.001125")  # 1000 x 0.625 + 100 x 5
+
+
+# -- OpenAI-compatible providers behind their Envoy routes (route metadata nadir.provider) --------
+
+def test_case27_xai_reasoning_on_top_of_completion_through_envoy(stack, cases_dir):
+    c = _case(cases_dir, "27-xai-reasoning-outside-completion-tokens")
+    replay(stack, c["input"]["response_body"])
+    status, h, _ = raw_post(f"{stack.base_url}/xai/v1/chat/completions", json.dumps(c["input"]["request_body"]).encode())
+    # grok-3-mini $0.30 / $0.50: 40 x 0.3 + (25 + 500) x 0.5 = 274.5 millionths
+    assert (status, h["x-nadir-cost-usd"]) == (200, c["expected"]["cost_usd"]) == (200, "0.0002745")
+
+
+def test_case28_groq_stream_usage_under_x_groq_through_envoy(stack, cases_dir):
+    c = _case(cases_dir, "28-groq-usage-only-in-x-groq")
+    replay(stack, c["input"]["response_sse"], "text/event-stream", chunk=200)
+    status, _, out = raw_post(f"{stack.base_url}/groq/v1/chat/completions", json.dumps(c["input"]["request_body"]).encode())
+    # llama-3.1-8b-instant $0.05 / $0.08: 230 x 0.05 + 190 x 0.08 = 26.7 millionths
+    assert status == 200 and parse_fields(out)["x-nadir-cost-usd"] == c["expected"]["cost_usd"] == "0.0000267"
+
+
+def test_case39_perplexity_request_fee_and_reported_cost_through_envoy(stack, cases_dir, receiver):
+    c = _case(cases_dir, "39-perplexity-request-fee")
+    replay(stack, c["input"]["response_body"])
+    user = f"u-{secrets.token_hex(6)}"
+    status, h, _ = raw_post(f"{stack.base_url}/perplexity/chat/completions", json.dumps(c["input"]["request_body"]).encode(),
+                            {"x-nadir-user": user})
+    # sonar: 50 x 1 + 100 x 1 = 150 millionths + $5 / 1000 requests (search_context_size low)
+    # = 0.00515 = Perplexity's own usage.cost.total_cost
+    assert (status, h["x-nadir-cost-usd"]) == (200, "0.00515")
+    span = span_with(receiver, "nadir.tag.user", user)
+    assert (span.attrs["nadir.cost.reported_usd"], span.attrs["nadir.cost.catalogue_usd"]) == ("0.00515", "0.00515")
+    assert span.attrs["gen_ai.provider.name"] == "perplexity"
+
+
+def test_case42_groq_json_through_envoy(stack, provider_responses):
+    replay(stack, (provider_responses / "41-groq-chat-basic.response.json").read_bytes())
+    req = (provider_responses / "41-groq-chat-basic.request.json").read_bytes()
+    status, h, _ = raw_post(f"{stack.base_url}/groq/v1/chat/completions", req)
+    # llama-3.3-70b-versatile $0.59 / $0.79: 48 x 0.59 + 8 x 0.79 = 34.64 millionths
+    assert (status, h["x-nadir-cost-usd"]) == (200, "0.00003464")
