@@ -21,6 +21,7 @@ import pytest
 
 from nadir_extproc.inband import parse_fields
 from nadir_extproc.stack import Stack
+from tests.conftest import load_case
 from tests.integration.conftest import raw_post
 from tests.telemetry.otlp_receiver import OTLPReceiver
 
@@ -39,9 +40,6 @@ def stack(receiver):
     with Stack(otlp_endpoint=receiver.endpoint, extproc_env=env) as s:
         yield s
 
-
-def _case(cases_dir: Path, stem: str) -> dict:
-    return json.loads((cases_dir / f"{stem}.json").read_text(encoding="utf-8"))
 
 
 def replay(stack: Stack, body: bytes | str | dict, ctype: str = "application/json", status: int = 200,
@@ -68,7 +66,7 @@ def span_with(receiver, key: str, value: str, timeout_s: float = 20):
 
 
 def test_case29_web_search_calls_json(stack, cases_dir):
-    c = _case(cases_dir, "29-responses-web-search-call-fee")
+    c = load_case(cases_dir, "29-responses-web-search-call-fee")
     replay(stack, c["input"]["response_body"])
     status, h, _ = raw_post(f"{stack.base_url}/v1/responses", json.dumps(c["input"]["request_body"]).encode())
     assert status == 200
@@ -77,7 +75,7 @@ def test_case29_web_search_calls_json(stack, cases_dir):
 
 
 def test_case29_web_search_calls_in_a_stream(stack, cases_dir):
-    c = _case(cases_dir, "29-responses-web-search-call-fee")
+    c = load_case(cases_dir, "29-responses-web-search-call-fee")
     body = c["input"]["response_body"]
     events = [
         ("response.created", {"type": "response.created", "response": {**body, "status": "in_progress", "output": [], "usage": None}}),
@@ -93,7 +91,7 @@ def test_case29_web_search_calls_in_a_stream(stack, cases_dir):
 
 
 def test_case31_audio_tokens_at_audio_rates(stack, cases_dir):
-    c = _case(cases_dir, "31-openai-chat-audio-tokens")
+    c = load_case(cases_dir, "31-openai-chat-audio-tokens")
     replay(stack, c["input"]["response_body"])
     status, h, _ = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(c["input"]["request_body"]).encode())
     assert status == 200
@@ -102,7 +100,7 @@ def test_case31_audio_tokens_at_audio_rates(stack, cases_dir):
 
 
 def test_case33_gemini_tool_use_prompt_tokens(stack, cases_dir):
-    c = _case(cases_dir, "33-gemini-tool-use-prompt-tokens")
+    c = load_case(cases_dir, "33-gemini-tool-use-prompt-tokens")
     replay(stack, c["input"]["response_body"])
     path = c["input"]["url"].split("googleapis.com", 1)[1]
     status, h, _ = raw_post(f"{stack.base_url}{path}", json.dumps(c["input"]["request_body"]).encode())
@@ -112,7 +110,7 @@ def test_case33_gemini_tool_use_prompt_tokens(stack, cases_dir):
 
 
 def test_case34_background_response_priced_once_on_retrieval(stack, cases_dir, receiver):
-    c = _case(cases_dir, "34-responses-background-retrieve-unpriced")
+    c = load_case(cases_dir, "34-responses-background-retrieve-unpriced")
     s1, s2 = c["input"]["step1"], c["input"]["step2"]
     rid = f"resp_bg_{secrets.token_hex(6)}"  # fresh per run: a retrieval of an id is priced once
     queued = {**s1["upstream_reply"], "id": rid}
@@ -136,7 +134,7 @@ def test_case34_background_response_priced_once_on_retrieval(stack, cases_dir, r
 
 
 def test_case38_otel_provider_name_per_endpoint(stack, cases_dir, provider_responses, receiver):
-    c = _case(cases_dir, "38-otel-provider-name-vertex")
+    c = load_case(cases_dir, "38-otel-provider-name-vertex")
     body = (provider_responses / "35-gemini-generate-thoughts.response.json").read_bytes()
     req = (provider_responses / "35-gemini-generate-thoughts.request.json").read_bytes()
     names = {}
@@ -270,7 +268,7 @@ def test_silent_response_priced_at_the_requested_tier(stack):
 # -- OpenAI-compatible providers behind their Envoy routes (route metadata nadir.provider) --------
 
 def test_case27_xai_reasoning_on_top_of_completion_through_envoy(stack, cases_dir):
-    c = _case(cases_dir, "27-xai-reasoning-outside-completion-tokens")
+    c = load_case(cases_dir, "27-xai-reasoning-outside-completion-tokens")
     replay(stack, c["input"]["response_body"])
     status, h, _ = raw_post(f"{stack.base_url}/xai/v1/chat/completions", json.dumps(c["input"]["request_body"]).encode())
     # grok-3-mini $0.30 / $0.50: 40 x 0.3 + (25 + 500) x 0.5 = 274.5 millionths
@@ -278,7 +276,7 @@ def test_case27_xai_reasoning_on_top_of_completion_through_envoy(stack, cases_di
 
 
 def test_case28_groq_stream_usage_under_x_groq_through_envoy(stack, cases_dir):
-    c = _case(cases_dir, "28-groq-usage-only-in-x-groq")
+    c = load_case(cases_dir, "28-groq-usage-only-in-x-groq")
     replay(stack, c["input"]["response_sse"], "text/event-stream", chunk=200)
     status, _, out = raw_post(f"{stack.base_url}/groq/v1/chat/completions", json.dumps(c["input"]["request_body"]).encode())
     # llama-3.1-8b-instant $0.05 / $0.08: 230 x 0.05 + 190 x 0.08 = 26.7 millionths
@@ -286,7 +284,7 @@ def test_case28_groq_stream_usage_under_x_groq_through_envoy(stack, cases_dir):
 
 
 def test_case39_perplexity_request_fee_and_reported_cost_through_envoy(stack, cases_dir, receiver):
-    c = _case(cases_dir, "39-perplexity-request-fee")
+    c = load_case(cases_dir, "39-perplexity-request-fee")
     replay(stack, c["input"]["response_body"])
     user = f"u-{secrets.token_hex(6)}"
     status, h, _ = raw_post(f"{stack.base_url}/perplexity/chat/completions", json.dumps(c["input"]["request_body"]).encode(),

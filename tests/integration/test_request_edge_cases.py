@@ -11,6 +11,7 @@ import socket
 import time
 import urllib.request
 
+from tests.conftest import load_case
 from tests.integration.conftest import clear_upstream, upstream_requests
 from tests.integration.test_provider_cases import replay
 
@@ -63,7 +64,9 @@ def _port(stack) -> int:
     return int(stack.base_url.rsplit(":", 1)[1])
 
 
-def test_case36_cors_preflight_passes_through_untouched(stack):
+def test_case36_cors_preflight_passes_through_untouched(stack, cases_dir):
+    c = load_case(cases_dir, "36-cors-preflight-options-passthrough")
+    assert "-X OPTIONS" in c["input"]["command"] and "no x-nadir-*" in c["product_observed"]["headers"]
     clear_upstream(stack)
     cors = {"access-control-allow-origin": "https://app.example", "access-control-allow-methods": "POST",
             "access-control-allow-headers": "authorization, content-type"}
@@ -81,7 +84,9 @@ def test_case36_cors_preflight_passes_through_untouched(stack):
     assert [r["method"] for r in upstream_requests(stack)] == ["OPTIONS"]
 
 
-def test_case41_expect_100_continue_body_is_rewritten(stack):
+def test_case41_expect_100_continue_body_is_rewritten(stack, cases_dir):
+    c = load_case(cases_dir, "41-expect-100-continue-and-bodyless-post")
+    assert "Expect: 100-continue" in c["input"]["expect"]
     clear_upstream(stack)
     body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hello " * 40_000}]}).encode()
     head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -92,7 +97,9 @@ def test_case41_expect_100_continue_body_is_rewritten(stack):
     assert sent["model"] != "auto" and sent["model"] == "gpt-4o-mini"  # the weak tier's model
 
 
-def test_case41_bodyless_post_passes_the_provider_error_back(stack):
+def test_case41_bodyless_post_passes_the_provider_error_back(stack, cases_dir):
+    c = load_case(cases_dir, "41-expect-100-continue-and-bodyless-post")
+    assert "400" in c["input"]["upstream_reply_for_no_body"]
     err = {"error": {"message": "you must provide a model parameter", "type": "invalid_request_error", "code": None}}
     for head in (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n",
                  b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"):

@@ -19,14 +19,12 @@ import pytest
 from typer.testing import CliRunner
 
 from nadir_extproc.cli import app
+from tests.conftest import load_case
 
 WHEN = "2026-11-01T12:00:00Z"
 #: Exit status of ``nadir-extproc cost`` when the answer is unpriced (README: "The cost command").
 EXIT_UNPRICED = 3
 
-
-def _case(cases_dir: Path, stem: str) -> dict:
-    return json.loads((cases_dir / f"{stem}.json").read_text(encoding="utf-8"))
 
 
 def cost(tmp_path: Path, url: str, response: bytes | str | dict, request: dict | None = None, *extra: str,
@@ -46,7 +44,7 @@ def cost(tmp_path: Path, url: str, response: bytes | str | dict, request: dict |
 
 
 def test_case27_xai_reasoning_on_top_of_completion_tokens(cases_dir, tmp_path):
-    c = _case(cases_dir, "27-xai-reasoning-outside-completion-tokens")
+    c = load_case(cases_dir, "27-xai-reasoning-outside-completion-tokens")
     out = cost(tmp_path, c["input"]["url"], c["input"]["response_body"], c["input"]["request_body"])
     # grok-3-mini $0.30 / $0.50: 40 x 0.3 + (25 + 500) x 0.5 = 12 + 262.5 millionths
     assert D(out["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.0002745")
@@ -54,7 +52,7 @@ def test_case27_xai_reasoning_on_top_of_completion_tokens(cases_dir, tmp_path):
 
 
 def test_case28_groq_stream_usage_only_under_x_groq(cases_dir, tmp_path):
-    c = _case(cases_dir, "28-groq-usage-only-in-x-groq")
+    c = load_case(cases_dir, "28-groq-usage-only-in-x-groq")
     out = cost(tmp_path, c["input"]["url"], c["input"]["response_sse"], c["input"]["request_body"])
     # llama-3.1-8b-instant $0.05 / $0.08: 230 x 0.05 + 190 x 0.08 = 11.5 + 15.2 millionths
     assert D(out["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.0000267")
@@ -62,7 +60,7 @@ def test_case28_groq_stream_usage_only_under_x_groq(cases_dir, tmp_path):
 
 
 def test_case29_responses_web_search_calls_billed_per_call(cases_dir, tmp_path):
-    c = _case(cases_dir, "29-responses-web-search-call-fee")
+    c = load_case(cases_dir, "29-responses-web-search-call-fee")
     out = cost(tmp_path, c["input"]["url"], c["input"]["response_body"], c["input"]["request_body"])
     # gpt-5: 8200 x 1.25 + 900 x 10 = 19250 millionths; + 2 web_search_call items x $10/1000
     assert D(out["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.03925")
@@ -70,7 +68,7 @@ def test_case29_responses_web_search_calls_billed_per_call(cases_dir, tmp_path):
 
 
 def test_case29_web_search_calls_in_a_stream(cases_dir, tmp_path):
-    c = _case(cases_dir, "29-responses-web-search-call-fee")
+    c = load_case(cases_dir, "29-responses-web-search-call-fee")
     body = c["input"]["response_body"]
     events = [
         ("response.created", {"type": "response.created", "response": {**body, "status": "in_progress", "output": [], "usage": None}}),
@@ -84,7 +82,7 @@ def test_case29_web_search_calls_in_a_stream(cases_dir, tmp_path):
 
 
 def test_case31_openai_chat_audio_tokens_at_audio_rates(cases_dir, tmp_path):
-    c = _case(cases_dir, "31-openai-chat-audio-tokens")
+    c = load_case(cases_dir, "31-openai-chat-audio-tokens")
     out = cost(tmp_path, c["input"]["url"], c["input"]["response_body"], c["input"]["request_body"])
     # gpt-audio: 80 x 2.5 + 420 x 32 + 120 x 10 + 780 x 64 = 200 + 13440 + 1200 + 49920 millionths
     assert D(out["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.06476")
@@ -92,14 +90,14 @@ def test_case31_openai_chat_audio_tokens_at_audio_rates(cases_dir, tmp_path):
 
 
 def test_case33_gemini_tool_use_prompt_tokens_billed_as_input(cases_dir, tmp_path):
-    c = _case(cases_dir, "33-gemini-tool-use-prompt-tokens")
+    c = load_case(cases_dir, "33-gemini-tool-use-prompt-tokens")
     out = cost(tmp_path, c["input"]["url"], c["input"]["response_body"], c["input"]["request_body"])
     # gemini-3-flash-preview: (151 + 18329) x 0.5 + (1089 + 1120) x 3 = 9240 + 6627 millionths
     assert D(out["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.015867")
 
 
 def test_case34_background_response_priced_on_retrieval(cases_dir, tmp_path):
-    c = _case(cases_dir, "34-responses-background-retrieve-unpriced")
+    c = load_case(cases_dir, "34-responses-background-retrieve-unpriced")
     s1, s2 = c["input"]["step1"], c["input"]["step2"]
     queued = cost(tmp_path, "https://api.openai.com/v1/responses", s1["upstream_reply"], s1["body"],
                   exit_code=EXIT_UNPRICED)
@@ -112,7 +110,7 @@ def test_case34_background_response_priced_on_retrieval(cases_dir, tmp_path):
 
 
 def test_case38_otel_provider_name_per_endpoint(cases_dir, provider_responses, tmp_path):
-    c = _case(cases_dir, "38-otel-provider-name-vertex")
+    c = load_case(cases_dir, "38-otel-provider-name-vertex")
     body = (provider_responses / "35-gemini-generate-thoughts.response.json").read_bytes()
     vertex = cost(tmp_path, "https://us-central1-aiplatform.googleapis.com" + c["input"]["vertex"].split(" ", 1)[1], body)
     gemini = cost(tmp_path, "https://generativelanguage.googleapis.com" + c["input"]["gemini_api"].split(" ", 1)[1], body)
@@ -122,7 +120,7 @@ def test_case38_otel_provider_name_per_endpoint(cases_dir, provider_responses, t
 
 
 def test_case39_perplexity_request_fee_and_reported_cost(cases_dir, tmp_path):
-    c = _case(cases_dir, "39-perplexity-request-fee")
+    c = load_case(cases_dir, "39-perplexity-request-fee")
     out = cost(tmp_path, c["input"]["url"], json.dumps(c["input"]["response_body"]), c["input"]["request_body"])
     # sonar $1 / $1: 50 x 1 + 100 x 1 = 150 millionths, + $5 / 1000 requests (search_context_size low)
     assert D(out["cost_usd"]) == D("0.00515")
@@ -133,7 +131,7 @@ def test_case39_perplexity_request_fee_and_reported_cost(cases_dir, tmp_path):
 
 
 def test_case39_disagreement_is_reported(cases_dir, tmp_path):
-    c = _case(cases_dir, "39-perplexity-request-fee")
+    c = load_case(cases_dir, "39-perplexity-request-fee")
     body = json.loads(json.dumps(c["input"]["response_body"]))
     body["usage"]["cost"]["total_cost"] = 0.006  # the provider says it billed more
     out = cost(tmp_path, c["input"]["url"], body, c["input"]["request_body"])
@@ -142,7 +140,7 @@ def test_case39_disagreement_is_reported(cases_dir, tmp_path):
 
 
 def test_case42_openai_compatible_provider_from_the_url(cases_dir, provider_responses, tmp_path):
-    c = _case(cases_dir, "42-serve-mode-openai-compatible-provider-attribution")
+    c = load_case(cases_dir, "42-serve-mode-openai-compatible-provider-attribution")
     assert "41-groq-chat-basic" in c["input"]["stack"]
     body = (provider_responses / "41-groq-chat-basic.response.json").read_bytes()
     out = cost(tmp_path, "https://api.groq.com/openai/v1/chat/completions", body)
