@@ -303,3 +303,53 @@ def test_case42_groq_json_through_envoy(stack, provider_responses):
     status, h, _ = raw_post(f"{stack.base_url}/groq/v1/chat/completions", req)
     # llama-3.3-70b-versatile $0.59 / $0.79: 48 x 0.59 + 8 x 0.79 = 34.64 millionths
     assert (status, h["x-nadir-cost-usd"]) == (200, "0.00003464")
+
+
+# -- every recorded interaction through Envoy --------------------------------------------------
+#: Host -> the path prefix Envoy mounts that provider under (envoy/envoy.yaml).
+_MOUNTS = {"api.groq.com": ("/openai/", "/groq/"), "openrouter.ai": ("/api/", "/openrouter/")}
+#: Recordings the request path deliberately does not price, and why (the cost command prices the
+#: two hosted ones from their URL: genai-prices knows router.huggingface.co and api.z.ai).
+_NOT_ON_THE_REQUEST_PATH = {
+    "11-openai-completions-stream-include-usage": "legacy /v1/completions is not an LLM path we price",
+    "47-huggingface-router-stream": "Hugging Face's router has no Envoy route of ours (add one like /groq/)",
+    "48-zai-chat-thinking-cached": "Z.ai has no Envoy route of ours (add one like /groq/)",
+}
+#: Where the request path's answer differs from the cost command's for the same recording.
+_ENVOY_UNPRICED = {"44-ollama-local-chat": "unknown_model"}  # served by the default (openai) route
+
+
+def _recording_ids() -> list[str]:
+    from tests.pricing.test_cost_cli import PRICED, UNPRICED
+
+    return sorted(set(PRICED) | set(UNPRICED))
+
+
+@pytest.mark.parametrize("rid", _recording_ids())
+def test_recording_through_envoy(rid, stack, receiver, provider_index, provider_responses):
+    """Each recorded real interaction, replayed byte for byte behind Envoy: priced at the cost
+    command's hand-worked value (tests/pricing/test_cost_cli.py), or unpriced with its reason."""
+    from urllib.parse import urlsplit
+
+    from tests.pricing.test_cost_cli import PRICED, UNPRICED
+
+    row = next(r for r in provider_index if r["id"] == rid)
+    parts = urlsplit(row["url"])
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    upstream, mount = _MOUNTS.get(parts.hostname, ("/", "/"))
+    path = mount + path[len(upstream):]
+    data = (provider_responses / row["response_file"]).read_bytes()
+    replay(stack, data, row["response_content_type"], status=row["status"], chunk=512 if row["streaming"] else 0)
+    req = provider_responses / row["request_file"]
+    user = f"u-{secrets.token_hex(6)}"
+    status, h, out = raw_post(f"{stack.base_url}{path}", req.read_bytes() if req.is_file() else b"{}", {"x-nadir-user": user})
+    assert status == row["status"]
+    if rid in _NOT_ON_THE_REQUEST_PATH:
+        assert not [k for k in h if k.startswith("x-nadir-")] and b": x-nadir-" not in out
+        return
+    span = span_with(receiver, "nadir.tag.user", user)
+    if rid in PRICED:
+        assert span.attrs.get("nadir.cost.usd") == PRICED[rid], (rid, span.attrs.get("nadir.cost.unpriced_reason"))
+    else:
+        assert "nadir.cost.usd" not in span.attrs
+        assert span.attrs["nadir.cost.unpriced_reason"] == _ENVOY_UNPRICED.get(rid, UNPRICED[rid])
