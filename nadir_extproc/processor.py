@@ -22,39 +22,35 @@ the user's call.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
 import time
-import zlib
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any
 
-from nadir_extproc import jsonbody, protocol as p
-from nadir_extproc.budgets import H_REMAINING, Budgets, Reservation, block_reply, scope_values, trace_id
-from nadir_extproc.tags import KeyIdentity, apply_body_fallback, check_value, read_tags
-from nadir_extproc.config import Settings
-from nadir_extproc.dialects import Dialect, detect, retrieval_dialect
-from nadir_extproc.inband import format_block
-from nadir_extproc.dialects.base import CARRIER, DROP, TERMINAL, USAGE, StreamUsage
-from nadir_extproc.sse import SSEParser
-from nadir_extproc.pricing.context import served_context, tier_context
-from nadir_extproc.pricing.cost import Cost, price
-from nadir_extproc.pricing.savings import baseline_cost, cost_saved
-from nadir_extproc.pricing.money import format_usd
-from nadir_extproc.pricing.usage import Usage
 from nadir_extproc import headers as hn
+from nadir_extproc import jsonbody, protocol as p
 from nadir_extproc import providers
+from nadir_extproc.budgets import H_REMAINING, Reservation, block_reply, scope_values, trace_id
+from nadir_extproc.dialects import Dialect, detect, retrieval_dialect
+from nadir_extproc.dialects.base import tier_and_batch
+from nadir_extproc.httpcodec import MAX_DECODED_BYTES, decode_body, narrow_accept_encoding, take_query_param  # noqa: F401
+from nadir_extproc.pricing.cost import Cost, price
+from nadir_extproc.pricing.money import format_usd
+from nadir_extproc.pricing.savings import baseline_cost, cost_saved
+from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.providers import known
 from nadir_extproc.record import Outcome, Result
-from nadir_extproc.routing.base import Decision, RouteRequest, Router
-from nadir_extproc.routing.policy import TierPolicy
+from nadir_extproc.routing.base import Decision, RouteRequest
 from nadir_extproc.stats import count
+from nadir_extproc.stream import ResponseStream
+from nadir_extproc.tags import apply_body_fallback, check_value, read_tags
 from nadir_extproc.telemetry.context import carrier_from_headers
-from nadir_extproc.telemetry.extract import note_request, note_response
+from nadir_extproc.telemetry.extract import note_request, note_response_content
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nadir_extproc.server import Context
 
 log = logging.getLogger("nadir_extproc")
 
@@ -71,192 +67,30 @@ H_PRICE_SOURCE = hn.PRICE_SOURCE
 
 #: Model names we reflect into headers must match this (shared case 12: no header injection).
 _SAFE_MODEL = re.compile(r"[A-Za-z0-9._:/@-]{1,128}")
-#: Content encodings we can decode to read usage.
-_DECODABLE = {"gzip", "x-gzip", "deflate", "identity"}
-
-
-@dataclass
-class Context:
-    """What every request processor shares (built once at start-up)."""
-
-    settings: Settings
-    router: Router
-    policy: TierPolicy
-    #: Key ids (HMAC of the API key) and budget rules; ``None`` = off (``nadir_extproc.tags``,
-    #: ``nadir_extproc.budgets``).
-    identity: KeyIdentity | None = None
-    budgets: Budgets | None = None
-    #: Called once per finished request with its ``Outcome`` (telemetry/ledger hook; off path).
-    #: Use ``add_on_complete`` to chain several sinks.
-    on_complete: Callable[["Outcome"], None] | None = None
-    #: Response ids already priced (background Responses fetched by ``GET /v1/responses/{id}``):
-    #: a response is priced once, however often it is polled.
-    priced_responses: "OnceSet" = field(default_factory=lambda: OnceSet(100_000))
-
-    def add_on_complete(self, sink: Callable[["Outcome"], None]) -> None:
-        """Add a sink to ``on_complete`` (kept as a plain callable while there is only one)."""
-        cur = self.on_complete
-        if cur is None:
-            self.on_complete = sink
-        elif isinstance(cur, FanOut):
-            cur.sinks.append(sink)
-        else:
-            self.on_complete = FanOut([cur, sink])
-
-
-class OnceSet:
-    """A bounded set of keys seen once (oldest forgotten first): ``first(key)`` is True the first
-    time a key is offered, False after. Thread-unsafe by design: one asyncio loop owns it."""
-
-    __slots__ = ("_keys", "_max")
-
-    def __init__(self, max_keys: int) -> None:
-        from collections import OrderedDict
-
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._max = max_keys
-
-    def add(self, key: str) -> None:
-        self.first(key)
-
-    def first(self, key: str) -> bool:
-        if key in self._keys:
-            self._keys.move_to_end(key)
-            return False
-        self._keys[key] = None
-        if len(self._keys) > self._max:
-            self._keys.popitem(last=False)
-        return True
-
-
-class FanOut:
-    """Calls every sink with the outcome; one sink raising does not stop the others (counted as
-    ``on_complete_error``)."""
-
-    __slots__ = ("sinks",)
-
-    def __init__(self, sinks: list[Callable[["Outcome"], None]]) -> None:
-        self.sinks = sinks
-
-    def __call__(self, out: "Outcome") -> None:
-        for sink in self.sinks:
-            try:
-                sink(out)
-            except Exception as e:  # noqa: BLE001
-                count("on_complete_error", f"{getattr(sink, '__qualname__', sink)}: {type(e).__name__}: {e}")
 
 
 def _safe_model(m: str | None) -> str | None:
     return m if m is not None and _SAFE_MODEL.fullmatch(m) else None
 
 
-def _narrow_accept_encoding(value: str) -> str | None:
-    """``accept-encoding`` without encodings we cannot decode; ``None`` if nothing to change."""
-    parts = [x.strip() for x in value.split(",") if x.strip()]
-    keep = [x for x in parts if x.split(";")[0].strip().lower() in _DECODABLE]
-    if len(keep) == len(parts):
-        return None
-    return ", ".join(keep) or "identity"
+def __getattr__(name: str) -> Any:
+    """``Context`` and ``FanOut`` live in ``nadir_extproc.server`` (which owns them); importing
+    them from here still works."""
+    if name in ("Context", "FanOut", "OnceSet"):
+        from nadir_extproc import server
 
-
-def _key_out_of_query(path: str, name: str = "key") -> tuple[str, str] | None:
-    """``(path without the name= parameter, its value)`` when ``path``'s query has ``name=``; else
-    ``None``. Other parameters are kept byte for byte, in order."""
-    q = path.find("?")
-    eq = name + "="
-    if q < 0 or eq not in path[q:]:
-        return None
-    key = None
-    keep = []
-    for part in path[q + 1 :].split("&"):
-        if part.startswith(eq) and key is None:
-            key = unquote(part[len(eq):])
-        else:
-            keep.append(part)
-    if not key:
-        return None
-    return (path[:q] + ("?" + "&".join(keep) if keep else "")), key
-
-
-def _with_json_field(ev: Any, key: str, value: Any) -> bytes:
-    """The event's raw bytes with ``key: value`` added to its top-level JSON ``data`` object (its
-    ``event:``/``id:`` lines and line ending kept); the original bytes if the data is not an object."""
-    try:
-        obj = json.loads(ev.data)
-    except ValueError:
-        return ev.raw
-    if not isinstance(obj, dict):
-        return ev.raw
-    obj[key] = value
-    nl = b"\r\n" if ev.raw.endswith(b"\r\n") else (b"\r" if ev.raw.endswith(b"\r\r") else b"\n")
-    keep = [ln for ln in ev.raw.splitlines() if ln and not ln.startswith(b"data")]
-    data = b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-    return nl.join([*keep, data]) + nl + nl
-
-
-#: Default bound on a decoded (decompressed) body; the processor passes ``max_message_bytes``
-#: (16 MiB: a rewritten body must fit in one gRPC reply anyway). A compressed body within Envoy's
-#: 8 MiB buffer limit can inflate without bound (a "zip bomb": 8 MiB of gzip is ~8 GiB of zeros);
-#: past the bound we stop at once, pass the body through untouched and count it.
-MAX_DECODED_BYTES = 16 * 1024 * 1024
-
-
-def _inflate(body: bytes, wbits: int, limit: int) -> bytes | None:
-    """Decompress every member of a zlib/gzip/raw-deflate stream, at most ``limit`` bytes out;
-    ``None`` when the output would be larger. Raises ``zlib.error`` on corrupt input."""
-    out: list[bytes] = []
-    size = 0
-    data = body
-    while data:
-        d = zlib.decompressobj(wbits)
-        chunk = d.decompress(data, limit - size + 1)
-        size += len(chunk)
-        if size > limit:
-            return None
-        out.append(chunk)
-        if not d.eof:
-            if d.unconsumed_tail:
-                return None  # stopped by max_length: more output than the limit
-            raise zlib.error("truncated stream")
-        data = d.unused_data  # gzip allows several members one after another
-        if wbits != 31:
-            break
-    return b"".join(out)
-
-
-def decode_body(body: bytes, encoding: str, limit: int = MAX_DECODED_BYTES) -> bytes | None:
-    """Decode a body by its ``content-encoding``; ``None`` if we cannot (e.g. br, zstd, corrupt
-    gzip) or if it would inflate beyond ``limit`` bytes (counted as ``body_inflate_limit``).
-    Never raises. Linear in the output, which is bounded."""
-    enc = encoding.strip().lower()
-    if not enc or enc == "identity":
-        return body
-    try:
-        if enc in ("gzip", "x-gzip"):
-            out = _inflate(body, 31, limit)
-        elif enc == "deflate":
-            try:
-                out = _inflate(body, 15, limit)
-            except zlib.error:
-                out = _inflate(body, -zlib.MAX_WBITS, limit)
-        else:
-            return None
-    except (OSError, EOFError, zlib.error):
-        return None
-    if out is None:
-        count("body_inflate_limit", enc)
-    return out
+        return getattr(server, name)
+    raise AttributeError(name)
 
 
 class RequestProcessor:
     """State of one HTTP request across its ext_proc phases (one per gRPC stream)."""
 
     __slots__ = (
-        "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_sse", "_done",
-        "_path", "_injected", "_stream", "_parser", "_inflate", "_raw_stream", "_raw_overflow",
-        "_inband_sent", "_stream_done", "_priced", "_overflow_counted", "_cost_in_body",
-        "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_terminal_seen", "_held", "_admission", "_reservation",
-        "_variant", "_reported", "_raw_usage", "_partial", "_nl", "_entry", "_once", "_req_tier", "_req_body",
+        "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_done",
+        "_path", "_injected", "_stream", "_priced", "_fields", "_cost_in_body",
+        "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_admission", "_reservation",
+        "_variant", "_reported", "_raw_usage", "_partial", "_entry", "_once", "_req_tier", "_req_body",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -267,19 +101,12 @@ class RequestProcessor:
         self._req_headers: dict[str, str] = {}
         self._status = 0
         self._encoding = ""
-        self._sse = False
         self._done = False
         self._path = ""
         self._injected = False  # we added stream_options.include_usage to the request
-        self._stream: StreamUsage | None = None  # set for streamed responses
-        self._parser: SSEParser | None = None
-        self._inflate: Any = None
-        self._raw_stream = bytearray()  # appended in place: linear, not a copy per chunk
-        self._raw_overflow = False
-        self._inband_sent = False
-        self._stream_done = False
+        self._stream: ResponseStream | None = None  # set for streamed responses
         self._priced = False
-        self._overflow_counted = False
+        self._fields: dict[str, str] | None = None  # the priced cost fields (priced once)
         self._scopes: dict[str, str] | None = None  # budget scope values (None: no budgets)
         self._budget_h: dict[str, str] = {}
         self._spent = False  # cost added to the budget totals
@@ -287,14 +114,11 @@ class RequestProcessor:
         self._reservation: Reservation | None = None  # what admission reserved (settled once)
         self._tier: str | None = None  # service tier the response reports (flex, priority …)
         self._batch = False  # a batch result (batch rates)
-        self._terminal_seen = False  # the stream's terminal event went through
         self._cost_in_body = False  # client opted in (x-nadir-cost-in-body) to the JSON cost field
-        self._held: Any = None  # a CARRIER event held for the opt-in cost field (see _stream_chunk)
         self._variant: dict[str, str] = {}  # price variants the response reported (speed=fast …)
         self._reported: Decimal | None = None  # the provider's own cost (OpenRouter usage.cost …)
         self._raw_usage: Any = None  # the usage object as sent (provider usage rules read it)
         self._partial: Usage | None = None  # usage of a stream that ended with an error event
-        self._nl = b""  # the stream's line ending, from its first event (CRLF streams get CRLF)
         self._entry: known.Entry | None = None  # the provider's entry (hooks, OTel name)
         self._once: bool | None = None  # first pricing of this response id (decided once)
         self._req_tier: str | None = None  # the service tier the request asked for (OpenAI service_tier)
@@ -350,7 +174,7 @@ class RequestProcessor:
         if self._done:
             return
         self._done = True
-        if self._stream is not None and not self._stream_done and not self._terminal_seen:
+        if self._stream is not None and not self._stream.complete:
             # Cancelled stream (client gone, upstream reset, Envoy closed the gRPC stream): record
             # it as cut, priced on the tokens known so far.
             self.out.result = Result.CUT_STREAM
@@ -360,7 +184,7 @@ class RequestProcessor:
                     self._cost_headers(*self._stream_result(), 0)
                 except Exception as e:  # noqa: BLE001
                     count("internal_error", f"finish: {type(e).__name__}: {e}")
-        st = self._stream
+        st = self._stream.reader if self._stream is not None else None
         if st is not None:  # gen_ai.response.id / finish_reasons of a stream (JSON: _read_json)
             self.out.response_id = st.response_id or self.out.response_id
             self.out.finish_reasons = st.finish_reasons or self.out.finish_reasons
@@ -411,11 +235,11 @@ class RequestProcessor:
         # Our own control headers are for the sidecar, not the provider.
         remove += [k for k in (H_TIER, H_COST_IN_BODY) if k in h]
         set_h: dict[str, str] = {}
-        narrowed = _narrow_accept_encoding(h.get("accept-encoding", ""))
+        narrowed = narrow_accept_encoding(h.get("accept-encoding", ""))
         if narrowed is not None:
             set_h["accept-encoding"] = narrowed
         if named.key_query and named.key_query_header:
-            moved = _key_out_of_query(self._path, named.key_query)
+            moved = take_query_param(self._path, named.key_query)
             if moved is not None:
                 # A key in the query (Gemini ?key=) would otherwise sit in every URL that is logged
                 # or traced (Envoy's span http.url, access logs): send it as the provider's header.
@@ -530,24 +354,19 @@ class RequestProcessor:
             self._status = 0
         self.out.status = self._status
         self._encoding = h.get("content-encoding", "").strip().lower()
-        ctype = h.get("content-type", "").lower()
-        self._sse = ctype.startswith("text/event-stream")
+        sse = h.get("content-type", "").lower().startswith("text/event-stream")
         set_h: dict[str, str] = {}
         d = self.dialect
-        if d is not None and (self._sse or (self.out.stream and not msg.end_of_stream)):
+        if d is not None and (sse or (self.out.stream and not msg.end_of_stream)):
             # A stream: STREAMED response body so no event is held back (the override must carry
             # the whole mode). Cost goes in-band later; only the routed model is known now.
             self.out.stream = True
             # A usage chunk we asked for is always removed (the client did not ask for that
             # shape); an opted-in "nadir" object rides on the chunk before it (CARRIER).
-            self._stream = d.stream_usage(
-                self._injected, usage_object=self._entry.usage_object if self._entry is not None else None)
-            if self._sse:
-                if self._encoding in ("", "identity"):
-                    self._parser = SSEParser(self.ctx.settings.max_sse_event_bytes)
-                elif self._encoding in ("gzip", "x-gzip", "deflate"):
-                    self._parser = SSEParser(self.ctx.settings.max_sse_event_bytes)
-                    self._inflate = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
+            st = self.ctx.settings
+            self._stream = ResponseStream(d, d.stream_usage(self._injected, usage_object=self._entry.usage_object if self._entry is not None else None), sse=sse, encoding=self._encoding,
+                                          cost_in_body=self._cost_in_body, max_event_bytes=st.max_sse_event_bytes,
+                                          max_raw_bytes=st.max_message_bytes)
             routed = _safe_model(self.out.routed_model)
             if routed:
                 set_h[H_ROUTED_TO] = routed
@@ -557,7 +376,7 @@ class RequestProcessor:
         if self._budget_h:
             set_h = {**set_h, **self._budget_h}
         remove = spoofed
-        if self._parser is not None and self._inflate is None and "content-length" in h:
+        if self._stream is not None and self._stream.rewrites and "content-length" in h:
             # An SSE response with a length (a canned or buffering upstream): the in-band cost
             # changes the length and Envoy answers 500 on a mismatch, so it goes out chunked.
             remove = [*spoofed, "content-length"]
@@ -567,7 +386,7 @@ class RequestProcessor:
     def _response_body(self, msg: Any, t0: int) -> p.ProcessingResponse:
         r = p.ProcessingResponse()
         if self._stream is not None:
-            body = self._stream_chunk(msg, t0)
+            body = self._stream.feed(msg.body, msg.end_of_stream, lambda: self._stream_fields(t0))
             if body is None:
                 r.response_body.response.SetInParent()
             else:
@@ -581,94 +400,16 @@ class RequestProcessor:
         return r
 
     # ------------------------------------------------------------------ streams
-    def _stream_chunk(self, msg: Any, t0: int) -> bytes | None:
-        """One STREAMED response chunk: returns the bytes to send instead, or ``None`` to forward
-        it unchanged. Complete events are forwarded as they come; a partial event at the end of a
-        chunk is held until it completes (no complete event is ever delayed, except, with the
-        opt-in cost field, a Chat finish chunk until the usage chunk we drop right after it). What
-        each dialect gets in-band: ``nadir_extproc.inband``."""
-        chunk: bytes = msg.body
-        eos: bool = msg.end_of_stream
-        parser = self._parser
-        if parser is None:
-            # Not SSE (e.g. Gemini's JSON-array stream) or an encoding we cannot decode: forward
-            # unchanged, keep a bounded copy to read usage from at the end.
-            if self._encoding in ("", "identity") and len(self._raw_stream) + len(chunk) <= self.ctx.settings.max_message_bytes:
-                self._raw_stream += chunk
-            elif chunk:
-                self._raw_overflow = True
-            if eos:
-                self._end_stream(t0)
-            return None
-        if self._inflate is not None:
-            # Compressed SSE: parse the inflated copy, forward the compressed bytes untouched (no
-            # in-band cost: rewriting would need re-compression).
-            try:
-                events, _ = parser.feed(self._inflate.decompress(chunk))
-            except zlib.error:
-                count("sse_inflate_error")
-                self._inflate = None
-                self._parser = None
-                self._raw_overflow = True
-                events = []
-            for ev in events:
-                self._stream.on_event(ev)
-            if eos:
-                self._end_stream(t0)
-            return None
-        events, passthrough = parser.feed(chunk)
-        out: list[bytes] = []
-        comments = self.dialect.sse_comments
-        for ev in events:
-            verdict = self._stream.on_event(ev)
-            raw = ev.raw
-            if not self._nl:
-                self._nl = b"\r\n" if raw.endswith(b"\r\n") else b"\n"
-            held = self._held
-            if held is not None:
-                # The held CARRIER gets the cost field once the usage is known (the usage event, or
-                # the end); any other event after it means it was not the last: send it unchanged.
-                self._held = None
-                out.append(_with_json_field(held, "nadir", self._cost_fields(t0)) if verdict & (USAGE | TERMINAL) else held.raw)
-            if verdict & CARRIER and self._cost_in_body:
-                self._held = ev
-                continue
-            if verdict & USAGE and self._cost_in_body and not verdict & DROP:
-                raw = _with_json_field(ev, "nadir", self._cost_fields(t0))
-            if verdict & TERMINAL:
-                # The client has everything once the terminal event is through: a gRPC stream
-                # closed after it (client hung up on [DONE]) is complete, not cut.
-                self._terminal_seen = True
-                if comments and not self._inband_sent:
-                    out.append(self._inband(t0, ev.raw))
-            if not verdict & DROP:
-                out.append(raw)
-        if passthrough:
-            if self._held is not None:
-                out.append(self._held.raw)
-                self._held = None
-            out.append(passthrough)
-        if eos:
-            if self._held is not None:
-                out.append(_with_json_field(self._held, "nadir", self._cost_fields(t0)))
-                self._held = None
-            out.append(parser.flush())
-            if comments and not self._inband_sent:
-                out.append(self._inband(t0, self._nl or b"\n"))
-            elif not self._priced:
-                self._cost_headers(*self._stream_result(), t0)
-            self._stream_done = True
-        if parser.overflows and not self._overflow_counted:
-            self._overflow_counted = True
-            count("sse_event_overflow")
-        body = b"".join(out)
-        return None if body == chunk else body
+    def _stream_fields(self, t0: int) -> dict[str, str]:
+        """The stream's cost fields: priced once (``_cost_headers``), then the same fields."""
+        return self._fields if self._fields is not None else self._cost_headers(*self._stream_result(), t0)
 
     def _stream_result(self) -> tuple[str | None, Usage | None, str | None]:
         """(served model, usage, unpriced reason) of the stream as known now."""
-        st = self._stream
+        rs = self._stream
+        st = rs.reader
         served = st.model or self.out.routed_model
-        self._tier, self._batch = tier_context(st.service_tier or self._req_tier)
+        self._tier, self._batch = tier_and_batch(st.service_tier or self._req_tier)
         if self._status >= 400:
             return served, None, "provider_error"
         if st.failed:
@@ -678,10 +419,10 @@ class RequestProcessor:
             self.out.result = Result.PROVIDER_ERROR
             self._partial = st.usage()
             return served, None, "stream_error" if self._partial is not None else "provider_error"
-        if self._parser is None and self._raw_stream is not None and not self._raw_overflow:
-            served2, usage, unpriced = self._read_json(bytes(self._raw_stream))
+        if rs.parser is None and not rs.raw_overflow:
+            served2, usage, unpriced = self._read_json(bytes(rs.raw))
             return served2 or served, usage, unpriced
-        if self._parser is None and self._raw_overflow:
+        if rs.parser is None:
             return served, None, "unsupported_content_encoding"
         usage = st.usage()
         self._variant = dict(st.price_variant())
@@ -707,24 +448,6 @@ class RequestProcessor:
         if e.price_variant is not None:
             self._variant.update(e.price_variant(body, self._req_body))
         return usage
-
-    def _inband(self, t0: int, before: bytes) -> bytes:
-        """The SSE comment block carrying the cost fields (every SSE parser ignores comments).
-        Uses the stream's own line ending (from the event it precedes)."""
-        self._inband_sent = True
-        h = self._cost_headers(*self._stream_result(), t0)
-        return format_block(h, b"\r\n" if before.endswith(b"\r\n") else b"\n")
-
-    def _cost_fields(self, t0: int) -> dict[str, str]:
-        """The cost fields as a JSON object for the opt-in usage-event field: the header names
-        without the ``x-nadir-`` prefix, with ``_`` for ``-`` (``cost_usd``, ``cost_saved`` …)."""
-        h = self._cost_headers(*self._stream_result(), t0)
-        return {k[len("x-nadir-"):].replace("-", "_"): v for k, v in h.items()}
-
-    def _end_stream(self, t0: int) -> None:
-        self._stream_done = True
-        if not self._priced:
-            self._cost_headers(*self._stream_result(), t0)
 
     # ------------------------------------------------------------------ pricing
     def _read_json(self, raw: bytes | None) -> tuple[str | None, Usage | None, str | None]:
@@ -754,14 +477,17 @@ class RequestProcessor:
         if not isinstance(body, dict):
             count("response_not_json")
             return served, None, "response_not_json"
-        served = d.response_model(body) or served
-        self._variant = dict(d.price_variant(body))
-        usage = self._provider_rules(d.usage(body), body)
-        self._tier, self._batch = served_context(body)
+        info = d.response_info(body)  # model, id, finish reasons, usage, tier, variants: one call
+        served = info.model or served
+        self._variant = dict(info.variant)
+        usage = self._provider_rules(info.usage, body)
+        self._tier, self._batch = info.service_tier, info.batch
         if self._tier is None and not self._batch:
             # The response is silent about its tier: the tier the request asked for, else standard.
-            self._tier, self._batch = tier_context(self._req_tier)
-        note_response(self.out, body, self.ctx.settings.telemetry.capture_content)
+            self._tier, self._batch = tier_and_batch(self._req_tier)
+        self.out.response_id, self.out.finish_reasons = info.response_id, info.finish_reasons
+        if self.ctx.settings.telemetry.capture_content:
+            note_response_content(self.out, body)
         if usage is None:
             return served, None, "background_pending" if d.is_pending(body) else "no_usage"
         if d.retrievable and not self._first_pricing(body.get("id")):
@@ -783,7 +509,11 @@ class RequestProcessor:
         return self._once
 
     def _cost_headers(self, served: str | None, usage: Usage | None, unpriced: str | None, t0: int) -> dict[str, str]:
-        """Price (served model, usage), record it in the outcome, return the ``x-nadir-*`` fields."""
+        """Price (served model, usage) once, record it in the outcome, return the ``x-nadir-*``
+        fields. Later calls return the same fields: the response headers, the in-band comment
+        block and the in-body JSON object are one result with one latency value."""
+        if self._fields is not None:
+            return self._fields
         d = self.dialect
         out = self.out
         self._priced = True
@@ -820,6 +550,7 @@ class RequestProcessor:
             out.partial_cost = price(self._catalogue_provider(), served, self._partial,
                                      service_tier=self._tier, batch=self._batch, variant=self._variant)
         headers[H_LATENCY] = f"{self.latency_ms(time.perf_counter_ns(), t0):.3f}"
+        self._fields = headers
         return headers
 
     def _tiers_of(self) -> str:

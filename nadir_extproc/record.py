@@ -12,9 +12,11 @@ Units: money is USD ``Decimal``; latency in ms; wall-clock times in Unix ns; tok
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -39,6 +41,56 @@ class Result(StrEnum):
     CUT_STREAM = "cut_stream"
     BLOCKED = "blocked"
     NO_RESPONSE = "no_response"
+
+
+@dataclass
+class RequestInfo:
+    """What a dialect reads from one request body (``Dialect.request_info``), in one call.
+
+    - ``model``: the model asked for (from the path for APIs that put it there), ``None`` if absent.
+    - ``model_in_path``: the model is a path segment (Gemini), so a rewrite changes the path.
+    - ``stream``: the client asked for a streamed response (body flag or path method).
+    - ``user``: the body's own end-user field, raw (OpenAI ``user``, Anthropic
+      ``metadata.user_id``), ``None`` when absent.
+    - ``message_count``: conversation turns (messages / input items / contents), 1 without a list.
+    - ``prompt``: all prompt text joined by newlines — computed on first use only (the router
+      reads it; it is never logged).
+    """
+
+    model: str | None
+    model_in_path: bool
+    stream: bool
+    user: Any
+    message_count: int
+    prompt_of: Callable[[], str] = field(repr=False, compare=False)
+
+    @cached_property
+    def prompt(self) -> str:
+        return self.prompt_of()
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    """What a dialect reads from one response (a JSON body, or a whole stream), in one call.
+
+    - ``model``: the model that served it, as the provider reports it.
+    - ``response_id`` / ``finish_reasons``: ``gen_ai.response.id`` / ``.finish_reasons``.
+    - ``usage``: normalised usage (``None`` when the response reports none); billed extras
+      beyond tokens (web-search calls …) travel inside it.
+    - ``service_tier``: the tier the response says served it (raw string; ``None`` = standard or
+      unreported); ``batch``: a batch result (batch rates).
+    - ``failed``: an error reported inside a 200 response (a stream's error event).
+    - ``variant``: price variants reported with a non-standard value (Anthropic ``speed`` …).
+    """
+
+    model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] | None = None
+    usage: Usage | None = None
+    service_tier: str | None = None
+    batch: bool = False
+    failed: bool = False
+    variant: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,4 +174,4 @@ class Outcome:
 #: The name the issue text and newer code use; the same class.
 RequestRecord = Outcome
 
-__all__ = ["Outcome", "RequestRecord", "Result"]
+__all__ = ["Outcome", "RequestInfo", "RequestRecord", "ResponseInfo", "Result"]

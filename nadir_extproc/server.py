@@ -10,7 +10,9 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from collections.abc import Callable, AsyncIterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,7 +24,12 @@ from nadir_extproc.listeners import Listeners, interceptors
 from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.pricing.pricefile import install_price_file
-from nadir_extproc.processor import Context, RequestProcessor
+from nadir_extproc.processor import RequestProcessor
+from nadir_extproc.record import Outcome
+from nadir_extproc.routing.base import Router
+from nadir_extproc.routing.policy import TierPolicy
+from nadir_extproc.stats import count
+from nadir_extproc.tags import KeyIdentity
 from nadir_extproc.protocol import ProcessingRequest, ProcessingResponse
 from nadir_extproc.routing.onnx_router import load_router
 from nadir_extproc.tags import identity_from_settings
@@ -30,6 +37,75 @@ from nadir_extproc.telemetry.context import carrier_from_metadata
 from nadir_extproc.telemetry.providers import Telemetry, setup_telemetry
 
 log = logging.getLogger("nadir_extproc")
+
+@dataclass
+class Context:
+    """What every request processor shares (built once at start-up)."""
+
+    settings: Settings
+    router: Router
+    policy: TierPolicy
+    #: Key ids (HMAC of the API key) and budget rules; ``None`` = off (``nadir_extproc.tags``,
+    #: ``nadir_extproc.budgets``).
+    identity: KeyIdentity | None = None
+    budgets: Budgets | None = None
+    #: Called once per finished request with its ``Outcome`` (telemetry/ledger hook; off path).
+    #: Use ``add_on_complete`` to chain several sinks.
+    on_complete: Callable[[Outcome], None] | None = None
+    #: Response ids already priced (background Responses fetched by ``GET /v1/responses/{id}``):
+    #: a response is priced once, however often it is polled.
+    priced_responses: OnceSet = field(default_factory=lambda: OnceSet(100_000))
+
+    def add_on_complete(self, sink: Callable[[Outcome], None]) -> None:
+        """Add a sink to ``on_complete`` (kept as a plain callable while there is only one)."""
+        cur = self.on_complete
+        if cur is None:
+            self.on_complete = sink
+        elif isinstance(cur, FanOut):
+            cur.sinks.append(sink)
+        else:
+            self.on_complete = FanOut([cur, sink])
+
+
+class OnceSet:
+    """A bounded set of keys seen once (oldest forgotten first): ``first(key)`` is True the first
+    time a key is offered, False after. Thread-unsafe by design: one asyncio loop owns it."""
+
+    __slots__ = ("_keys", "_max")
+
+    def __init__(self, max_keys: int) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._max = max_keys
+
+    def add(self, key: str) -> None:
+        self.first(key)
+
+    def first(self, key: str) -> bool:
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self._max:
+            self._keys.popitem(last=False)
+        return True
+
+
+class FanOut:
+    """Calls every sink with the outcome; one sink raising does not stop the others (counted as
+    ``on_complete_error``)."""
+
+    __slots__ = ("sinks",)
+
+    def __init__(self, sinks: list[Callable[[Outcome], None]]) -> None:
+        self.sinks = sinks
+
+    def __call__(self, out: Outcome) -> None:
+        for sink in self.sinks:
+            try:
+                sink(out)
+            except Exception as e:  # noqa: BLE001
+                count("on_complete_error", f"{getattr(sink, '__qualname__', sink)}: {type(e).__name__}: {e}")
+
 
 #: Name under which grpc.health.v1 reports this service (the empty name reports the server).
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"

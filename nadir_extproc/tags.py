@@ -29,9 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from nadir_extproc import headers as hn
+from nadir_extproc.httpcodec import query_param
+from nadir_extproc.providers import PROVIDERS
 from nadir_extproc.stats import count
 
 log = logging.getLogger("nadir_extproc")
@@ -160,17 +161,23 @@ def api_key(headers: Mapping[str, str]) -> str | None:
     scheme, _, rest = auth.strip().partition(" ")
     if scheme.lower() == "bearer" and rest.strip():
         return rest.strip()
-    for h in ("x-api-key", "x-goog-api-key"):
+    for h in _KEY_HEADERS:
         v = headers.get(h, "").strip()
         if v:
             return v
     path = headers.get(":path", "")
-    q = path.find("?")
-    if q >= 0:
-        vals = parse_qs(path[q + 1:]).get("key")
-        if vals and vals[0]:
-            return vals[0]
+    for name in _KEY_QUERY:
+        v = query_param(path, name)
+        if v:
+            return v
     return None
+
+
+#: Where the registered providers' API keys travel besides ``authorization: Bearer``
+#: (``Provider.key_headers`` / ``key_query``): ``x-api-key`` (Anthropic), ``x-goog-api-key`` and
+#: ``?key=`` (Gemini).
+_KEY_HEADERS = tuple(dict.fromkeys(h for p in PROVIDERS.values() for h in p.key_headers if h != "authorization"))
+_KEY_QUERY = tuple(dict.fromkeys(p.key_query for p in PROVIDERS.values() if p.key_query))
 
 
 class KeyIdentity:

@@ -19,7 +19,8 @@ from nadir_extproc.budgets import Budgets, scope_values, trace_id
 from nadir_extproc.config import BudgetRule, ConfigError, Settings, load_settings
 from nadir_extproc.ledger.schema import LedgerRow
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
-from nadir_extproc.processor import Context, RequestProcessor
+from nadir_extproc.server import Context
+from nadir_extproc.processor import RequestProcessor
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import COUNTS
 from nadir_extproc.tags import KeyIdentity

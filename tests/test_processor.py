@@ -12,7 +12,8 @@ import pytest
 
 from nadir_extproc.config import Settings
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep, processing_mode_pb2 as pm
-from nadir_extproc.processor import Context, RequestProcessor
+from nadir_extproc.server import Context
+from nadir_extproc.processor import RequestProcessor
 from nadir_extproc.routing.base import RouteRequest
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import COUNTS

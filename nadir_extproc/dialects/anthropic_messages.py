@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, _text_of, as_int
+from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, _text_of, as_int, str_or_none
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -184,6 +184,16 @@ class AnthropicMessages(Dialect):
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return anthropic_usage(body.get("usage"))
+
+    def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+        """``id`` and ``stop_reason``."""
+        sr = body.get("stop_reason")
+        return str_or_none(body.get("id")), [sr] if isinstance(sr, str) else None
+
+    def response_tier(self, body: dict[str, Any]) -> str | None:
+        """``usage.service_tier`` (``standard``, ``priority``, ``batch``)."""
+        u = body.get("usage")
+        return str_or_none(u.get("service_tier")) if isinstance(u, dict) else None
 
     def price_variant(self, body: dict[str, Any]) -> dict[str, str]:
         return price_variant(body.get("usage"))

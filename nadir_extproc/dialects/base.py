@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from nadir_extproc import jsonbody
 from nadir_extproc.jsonbody import JsonObject
 from nadir_extproc.pricing.usage import Usage
+from nadir_extproc.record import RequestInfo, ResponseInfo
 
 
 class RewriteError(ValueError):
@@ -66,6 +67,22 @@ def _messages_text(msgs: Any, out: list[str]) -> None:
         for m in msgs:
             if isinstance(m, dict):
                 _text_of(m.get("content"), out)
+
+
+def tier_and_batch(tier: str | None) -> tuple[str | None, bool]:
+    """``(service_tier, batch)`` from a raw reported tier string: ``"batch"`` (Anthropic's
+    ``usage.service_tier`` of a batch result) means batch rates, anything else is passed on as
+    the tier; ``None`` stays ``(None, False)``."""
+    if tier is None:
+        return None, False
+    if tier.strip().lower() == "batch":
+        return None, True
+    return tier, False
+
+
+def str_or_none(v: Any) -> str | None:
+    """``v`` when it is a non-empty string, else ``None``."""
+    return v if isinstance(v, str) and v else None
 
 
 def as_int(v: Any) -> int:
@@ -126,6 +143,12 @@ class StreamUsage:
         """Normalised usage known so far (``None`` if none was reported)."""
         raise NotImplementedError
 
+    def info(self) -> ResponseInfo:
+        """Everything the stream reported so far, in one ``ResponseInfo``."""
+        tier, batch = tier_and_batch(self.service_tier)
+        return ResponseInfo(self.model, self.response_id, self.finish_reasons, self.usage(), tier, batch, self.failed,
+                            self.price_variant())
+
     def price_variant(self) -> dict[str, str]:
         """Non-standard price variants the stream reported (``Dialect.price_variant``)."""
         return {}
@@ -151,6 +174,18 @@ class Dialect:
     sse_comments: ClassVar[bool] = True
 
     # --- request ---------------------------------------------------------------------------
+    def request_info(self, body: dict[str, Any], path: str = "") -> RequestInfo:
+        """Everything the processor reads from a request body (and its ``:path``), in one call."""
+        path_model = self.model_from_path(path) if path else None
+        return RequestInfo(
+            model=path_model or self.request_model(body),
+            model_in_path=path_model is not None,
+            stream=self.is_stream(body) or (bool(path) and self.is_stream_path(path)),
+            user=self.request_user(body),
+            message_count=self.message_count(body),
+            prompt_of=lambda: self.prompt_text(body),
+        )
+
     def request_model(self, body: dict[str, Any]) -> str | None:
         """The model the client asked for (``None`` when absent or not a string)."""
         m = body.get("model")
@@ -190,6 +225,22 @@ class Dialect:
         raise NotImplementedError
 
     # --- response --------------------------------------------------------------------------
+    def response_info(self, body: dict[str, Any]) -> ResponseInfo:
+        """Everything a JSON response body reports, in one call: served model, id, finish
+        reasons, usage, and the service tier that served it."""
+        tier, batch = tier_and_batch(self.response_tier(body))
+        rid, reasons = self.response_ids(body)
+        return ResponseInfo(self.response_model(body), rid, reasons, self.usage(body), tier, batch,
+                            variant=self.price_variant(body))
+
+    def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+        """``(gen_ai.response.id, gen_ai.response.finish_reasons)`` of a JSON response body."""
+        return str_or_none(body.get("id")), None
+
+    def response_tier(self, body: dict[str, Any]) -> str | None:
+        """The raw service tier the response says served it (``None`` when not reported)."""
+        return None
+
     def response_model(self, body: dict[str, Any]) -> str | None:
         """The model that served the request, as the provider reports it."""
         m = body.get("model")

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from nadir_extproc.dialects.base import KEEP, USAGE, Dialect, StreamUsage, as_int
+from nadir_extproc.dialects.base import KEEP, USAGE, Dialect, StreamUsage, as_int, str_or_none
 from nadir_extproc.pricing.usage import Usage
 
 # ".../models/{model}:{method}" with the model as one path segment (no "/", ":" or "?").
@@ -255,10 +255,9 @@ class Gemini(Dialect):
         """Always ``None``: Gemini names the model in the path (``model_from_path``)."""
         return None
 
-    def is_stream(self, body: dict[str, Any], path: str | None = None) -> bool:
-        """Streaming is chosen by the path's method (``is_stream_path``); the body never says.
-        Without ``path`` this returns ``False``."""
-        return self.is_stream_path(path) if path else False
+    def is_stream(self, body: dict[str, Any]) -> bool:
+        """Always ``False``: streaming is chosen by the path's method (``is_stream_path``)."""
+        return False
 
     def prompt_text(self, body: dict[str, Any]) -> str:
         """``systemInstruction`` (or ``system_instruction``) parts, then every ``contents[].parts[].text``."""
@@ -285,7 +284,14 @@ class Gemini(Dialect):
         b = _last_with_usage(body)
         return gemini_usage(b.get("usageMetadata")) if b is not None else None
 
-    def service_tier(self, body: dict[str, Any]) -> str | None:
+    def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+        """``responseId`` and ``candidates[].finishReason``."""
+        b = _last_with_usage(body) or {}
+        cands = b.get("candidates")
+        reasons = [c["finishReason"] for c in cands if isinstance(c, dict) and isinstance(c.get("finishReason"), str)] if isinstance(cands, list) else []
+        return str_or_none(b.get("responseId")), reasons or None
+
+    def response_tier(self, body: dict[str, Any]) -> str | None:
         """The tier that served the request (``served_tier``: ``serviceTier``, else Vertex's
         ``trafficType``) when reported."""
         b = _last_with_usage(body)

@@ -26,7 +26,9 @@ from typing import Any
 
 from nadir_extproc import jsonbody
 from nadir_extproc.jsonbody import JsonObject
-from nadir_extproc.dialects.base import CARRIER, DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, as_int
+from nadir_extproc.dialects.base import (
+    CARRIER, DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, as_int, str_or_none,
+)
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -233,6 +235,16 @@ class OpenAIChat(Dialect):
 
     def error_body(self, message: str) -> bytes:
         return openai_error_body(message)
+
+    def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+        """``id`` and ``choices[].finish_reason``."""
+        choices = body.get("choices")
+        reasons = [c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)] if isinstance(choices, list) else []
+        return str_or_none(body.get("id")), reasons or None
+
+    def response_tier(self, body: dict[str, Any]) -> str | None:
+        """Top-level ``service_tier`` (``default``, ``flex``, ``priority``; Groq ``on_demand``)."""
+        return str_or_none(body.get("service_tier"))
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return chat_usage(body.get("usage"))

@@ -26,7 +26,7 @@ from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
-from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of
+from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of, str_or_none
 from nadir_extproc.dialects.openai_chat import openai_error_body, openai_usage, requested_service_tier
 from nadir_extproc.pricing.usage import Usage
 
@@ -142,6 +142,17 @@ class OpenAIResponses(Dialect):
 
     def error_body(self, message: str) -> bytes:
         return openai_error_body(message)
+
+    def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+        """``id``, and ``incomplete_details.reason`` else ``status`` as the finish reason."""
+        inc = body.get("incomplete_details")
+        reason = inc.get("reason") if isinstance(inc, dict) else None
+        reason = reason if isinstance(reason, str) else body.get("status")
+        return str_or_none(body.get("id")), [reason] if isinstance(reason, str) else None
+
+    def response_tier(self, body: dict[str, Any]) -> str | None:
+        """Top-level ``service_tier``."""
+        return str_or_none(body.get("service_tier"))
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return responses_usage(body)

@@ -1,13 +1,5 @@
-"""Request context for pricing, read from a response body: the service tier that served it, and
-whether it is a batch result.
-
-Where each provider reports the tier *actually used* (not the one requested):
-
-- OpenAI Chat Completions and Responses: top-level ``service_tier`` (``"default"``, ``"flex"``,
-  ``"priority"``, ``"scale"``); OpenAI-compatible servers echo it (Groq ``"on_demand"``).
-- Anthropic Messages: ``usage.service_tier`` (``"standard"``, ``"priority"``, ``"batch"``).
-- Gemini: ``usageMetadata.serviceTier`` (``"standard"``, ``"flex"``, ``"priority"``); Vertex AI:
-  ``usageMetadata.trafficType`` (``nadir_extproc.dialects.gemini.served_tier``).
+"""Batch results: the response inside a batch-result line, and its status. (The service tier a
+response reports is its dialect's to read: ``Dialect.response_info``.)
 
 Batch results arrive wrapped, one JSON line each: OpenAI Batch output
 ``{"custom_id", "response": {"status_code", "body": <chat/responses object>}}`` and Anthropic
@@ -17,37 +9,6 @@ Message Batches results ``{"custom_id", "result": {"type": "succeeded", "message
 from __future__ import annotations
 
 from typing import Any
-
-
-def served_context(body: Any) -> tuple[str | None, bool]:
-    """``(service_tier, batch)`` for ``price(…, service_tier=, batch=)`` from a response body.
-
-    ``service_tier`` is the raw tier string the response reports (``None`` when absent; pricing
-    normalises ``default``/``standard``/``on_demand`` to the standard rates). Anthropic's
-    ``usage.service_tier == "batch"`` becomes ``(None, True)``.
-    """
-    if not isinstance(body, dict):
-        return None, False
-    tier = body.get("service_tier")
-    if not isinstance(tier, str):
-        u = body.get("usage")
-        if isinstance(u, dict) and isinstance(u.get("service_tier"), str):
-            tier = u["service_tier"]
-        elif isinstance(body.get("usageMetadata"), dict):
-            from nadir_extproc.dialects.gemini import served_tier
-
-            tier = served_tier(body["usageMetadata"])
-    return tier_context(tier if isinstance(tier, str) else None)
-
-
-def tier_context(tier: str | None) -> tuple[str | None, bool]:
-    """``(service_tier, batch)`` from a raw reported tier string: ``"batch"`` (Anthropic) means
-    batch rates, anything else is passed on as the tier; ``None`` stays ``(None, False)``."""
-    if tier is None:
-        return None, False
-    if tier.strip().lower() == "batch":
-        return None, True
-    return tier, False
 
 
 def unwrap_batch_result(obj: Any) -> tuple[Any, int | None] | None:

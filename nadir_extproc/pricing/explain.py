@@ -50,7 +50,7 @@ import typer
 from nadir_extproc.dialects import DIALECTS, Dialect
 from nadir_extproc.providers import known
 from nadir_extproc.pricing import catalogue
-from nadir_extproc.pricing.context import served_context, unwrap_batch_result
+from nadir_extproc.pricing.context import unwrap_batch_result
 from nadir_extproc.pricing.cost import PROVIDER_ERROR, Cost, price
 from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.pricing.savings import baseline_cost, cost_saved
@@ -295,7 +295,8 @@ def explain(
         usage = d.usage(body)
         if isinstance(body, list):  # Gemini's JSON-array stream: the element that reports usage
             body = next((x for x in reversed(body) if isinstance(x, dict) and d.usage(x) is not None), None)
-        tier, batch_tier = served_context(body)
+        info = d.response_info(body) if isinstance(body, dict) else None
+        tier, batch_tier = (info.service_tier, info.batch) if info is not None else (None, False)
         is_batch = is_batch or (batch_tier and batch is not False)
         if isinstance(body, dict):
             out["response_id"] = body.get("id") if isinstance(body.get("id"), str) else body.get("responseId")

@@ -1,8 +1,8 @@
 """What telemetry reads from request and response bodies (pure; called by the processor).
 
-``note_request`` and ``note_response`` copy the few values a span needs onto the ``Outcome``:
-request parameters, response id and finish reasons, and — only when content capture is opted in —
-the messages. Nothing here keeps prompt text unless ``capture_content`` is true, and captured text
+``note_request`` and ``note_response_content`` copy the few values a span needs onto the
+``Outcome``: request parameters and — only when content capture is opted in — the messages
+(response id and finish reasons are the dialect's: ``Dialect.response_info``). Nothing here keeps prompt text unless ``capture_content`` is true, and captured text
 goes through ``redact_secrets`` first (shared case 24: API keys pasted into prompts never reach a
 span). Field names per API are from the providers' API references (OpenAI Chat Completions and
 Responses, Anthropic Messages, Gemini ``generateContent``).
@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from nadir_extproc.record import Outcome
 from nadir_extproc.telemetry import names as n
 
 # body key -> (attribute, kind). First key present wins for the same attribute.
@@ -79,35 +80,6 @@ def request_params(body: Mapping[str, Any]) -> dict[str, Any]:
     if out.get(n.REQUEST_CHOICE_COUNT) == 1:
         del out[n.REQUEST_CHOICE_COUNT]
     return out
-
-
-def response_info(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None]:
-    """``(gen_ai.response.id, gen_ai.response.finish_reasons)`` from a parsed JSON response body.
-
-    OpenAI Chat: ``id``, ``choices[].finish_reason``; OpenAI Responses: ``id``, then
-    ``incomplete_details.reason`` or ``status``; Anthropic: ``id``, ``stop_reason``; Gemini:
-    ``responseId``, ``candidates[].finishReason``. ``None`` for what the body does not carry.
-    """
-    rid = body.get("id")
-    if not isinstance(rid, str):
-        rid = body.get("responseId")
-    rid = rid if isinstance(rid, str) and rid else None
-    reasons: list[str] = []
-    choices = body.get("choices")
-    cands = body.get("candidates")
-    if isinstance(choices, list):
-        reasons = [c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)]
-    elif isinstance(cands, list):
-        reasons = [c["finishReason"] for c in cands if isinstance(c, dict) and isinstance(c.get("finishReason"), str)]
-    elif isinstance(body.get("stop_reason"), str):
-        reasons = [body["stop_reason"]]
-    elif body.get("object") == "response":
-        inc = body.get("incomplete_details")
-        if isinstance(inc, dict) and isinstance(inc.get("reason"), str):
-            reasons = [inc["reason"]]
-        elif isinstance(body.get("status"), str):
-            reasons = [body["status"]]
-    return rid, (reasons or None)
 
 
 # ----------------------------------------------------------------------------- content (opt-in)
@@ -200,7 +172,7 @@ def output_messages(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- processor hooks
-def note_request(out: Any, body: Mapping[str, Any], capture_content: bool = False) -> None:
+def note_request(out: Outcome, body: Mapping[str, Any], capture_content: bool = False) -> None:
     """Copy request parameters (and, if opted in, the input messages) onto ``out`` (an
     ``Outcome``). Never raises."""
     try:
@@ -211,12 +183,10 @@ def note_request(out: Any, body: Mapping[str, Any], capture_content: bool = Fals
         pass
 
 
-def note_response(out: Any, body: Mapping[str, Any], capture_content: bool = False) -> None:
-    """Copy response id and finish reasons (and, if opted in, the output messages) onto ``out``.
-    Never raises."""
+def note_response_content(out: Outcome, body: Mapping[str, Any]) -> None:
+    """Opt-in content: copy the output messages onto ``out.content`` (the response id and
+    finish reasons come from the dialect's ``response_info``). Never raises."""
     try:
-        out.response_id, out.finish_reasons = response_info(body)
-        if capture_content:
-            out.content = {**(out.content or {}), **output_messages(body)}
+        out.content = {**(out.content or {}), **output_messages(body)}
     except Exception:  # noqa: BLE001
         pass

@@ -41,7 +41,7 @@ def test_registered_but_not_an_exact_path():
 def test_model_and_stream_from_path(path, model, stream):
     assert g.model_from_path(path) == model
     assert g.is_stream_path(path) is stream
-    assert g.is_stream({}, path) is stream
+    assert g.request_info({}, path).stream is stream
     assert g.matches_path(path.split("?")[0])
 
 
@@ -138,7 +138,7 @@ def test_cached_content_is_inside_the_prompt_and_tool_prompt_is_outside():
     assert u == Usage(uncached_input_tokens=51_200, cache_read_tokens=200_000, output_tokens=3_000, reasoning_tokens=2_100)
     assert u.input_tokens == 251_200
     assert u.total_tokens == 254_200
-    assert g.service_tier(body) == "flex"
+    assert g.response_info(body).service_tier == "flex"
 
 
 def test_no_usage_error_bodies_and_arrays():

@@ -15,7 +15,8 @@ from nadir_extproc.config import Settings
 from nadir_extproc.ledger.store import open_store
 from nadir_extproc.ledger.writer import LedgerWriter
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
-from nadir_extproc.processor import Context, RequestProcessor
+from nadir_extproc.server import Context
+from nadir_extproc.processor import RequestProcessor
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.tags import KeyIdentity
 from nadir_extproc.telemetry.providers import Telemetry

@@ -17,7 +17,7 @@ import pytest
 from nadir_extproc.ledger.schema import STATUSES, from_outcome
 from nadir_extproc.pricing.cost import price
 from nadir_extproc.pricing.usage import Usage
-from nadir_extproc.processor import Outcome
+from nadir_extproc.record import Outcome
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 U = Usage(uncached_input_tokens=1000, output_tokens=500)  # gpt-4o-mini: 0.00015 + 0.0003 = 0.00045 USD

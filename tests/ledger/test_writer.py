@@ -16,7 +16,8 @@ from nadir_extproc.ledger.schema import LedgerRow
 from nadir_extproc.ledger.store import open_store
 from nadir_extproc.ledger.writer import LedgerWriter
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
-from nadir_extproc.processor import Context, RequestProcessor
+from nadir_extproc.server import Context
+from nadir_extproc.processor import RequestProcessor
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import COUNTS
 from nadir_extproc.tags import KeyIdentity

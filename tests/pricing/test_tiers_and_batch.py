@@ -15,7 +15,13 @@ from decimal import Decimal as D
 
 import pytest
 
-from nadir_extproc.pricing.context import served_context, unwrap_batch_result
+from nadir_extproc.dialects import DIALECTS
+from nadir_extproc.pricing.context import unwrap_batch_result
+
+
+def served_context(body, dialect):
+    info = DIALECTS[dialect].response_info(body)
+    return info.service_tier, info.batch
 from nadir_extproc.pricing.cost import NO_BATCH_PRICE, UNKNOWN_SERVICE_TIER, price
 from nadir_extproc.pricing.usage import Usage
 
@@ -124,12 +130,13 @@ def test_dated_price_history():
 
 
 def test_served_context_from_each_provider_body():
-    assert served_context({"service_tier": "flex", "usage": {}}) == ("flex", False)  # OpenAI
-    assert served_context({"usage": {"service_tier": "standard"}}) == ("standard", False)  # Anthropic
-    assert served_context({"usage": {"service_tier": "batch"}}) == (None, True)  # Anthropic batch
-    assert served_context({"usageMetadata": {"serviceTier": "priority"}}) == ("priority", False)  # Gemini
-    assert served_context({"usage": {}}) == (None, False)
-    assert served_context([]) == (None, False)
+    assert served_context({"service_tier": "flex", "usage": {}}, "openai_chat") == ("flex", False)
+    assert served_context({"service_tier": "priority", "usage": {}}, "openai_responses") == ("priority", False)
+    assert served_context({"usage": {"service_tier": "standard"}}, "anthropic_messages") == ("standard", False)
+    assert served_context({"usage": {"service_tier": "batch"}}, "anthropic_messages") == (None, True)  # batch
+    assert served_context({"usageMetadata": {"serviceTier": "priority"}}, "gemini") == ("priority", False)
+    assert served_context({"usage": {}}, "openai_chat") == (None, False)
+    assert served_context({"usage": {}}, "anthropic_messages") == (None, False)
 
 
 def test_batch_result_wrappers():

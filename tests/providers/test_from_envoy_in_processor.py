@@ -7,7 +7,8 @@ from google.protobuf.struct_pb2 import Struct
 from nadir_extproc import protocol as p
 from nadir_extproc.config import Settings
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
-from nadir_extproc.processor import Context, RequestProcessor
+from nadir_extproc.server import Context
+from nadir_extproc.processor import RequestProcessor
 from nadir_extproc.providers.envoy import CLUSTER, FILTER_KEY, ROUTE_PROVIDER
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import COUNTS

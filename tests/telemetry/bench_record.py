@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from nadir_extproc.config import TelemetrySettings
-from nadir_extproc.processor import Outcome
+from nadir_extproc.record import Outcome
 from nadir_extproc.telemetry.providers import Telemetry
 from tests.telemetry.test_span_attributes import chat_outcome
 

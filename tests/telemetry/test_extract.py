@@ -7,8 +7,17 @@ import json
 
 import pytest
 
-from nadir_extproc.processor import Outcome
-from nadir_extproc.telemetry.extract import note_request, note_response, request_params, response_info
+from nadir_extproc.record import Outcome
+from nadir_extproc.dialects import DIALECTS
+from nadir_extproc.telemetry.extract import note_request, note_response_content, request_params
+
+
+def response_info(body):
+    # Each dialect reads its own response: (gen_ai.response.id, gen_ai.response.finish_reasons).
+    d = DIALECTS["openai_chat" if "choices" in body else "anthropic_messages" if "stop_reason" in body
+                 else "openai_responses" if body.get("object") == "response" else "gemini"]
+    info = d.response_info(body)
+    return info.response_id, info.finish_reasons
 
 
 def test_chat_parameters():
@@ -68,7 +77,8 @@ def test_notes_keep_no_content_unless_opted_in():
     assert json.loads(on.content["gen_ai.input.messages"]) == [
         {"role": "user", "parts": [{"type": "text", "content": "hi"}, {"type": "image"}]}]
     assert json.loads(on.content["gen_ai.system_instructions"]) == [{"type": "text", "content": "be brief"}]
-    note_response(on, {"id": "msg_9", "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn"}, True)
-    assert on.response_id == "msg_9" and on.finish_reasons == ["end_turn"]
+    reply = {"id": "msg_9", "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn"}
+    note_response_content(on, reply)
+    assert response_info(reply) == ("msg_9", ["end_turn"])
     assert json.loads(on.content["gen_ai.output.messages"]) == [
         {"role": "assistant", "parts": [{"type": "text", "content": "hello"}], "finish_reason": "end_turn"}]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from nadir_extproc.processor import Outcome
+from nadir_extproc.record import Outcome
 from nadir_extproc.routing.base import Decision
 from tests.telemetry.test_span_attributes import T0, chat_outcome
 

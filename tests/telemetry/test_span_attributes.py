@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from nadir_extproc.pricing.cost import price
 from nadir_extproc.pricing.usage import Usage
-from nadir_extproc.processor import Outcome
+from nadir_extproc.record import Outcome
 from nadir_extproc.routing.base import Decision
 
 T0 = 1_800_000_000_000_000_000  # an arbitrary wall-clock instant, Unix ns

@@ -21,7 +21,9 @@ import pytest
 from nadir_extproc.config import Settings
 from nadir_extproc.ledger.schema import from_outcome
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
-from nadir_extproc.processor import Context, Outcome, RequestProcessor
+from nadir_extproc.server import Context
+from nadir_extproc.processor import RequestProcessor
+from nadir_extproc.record import Outcome
 from nadir_extproc.routing.rules import RuleRouter
 
 DATA = Path("/work/shared/data/provider-responses")

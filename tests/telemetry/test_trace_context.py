@@ -11,7 +11,7 @@ import pytest
 from nadir_extproc.config import Settings
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
 from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
-from nadir_extproc.processor import Context
+from nadir_extproc.server import Context
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.server import Service
 from nadir_extproc.telemetry.context import carrier_from_metadata
