@@ -189,7 +189,8 @@ class Service:
             # whose workers share one port (nadir_extproc.workers sets NADIR_REUSEPORT=1).
             ("grpc.so_reuseport", 1 if os.environ.get("NADIR_REUSEPORT") == "1" else 0),
         ]
-        self.listeners = Listeners(settings, self.health, options=opts[2:])  # the health port shares like the main one
+        # The health-only port is shared by `serve --workers` like the main one.
+        self.listeners = Listeners(settings, self.health, options=[o for o in opts if o[0] == "grpc.so_reuseport"])
         self.server = grpc.aio.server(options=opts, interceptors=interceptors(settings))
         ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(self.ctx), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
