@@ -1,4 +1,4 @@
-"""The in-band cost of a streamed response: written by the processor, read by clients.
+"""The in-band cost of a streamed response: written by ``nadir_extproc.stream``, read by clients.
 
 Response headers leave before a stream's usage exists, so the ``x-nadir-*`` fields travel inside
 the stream, only where that API's real clients tolerate them (checked client by client by

@@ -97,7 +97,7 @@ TERMINAL = 2  # the stream's terminal event: in-band cost goes right before it
 USAGE = 4  # the event that carries the final usage (opt-in cost JSON field goes into it)
 #: An event the client expects that may be the last one before a usage event that is ours to DROP
 #: (a Chat stream's finish chunk when we injected ``include_usage``): with the opt-in cost field
-#: the processor holds it until the usage is known and adds the field to it
+#: the stream handler (``nadir_extproc.stream``) holds it until the usage is known and adds the field to it
 #: (``nadir_extproc.inband``).
 CARRIER = 8
 
