@@ -258,6 +258,12 @@ class Settings(BaseModel):
     #: gRPC max send/receive message size; must exceed the largest body Envoy buffers for us
     #: (Envoy's per_connection_buffer_limit_bytes in envoy/envoy.yaml is 8 MiB).
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    #: A request body above this many bytes gets a 413 from us (``nadir_extproc.refusal``), in the
+    #: API's error format. Envoy's own buffer limit (8 MiB, envoy/envoy.yaml) answers HTTP/1.1
+    #: clients first; HTTP/2 clients are not capped by it (extproc-facts "Size limits"). Must sit
+    #: below ``max_message_bytes`` (the gRPC limit) with room for the message's framing, or a body
+    #: between the two never reaches us and passes unprocessed. 0 turns the check off.
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
     #: On SIGTERM: stop accepting, let open streams finish within this many seconds.
     grace_period_s: float = Field(default=10.0, ge=0)
     #: The model value that asks for routing.
@@ -309,6 +315,13 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _request_fits_grpc(self) -> "Settings":
+        if self.max_request_bytes and self.max_request_bytes > self.max_message_bytes - 64 * 1024:
+            raise ValueError(f"max_request_bytes ({self.max_request_bytes}) must be at least 64 KiB below "
+                             f"max_message_bytes ({self.max_message_bytes}), the gRPC message limit")
+        return self
 
     @model_validator(mode="after")
     def _listeners_trusted(self) -> "Settings":

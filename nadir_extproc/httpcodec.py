@@ -7,13 +7,25 @@ Pure functions; never raise on bad input.
 
 from __future__ import annotations
 
+import io
 import zlib
 from urllib.parse import unquote
 
 from nadir_extproc.stats import count
 
-#: Content encodings we can decode to read a body.
-DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "identity"})
+try:  # br and zstd need their libraries (dependencies; optional so a trimmed image still starts)
+    import brotli
+except ImportError:  # pragma: no cover
+    brotli = None
+try:
+    import zstandard
+except ImportError:  # pragma: no cover
+    zstandard = None
+
+#: Content encodings we can decode to read a body (``accept-encoding`` keeps only these).
+DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "identity"}
+                      | ({"br"} if brotli is not None else set())
+                      | ({"zstd"} if zstandard is not None else set()))
 
 
 def narrow_accept_encoding(value: str) -> str | None:
@@ -95,10 +107,56 @@ def decode_body(body: bytes, encoding: str, limit: int = MAX_DECODED_BYTES) -> b
                 out = _inflate(body, 15, limit)
             except zlib.error:
                 out = _inflate(body, -zlib.MAX_WBITS, limit)
+        elif enc == "br" and brotli is not None:
+            out = _unbrotli(body, limit)
+        elif enc == "zstd" and zstandard is not None:
+            out = _unzstd(body, limit)
         else:
             return None
-    except (OSError, EOFError, zlib.error):
+    except (OSError, EOFError, ValueError, zlib.error):
         return None
+    except Exception as e:  # noqa: BLE001 — brotli.error / zstandard.ZstdError: a corrupt body
+        if type(e).__name__ in ("error", "ZstdError"):
+            return None
+        raise
     if out is None:
         count("body_inflate_limit", enc)
+    return out
+
+
+def _unbrotli(body: bytes, limit: int) -> bytes | None:
+    """Brotli (RFC 7932), at most ``limit`` bytes out (``Decompressor.process``'s
+    ``output_buffer_limit``, brotli >= 1.2); ``None`` past it. Raises ``brotli.error`` on corrupt
+    or truncated input."""
+    d = brotli.Decompressor()
+    out = [d.process(body, output_buffer_limit=limit + 1)]
+    size = len(out[0])
+    while size <= limit and not d.is_finished() and not d.can_accept_more_data():
+        chunk = d.process(b"", output_buffer_limit=limit + 1 - size)
+        if not chunk:
+            break
+        out.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        return None
+    if not d.is_finished():
+        raise ValueError("truncated brotli stream")
+    return b"".join(out)
+
+
+def _unzstd(body: bytes, limit: int) -> bytes | None:
+    """Zstandard (RFC 8878), every frame, at most ``limit`` bytes out (a bounded ``read``);
+    ``None`` past it. Raises ``zstandard.ZstdError`` on corrupt input."""
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True)
+    out = reader.read(limit + 1)
+    if len(out) > limit:
+        return None
+    # Within the bound: check every frame is whole (a cut body reads short without an error).
+    data = body
+    while data:
+        d = zstandard.ZstdDecompressor().decompressobj()
+        d.decompress(data)
+        if not d.eof:
+            raise ValueError("truncated zstd stream")
+        data = d.unused_data
     return out

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from nadir_extproc import headers as hn
 from nadir_extproc import jsonbody, protocol as p
-from nadir_extproc import providers
+from nadir_extproc import providers, refusal
 from nadir_extproc.budgets import H_REMAINING, Reservation, block_reply, scope_values, trace_id
 from nadir_extproc.dialects import Dialect, detect, retrieval_dialect
 from nadir_extproc.dialects.base import tier_and_batch
@@ -91,6 +91,7 @@ class RequestProcessor:
         "_path", "_injected", "_stream", "_priced", "_fields", "_cost_in_body",
         "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_admission", "_reservation",
         "_variant", "_reported", "_raw_usage", "_partial", "_entry", "_once", "_req_tier", "_req_body",
+        "_body_seen", "_awaiting_body",
     )
 
     def __init__(self, ctx: Context) -> None:
@@ -123,6 +124,8 @@ class RequestProcessor:
         self._once: bool | None = None  # first pricing of this response id (decided once)
         self._req_tier: str | None = None  # the service tier the request asked for (OpenAI service_tier)
         self._req_body: dict[str, Any] | None = None  # kept only for a provider whose variants read it
+        self._body_seen = False  # the request-body phase ran (an Envoy 413 comes before it)
+        self._awaiting_body = False  # JSON response headers came, its body has not (yet)
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: p.ProcessingRequest) -> p.ProcessingResponse:
@@ -184,6 +187,13 @@ class RequestProcessor:
                     self._cost_headers(*self._stream_result(), 0)
                 except Exception as e:  # noqa: BLE001
                     count("internal_error", f"finish: {type(e).__name__}: {e}")
+        elif self._awaiting_body and not self._priced:
+            # A JSON (non-streamed) response whose body never came whole: the upstream reset
+            # mid-body (Envoy then drops the stream before the BUFFERED body phase). Cut, unpriced.
+            try:
+                self._cost_headers(self.out.routed_model, None, self._error_reason() or "cut", 0)
+            except Exception as e:  # noqa: BLE001
+                count("internal_error", f"finish: {type(e).__name__}: {e}")
         st = self._stream.reader if self._stream is not None else None
         if st is not None:  # gen_ai.response.id / finish_reasons of a stream (JSON: _read_json)
             self.out.response_id = st.response_id or self.out.response_id
@@ -260,6 +270,14 @@ class RequestProcessor:
             r.request_body.response.SetInParent()
             return r
         raw: bytes = msg.body
+        self._body_seen = True
+        limit = self.ctx.settings.max_request_bytes
+        if limit and len(raw) > limit:
+            count("request_too_large")
+            self.out.result = Result.BLOCKED
+            self.out.unpriced_reason = refusal.TOO_LARGE
+            self.out.status = 413
+            return refusal.too_large(d.name, len(raw), limit)
         req_encoding = self._req_headers.get("content-encoding", "").strip().lower()
         if req_encoding and req_encoding != "identity":
             decoded = decode_body(raw, req_encoding, self.ctx.settings.max_message_bytes)
@@ -373,6 +391,8 @@ class RequestProcessor:
             r.mode_override.CopyFrom(p.MODE_STREAM_RESPONSE)
         elif msg.end_of_stream:
             set_h = self._cost_headers(*self._read_json(None), time.perf_counter_ns())
+        elif d is not None:
+            self._awaiting_body = True
         if self._budget_h:
             set_h = {**set_h, **self._budget_h}
         remove = spoofed
@@ -411,7 +431,7 @@ class RequestProcessor:
         served = st.model or self.out.routed_model
         self._tier, self._batch = tier_and_batch(st.service_tier or self._req_tier)
         if self._status >= 400:
-            return served, None, "provider_error"
+            return served, None, self._error_reason()
         if st.failed:
             # An error event after HTTP 200: not a complete response, so no cost header or
             # in-band cost may present a price for it; what was reported so far is priced apart
@@ -459,7 +479,7 @@ class RequestProcessor:
         if d is None:
             return served, None, "no_dialect"
         if self._status >= 400:
-            return served, None, "provider_error"
+            return served, None, self._error_reason()
         if not raw:
             return served, None, "no_usage"
         data = decode_body(raw, self._encoding, self.ctx.settings.max_message_bytes)
@@ -474,6 +494,10 @@ class RequestProcessor:
             body = next((x for x in reversed(body) if isinstance(x, dict) and d.usage(x) is not None), None)
             if body is None:
                 return served, None, "no_usage"
+        if body is None and data.lstrip()[:1] in (b"{", b"["):
+            # JSON that stops short: the body was cut (an upstream reset, a proxy's limit).
+            count("response_cut")
+            return served, None, "cut"
         if not isinstance(body, dict):
             count("response_not_json")
             return served, None, "response_not_json"
@@ -493,6 +517,16 @@ class RequestProcessor:
         if d.retrievable and not self._first_pricing(body.get("id")):
             return served, None, "already_priced"
         return served, usage, None
+
+    def _error_reason(self) -> str | None:
+        """The unpriced reason of an HTTP error status (``None`` below 400): Envoy's own 413 (the
+        body was over its buffer limit, so the request-body phase never ran) is
+        ``request_too_large``, not the provider's error."""
+        if self._status < 400:
+            return None
+        if self._status == 413 and not self._body_seen:
+            return refusal.TOO_LARGE
+        return "provider_error"
 
     def _first_pricing(self, response_id: Any) -> bool:
         """False when this is a retrieval (``GET``) of a response id priced before (a background
@@ -546,6 +580,10 @@ class RequestProcessor:
             count(f"unpriced_{unpriced}")
         if unpriced in ("provider_error", "stream_error"):
             out.result = Result.PROVIDER_ERROR
+        elif unpriced == "cut":
+            out.result = Result.CUT_STREAM
+        elif unpriced == refusal.TOO_LARGE:
+            out.result = Result.BLOCKED  # refused before the provider was called
         if unpriced == "stream_error" and self._partial is not None and served is not None and out.partial_cost is None:
             out.partial_cost = price(self._catalogue_provider(), served, self._partial,
                                      service_tier=self._tier, batch=self._batch, variant=self._variant)
