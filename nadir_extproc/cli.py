@@ -41,14 +41,13 @@ def serve(
         except ListenerError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-    if settings.price_file:
-        from nadir_extproc.pricing.pricefile import PriceFileError, load_price_file
+    from nadir_extproc.config import check_models
 
-        try:
-            load_price_file(settings.price_file)  # fail fast, naming the bad entry
-        except PriceFileError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+    try:
+        check_models(settings)  # the price file, and every model the settings name, fail fast
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers > 1:
         if settings.uds:
@@ -70,6 +69,31 @@ def serve(
     except ImportError:
         pass
     asyncio.run(run(settings))
+
+
+#: Exit status of ``nadir-extproc check``: the settings are valid / invalid (message on stderr).
+CHECK_OK, CHECK_INVALID = 0, 2
+
+
+@app.command()
+def check(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file to check (else $NADIR_CONFIG)."),
+) -> None:
+    """Validate a settings file without serving: every key, the listeners, the price file, the
+    router policy, and every model in tiers / default_models / baseline_models. Exit 0 valid, 2 invalid."""
+    from nadir_extproc.config import ConfigError, check_models, load_settings
+
+    if config is not None and not config.is_file():
+        typer.echo(f"error: no settings file at {config} (start from settings.example.yaml)", err=True)
+        raise typer.Exit(CHECK_INVALID)
+    try:
+        settings = load_settings(config)
+        check_models(settings)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(CHECK_INVALID) from None
+    where = config or os.environ.get("NADIR_CONFIG") or "defaults (no file)"
+    typer.echo(f"ok: {where}")
 
 
 @app.command()

@@ -413,3 +413,55 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         where = f"config file {path}" if path else "settings"
         msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"] for err in e.errors())
         raise ConfigError(f"{where}: {msgs}") from e
+
+
+def check_models(settings: Settings) -> None:
+    """Every model the settings name -- ``tiers.<provider>.<tier>``, ``default_models.<provider>``,
+    ``baseline_models.<provider>`` -- must resolve for its provider in the genai-prices catalogue or
+    in the settings' price file (``price_file``: loaded and validated here too, not installed).
+
+    Raises ``ConfigError`` naming every bad key, each with the closest catalogue names
+    (``difflib``), e.g. ``tiers.openai.weak: no model 'gpt-4o-mni' for provider openai (closest:
+    gpt-4o-mini, ...)``. A provider key the registry knows (``vertex_ai``, ``azure``, ``gemini``)
+    is looked up under its catalogue id.
+    """
+    import difflib
+
+    from nadir_extproc.pricing import catalogue
+    from nadir_extproc.pricing.pricefile import PriceFileError, load_price_file
+    from nadir_extproc.providers import known
+
+    overrides = None
+    if settings.price_file:
+        try:
+            overrides = load_price_file(settings.price_file)
+        except PriceFileError as e:
+            raise ConfigError(f"price_file: {e}") from None
+    catalogue.load()
+    try:
+        policy = settings.policy()  # the router_policy file's tiers too, where settings do not set them
+    except ValueError as e:
+        raise ConfigError(f"router_policy: {e}") from None
+    named: list[tuple[str, str, str]] = []  # (key, provider, model)
+    for prov, tiers in policy.tiers.items():
+        named += [(f"tiers.{prov}.{tier}", prov, m) for tier, m in tiers.items()]
+    named += [(f"default_models.{prov}", prov, m) for prov, m in policy.default_models.items()]
+    named += [(f"baseline_models.{prov}", prov, m) for prov, m in settings.baseline_models.items()]
+    problems = []
+    for key, prov, model in named:
+        entry = known.get(prov)
+        pid = entry.catalogue_id if entry is not None else catalogue.PROVIDER_IDS.get(prov.strip().lower(), prov.strip().lower())
+        low = model.strip().lower()
+        if overrides is not None and ((pid, low) in overrides.models or (pid, low) in overrides.aliases):
+            continue
+        if catalogue.resolve_in_catalogue(pid, model) is not None:
+            continue
+        cat = catalogue._providers().get(pid)  # noqa: SLF001 - same package
+        names = [m.id for m in cat.models] if cat is not None else []
+        names += [m for (p, m) in (overrides.models if overrides is not None else {}) if p == pid]
+        close = difflib.get_close_matches(low, names, n=3, cutoff=0.6)
+        where = f"provider {prov}" if cat is not None or names else f"provider {prov} (not in the catalogue{' or the price file' if overrides else ''})"
+        hint = f"closest: {', '.join(close)}" if close else "add it to a price_file"
+        problems.append(f"{key}: no model {model!r} for {where} ({hint})")
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -64,8 +64,9 @@ BACKGROUND_PENDING = "background_pending"
 EXIT_UNPRICED = 3
 
 _WHY = {
-    "unknown_provider": "no catalogue provider serves {host}; pass --provider (a genai-prices provider id) "
-    "or add the model to a price file",
+    "unknown_provider": "no catalogue provider serves {host}; list the model in a price file "
+    "(--price-file FILE with `models: [{{provider: NAME, model: MODEL, input_mtok: .., output_mtok: ..}}]`; "
+    "README 'The cost command') or pass --provider (a genai-prices provider id)",
     "unknown_model": "{source} has no model named {served!r} for provider {provider}; add it to a price file",
     "no_usage": "the response reports no token usage{hint}",
     "invalid_usage": "the usage is inconsistent (negative counts, or more reasoning than output)",
@@ -318,6 +319,10 @@ def explain(
     out["service_tier"] = tier
     out["batch"] = is_batch
     out["price_variant"] = variant or None
+    if prov is None and served:
+        prov = _price_file_provider(served)  # a self-hosted model the operator's price file prices
+        if prov is not None:
+            out["provider"] = prov
     if prov is None:
         return unpriced("unknown_provider")
     if usage is None:
@@ -345,6 +350,18 @@ def explain(
         )
     _baseline(out, prov, cost, usage, when, tier, is_batch, baseline, candidates)
     return out
+
+
+def _price_file_provider(model: str) -> str | None:
+    """The provider under which the installed price file lists ``model`` (exact name,
+    case-insensitive), when exactly one provider does: a self-hosted server at an unknown host
+    (``http://localhost:11434``) needs no ``--provider`` then. ``None`` otherwise."""
+    pf = catalogue.price_file()
+    if pf is None:
+        return None
+    key = model.strip().lower()
+    owners = {p for (p, m) in pf.models if m == key}
+    return owners.pop() if len(owners) == 1 else None
 
 
 def _cost_fields(out: dict[str, Any], cost: Cost) -> None:
@@ -496,7 +513,7 @@ def render_table(e: dict[str, Any], sources: bool = True) -> str:
 
         c = by_id(cid)
         lines.append(f"correction   {cid}" + (f": {c.source}" if sources else ""))
-    else:
+    if e.get("unpriced_reason"):
         lines.append(f"unpriced: {e['unpriced_reason']} - {e['explanation']}")
     if e.get("baseline_model"):
         lines.append(
@@ -532,10 +549,11 @@ def cost_command(
     candidates = None
     pf = price_file
     if config is not None:
-        from nadir_extproc.config import ConfigError, load_settings
+        from nadir_extproc.config import ConfigError, check_models, load_settings
 
         try:
             settings = load_settings(config)
+            check_models(settings)  # a misspelt baseline would print "baseline gpt-4oo None USD"
         except ConfigError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None

@@ -15,7 +15,8 @@ _DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "prompt
 BUILTIN = ("cv", "shipped", "rules", "length", "random")
 #: ``--provider`` names that mean a policy provider of another name (the Gemini API's models are
 #: the ``google`` provider's tiers, as the gemini dialect reports them).
-PROVIDER_ALIASES = {"gemini": "google"}
+PROVIDER_ALIASES = {"gemini": "google", "vertex": "google", "vertex_ai": "google", "vertex-ai": "google",
+                    "azure": "openai", "azure_openai": "openai"}
 _MODEL_DIR = Path(__file__).parent / "model"
 
 
@@ -206,8 +207,14 @@ def score(
     if provider is not None:
         provider = PROVIDER_ALIASES.get(provider.strip().lower(), provider.strip().lower())
         if provider not in policy.tiers:
-            typer.echo(f"error: unknown provider {provider!r} (one of {', '.join(sorted(policy.tiers))}, or gemini)", err=True)
+            typer.echo(f"error: no routing tiers for provider {provider!r} (tiers exist for {', '.join(sorted(policy.tiers))}; "
+                       f"also accepted: {', '.join(sorted(PROVIDER_ALIASES))}); add `tiers: {{{provider}: {{weak: MODEL, strong: MODEL}}}}` "
+                       "to the settings file to route it", err=True)
             raise typer.Exit(2)
+    if not prompts and file is None and sys.stdin.isatty():
+        typer.echo('error: nothing to score: give prompts as arguments (router score "What is 2+2?"), '
+                   "--file FILE (JSONL) or JSONL on standard input", err=True)
+        raise typer.Exit(2)
     if prompts and file is not None:
         typer.echo("error: give prompts as arguments or --file, not both", err=True)
         raise typer.Exit(2)
