@@ -94,3 +94,10 @@ def test_check_command_exit_codes(tmp_path):
     # serve refuses the same file before it listens
     r = _cli("serve", "--config", str(bad), tmp_path=tmp_path)
     assert r.returncode == 2 and "tiers.openai.weak" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_shipped_settings_files_pass_the_model_check(tmp_path):
+    files = sorted(ROOT.glob("k8s/**/settings*.yaml"))
+    assert files
+    for f in files:
+        check_models(load_settings(f, env={"NADIR_STATE_DIR": str(tmp_path)}))
