@@ -90,7 +90,7 @@ class RequestProcessor:
         "ctx", "dialect", "out", "_ns", "_req_headers", "_status", "_encoding", "_done",
         "_path", "_injected", "_stream", "_priced", "_fields", "_cost_in_body",
         "_scopes", "_budget_h", "_spent", "_tier", "_batch", "_admission", "_reservation",
-        "_variant", "_reported", "_raw_usage", "_partial", "_entry", "_once", "_req_tier", "_req_body",
+        "_variant", "_reported", "_partial", "_entry", "_once", "_req_tier", "_req_body",
         "_body_seen", "_awaiting_body",
     )
 
@@ -118,7 +118,6 @@ class RequestProcessor:
         self._cost_in_body = False  # client opted in (x-nadir-cost-in-body) to the JSON cost field
         self._variant: dict[str, str] = {}  # price variants the response reported (speed=fast …)
         self._reported: Decimal | None = None  # the provider's own cost (OpenRouter usage.cost …)
-        self._raw_usage: Any = None  # the usage object as sent (provider usage rules read it)
         self._partial: Usage | None = None  # usage of a stream that ended with an error event
         self._entry: known.Entry | None = None  # the provider's entry (hooks, OTel name)
         self._once: bool | None = None  # first pricing of this response id (decided once)
