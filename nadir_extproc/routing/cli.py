@@ -207,7 +207,7 @@ def score(
     if provider is not None:
         provider = PROVIDER_ALIASES.get(provider.strip().lower(), provider.strip().lower())
         if provider not in policy.tiers:
-            typer.echo(f"error: no routing tiers for provider {provider!r} (tiers exist for {', '.join(sorted(policy.tiers))}; "
+            typer.echo(f"error: unknown provider {provider!r}: no routing tiers for it (tiers exist for {', '.join(sorted(policy.tiers))}; "
                        f"also accepted: {', '.join(sorted(PROVIDER_ALIASES))}); add `tiers: {{{provider}: {{weak: MODEL, strong: MODEL}}}}` "
                        "to the settings file to route it", err=True)
             raise typer.Exit(2)
