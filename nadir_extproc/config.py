@@ -4,7 +4,8 @@ File: ``--config PATH`` or ``NADIR_CONFIG``. Environment: ``NADIR_LISTEN`` (``ho
 ``NADIR_UDS`` (Unix socket path), ``NADIR_HEALTH_LISTEN`` (``host:port``, health only), ``NADIR_AUTO_MODEL``, ``NADIR_LOG_LEVEL``,
 ``NADIR_PROMETHEUS_PORT`` (``telemetry.prometheus_port``); ``OTEL_*`` as in ``TelemetrySettings``;
 ``NADIR_STATE_DIR``, ``NADIR_LEDGER_DSN`` (``ledger.postgres_dsn``), ``NADIR_KEY_ID_SECRET``,
-``NADIR_REDIS_URL`` / ``NADIR_REDIS_PASSWORD`` (``budget_redis.url`` / ``.password``). A bad entry raises
+``NADIR_REDIS_URL`` / ``NADIR_REDIS_PASSWORD`` (``budget_redis.url`` / ``.password``),
+``NADIR_SHADOW_SAMPLE_RATE`` (``shadow_routing.sample_rate``). A bad entry raises
 ``ConfigError`` naming it.
 """
 
@@ -122,6 +123,26 @@ class LedgerSettings(BaseModel):
     retention_days: int | None = Field(default=None, ge=1)
     #: Keep the daily rollups this many days (unset: forever); never less than ``retention_days``.
     rollup_retention_days: int | None = Field(default=None, ge=1)
+
+
+class ShadowRoutingSettings(BaseModel):
+    """Shadow routing (issue 21): for requests that name a concrete model, score the prompt with the
+    same router call ``model: auto`` uses and record — in the ledger row, span and metrics, never in
+    the response — the tier and model the router would have chosen, the what-if cost (this
+    response's usage at that model's rates: an estimate) and the opportunity (actual minus what-if
+    cost when positive). ``shadow_routing: false`` is accepted for ``enabled: false``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: Share of explicit-model requests scored (0..1). 0 turns scoring off completely (no router
+    #: call; each skipped request is counted as ``shadow_not_sampled``).
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @property
+    def active(self) -> bool:
+        """Any request may be scored."""
+        return self.enabled and self.sample_rate > 0
 
 
 class BudgetRule(BaseModel):
@@ -310,6 +331,13 @@ class Settings(BaseModel):
     #: Reservations at admission and the shared store of budget totals (issue 17).
     budget_reservations: BudgetReservationSettings = Field(default_factory=BudgetReservationSettings)
     budget_redis: BudgetRedisSettings = Field(default_factory=BudgetRedisSettings)
+    #: What routing would save on explicit-model traffic (issue 21; ``ShadowRoutingSettings``).
+    shadow_routing: ShadowRoutingSettings = Field(default_factory=ShadowRoutingSettings)
+
+    @field_validator("shadow_routing", mode="before")
+    @classmethod
+    def _shadow_bool(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v
 
     @field_validator("listen", "health_listen", "uds", mode="before")
     @classmethod
@@ -405,6 +433,10 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for var, key in (("NADIR_REDIS_URL", "url"), ("NADIR_REDIS_PASSWORD", "password")):
         if env.get(var):
             data["budget_redis"] = {**(data.get("budget_redis") or {}), key: env[var]}
+    if env.get("NADIR_SHADOW_SAMPLE_RATE"):
+        sr = data.get("shadow_routing")
+        sr = {"enabled": sr} if isinstance(sr, bool) else dict(sr or {})
+        data["shadow_routing"] = {**sr, "sample_rate": env["NADIR_SHADOW_SAMPLE_RATE"]}
     if env.get("NADIR_PROMETHEUS_PORT"):
         data["telemetry"] = {**(data.get("telemetry") or {}), "prometheus_port": env["NADIR_PROMETHEUS_PORT"]}
     try:

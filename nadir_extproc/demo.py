@@ -3,7 +3,8 @@
 Starts the provider emulator, nadir-extproc and the real Envoy (``nadir_extproc.stack``), sends
 ~20 prompts from trivial to hard with ``model="auto"`` through Envoy using the official ``openai``
 (Chat Completions and Responses) and ``anthropic`` SDKs — only the base URL changed — and prints
-what came back in the ``x-nadir-*`` headers. Then it times the same request sent straight to the
+what came back in the ``x-nadir-*`` headers; then a few requests that name a frontier model, and
+what routing would have saved on them (shadow routing, ``report --opportunity``). Then it times the same request sent straight to the
 emulator and through Envoy + ext_proc, and stops every process it started.
 """
 
@@ -108,6 +109,64 @@ def _call(dialect: str, prompt: str, base_url: str, real: dict[str, str]):
     return raw.headers, r.usage.prompt_tokens, r.usage.completion_tokens
 
 
+#: Explicit-model traffic (frontier models named by the client): shadow routing scores each prompt
+#: and the ledger records what routing would have saved (``report --opportunity``).
+EXPLICIT: list[tuple[str, str, str]] = [
+    ("openai_chat", "gpt-4o", "Convert 5 miles to kilometres."),
+    ("openai_chat", "gpt-4o", "Name three primary colours."),
+    ("openai_chat", "gpt-4o", "Derive the closed form of the sum 1 + 2 + ... + n and prove it by induction."),
+    ("openai_chat", "gpt-4o", "Summarise this report for a CFO: " + "Quarterly revenue grew while cloud spend rose faster. " * 45),
+    ("anthropic_messages", "claude-sonnet-4-5", "What is the boiling point of water at sea level?"),
+    ("anthropic_messages", "claude-sonnet-4-5", "Design an algorithm to detect cycles in a directed graph and prove it correct."),
+]
+
+
+def _explicit_traffic_and_opportunity(stack: Stack, console: Console, real: dict[str, str]) -> int:
+    """Send ``EXPLICIT`` (the models the client names are kept), then print the opportunity
+    report (``nadir-extproc report --opportunity --by model``) over the demo's ledger. Returns the
+    number of failed calls."""
+    import anthropic
+    import openai
+
+    failures = 0
+    for dialect, model, prompt in EXPLICIT:
+        try:
+            if dialect == "anthropic_messages":
+                anthropic.Anthropic(base_url=stack.base_url, api_key=_key("anthropic", real), max_retries=0).messages.create(
+                    model=model, max_tokens=256, messages=[{"role": "user", "content": prompt}])
+            else:
+                openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=_key("openai", real), max_retries=0).chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": prompt}])
+        except Exception as e:  # noqa: BLE001 — report and keep going
+            failures += 1
+            console.print(f"[red]{model}: {type(e).__name__}[/red]")
+    console.print(f"\n[bold]Explicit-model traffic[/bold]: {len(EXPLICIT)} requests naming gpt-4o / claude-sonnet-4-5, "
+                  "served as asked; shadow routing scored each prompt. What routing would save "
+                  "(nadir-extproc report --opportunity --by model):")
+    from nadir_extproc.ledger import opportunity as op
+    from nadir_extproc.ledger.store import open_store
+
+    want = len(PROMPTS) + len(EXPLICIT)
+    deadline = time.monotonic() + 10
+    rep = None
+    while time.monotonic() < deadline:  # the ledger writer flushes within ledger.flush_interval_s
+        try:
+            st = open_store(sqlite_dir=stack.dir / "state" / "ledger", create=False)
+        except FileNotFoundError:
+            time.sleep(0.3)
+            continue
+        try:
+            rep = op.from_store(st, ["model"])
+        finally:
+            st.close()
+        if rep.total.requests >= want:
+            break
+        time.sleep(0.3)
+    if rep is not None:
+        op.print_table(rep, console)
+    return failures
+
+
 def _median_ms(fn, n: int) -> float:
     times = []
     for _ in range(n):
@@ -166,6 +225,7 @@ def run_demo(
         console.print(table)
         console.print(f"Total cost [bold]${total_cost}[/bold], saved by routing vs the baseline models [bold]${total_saved}[/bold] "
                       f"over {len(PROMPTS)} requests.")
+        failures += _explicit_traffic_and_opportunity(stack, console, real)
         # Added latency: the same request straight to the emulator vs through Envoy + ext_proc.
         import openai
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
 from decimal import Decimal
@@ -320,6 +321,8 @@ class RequestProcessor:
             else:
                 new = d.rewrite_model(raw, body, model)
                 body = {**body, "model": model}
+        else:
+            self._shadow_route(d, body)
         self.out.routed_model = model
         if d.name in self.ctx.settings.inject_stream_usage:
             injected = d.inject_stream_usage(raw if new is None else new, body)
@@ -336,10 +339,32 @@ class RequestProcessor:
         p.common(set_h, remove, body=new, clear_route_cache=True, into=r.request_body.response)
         return r
 
-    def _route(self, d: Dialect, body: dict[str, Any]) -> Decision:
+    def _shadow_route(self, d: Dialect, body: dict[str, Any]) -> None:
+        """Shadow routing (issue 21): score an explicit-model request with the same router call the
+        auto path makes, keep the decision in the outcome (priced at completion, in
+        ``_cost_headers``). Nothing reaches the request or the response. Sampled by
+        ``shadow_routing.sample_rate``; at 0 (or disabled) the router is never called (counted
+        ``shadow_not_sampled``). A router error is counted, never a fallback decision."""
+        sr = self.ctx.settings.shadow_routing
+        rate = sr.sample_rate
+        if not sr.enabled or rate <= 0.0 or (rate < 1.0 and random.random() >= rate):
+            count("shadow_not_sampled")
+            return
+        if self._tiers_of() not in self.ctx.policy.tiers:
+            count("shadow_no_tiers", self._tiers_of())
+            return
+        t0 = time.perf_counter_ns()
+        try:
+            self.out.shadow = self.ctx.router.route(self._route_request(d, body))
+        except Exception as e:  # noqa: BLE001 — shadow scoring must never affect the request
+            count("shadow_router_error", f"{type(e).__name__}: {e}")
+        finally:
+            self.out.shadow_router_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    def _route_request(self, d: Dialect, body: dict[str, Any]) -> RouteRequest:
         # messages (OpenAI chat, Anthropic), input items (Responses), contents (Gemini)
         msgs = body.get("messages") or body.get("input") or body.get("contents")
-        req = RouteRequest(
+        return RouteRequest(
             provider=self._tiers_of(),
             dialect=d.name,
             prompt=d.prompt_text(body),
@@ -347,6 +372,9 @@ class RequestProcessor:
             body=body,
             pinned_tier=self._req_headers.get(H_TIER) or None,
         )
+
+    def _route(self, d: Dialect, body: dict[str, Any]) -> Decision:
+        req = self._route_request(d, body)
         t_route = time.perf_counter_ns()
         try:
             return self.ctx.router.route(req)
@@ -571,6 +599,8 @@ class RequestProcessor:
                 if saved is not None:
                     out.saved_usd = saved
                     headers[H_SAVED] = format_usd(saved)
+                if out.shadow is not None:
+                    self._shadow_cost(cost.total_usd, usage)
             else:
                 unpriced = cost.unpriced_reason or "unknown_model"
         if unpriced is not None:
@@ -589,6 +619,19 @@ class RequestProcessor:
         headers[H_LATENCY] = f"{self.latency_ms(time.perf_counter_ns(), t0):.3f}"
         self._fields = headers
         return headers
+
+    def _shadow_cost(self, actual: Decimal, usage: Usage) -> None:
+        """The what-if of shadow routing, priced once here with the actual cost: the same usage
+        (every token class) at the shadow model's catalogue rates, same service tier and batch
+        flag (no provider-reported cost, no price variants: those belong to the model that
+        served). ``opportunity_usd`` = actual - what-if when positive, else 0."""
+        out = self.out
+        what_if = price(self._catalogue_provider(), out.shadow.model, usage, service_tier=self._tier, batch=self._batch)
+        out.shadow_cost = what_if
+        if what_if.total_usd is None:
+            count("shadow_unpriced", what_if.unpriced_reason or "unknown_model")
+            return
+        out.opportunity_usd = max(actual - what_if.total_usd, Decimal(0))
 
     def _tiers_of(self) -> str:
         """The provider id whose routing tiers and baseline apply: the provider's own when the

@@ -101,7 +101,8 @@ class Outcome:
     ``openai``, ``anthropic``, ``google`` …). Models: ``requested_model`` (what the client sent,
     e.g. ``auto``), ``routed_model`` (what we sent upstream), ``response_model`` (what the
     provider reports having served). Money: ``cost`` / ``baseline`` (``Cost``, USD) and
-    ``saved_usd``; ``unpriced_reason`` instead of a cost when there is none.
+    ``saved_usd``; ``unpriced_reason`` instead of a cost when there is none. Shadow routing:
+    ``shadow`` / ``shadow_cost`` / ``opportunity_usd`` (explicit-model requests only).
     """
 
     dialect: str | None = None
@@ -144,6 +145,17 @@ class Outcome:
     #: A stream that ended with an error event is unpriced (``stream_error``); what its usage
     #: reported so far, priced, is kept here apart from ``cost`` (never its price).
     partial_cost: Cost | None = None
+    # -- shadow routing (issue 21): explicit-model requests only; never in the response --
+    #: What the router would have chosen for this prompt (``None``: ``model: auto``, not sampled,
+    #: shadow routing off, or no tiers for the provider).
+    shadow: Decision | None = None
+    #: This response's usage priced at ``shadow.model``'s rates, same tokens (an estimate: another
+    #: model would have answered with a different number of output tokens).
+    shadow_cost: Cost | None = None
+    #: Actual cost minus the what-if cost when positive, else 0 (USD); ``None`` unless both priced.
+    opportunity_usd: Decimal | None = None
+    #: Time the shadow router call took, ms.
+    shadow_router_ms: float | None = None
 
     @property
     def served_model(self) -> str | None:

@@ -151,9 +151,10 @@ def raw_tuple(v: dict, kind: str) -> tuple:
     row = (ts, v["request_id"], None, "openai_chat", v["provider"], "auto", v["served_model"], "weak", 0.2, "short", "onnx",
            v["unc"], v["cr"], 0, 0, v["out"], 0, money[0], money[1], money[2], v["reason"], v["status"],
            500 if v["status"] == "provider_error" else 200, 0 if kind == "sqlite" else False, 1.2, 850.0, v["key_id"],
+           None, None, None, None, None,  # shadow routing: auto requests are never scored in shadow
            t.get("user"), t.get("feature"), t.get("team"), t.get("env"), t.get("session"), json.dumps(t, sort_keys=True))
     if kind == "sqlite":
-        row += (cost, base, saved)
+        row += (cost, base, saved, None, None)
     return row
 
 
@@ -193,7 +194,7 @@ def generate_sql(kind: str, lo: int, hi: int, t0_us: int, step_us: int) -> str:
         tags = (f"CASE WHEN proj < 5 THEN json_object('env', env, 'feature', feature, 'project', {proj}, 'team', team, 'user', {user}) "
                 f"ELSE json_object('env', env, 'feature', feature, 'team', team, 'user', {user}) END")
         money = [_pico_text_sql("cost"), _pico_text_sql("(cost + saved)"), _pico_text_sql("saved")]
-        extra_cols, extra_vals = ", " + ", ".join(PICO_COLUMNS), ", cost, cost + saved, saved"
+        extra_cols, extra_vals = ", " + ", ".join(PICO_COLUMNS[:3]), ", cost, cost + saved, saved"  # shadow columns: NULL
         stream = "0"
     else:
         ts = f"'epoch'::timestamptz + ({t0_us} + i * {step_us}) * interval '1 microsecond'"
@@ -209,6 +210,7 @@ def generate_sql(kind: str, lo: int, hi: int, t0_us: int, step_us: int) -> str:
     vals = [ts, rid, "NULL", "'openai_chat'", "provider", "'auto'", "model", "'weak'", "0.2", "'short'", "'onnx'",
             "unc", "cr", "0", "0", "out", "0", money[0], money[1], money[2], reason, "status",
             "CASE WHEN status = 'provider_error' THEN 500 ELSE 200 END", stream, "1.2", "850.0", "key_id",
+            "NULL", "NULL", "NULL", "NULL", "NULL",  # shadow routing columns
             user, "feature", "team", "env", "NULL", tags]
     assert len(vals) == len(COLUMNS)
     return f"{rows} INSERT INTO {TABLE} ({', '.join(COLUMNS)}{extra_cols}) SELECT {', '.join(vals)}{extra_vals} FROM z" if sq else \

@@ -17,6 +17,7 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 FILTER = 'nadir_tag_team=~"$team", nadir_tag_feature=~"$feature", nadir_tag_env=~"$env"'
 COST = f"nadir_llm_cost_USD_total{{{FILTER}}}"  # counter, USD
 SAVED = f"nadir_llm_savings_USD{{{FILTER}}}"  # cumulative, may go down (negative savings): use delta()
+OPP = f"nadir_llm_opportunity_USD_total{{{FILTER}}}"  # counter, USD: shadow routing's estimated saving
 
 
 def build() -> dict:
@@ -75,6 +76,15 @@ def build() -> dict:
     panel("timeseries", "LLM call duration (client view)", [
         (f"histogram_quantile({q}, sum by (le) (rate(gen_ai_client_operation_duration_seconds_bucket[$__rate_interval])))", f"p{round(q * 100)}", None)
         for q in (0.5, 0.95)], 0, 37, 24, 7, "s", "gen_ai.client.operation.duration: the whole call, provider included.")
+    panel("timeseries", "What routing would save (shadow routing, explicit-model traffic)", [
+        (f"sum(increase({OPP}[1d]))", "would save (estimate)", "1d"),
+        (f"sum by (gen_ai_response_model, nadir_shadow_tier) (increase({OPP}[1d]))",
+         "{{gen_ai_response_model}} -> {{nadir_shadow_tier}}", "1d")], 0, 44, 24, 8, "currencyUSD",
+        "nadir.llm.opportunity per day: on requests that name their model, actual cost minus the cost of the same tokens on the "
+        "model the router would have chosen, when positive. An estimate (another model would answer with other token counts), "
+        "and routing has a quality cost: `nadir-extproc report --opportunity` states the router's measured quality at its "
+        "thresholds (MODEL_CARD.md) beside the figures.",
+        fieldConfig={"defaults": {"unit": "currencyUSD", "custom": {"drawStyle": "bars", "fillOpacity": 60}}})
 
     def var(name, label, lbl):
         q = f"label_values(nadir_llm_cost_USD_total, {lbl})"

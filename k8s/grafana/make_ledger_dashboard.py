@@ -98,6 +98,18 @@ def build() -> dict:
           f"SUM(cache_read_tokens) AS cache_read, SUM(cache_write_tokens) AS cache_write, SUM(output_tokens) AS output, "
           f"SUM(reasoning_tokens) AS reasoning_in_output FROM {ROLLUP} WHERE {WHERE} GROUP BY 1 ORDER BY 1",
           12, 38, 12, 8, "short", "Tokens per UTC day; reasoning tokens are part of output.", fmt="time_series")
+    panel("table", "What routing would save (shadow routing, explicit-model traffic)",
+          f"SELECT COALESCE(SUM(cost_usd), 0) AS spend_usd, COALESCE(SUM(shadow_requests), 0) AS shadow_requests, "
+          f"COALESCE(SUM(downgradable_requests), 0) AS downgradable_requests, COALESCE(SUM(downgradable_cost_usd), 0) AS downgradable_spend_usd, "
+          f"COALESCE(SUM(downgradable_cost_usd) / NULLIF(SUM(cost_usd), 0), 0) AS downgradable_share, "
+          f"COALESCE(SUM(opportunity_usd), 0) AS would_save_usd FROM {ROLLUP} WHERE {WHERE}",
+          0, 46, 24, 5, "none",
+          "As `nadir-extproc report --opportunity`: spend, spend on requests the router would have sent to a cheaper model and its "
+          "share, and the estimated saving (same tokens at the cheaper model's rates; another model would answer with other token "
+          "counts). Routing has a quality cost: the report states the router's measured quality at its thresholds (MODEL_CARD.md).",
+          fieldConfig={"defaults": {"unit": "none"}, "overrides": [
+              {"matcher": {"id": "byRegexp", "options": ".*_usd"}, "properties": [{"id": "unit", "value": "currencyUSD"}]},
+              {"matcher": {"id": "byName", "options": "downgradable_share"}, "properties": [{"id": "unit", "value": "percentunit"}]}]})
 
     def var(name, label, col):
         q = f"SELECT DISTINCT {dim(col)} FROM {ROLLUP} ORDER BY 1"

@@ -101,8 +101,10 @@ def report(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (else $NADIR_CONFIG)."),
     sqlite_dir: Optional[Path] = typer.Option(None, help="Read the SQLite ledger in this folder."),
     dsn: Optional[str] = typer.Option(None, help="Read the PostgreSQL ledger at this DSN (else $NADIR_LEDGER_DSN)."),
+    opportunity: bool = typer.Option(False, "--opportunity", help="What routing would save on explicit-model traffic (shadow routing): spend, spend the router would have sent to a cheaper model and its share, estimated saving, request counts, with the router's measured quality."),
 ) -> None:
-    """Spend, savings, requests and tokens from the ledger, grouped; top-N requests; unpriced by reason."""
+    """Spend, savings, requests and tokens from the ledger, grouped; top-N requests; unpriced by reason; --opportunity: what routing would save."""
+    from nadir_extproc.ledger import opportunity as op
     from nadir_extproc.ledger import report as rp
 
     if fmt not in ("table", "csv", "json"):
@@ -122,7 +124,15 @@ def report(
     try:
         if store.schema_version() == 0:
             _fail("the ledger has no tables yet: `nadir-extproc serve` creates them with the first request")
-        if _upgrade(store):
+        if opportunity:
+            try:
+                orep = op.from_store(store, by, t0, t1) if _upgrade(store) else op.build(store.rows(t0, t1), by)
+            except sqlite3.OperationalError as e:
+                if "overflow" not in str(e):
+                    raise
+                orep = op.build(store.rows(t0, t1), by)
+            rep = None
+        elif _upgrade(store):
             try:
                 rep = rp.from_store(store, by, t0, t1, top_n=top)
             except sqlite3.OperationalError as e:
@@ -131,10 +141,17 @@ def report(
                 rep = rp.build(store.rows(t0, t1), by, top_n=top)  # > 2^63 pico-USD in one sum: exact, slower
         else:
             rep = rp.build(store.rows(t0, t1), by, top_n=top)
-        pruned = _pruned_note(store, t0, by, top)
+        pruned = _pruned_note(store, t0, by, 0 if opportunity else top)
     finally:
         store.close()
-    if fmt == "json":
+    if rep is None:
+        if fmt == "json":
+            typer.echo(op.to_json(orep))
+        elif fmt == "csv":
+            typer.echo(op.to_csv(orep), nl=False)
+        else:
+            op.print_table(orep)
+    elif fmt == "json":
         typer.echo(rp.to_json(rep))
     elif fmt == "csv":
         typer.echo(rp.to_csv(rep, "spend" if view == "all" else view), nl=False)

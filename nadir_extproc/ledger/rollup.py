@@ -18,7 +18,7 @@ read back as ``None``.
 Every measure is additive (``MEASURES``): request counts, token counts and money. Money is exact:
 PostgreSQL ``NUMERIC``; SQLite an INTEGER count of pico-USD (``PICO`` = 10^-12 USD, column
 ``<name>`` with ``_usd`` replaced by ``_pusd``), summed as integers and turned back into
-``Decimal`` (see ``to_pico``). **Adding a money column** (e.g. a shadow route's cost) = add it to
+``Decimal`` (see ``to_pico``). **Adding a money column** (as schema v3 did for shadow routing) = add it to
 ``LedgerRow`` and ``schema.MONEY``, add one ``Measure`` here, and a store migration that adds the
 column to the raw table (SQLite: the ``_pusd`` twin) and to both rollup tables, then rebuilds.
 
@@ -87,7 +87,20 @@ MEASURES: tuple[Measure, ...] = (
     Measure("cache_write_tokens", "tokens", lambda r: (r.cache_write_tokens or 0) + (r.cache_write_1h_tokens or 0),
             "SUM(" + _tok("cache_write_tokens", "cache_write_1h_tokens") + ")"),
     Measure("reasoning_tokens", "tokens", lambda r: r.reasoning_tokens, "SUM(COALESCE(reasoning_tokens, 0))"),
+    # Shadow routing (schema v3): requests scored in shadow, those the router would have sent to a
+    # cheaper model (opportunity > 0: "downgradable"), their actual spend, the what-if cost and the
+    # opportunity (actual - what-if when positive).
+    Measure("shadow_requests", "count", lambda r: 1 if r.shadow_model is not None else 0,
+            "SUM(CASE WHEN shadow_model IS NOT NULL THEN 1 ELSE 0 END)"),
+    Measure("downgradable_requests", "count", lambda r: 1 if (r.opportunity_usd or 0) > 0 else 0,
+            "SUM(CASE WHEN COALESCE({opportunity_usd}, 0) > 0 THEN 1 ELSE 0 END)"),
+    Measure("downgradable_cost_usd", "money", lambda r: r.cost_usd if (r.opportunity_usd or 0) > 0 else None,
+            "SUM(CASE WHEN COALESCE({opportunity_usd}, 0) > 0 THEN COALESCE({cost_usd}, 0) ELSE 0 END)"),
+    Measure("shadow_cost_usd", "money", lambda r: r.shadow_cost_usd, "SUM(COALESCE({shadow_cost_usd}, 0))"),
+    Measure("opportunity_usd", "money", lambda r: r.opportunity_usd, "SUM(COALESCE({opportunity_usd}, 0))"),
 )
+#: The measures of schema v2's rollup tables (v3 adds the rest as columns, then rebuilds).
+V2_MEASURES = 10
 MONEY_MEASURES = tuple(m.name for m in MEASURES if m.kind == "money")
 
 
@@ -213,6 +226,11 @@ def _measure_cols(dl: Dialect) -> list[tuple[str, str]]:
         else:
             out.append((m.name, dl.int_type))
     return out
+
+
+def measure_columns(kind: str) -> list[tuple[str, str]]:
+    """(column, SQL type) of every measure in the rollup tables of store ``kind``."""
+    return _measure_cols(dialect(kind))
 
 
 def ddl(kind: str) -> list[str]:

@@ -63,6 +63,14 @@ class LedgerRow:
     latency_ms: float | None = None
     duration_ms: float | None = None
     key_id: str | None = None
+    #: Shadow routing (schema v3; explicit-model requests only, ``None`` otherwise): the tier and
+    #: model the router would have chosen, its score, the usage priced at that model (an
+    #: estimate at equal tokens) and actual - what-if cost when positive (else 0).
+    shadow_tier: str | None = None
+    shadow_model: str | None = None
+    shadow_score: float | None = None
+    shadow_cost_usd: Decimal | None = None
+    opportunity_usd: Decimal | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -82,7 +90,12 @@ class LedgerRow:
 #: Column order of the table = ``LedgerRow`` fields, tags split into ``tag_*`` columns + JSON.
 ROW_FIELDS = [f.name for f in fields(LedgerRow) if f.name != "tags"]
 COLUMNS = ROW_FIELDS + [f"tag_{t}" for t in TAG_COLUMNS] + ["tags"]
-MONEY = ("cost_usd", "baseline_usd", "saved_usd")
+MONEY = ("cost_usd", "baseline_usd", "saved_usd", "shadow_cost_usd", "opportunity_usd")
+#: The money columns of schema versions 1 and 2 (a migration from v1 adds only these twins at v2).
+MONEY_V2 = ("cost_usd", "baseline_usd", "saved_usd")
+#: Raw-table columns schema v3 adds (name, type key of ``TYPES``).
+V3_COLUMNS = (("shadow_tier", "text"), ("shadow_model", "text"), ("shadow_score", "float"),
+              ("shadow_cost_usd", "money"), ("opportunity_usd", "money"))
 
 
 def to_db(row: LedgerRow, *, text_money: bool, text_time: bool) -> tuple[Any, ...]:
@@ -155,6 +168,8 @@ def from_outcome(o: Outcome, ts: datetime, request_id: str) -> LedgerRow:
     unpriced = o.unpriced
     if total is None and unpriced is None:
         unpriced = status.value if status in (Result.PROVIDER_ERROR, Result.BLOCKED, Result.NO_RESPONSE) else "no_usage"
+    sh = o.shadow
+    sc = o.shadow_cost
     return LedgerRow(
         ts=ts,
         request_id=o.request_id or request_id,
@@ -183,6 +198,11 @@ def from_outcome(o: Outcome, ts: datetime, request_id: str) -> LedgerRow:
         latency_ms=o.latency_ms,
         duration_ms=o.duration_ms,
         key_id=o.key_id,
+        shadow_tier=sh.tier if sh else None,
+        shadow_model=sh.model if sh else None,
+        shadow_score=sh.score if sh else None,
+        shadow_cost_usd=sc.total_usd if sc is not None and total is not None else None,
+        opportunity_usd=o.opportunity_usd if total is not None else None,
         tags=dict(o.tags),
     )
 

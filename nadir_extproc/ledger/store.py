@@ -9,7 +9,11 @@ twins on SQLite (``cost_pusd`` … in pico-USD), an index for the most expensive
 rollups (``nadir_extproc.ledger.rollup``, built from the rows already there) and, on PostgreSQL,
 ``nadir_requests`` partitioned by month (``nadir_requests_y2026m03`` …; a version-1 table becomes
 the partition ``nadir_requests_legacy`` covering everything before the month after its newest row,
-attached without copying). A ledger written by version 1 is migrated in place on open.
+attached without copying); 3 = shadow routing (issue 21): ``shadow_tier``, ``shadow_model``,
+``shadow_score``, ``shadow_cost_usd``, ``opportunity_usd`` on the raw table (SQLite: their
+``_pusd`` twins) and the shadow measures on both rollups (``rollup.MEASURES``), added in place
+(old rows: NULL, i.e. not scored). Every migration that runs ends by rebuilding the rollups from
+the raw rows. A ledger written by version 1 or 2 is migrated in place on open.
 
 ``insert`` writes the raw rows and adds them to the rollups in one transaction. ``prune`` applies
 retention: raw rows older than a cut-off (PostgreSQL: whole monthly partitions, dropped once
@@ -29,15 +33,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nadir_extproc.ledger import rollup as ru
-from nadir_extproc.ledger.schema import COLUMNS, MONEY, ROW_FIELDS, TABLE, TAG_COLUMNS, VERSION_TABLE, LedgerRow, from_db, statements
+from nadir_extproc.ledger.schema import (
+    COLUMNS, MONEY, MONEY_V2, ROW_FIELDS, TABLE, TAG_COLUMNS, TYPES, V3_COLUMNS, VERSION_TABLE, LedgerRow, from_db, statements,
+)
 from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.stats import count
 
 SQLITE_FILE = "ledger.sqlite3"
 #: Key of the PostgreSQL advisory lock taken while migrating or adding a partition.
 _PG_LOCK = 0x6E61646972  # "nadir"
-#: Schema version this code writes (1: raw table; 2: money twins, rollups, partitions).
-LATEST = 2
+#: Schema version this code writes (1: raw table; 2: money twins, rollups, partitions; 3: shadow
+#: routing columns in the raw table and the rollups).
+LATEST = 3
 #: SQLite's integer money columns (pico-USD), beside the exact TEXT ones.
 PICO_COLUMNS = [ru.pico_name(m) for m in MONEY]
 LEGACY = f"{TABLE}_legacy"
@@ -361,21 +368,44 @@ class SQLiteStore(_SQLStore):
                         c.execute(stmt)
                 elif v == 2:
                     self._v2()
+                elif v == 3:
+                    self._v3()
                 c.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (v, datetime.now(timezone.utc).isoformat()))
+            if 0 < have < LATEST:
+                self._rebuild(None, None)  # rollups (with every measure of this version) from the raw rows
         return LATEST
 
     def _v2(self) -> None:
         c = self.conn
-        for col in PICO_COLUMNS:
+        for col in (ru.pico_name(m) for m in MONEY_V2):
             c.execute(f"ALTER TABLE {TABLE} ADD COLUMN {col} INTEGER")
         c.create_function("nadir_pusd", 1, lambda s: None if s is None else ru.to_pico(Decimal(s))[0], deterministic=True)
-        c.execute(f"UPDATE {TABLE} SET " + ", ".join(f"{p} = nadir_pusd({m})" for p, m in zip(PICO_COLUMNS, MONEY))
-                  + " WHERE " + " OR ".join(f"{m} IS NOT NULL" for m in MONEY))
+        c.execute(f"UPDATE {TABLE} SET " + ", ".join(f"{ru.pico_name(m)} = nadir_pusd({m})" for m in MONEY_V2)
+                  + " WHERE " + " OR ".join(f"{m} IS NOT NULL" for m in MONEY_V2))
         c.execute(f"CREATE INDEX {TABLE}_cost ON {TABLE} ({ru.pico_name('cost_usd')})")
         for stmt in ru.ddl(self.kind):
             c.execute(stmt)
         c.execute(f"CREATE TABLE {ru.META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._rebuild(None, None)
+
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})").fetchall()}
+
+    def _v3(self) -> None:
+        """Shadow routing columns (raw: text + integer pico twins; rollups: the new measures),
+        each added only when missing (a v1 ledger's v2 step already built rollups with them)."""
+        c = self.conn
+        have = self._columns(TABLE)
+        types = TYPES[self.kind]
+        for col, t in V3_COLUMNS:
+            if col not in have:
+                c.execute(f"ALTER TABLE {TABLE} ADD COLUMN {col} {types[t]}")
+            if t == "money" and ru.pico_name(col) not in have:
+                c.execute(f"ALTER TABLE {TABLE} ADD COLUMN {ru.pico_name(col)} INTEGER")
+        for table in (ru.DAILY, ru.DAILY_TAG):
+            have = self._columns(table)
+            for col, t in ru.measure_columns(self.kind):
+                if col not in have:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {col} {t} NOT NULL DEFAULT 0")
 
     def _insert_raw(self, rows: Sequence[LedgerRow]) -> None:
         cols = [*COLUMNS, *PICO_COLUMNS]
@@ -473,7 +503,11 @@ class PostgresStore(_SQLStore):
                         self.conn.execute(stmt)
                 elif v == 2:
                     self._v2()
+                elif v == 3:
+                    self._v3()
                 self.conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (v,))
+            if 0 < have < LATEST:
+                self._rebuild(None, None)  # rollups (with every measure of this version) from the raw rows
         self._load_partitions()
         return LATEST
 
@@ -498,7 +532,17 @@ class PostgresStore(_SQLStore):
         c.execute(f"CREATE INDEX {TABLE}_cost_p ON {TABLE} (cost_usd)")
         for stmt in ru.ddl(self.kind):
             c.execute(stmt)
-        self._rebuild(None, None)
+
+    def _v3(self) -> None:
+        """Shadow routing columns on the (partitioned) raw table and the new measures on both
+        rollups, each only when missing (``ADD COLUMN IF NOT EXISTS``; partitions inherit)."""
+        c = self.conn
+        types = TYPES[self.kind]
+        for col, t in V3_COLUMNS:
+            c.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {col} {types[t]}")
+        for table in (ru.DAILY, ru.DAILY_TAG):
+            for col, t in ru.measure_columns(self.kind):
+                c.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} {t} NOT NULL DEFAULT 0")
 
     def _load_partitions(self) -> None:
         v = self.meta("legacy_until")

@@ -5,6 +5,8 @@
 - ``gen_ai.client.operation.duration`` (histogram, s): stream start to response end.
 - ``nadir.llm.cost`` / ``nadir.llm.savings`` (counters, USD) by provider, model, feature, team,
   environment.
+- ``nadir.llm.opportunity`` (counter, USD): shadow routing's estimated saving on explicit-model
+  requests (actual minus what-if cost when positive), by provider, model, shadow tier and the tags.
 - ``nadir.router.decisions`` (counter) by tier, router, provider.
 - ``nadir.unpriced.requests`` (counter) by reason, provider.
 - ``nadir.extproc.processing.duration`` (histogram, s): our own time on the request.
@@ -81,6 +83,10 @@ class RequestMetrics:
             explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS_S),
         )
         self.cost, self.savings, self.decisions, self.unpriced = Sums(), Sums(), Sums(), Sums()
+        self.opportunity = Sums()
+        meter.create_observable_counter(
+            n.M_OPPORTUNITY, callbacks=[self.opportunity.observe], unit="USD",
+            description="What routing would save on explicit-model requests (shadow routing; estimate at equal tokens).")
         meter.create_observable_counter(
             n.M_COST, callbacks=[self.cost.observe], unit="USD", description="Cost of LLM calls (list prices).")
         meter.create_observable_up_down_counter(
@@ -153,6 +159,9 @@ class RequestMetrics:
                 self.cost.add(mkey, cost.total_usd)
             if saved is not None:
                 self.savings.add(mkey, saved)
+            opp = out.opportunity_usd
+            if opp is not None and out.shadow is not None:
+                self.opportunity.add((*mkey, (n.SHADOW_TIER, out.shadow.tier)), opp)
         d = out.decision
         if d is not None:
             self.decisions.add(

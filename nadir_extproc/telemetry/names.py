@@ -86,6 +86,14 @@ ROUTE_SCORE: Final = "nadir.route.score"
 ROUTE_REASON: Final = "nadir.route.reason"
 ROUTE_ROUTER: Final = "nadir.route.router"
 ROUTE_LATENCY_MS: Final = "nadir.route.latency_ms"
+#: Shadow routing (explicit-model requests): what the router would have chosen, and what that
+#: would have cost at the same usage (an estimate), and actual - what-if when positive.
+SHADOW_TIER: Final = "nadir.shadow.tier"
+SHADOW_MODEL: Final = "nadir.shadow.model"
+SHADOW_SCORE: Final = "nadir.shadow.score"
+SHADOW_ROUTER: Final = "nadir.shadow.router"
+SHADOW_COST_USD: Final = "nadir.shadow.cost_usd"  # exact decimal string
+SHADOW_OPPORTUNITY_USD: Final = "nadir.shadow.opportunity_usd"  # exact decimal string, >= 0
 PROCESSING_LATENCY_MS: Final = "nadir.latency_ms"  # our time on this request across phases
 STREAM: Final = "nadir.stream"
 STREAM_CUT: Final = "nadir.stream.cut"  # the response ended before its end (client/upstream cut)
@@ -98,6 +106,7 @@ M_TOKEN_USAGE: Final = _gm.GEN_AI_CLIENT_TOKEN_USAGE
 M_OPERATION_DURATION: Final = _gm.GEN_AI_CLIENT_OPERATION_DURATION
 M_COST: Final = "nadir.llm.cost"  # counter, USD
 M_SAVINGS: Final = "nadir.llm.savings"  # counter, USD (may go down: negative savings)
+M_OPPORTUNITY: Final = "nadir.llm.opportunity"  # counter, USD: what routing would save (shadow)
 M_ROUTER_DECISIONS: Final = "nadir.router.decisions"  # counter, {decision}
 M_UNPRICED: Final = "nadir.unpriced.requests"  # counter, {request}
 M_PROCESSING_DURATION: Final = "nadir.extproc.processing.duration"  # histogram, s

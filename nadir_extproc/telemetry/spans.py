@@ -167,6 +167,18 @@ def span_attributes(out: Outcome, *, emit_usage_cost: bool = True, capture_conte
     rms = out.router_ms
     if rms is not None:
         a[n.ROUTE_LATENCY_MS] = float(rms)
+    sh = out.shadow
+    if sh is not None:  # shadow routing (issue 21): explicit-model requests only
+        a[n.SHADOW_TIER] = sh.tier
+        a[n.SHADOW_MODEL] = sh.model
+        a[n.SHADOW_ROUTER] = sh.router
+        if sh.score is not None:
+            a[n.SHADOW_SCORE] = float(sh.score)
+        sc = out.shadow_cost
+        if sc is not None and sc.total_usd is not None:
+            a[n.SHADOW_COST_USD] = _usd(sc.total_usd)
+        if out.opportunity_usd is not None:
+            a[n.SHADOW_OPPORTUNITY_USD] = _usd(out.opportunity_usd)
     a[n.PROCESSING_LATENCY_MS] = float(out.latency_ms)
     a[n.STREAM] = bool(out.stream)
     if out.stream:

@@ -141,10 +141,11 @@ def test_dashboard_queries_only_metrics_and_labels_the_service_serves(upstreams,
     body = lambda model: json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
     tags = {"x-nadir-team": "search", "x-nadir-feature": "chat", "x-nadir-env": "prod", "authorization": f"Bearer {KEY}"}
     assert raw_post(url, body("auto"), tags)[0] == 200
+    assert raw_post(url, body("gpt-4o"), tags)[0] == 200  # explicit model: shadow routing's opportunity counter
     assert raw_post(url, body("no-such-model"), tags)[0] == 404  # unpriced: provider_error
     served: dict[str, set[str]] = {}
     deadline = __import__("time").monotonic() + 10
-    while "nadir_unpriced_requests_total" not in served and __import__("time").monotonic() < deadline:
+    while not {"nadir_unpriced_requests_total", "nadir_llm_opportunity_USD_total"} <= set(served) and __import__("time").monotonic() < deadline:
         text = urllib.request.urlopen(f"http://127.0.0.1:{upstreams.metrics_port}/metrics", timeout=5).read().decode()
         for line in text.splitlines():
             m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ", line)
@@ -165,7 +166,7 @@ def test_dashboard_queries_only_metrics_and_labels_the_service_serves(upstreams,
             assert not missing, f"{name} has no label(s) {missing} (in {expr!r})"
             checked.add(name)
     assert {"nadir_llm_cost_USD_total", "nadir_llm_savings_USD", "nadir_unpriced_requests_total", "nadir_router_decisions_total",
-            "gen_ai_client_token_usage_sum", "nadir_extproc_processing_duration_seconds_bucket"} <= checked
+            "gen_ai_client_token_usage_sum", "nadir_extproc_processing_duration_seconds_bucket", "nadir_llm_opportunity_USD_total"} <= checked
 
 
 def test_istio_patch_processes_provider_hosts_only(upstreams, tmp_path):

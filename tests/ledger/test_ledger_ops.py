@@ -17,12 +17,21 @@ from nadir_extproc.cli import app
 from nadir_extproc.ledger import report as rp
 from nadir_extproc.ledger import rollup as ru
 from nadir_extproc.ledger.cli import parse_when
-from nadir_extproc.ledger.schema import COLUMNS, VERSION_TABLE, LedgerRow, statements, to_db
+from nadir_extproc.ledger.schema import COLUMNS, V3_COLUMNS, VERSION_TABLE, LedgerRow, statements, to_db
 from nadir_extproc.ledger.store import LATEST, PostgresStore, SQLiteStore, open_store
 from nadir_extproc.ledger.writer import LedgerWriter
 from tests.ledger.test_store_report import EXPECTED, ROWS
 
 UTC = timezone.utc
+
+
+_V3 = {c for c, _ in V3_COLUMNS}
+#: The raw table's columns at version 1 (later versions added the shadow routing ones).
+V1_COLUMNS = [c for c in COLUMNS if c not in _V3]
+
+
+def _v1_values(r: LedgerRow, **kw) -> tuple:
+    return tuple(v for c, v in zip(COLUMNS, to_db(r, **kw)) if c not in _V3)
 
 
 def _write_v1(kind: str, where) -> None:
@@ -35,8 +44,8 @@ def _write_v1(kind: str, where) -> None:
         for s in statements("sqlite", 1):
             c.execute(s)
         c.execute(f"INSERT INTO {VERSION_TABLE} VALUES (1, '2026-11-01T00:00:00+00:00')")
-        c.executemany(f"INSERT INTO nadir_requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                      [to_db(r, text_money=True, text_time=True) for r in ROWS])
+        c.executemany(f"INSERT INTO nadir_requests ({', '.join(V1_COLUMNS)}) VALUES ({', '.join('?' * len(V1_COLUMNS))})",
+                      [_v1_values(r, text_money=True, text_time=True) for r in ROWS])
         c.close()
     else:
         import psycopg
@@ -47,8 +56,8 @@ def _write_v1(kind: str, where) -> None:
                 c.execute(s)
             c.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (1)")
             with c.cursor() as cur:
-                cur.executemany(f"INSERT INTO nadir_requests ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})",
-                                [to_db(r, text_money=False, text_time=False) for r in ROWS])
+                cur.executemany(f"INSERT INTO nadir_requests ({', '.join(V1_COLUMNS)}) VALUES ({', '.join(['%s'] * len(V1_COLUMNS))})",
+                                [_v1_values(r, text_money=False, text_time=False) for r in ROWS])
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -65,13 +74,13 @@ def test_a_version_1_ledger_is_migrated_in_place_and_reads_the_same(v1_ledger):
     args, reopen = v1_ledger
     r = CliRunner().invoke(app, ["report", *args, "--by", "team", "--format", "json"])
     assert r.exit_code == 0, r.output
-    assert "upgraded from v1 to v2" in r.stderr
+    assert f"upgraded from v1 to v{LATEST}" in r.stderr
     doc = json.loads(r.stdout)
     assert {g["team"]: (g["requests"], D(g["cost_usd"]), D(g["saved_usd"])) for g in doc["groups"]} == {
         k: v[:3] for k, v in EXPECTED["team"].items()
     }
     assert doc["total"]["cost_usd"] == "0.009100015"
-    s = reopen()  # the service opening it later: already v2; writes keep working next to the old rows
+    s = reopen()  # the service opening it later: already the latest version; writes keep working next to the old rows
     try:
         assert s.schema_version() == LATEST
         assert list(s.rows()) == ROWS

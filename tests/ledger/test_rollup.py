@@ -160,6 +160,6 @@ def test_sqlite_money_twins_are_integer_pico_usd(tmp_path):
     assert ru.to_pico(D("0.0000000000001")) == (0, False)  # finer than 1e-12: flagged inexact (TEXT keeps it)
 
 
-def test_schema_is_version_2(store):
-    assert store.schema_version() == LATEST == 2
-    assert store.migrate() == 2
+def test_schema_is_version_3(store):
+    assert store.schema_version() == LATEST == 3  # 3: shadow routing columns (issue 21)
+    assert store.migrate() == 3
