@@ -172,9 +172,12 @@ def front_config(kind: str, listen: int, admin: int, extproc: int, upstream: int
     (the file's mode), ``noop2`` (headers SKIP), ``product`` (the file as shipped)."""
     cfg = render_envoy_config(listen_port=listen, admin_port=admin, extproc_port=extproc, upstream_port=upstream, otlp_port=otlp)
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    if kind != "product":
+        # The baselines have no product behind them: the Lua failure guard that follows the
+        # ext_proc (503 for an unrouted "auto") is part of the product and goes with it.
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.lua"]
     if kind == "envoy":
         hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_proc"]
-        hcm.pop("access_log", None)  # same as the other variants: no access log (see below)
     for f in hcm["http_filters"]:
         if f["name"] == "envoy.filters.http.ext_proc":
             tc = f["typed_config"]
