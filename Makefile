@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test compat compat-env proto clean bench
+.PHONY: demo test test-fast compat compat-env proto clean bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The pure tests only (no Envoy, no servers, no databases): about a minute; `make test` runs all.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m pure $(PYTEST_ARGS)
 
 # Request-path benchmark (bench/run.py): installs wrk if missing, ends by itself (~10 min);
 # BENCH_ARGS=--quick for a short smoke run.

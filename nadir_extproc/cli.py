@@ -1,15 +1,21 @@
-"""The ``nadir-extproc`` command: ``serve`` (the ext_proc service) and ``demo`` (the local stack)."""
+"""The ``nadir-extproc`` command: ``serve`` (the ext_proc service), ``demo`` (the local stack),
+``cost`` (explain one recorded bill: ``pricing.explain``), and the ``report`` / ``ledger`` /
+``router`` groups from their packages."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from nadir_extproc.dialects import DIALECTS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Envoy ext_proc that routes model=\"auto\" LLM calls and prices every request.")
 
@@ -23,14 +29,10 @@ def serve(
                                 help="Worker processes sharing the port (SO_REUSEPORT); one per core (else $NADIR_WORKERS)."),
 ) -> None:
     """Run the ext_proc gRPC service until SIGTERM (graceful stop)."""
-    from nadir_extproc.config import ConfigError, load_settings
+    from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.server import serve as run
 
-    try:
-        settings = load_settings(config)
-    except ConfigError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    settings = settings_or_exit(config)
     updates = {k: v for k, v in (("listen", listen), ("uds", uds)) if v}
     if updates:
         settings = settings.model_copy(update=updates)
@@ -117,9 +119,73 @@ def demo(
     raise typer.Exit(run_demo(keep_logs, upstream_urls=urls))
 
 
-from nadir_extproc.pricing.explain import cost_command  # noqa: E402
+@app.command(name="cost")
+def cost_command(
+    url: str = typer.Option(..., "--url", help="The request URL the response answered (provider and dialect come from it)."),
+    response: Path = typer.Option(..., "--response", help="Response body: JSON (gzip ok), a batch-result line, or raw SSE."),
+    request: Optional[Path] = typer.Option(None, "--request", help="Request body (JSON), optional."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
+    explain_: bool = typer.Option(True, "--explain/--brief", help="Table: name each catalogue correction applied, with its source (default)."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
+    dialect: Optional[str] = typer.Option(None, "--dialect", help=f"Override the dialect ({', '.join(DIALECTS)})."),
+    status: Optional[int] = typer.Option(None, "--status", help="HTTP status of the response (>= 400: provider error)."),
+    when: Optional[str] = typer.Option(None, "--when", help="Request time, ISO 8601 (default: now, UTC); picks dated prices."),
+    batch: Optional[bool] = typer.Option(None, "--batch/--no-batch", help="Force batch rates on/off (default: detected)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Savings baseline model (default: config, else the most expensive routing tier model)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Settings file: tiers, baseline_models, price_file."),
+    price_file: Optional[Path] = typer.Option(None, "--price-file", help="Operator price file (YAML/TOML) over the catalogue."),
+) -> None:
+    """Explain the bill of one recorded interaction: usage per class, rate, cost, baseline, saving.
 
-app.command(name="cost")(cost_command)
+    The saving is cost(same usage on the baseline model) - actual cost, signed; the baseline is the
+    route's configured baseline model, else the most expensive of its routing tier models.
+    """
+    from nadir_extproc.cliutil import settings_or_exit
+    from nadir_extproc.config import Settings
+    from nadir_extproc.pricing.explain import EXIT_UNPRICED, explain, provider_from_url, render_table
+    from nadir_extproc.pricing.pricefile import PriceFileError, install_price_file
+
+    # The baseline candidates are the routing tiers (settings, else the defaults): the command
+    # reads the settings; pricing itself knows nothing of routing or config.
+    settings = settings_or_exit(config) if config is not None else Settings()
+    if config is not None:
+        from nadir_extproc.config import ConfigError, check_models
+
+        try:
+            check_models(settings)  # a misspelt baseline would print "baseline gpt-4oo None USD"
+        except ConfigError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+    candidates = {p: list(t.values()) for p, t in settings.tiers.items()}
+    pf = price_file
+    if config is not None:
+        pf = pf or (Path(settings.price_file) if settings.price_file else None)
+        prov_key = provider or provider_from_url(url) or ""
+        baseline = baseline or settings.baseline_models.get(prov_key)
+    if dialect is not None and dialect not in DIALECTS:
+        typer.echo(f"error: --dialect {dialect!r}: known dialects are {', '.join(DIALECTS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        if pf is not None:
+            install_price_file(pf)
+        t = None
+        if when:
+            t = datetime.fromisoformat(when.replace("Z", "+00:00"))
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=UTC)
+        resp_bytes = response.read_bytes()
+        req_bytes = request.read_bytes() if request is not None else None
+    except (OSError, ValueError, PriceFileError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    result = explain(
+        url, resp_bytes, req_bytes, provider=provider, dialect=dialect, status=status, when=t,
+        batch=batch, baseline=baseline, candidates=candidates,
+    )
+    typer.echo(json.dumps(result, indent=2) if as_json else render_table(result, sources=explain_))
+    if result.get("cost_usd") is None:
+        raise typer.Exit(EXIT_UNPRICED)
+
 
 from nadir_extproc.ledger.cli import ledger_app, report as report_command  # noqa: E402
 app.command(name="report")(report_command)

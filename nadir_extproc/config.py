@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from nadir_extproc import headers as hn
 from nadir_extproc.dialects import DIALECTS, default_paths
-from nadir_extproc.routing.policy import DEFAULT_TIERS, TierPolicy
+from nadir_extproc.routing.policy import DEFAULT_TIERS, TierPolicy, default_tiers
 
 
 class ConfigError(ValueError):
@@ -292,7 +292,7 @@ class Settings(BaseModel):
     #: Exact request path -> dialect name.
     paths: dict[str, str] = Field(default_factory=default_paths)
     #: provider -> tier -> concrete model.
-    tiers: dict[str, dict[str, str]] = Field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_TIERS.items()})
+    tiers: dict[str, dict[str, str]] = Field(default_factory=default_tiers)
     #: provider -> model used when routing fails (router error); default: the provider's strong
     #: tier. (The savings baseline is ``baseline_models``.)
     default_models: dict[str, str] = Field(default_factory=dict)
@@ -323,12 +323,12 @@ class Settings(BaseModel):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     #: Service state (key-id secret, SQLite ledger); env ``NADIR_STATE_DIR``.
     state_dir: str = Field(default_factory=_default_state_dir)
-    #: Request tags, key ids, the ledger and budgets (issue 7).
+    #: Request tags, key ids, the ledger and budgets.
     tags: TagSettings = Field(default_factory=TagSettings)
     key_id: KeyIdSettings = Field(default_factory=KeyIdSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     budgets: list[BudgetRule] = Field(default_factory=list)
-    #: Reservations at admission and the shared store of budget totals (issue 17).
+    #: Reservations at admission and the shared store of budget totals.
     budget_reservations: BudgetReservationSettings = Field(default_factory=BudgetReservationSettings)
     budget_redis: BudgetRedisSettings = Field(default_factory=BudgetRedisSettings)
     #: What routing would save on explicit-model traffic (issue 21; ``ShadowRoutingSettings``).

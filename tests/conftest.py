@@ -41,3 +41,33 @@ def load_case(cases_dir: Path, stem: str) -> dict:
     """The shared fault case ``<stem>.json`` (``tests/test_case_coverage.py`` checks that every
     case is loaded this way by some test)."""
     return json.loads((cases_dir / f"{stem}.json").read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- markers
+#: Fixtures that start real processes or servers: the Envoy + nadir-extproc + emulator stack,
+#: PostgreSQL, redis-server, the in-process emulator on a loopback port, deploy upstreams.
+PROCESS_FIXTURES = frozenset({"stack", "redis_server", "own_redis", "upstreams", "pg_server", "pg_dsn", "emulator"})
+#: Test folders and files (under tests/) whose tests start processes or servers themselves
+#: (subprocess, Envoy, ``envoy --mode validate``, kubectl, the CLI as a process, gRPC/HTTP/OTLP
+#: servers on loopback ports, network namespaces).
+PROCESS_PATHS = (
+    "integration/", "compat/", "security/", "deploy/", "emulator/",
+    "budgets/test_envoy.py", "budgets/test_redis_auth_tls.py", "budgets/test_reservations.py",
+    "ledger/test_ledger_ops.py", "ledger/test_rollup.py", "ledger/test_store_report.py",
+    "pricing/test_cost_cli.py", "pricing/test_provider_cases_cli.py", "pricing/test_served_tier_through_envoy.py",
+    "routing/test_cli.py", "routing/test_router_envoy.py",
+    "telemetry/test_export.py", "telemetry/test_through_envoy.py", "telemetry/test_trace_context.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test ``process`` (starts real processes or servers) or ``pure`` (in memory and
+    temp files only): ``make test-fast`` runs ``-m pure``; ``make test`` runs both."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            rel = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
+        except ValueError:
+            rel = ""
+        proc = bool(set(getattr(item, "fixturenames", ())) & PROCESS_FIXTURES) or rel.startswith(PROCESS_PATHS)
+        item.add_marker(pytest.mark.process if proc else pytest.mark.pure)

@@ -208,7 +208,19 @@ class ChatStreamUsage(StreamUsage):
         return self._usage
 
 
-class OpenAIChat(Dialect):
+class OpenAIShapes(Dialect):
+    """What OpenAI's two APIs (Chat Completions, Responses) share: the body's ``user`` and the 429
+    error object."""
+
+    def request_user(self, body: dict[str, Any]) -> Any:
+        """OpenAI's top-level ``user``."""
+        return body.get("user")
+
+    def error_body(self, message: str) -> bytes:
+        return openai_error_body(message)
+
+
+class OpenAIChat(OpenAIShapes):
     name = "openai_chat"
     provider = "openai"
     operation = "chat"
@@ -229,12 +241,6 @@ class OpenAIChat(Dialect):
         _messages_text(body.get("messages"), out)
         return "\n".join(out)
 
-    def request_user(self, body: dict[str, Any]) -> Any:
-        """OpenAI's top-level ``user``."""
-        return body.get("user")
-
-    def error_body(self, message: str) -> bytes:
-        return openai_error_body(message)
 
     def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
         """``id`` and ``choices[].finish_reason``."""

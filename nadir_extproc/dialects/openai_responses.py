@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of, str_or_none
-from nadir_extproc.dialects.openai_chat import openai_error_body, openai_usage, requested_service_tier
+from nadir_extproc.dialects.openai_chat import OpenAIShapes, openai_usage, requested_service_tier
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -107,7 +107,7 @@ class ResponsesStreamUsage(StreamUsage):
 _RETRIEVE = re.compile(r"^(?:/v1)?/responses/(?P<id>[A-Za-z0-9_-]+)$")
 
 
-class OpenAIResponses(Dialect):
+class OpenAIResponses(OpenAIShapes):
     name = "openai_responses"
     provider = "openai"
     operation = "chat"
@@ -136,12 +136,6 @@ class OpenAIResponses(Dialect):
 
     turns_key = "input"
 
-    def request_user(self, body: dict[str, Any]) -> Any:
-        """OpenAI's top-level ``user``."""
-        return body.get("user")
-
-    def error_body(self, message: str) -> bytes:
-        return openai_error_body(message)
 
     def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
         """``id``, and ``incomplete_details.reason`` else ``status`` as the finish reason."""

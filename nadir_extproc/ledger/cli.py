@@ -53,14 +53,11 @@ def _fail(msg: str, code: int = 1) -> None:
 
 def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, create: bool) -> Any:
     """The ledger store the options or settings name, migrated to this version; one-line errors."""
-    from nadir_extproc.config import ConfigError, load_settings
+    from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.ledger.store import open_store
 
     if sqlite_dir is None and not dsn:
-        try:
-            s = load_settings(config)
-        except ConfigError as e:
-            _fail(str(e), 2)
+        s = settings_or_exit(config)
         dsn = s.ledger.postgres_dsn
         if not dsn:
             sqlite_dir = Path(s.ledger.sqlite_dir or Path(s.state_dir) / "ledger").expanduser()
@@ -219,12 +216,9 @@ def prune(
     from nadir_extproc.ledger.rollup import cutoffs
 
     if raw_days is None or rollup_days is None:
-        from nadir_extproc.config import ConfigError, load_settings
+        from nadir_extproc.cliutil import settings_or_exit
 
-        try:
-            s = load_settings(config)
-        except ConfigError as e:
-            _fail(str(e), 2)
+        s = settings_or_exit(config)
         raw_days = raw_days if raw_days is not None else s.ledger.retention_days
         rollup_days = rollup_days if rollup_days is not None else s.ledger.rollup_retention_days
     if raw_days is None and rollup_days is None:

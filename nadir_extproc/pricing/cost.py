@@ -210,10 +210,10 @@ def _breakdown(usage: Usage, r: catalogue.Rates) -> dict[str, Decimal]:
     text_in = usage.uncached_input_tokens - usage.input_audio_tokens - usage.input_image_tokens - usage.input_video_tokens
     plain_out = usage.output_tokens - usage.reasoning_tokens - usage.output_audio_tokens - usage.output_image_tokens
     breakdown = {
-        "input": _usd(text_in, r.input),
-        "cache_read": _usd(usage.cache_read_tokens, r.cache_read),
-        "cache_write": _usd(usage.cache_write_tokens, r.cache_write_5m) + _usd(usage.cache_write_1h_tokens, r.cache_write_1h),
-        "output": _usd(plain_out, r.output) + _usd(usage.reasoning_tokens, r.reasoning),
+        "input": _tokens_usd(text_in, r.input),
+        "cache_read": _tokens_usd(usage.cache_read_tokens, r.cache_read),
+        "cache_write": _tokens_usd(usage.cache_write_tokens, r.cache_write_5m) + _tokens_usd(usage.cache_write_1h_tokens, r.cache_write_1h),
+        "output": _tokens_usd(plain_out, r.output) + _tokens_usd(usage.reasoning_tokens, r.reasoning),
     }
     for key, tokens, rate in (
         ("input_audio", usage.input_audio_tokens, r.input_audio),
@@ -223,7 +223,7 @@ def _breakdown(usage: Usage, r: catalogue.Rates) -> dict[str, Decimal]:
         ("output_image", usage.output_image_tokens, r.output_image),
     ):
         if tokens:
-            breakdown[key] = _usd(tokens, rate)
+            breakdown[key] = _tokens_usd(tokens, rate)
     # *_kcount rates are USD per thousand calls.
     for key, calls, rate in (
         ("web_search", usage.web_search_requests, r.web_search),
@@ -231,18 +231,20 @@ def _breakdown(usage: Usage, r: catalogue.Rates) -> dict[str, Decimal]:
         ("code_interpreter", usage.code_interpreter_calls, r.code_interpreter),
     ):
         if calls:
-            breakdown[key] = _usd(calls * 1000, rate)
+            breakdown[key] = _tokens_usd(calls * 1000, rate)
     if r.request is not None:
         breakdown["request_fee"] = r.request.scaleb(-3)
     return breakdown
 
 
-def saving(actual: Cost, baseline: Cost) -> Decimal | None:
-    """USD saved by ``actual`` against ``baseline`` (``baseline.total_usd - actual.total_usd``).
+def saving(actual: Cost, baseline: Cost | None) -> Decimal | None:
+    """USD saved by ``actual`` against ``baseline`` (``baseline.total_usd - actual.total_usd``):
+    the one savings function (``pricing.savings`` defines the baseline).
 
-    Negative when the actual request cost more. ``None`` unless both are priced.
+    Negative when the actual request cost more. ``None`` unless both are priced (or without a
+    baseline).
     """
-    if actual.total_usd is None or baseline.total_usd is None:
+    if baseline is None or actual.total_usd is None or baseline.total_usd is None:
         return None
     return baseline.total_usd - actual.total_usd
 
@@ -254,7 +256,7 @@ class _MissingRate(Exception):
 _ZERO = Decimal(0)
 
 
-def _usd(tokens: int, rate_per_mtok: Decimal | None) -> Decimal:
+def _tokens_usd(tokens: int, rate_per_mtok: Decimal | None) -> Decimal:
     """``tokens`` x ``rate_per_mtok`` (USD per million tokens), exact."""
     if not tokens:
         return _ZERO

@@ -52,7 +52,7 @@ from nadir_extproc.providers import known
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.pricing.context import unwrap_batch_result
 from nadir_extproc.pricing.cost import PROVIDER_ERROR, Cost, price
-from nadir_extproc.pricing.money import format_usd
+from nadir_extproc.pricing.money import format_usd, usd_text
 from nadir_extproc.pricing.savings import baseline_cost, cost_saved
 from nadir_extproc.pricing.usage import Usage
 
@@ -168,10 +168,6 @@ def _usage_json(u: Usage | None) -> dict[str, int] | None:
 
 _EXTRA_USAGE = ("file_search_calls", "code_interpreter_calls", "input_audio_tokens", "input_image_tokens",
                 "input_video_tokens", "output_audio_tokens", "output_image_tokens")
-
-
-def _usd(v: Decimal | None) -> str | None:
-    return None if v is None else format_usd(v)
 
 
 def explain(
@@ -372,14 +368,14 @@ def _cost_fields(out: dict[str, Any], cost: Cost) -> None:
     if cost.rates is not None:
         r = cost.rates
         out["rates_usd_per_mtok"] = {
-            "input": _usd(r.input),
-            "cache_read": _usd(r.cache_read),
-            "cache_write_5m": _usd(r.cache_write_5m),
-            "cache_write_1h": _usd(r.cache_write_1h),
-            "output": _usd(r.output),
-            "reasoning": _usd(r.reasoning),
-            "web_search_per_1000": _usd(r.web_search),
-            **{k: _usd(v) for k, v in (
+            "input": usd_text(r.input),
+            "cache_read": usd_text(r.cache_read),
+            "cache_write_5m": usd_text(r.cache_write_5m),
+            "cache_write_1h": usd_text(r.cache_write_1h),
+            "output": usd_text(r.output),
+            "reasoning": usd_text(r.reasoning),
+            "web_search_per_1000": usd_text(r.web_search),
+            **{k: usd_text(v) for k, v in (
                 ("input_audio", r.input_audio), ("output_audio", r.output_audio),
                 ("file_search_per_1000", r.file_search), ("code_interpreter_per_1000", r.code_interpreter),
                 ("request_fee_per_1000", r.request),
@@ -391,8 +387,8 @@ def _cost_fields(out: dict[str, Any], cost: Cost) -> None:
     out["priced_as"] = cost.model
     out["breakdown_usd"] = {k: format_usd(v) for k, v in cost.breakdown.items()}
     out["cost_usd"] = format_usd(cost.total_usd)
-    out["reported_cost_usd"] = _usd(cost.reported_usd)
-    out["catalogue_cost_usd"] = _usd(cost.catalogue_usd)
+    out["reported_cost_usd"] = usd_text(cost.reported_usd)
+    out["catalogue_cost_usd"] = usd_text(cost.catalogue_usd)
     out["cost_disagrees"] = cost.disagrees
 
 
@@ -451,17 +447,14 @@ def _baseline(
     configured: str | None,
     candidates: dict[str, list[str]] | None,
 ) -> None:
-    if candidates is None:
-        from nadir_extproc.routing.policy import DEFAULT_TIERS
-
-        candidates = {p: list(t.values()) for p, t in DEFAULT_TIERS.items()}
+    candidates = candidates or {}
     pool = candidates.get(cost.provider) or candidates.get(provider) or []
     base = baseline_cost(provider, usage, pool, configured=configured, when=when, service_tier=tier, batch=batch)
     if base is None:
         return
     out["baseline_model"] = base.model
-    out["baseline_cost_usd"] = _usd(base.total_usd)
-    out["cost_saved_usd"] = _usd(cost_saved(cost, base))
+    out["baseline_cost_usd"] = usd_text(base.total_usd)
+    out["cost_saved_usd"] = usd_text(cost_saved(cost, base))
 
 
 def render_table(e: dict[str, Any], sources: bool = True) -> str:
@@ -522,65 +515,3 @@ def render_table(e: dict[str, Any], sources: bool = True) -> str:
             "client named the model itself)"
         )
     return "\n".join(lines)
-
-
-def cost_command(
-    url: str = typer.Option(..., "--url", help="The request URL the response answered (provider and dialect come from it)."),
-    response: Path = typer.Option(..., "--response", help="Response body: JSON (gzip ok), a batch-result line, or raw SSE."),
-    request: Optional[Path] = typer.Option(None, "--request", help="Request body (JSON), optional."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
-    explain_: bool = typer.Option(True, "--explain/--brief", help="Table: name each catalogue correction applied, with its source (default)."),
-    provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
-    dialect: Optional[str] = typer.Option(None, "--dialect", help=f"Override the dialect ({', '.join(DIALECTS)})."),
-    status: Optional[int] = typer.Option(None, "--status", help="HTTP status of the response (>= 400: provider error)."),
-    when: Optional[str] = typer.Option(None, "--when", help="Request time, ISO 8601 (default: now, UTC); picks dated prices."),
-    batch: Optional[bool] = typer.Option(None, "--batch/--no-batch", help="Force batch rates on/off (default: detected)."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Savings baseline model (default: config, else the most expensive routing tier model)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Settings file: tiers, baseline_models, price_file."),
-    price_file: Optional[Path] = typer.Option(None, "--price-file", help="Operator price file (YAML/TOML) over the catalogue."),
-) -> None:
-    """Explain the bill of one recorded interaction: usage per class, rate, cost, baseline, saving.
-
-    The saving is cost(same usage on the baseline model) - actual cost, signed; the baseline is the
-    route's configured baseline model, else the most expensive of its routing tier models.
-    """
-    from nadir_extproc.pricing.pricefile import PriceFileError, install_price_file
-
-    candidates = None
-    pf = price_file
-    if config is not None:
-        from nadir_extproc.config import ConfigError, check_models, load_settings
-
-        try:
-            settings = load_settings(config)
-            check_models(settings)  # a misspelt baseline would print "baseline gpt-4oo None USD"
-        except ConfigError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-        candidates = {p: list(t.values()) for p, t in settings.tiers.items()}
-        pf = pf or (Path(settings.price_file) if settings.price_file else None)
-        prov_key = provider or provider_from_url(url) or ""
-        baseline = baseline or settings.baseline_models.get(prov_key)
-    if dialect is not None and dialect not in DIALECTS:
-        typer.echo(f"error: --dialect {dialect!r}: known dialects are {', '.join(DIALECTS)}", err=True)
-        raise typer.Exit(2)
-    try:
-        if pf is not None:
-            install_price_file(pf)
-        t = None
-        if when:
-            t = datetime.fromisoformat(when.replace("Z", "+00:00"))
-            if t.tzinfo is None:
-                t = t.replace(tzinfo=UTC)
-        resp_bytes = response.read_bytes()
-        req_bytes = request.read_bytes() if request is not None else None
-    except (OSError, ValueError, PriceFileError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    result = explain(
-        url, resp_bytes, req_bytes, provider=provider, dialect=dialect, status=status, when=t,
-        batch=batch, baseline=baseline, candidates=candidates,
-    )
-    typer.echo(json.dumps(result, indent=2) if as_json else render_table(result, sources=explain_))
-    if result.get("cost_usd") is None:
-        raise typer.Exit(EXIT_UNPRICED)

@@ -26,3 +26,8 @@ def format_usd(amount: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+def usd_text(amount: Decimal | None) -> str | None:
+    """``format_usd(amount)``, or ``None`` for no amount (JSON fields that may be absent)."""
+    return None if amount is None else format_usd(amount)

@@ -55,8 +55,5 @@ def baseline_cost(
     return best
 
 
-def cost_saved(actual: Cost, baseline: Cost | None) -> Decimal | None:
-    """``baseline.total_usd - actual.total_usd`` (USD, signed), or ``None`` unless both are priced."""
-    if baseline is None:
-        return None
-    return saving(actual, baseline)
+#: The saving itself is ``cost.saving`` (one function); this name is kept for callers.
+cost_saved = saving

@@ -36,7 +36,9 @@ class Decision:
     """A routing decision.
 
     - ``model``: concrete model to send upstream.
-    - ``tier``: ``"strong"`` or ``"weak"`` (or ``"default"`` for a fallback).
+    - ``tier``: the *routing* tier (``"weak"``, ``"mid"`` or ``"strong"``; ``"default"`` for a
+      fallback) — not the provider's *service* tier (flex, priority …), which pricing reads from
+      the response (``ResponseInfo.service_tier``).
     - ``score``: P(strong model needed) in [0, 1] where the router has one, else ``None``.
     - ``reason``: short machine-readable reason (``"code_fence"``, ``"long_prompt"``, …).
     - ``router``: which router decided (``"rules"``, ``"onnx"``, ``"fallback"``).

@@ -195,14 +195,10 @@ def score(
 ) -> None:
     """Score prompts given as arguments, JSONL lines from --file or standard input ({"prompt": ...} or
     request bodies) with the service's router; one JSON line out per prompt/line, in order."""
-    from nadir_extproc.config import ConfigError, load_settings
+    from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.routing.onnx_router import load_router
 
-    try:
-        settings = load_settings(config)
-    except ConfigError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    settings = settings_or_exit(config)
     policy = settings.policy()
     if provider is not None:
         provider = PROVIDER_ALIASES.get(provider.strip().lower(), provider.strip().lower())

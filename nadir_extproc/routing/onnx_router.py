@@ -28,7 +28,7 @@ import numpy as np
 
 from nadir_extproc.routing.base import Decision, RouteRequest, Router
 from nadir_extproc.routing.features import DENSE_NAMES, featurise, load_tokenizer
-from nadir_extproc.routing.policy import TierPolicy, request_needs
+from nadir_extproc.routing.policy import TierPolicy
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import count
 
@@ -129,19 +129,8 @@ class OnnxRouter:
         except Exception as e:  # noqa: BLE001 — the rule router answers instead
             count("router_inference_error", type(e).__name__)
             return self.fallback.route(request)
-        pinned, ignored = self.policy.pin(request.pinned_tier)
-        if pinned:
-            tier, reason = pinned, "pinned"
-        else:
-            tier, reason = self.policy.tier_for_score(score), "+".join(filter(None, ("score", ignored)))
-        pick = self.policy.pick(request.provider, tier, request_needs(request.prompt, request.body))
-        return Decision(
-            model=pick.model,
-            tier=pick.tier,
-            score=score,
-            reason="+".join((reason, *pick.notes)),
-            router="onnx",
-        )
+        return self.policy.decide(request, "onnx", lambda: (self.policy.tier_for_score(score), "score", score),
+                                  pinned_score=score)
 
 
 def load_router(policy: TierPolicy, model_path: str | Path | None = None, kind: str = "onnx") -> Router:

@@ -40,6 +40,12 @@ DEFAULT_TIERS: dict[str, dict[str, str]] = {
     "google": {"strong": "gemini-2.5-pro", "weak": "gemini-2.5-flash"},
 }
 
+
+def default_tiers() -> dict[str, dict[str, str]]:
+    """A fresh copy of ``DEFAULT_TIERS`` (provider -> routing tier -> model): the one place the
+    default tier map is built (policy, policy file and settings defaults)."""
+    return {k: dict(v) for k, v in DEFAULT_TIERS.items()}
+
 #: Tiers cheapest first.
 TIER_ORDER: tuple[str, ...] = ("weak", "mid", "strong")
 
@@ -170,7 +176,7 @@ class TierPolicy:
     fails (defaults to the strong tier; the savings baseline is ``Settings.baseline_models``); ``thresholds``,
     ``capabilities`` and ``order`` as in the module docstring."""
 
-    tiers: dict[str, dict[str, str]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_TIERS.items()})
+    tiers: dict[str, dict[str, str]] = field(default_factory=default_tiers)
     default_models: dict[str, str] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     capabilities: dict[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_CAPABILITIES))
@@ -187,6 +193,23 @@ class TierPolicy:
         if m:
             return m
         return self.tiers.get(provider, {}).get("strong")
+
+    def decide(self, request: Any, router: str, judge: Any, pinned_score: float | None = None) -> Any:
+        """The routing decision for ``request`` (a ``RouteRequest``), the same for every router:
+        the client's pinned routing tier (``x-nadir-tier``) wins (reason ``pinned``, score
+        ``pinned_score``); else ``judge()`` -> ``(tier, reason, score)`` is the router's own call,
+        with an ignored pin noted in the reason; then ``pick`` maps the tier to the provider's
+        model under the hard constraints, which it notes in the reason. Returns a ``Decision``."""
+        from nadir_extproc.routing.base import Decision
+
+        pinned, ignored = self.pin(request.pinned_tier)
+        if pinned:
+            tier, reason, score = pinned, "pinned", pinned_score
+        else:
+            tier, reason, score = judge()
+            reason = "+".join(filter(None, (reason, ignored)))
+        pick = self.pick(request.provider, tier, request_needs(request.prompt, request.body))
+        return Decision(model=pick.model, tier=pick.tier, score=score, reason="+".join((reason, *pick.notes)), router=router)
 
     def pin(self, raw: str | None) -> tuple[str | None, str | None]:
         """``(tier, None)`` for a client pin (``x-nadir-tier``) naming a known tier, any case —
@@ -278,7 +301,7 @@ class _CapsFile(BaseModel):
 class _PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
-    tiers: dict[str, dict[str, str]] = Field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_TIERS.items()})
+    tiers: dict[str, dict[str, str]] = Field(default_factory=default_tiers)
     default_models: dict[str, str] = Field(default_factory=dict)
     models: dict[str, _CapsFile] = Field(default_factory=dict)
     order: list[str] = Field(default_factory=lambda: list(TIER_ORDER))

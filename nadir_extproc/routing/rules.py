@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 from nadir_extproc.routing.base import Decision, RouteRequest
-from nadir_extproc.routing.policy import TierPolicy, request_needs
+from nadir_extproc.routing.policy import TierPolicy
 
 _MARKERS = re.compile(
     r"\b(prove|proof|derive|step[- ]by[- ]step|debug|refactor|analy[sz]e|optimi[sz]e|algorithm|"
@@ -52,18 +52,8 @@ class RuleRouter:
 
     def route(self, request: RouteRequest) -> Decision:
         """Decide by the rules; raises ``KeyError`` if the policy has no model for the provider."""
-        pinned, ignored = self.policy.pin(request.pinned_tier)
-        if pinned:
-            tier, reason, score = pinned, "pinned", None
-        else:
+        def judge() -> tuple[str, str, float]:
             tier, reason = self._tier(request)
-            reason = "+".join(filter(None, (reason, ignored)))
-            score = 1.0 if tier == "strong" else 0.0
-        pick = self.policy.pick(request.provider, tier, request_needs(request.prompt, request.body))
-        return Decision(
-            model=pick.model,
-            tier=pick.tier,
-            score=score,
-            reason="+".join((reason, *pick.notes)),
-            router="rules",
-        )
+            return tier, reason, 1.0 if tier == "strong" else 0.0
+
+        return self.policy.decide(request, "rules", judge)

@@ -34,7 +34,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from nadir_extproc.record import Outcome
 from nadir_extproc.telemetry import names as n
-from nadir_extproc.telemetry.spans import error_type, operation_name, provider_name
+from nadir_extproc.telemetry.spans import error_type, identity_attributes, provider_name
 
 #: Distinct attribute sets per counter before the overflow set (the SDK's default limit).
 CARDINALITY_LIMIT = 2000
@@ -112,13 +112,7 @@ class RequestMetrics:
         hit = self._hist_attrs.get(key)
         if hit is not None:
             return hit
-        base: dict[str, Any] = {n.OPERATION_NAME: operation_name(out)}
-        if prov:
-            base[n.PROVIDER_NAME] = prov
-        if out.requested_model:
-            base[n.REQUEST_MODEL] = out.requested_model
-        if out.response_model:
-            base[n.RESPONSE_MODEL] = out.response_model
+        base = identity_attributes(out, prov)
         hit = (
             {**base, n.TOKEN_TYPE: n.TOKEN_TYPE_INPUT},
             {**base, n.TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT},

@@ -80,25 +80,27 @@ def is_cut(out: Outcome) -> bool:
     return out.cut
 
 
-def _usd(x: Decimal) -> str:
-    return format_usd(x)
+def identity_attributes(out: Outcome, prov: str | None) -> dict[str, Any]:
+    """The GenAI identity attributes spans and metrics share: ``gen_ai.operation.name``,
+    ``gen_ai.provider.name`` (``prov``), ``gen_ai.request.model``, ``gen_ai.response.model``
+    (those known)."""
+    a: dict[str, Any] = {n.OPERATION_NAME: operation_name(out)}
+    if prov:
+        a[n.PROVIDER_NAME] = prov
+    if out.requested_model:
+        a[n.REQUEST_MODEL] = out.requested_model
+    if out.response_model:
+        a[n.RESPONSE_MODEL] = out.response_model
+    return a
 
 
 def span_attributes(out: Outcome, *, emit_usage_cost: bool = True, capture_content: bool = False) -> dict[str, Any]:
     """All span attributes for one ``Outcome`` (name -> str | bool | int | float | list[str]).
 
-    Reads ``Outcome`` fields only (``tags``, ``key_id``, ``request_params``, ``content`` … via
-    typed). Never includes ``None`` values."""
-    a: dict[str, Any] = {n.OPERATION_NAME: operation_name(out)}
-    prov = provider_name(out)
-    if prov:
-        a[n.PROVIDER_NAME] = prov
+    Reads ``Outcome`` fields only, typed. Never includes ``None`` values."""
+    a = identity_attributes(out, provider_name(out))
     if out.dialect:
         a[n.DIALECT] = out.dialect
-    if out.requested_model:
-        a[n.REQUEST_MODEL] = out.requested_model
-    if out.response_model:
-        a[n.RESPONSE_MODEL] = out.response_model
     rid = out.response_id
     if rid:
         a[n.RESPONSE_ID] = rid
@@ -129,31 +131,31 @@ def span_attributes(out: Outcome, *, emit_usage_cost: bool = True, capture_conte
 
     cost = out.cost
     if cost is not None and cost.total_usd is not None:
-        a[n.COST_USD] = _usd(cost.total_usd)
+        a[n.COST_USD] = format_usd(cost.total_usd)
         a[n.COST_CATALOGUE] = cost.catalogue
         if emit_usage_cost:
             a[n.USAGE_COST] = float(cost.total_usd)
         if cost.reported_usd is not None:
-            a[n.COST_REPORTED_USD] = _usd(cost.reported_usd)
+            a[n.COST_REPORTED_USD] = format_usd(cost.reported_usd)
             if cost.catalogue_usd is not None:
-                a[n.COST_CATALOGUE_USD] = _usd(cost.catalogue_usd)
+                a[n.COST_CATALOGUE_USD] = format_usd(cost.catalogue_usd)
     if cost is not None and cost.corrections:
         a[n.COST_CORRECTIONS] = list(cost.corrections)
     partial = out.partial_cost
     if partial is not None and partial.total_usd is not None:
-        a[n.COST_PARTIAL_USD] = _usd(partial.total_usd)
+        a[n.COST_PARTIAL_USD] = format_usd(partial.total_usd)
     unpriced = out.unpriced
     if unpriced:
         a[n.COST_UNPRICED_REASON] = unpriced
     if out.saved_usd is not None:
-        a[n.COST_SAVED_USD] = _usd(out.saved_usd)
+        a[n.COST_SAVED_USD] = format_usd(out.saved_usd)
     base = out.baseline
     if base is not None:
         bm = base.model
         if bm:
             a[n.COST_BASELINE_MODEL] = bm
         if base.total_usd is not None:
-            a[n.COST_BASELINE_USD] = _usd(base.total_usd)
+            a[n.COST_BASELINE_USD] = format_usd(base.total_usd)
 
     if out.routed_model:
         a[n.ROUTE_MODEL] = out.routed_model

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from nadir_extproc.stack import Stack
+from tests.conftest import load_case
 
 IN, OUT = D("0.15") / 10**6, D("0.60") / 10**6
 
@@ -74,8 +75,9 @@ CASE35_REPLY = json.dumps({
 
 
 @pytest.fixture(params=["memory", "redis"])
-def case35_stack(request, tmp_path):
-    cfg = "budgets: [{name: qa-team, scope: team, match: qa, window: 1h, limit_usd: 0.0005, action: block}]\n"
+def case35_stack(request, tmp_path, cases_dir):
+    cfg = load_case(cases_dir, "35-budget-concurrent-admission")["input"]["settings"] + "\n"
+    assert cfg == "budgets: [{name: qa-team, scope: team, match: qa, window: 1h, limit_usd: 0.0005, action: block}]\n"
     if request.param == "redis":
         srv = request.getfixturevalue("redis_server")
         cfg += f"budget_redis: {{url: '{srv.url}', key_prefix: 'case35-{uuid.uuid4().hex[:8]}:', timeout_ms: 2000}}\n"

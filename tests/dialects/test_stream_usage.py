@@ -13,6 +13,7 @@ from nadir_extproc.dialects import DIALECTS
 from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE
 from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.sse import SSEParser
+from tests.conftest import load_case
 
 chat, responses, messages = DIALECTS["openai_chat"], DIALECTS["openai_responses"], DIALECTS["anthropic_messages"]
 
@@ -117,9 +118,13 @@ def test_anthropic_error_event_after_200_marks_failed_with_what_is_known():
     assert st.failed and st.usage() == Usage(uncached_input_tokens=31, output_tokens=1)
 
 
-def test_injection_keeps_every_other_byte_and_skips_when_not_needed():
+def test_injection_keeps_every_other_byte_and_skips_when_not_needed(cases_dir):
     """06-stream-options-include-usage-injection: include_usage added only to streamed Chat
     Completions that did not ask, every other byte kept (B: not streamed, D: Responses API)."""
+    case = load_case(cases_dir, "06-stream-options-include-usage-injection")
+    a_body = case["input"]["requests"][0]["request_body"]  # request A
+    a_raw = json.dumps(a_body).encode()
+    assert json.loads(chat.inject_stream_usage(a_raw, a_body)) == case["expected"]["per_request"][0]["expected_upstream_body"]
     raw = b'{"model":"gpt-4o-mini", "stream": true, "messages":[{"role":"user","content":"hi"}]}'
     new = chat.inject_stream_usage(raw, json.loads(raw))
     assert new == raw[:-1] + b',"stream_options":{"include_usage":true}}'

@@ -6,13 +6,17 @@ and Envoy must count no ext_proc message timeout (with ``failure_mode_allow`` a 
 
 from __future__ import annotations
 
+import re
+
 from tests.integration.conftest import clear_upstream, raw_post, upstream_requests
+from tests.conftest import load_case
 
 
-def test_case_37_six_mb_auto_body_is_rewritten_before_the_message_timeout(stack):
+def test_case_37_six_mb_auto_body_is_rewritten_before_the_message_timeout(stack, cases_dir):
     tail = b'", "messages": [{"role": "user", "content": "' + b"lorem ipsum dolor " * 330_000 + b'"}]}'
     raw = b'{"model": "auto' + tail
-    assert len(raw) == 5_940_064
+    case = load_case(cases_dir, "37-large-auto-body-rewrite-exceeds-message-timeout")
+    assert len(raw) == int(re.search(r"\(([\d,]+) bytes", case["input"]["body_5_94MB"]).group(1).replace(",", "")) == 5_940_064
     before = stack.envoy_stats("http.llm.ext_proc")
     clear_upstream(stack)
     status, headers, _ = raw_post(f"{stack.base_url}/v1/chat/completions", raw,

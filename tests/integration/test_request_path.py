@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.integration.conftest import clear_upstream, raw_post, upstream_requests
+from tests.conftest import load_case
 
 KEY = "sk-test-not-a-real-key"
 
@@ -198,10 +199,12 @@ def test_unreadable_request_passes_through_untouched(stack, oai, body):
     assert "x-nadir-cost-usd" not in headers
 
 
-def test_one_mib_prompt_is_rewritten(stack, oai):
+def test_one_mib_prompt_is_rewritten(stack, oai, cases_dir):
     # Shared case 09 (09-ext-proc-buffered-body-limit-413): a 1 MiB body must reach the ext_proc
     # (not a 413 from Envoy) and be rewritten.
     prompt = "x" * (1024 * 1024)
+    case_limit = load_case(cases_dir, "09-ext-proc-buffered-body-limit-413")["input"]["envoy_listener"]["per_connection_buffer_limit_bytes"]
+    assert len(prompt) > case_limit  # the case's 32 KiB listener would answer 413; envoy.yaml's 8 MiB does not
     raw = oai.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": prompt}], extra_headers=usage_header(input=5, output=5)
     )

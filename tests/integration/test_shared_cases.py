@@ -24,6 +24,7 @@ import pytest
 from nadir_extproc.stack import Stack
 from tests.integration.conftest import clear_upstream, raw_post, upstream_requests
 from tests.telemetry.otlp_receiver import OTLPReceiver
+from tests.conftest import load_case
 
 KEY = "sk-test-not-a-real-key"
 COMMENT = re.compile(rb"(?:: x-nadir-[a-z-]+=[^\r\n]*\r?\n)+\r?\n")
@@ -144,7 +145,7 @@ def test_case_11_t3_unknown_model_response_passes_untouched_and_unpriced(stack, 
     assert a["nadir.cost.unpriced_reason"] == "unknown_model" and "nadir.cost.usd" not in a
 
 
-def test_case_11_t4_two_thousand_chunk_stream_every_event_in_order_priced_once(stack, receiver, capsys):
+def test_case_11_t4_two_thousand_chunk_stream_every_event_in_order_priced_once(stack, receiver, capsys, cases_dir):
     """11-ext-proc-timeout-and-failure-mode T4: a 2,000-chunk SSE stream replayed through Envoy
     (one event per upstream chunk, 1 ms apart): every chunk is answered (no ext_proc message timeout,
     no failed stream, no fail-open pass-through), every event reaches the client in order with only
@@ -154,7 +155,8 @@ def test_case_11_t4_two_thousand_chunk_stream_every_event_in_order_priced_once(s
     events.append(b'data: {"id":"chatcmpl-case","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini-2024-07-18",'
                   b'"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":1998,"total_tokens":2098}}\n\n')
     events.append(b"data: [DONE]\n\n")
-    assert len(events) == 2000
+    t4 = next(s for s in load_case(cases_dir, "11-ext-proc-timeout-and-failure-mode")["input"]["scenarios"] if s["id"] == "T4")
+    assert len(events) == int(re.search(r"([\d,]+) chunks", t4["note"]).group(1).replace(",", "")) == 2000
     data = b"".join(events)
     queue_replay(stack, events, "text/event-stream; charset=utf-8", delay_ms=1)
     before = ext_proc_stats(stack)
@@ -242,12 +244,13 @@ def test_case_13_streamed_response_headers_carry_no_cost_and_the_cost_arrives_in
     assert our_span(receiver, tid).attrs["nadir.cost.usd"] == "0.00045"
 
 
-def test_case_13_stream_without_usage_is_unpriced_in_band_never_zero(stack):
+def test_case_13_stream_without_usage_is_unpriced_in_band_never_zero(stack, cases_dir):
     """13-cost-header-on-streaming-response: a stream that never reports usage gets no cost header
     and no cost field at all — the in-band block says why (no_usage)."""
     events = [chat_chunk({"role": "assistant", "content": ""}), chat_chunk({"content": "Hi"}), chat_chunk({}, "stop"),
               b"data: [DONE]\n\n"]
-    queue_replay(stack, events, "text/event-stream")
+    first = load_case(cases_dir, "13-cost-header-on-streaming-response")["input"]["message_sequence"][0]
+    queue_replay(stack, events, re.search(r"content-type ([\w/-]+)", first).group(1))  # text/event-stream
     status, headers, received = post_stream(stack, "/v1/chat/completions",
                                             b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}')
     assert status == 200
