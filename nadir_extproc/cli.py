@@ -30,6 +30,7 @@ def serve(
 ) -> None:
     """Run the ext_proc gRPC service until SIGTERM (graceful stop)."""
     from nadir_extproc.cliutil import settings_or_exit
+    from nadir_extproc.config import ConfigError
     from nadir_extproc.server import serve as run
 
     settings = settings_or_exit(config)

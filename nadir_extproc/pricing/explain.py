@@ -193,7 +193,8 @@ def explain(
     is a provider error). ``when``: request time (default now, UTC). ``batch``: force batch rates
     (default: detected from a batch-result wrapper or Anthropic ``service_tier: batch``).
     ``baseline``: savings baseline model; else the most expensive of ``candidates[provider]`` at this
-    usage (default candidates: the built-in routing tiers). Never raises for bad bodies.
+    usage (``candidates``: provider -> models, given by the caller — the ``cost`` command passes the
+    routing tiers; none: no baseline). Never raises for bad bodies.
     """
     when = when or datetime.now(UTC)
     parts = urlsplit(url)
