@@ -106,9 +106,14 @@ def demo(
         [], help="PROVIDER=URL: send that provider's traffic to a real endpoint (e.g. openai=https://api.openai.com); "
         "the SDK key comes from OPENAI_API_KEY / ANTHROPIC_API_KEY."
     ),
+    state_dir: Optional[Path] = typer.Option(
+        None, "--state-dir", envvar="NADIR_STATE_DIR",
+        help="Keep the ledger here so `report` reads the demo's rows (else $NADIR_STATE_DIR; unset: a temp folder, removed)."),
 ) -> None:
     """Start emulator + nadir-extproc + Envoy, send sample traffic with the official SDKs, print a table."""
-    from nadir_extproc.demo import run_demo
+    from urllib.parse import urlsplit
+
+    from nadir_extproc.demo import KEY_ENV, run_demo
 
     urls = {}
     for item in upstream:
@@ -116,8 +121,18 @@ def demo(
         if not sep:
             typer.echo(f"error: --upstream takes PROVIDER=URL, got {item!r}", err=True)
             raise typer.Exit(2)
-        urls[provider.strip()] = url.strip()
-    raise typer.Exit(run_demo(keep_logs, upstream_urls=urls))
+        name = provider.strip().lower()
+        if name not in KEY_ENV:
+            typer.echo(f"error: --upstream {item!r}: the demo sends OpenAI and Anthropic traffic only "
+                       f"(PROVIDER is one of {', '.join(KEY_ENV)})", err=True)
+            raise typer.Exit(2)
+        url = url.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")) or urlsplit(url).path:
+            typer.echo(f"error: --upstream {item!r}: URL is scheme://host[:port] without a path "
+                       f"(e.g. {name}=https://api.{name}.com)", err=True)
+            raise typer.Exit(2)
+        urls[name] = url
+    raise typer.Exit(run_demo(keep_logs, upstream_urls=urls, state_dir=state_dir))
 
 
 @app.command(name="cost")

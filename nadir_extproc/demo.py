@@ -177,19 +177,23 @@ def _median_ms(fn, n: int) -> float:
 
 
 def run_demo(
-    keep_logs: Path | None = None, console: Console | None = None, upstream_urls: dict[str, str] | None = None
+    keep_logs: Path | None = None, console: Console | None = None, upstream_urls: dict[str, str] | None = None,
+    state_dir: Path | None = None,
 ) -> int:
     """Run the demo; returns a process exit code (0 when every call was routed and priced).
 
     ``upstream_urls`` (provider -> ``https://host``) sends those providers to real endpoints; the
-    rest stay on the local emulator."""
+    rest stay on the local emulator. ``state_dir``: where nadir-extproc keeps its ledger (so
+    ``nadir-extproc report`` reads the demo's rows afterwards); default a temp folder removed at
+    the end."""
     real = upstream_urls or {}
     console = console or Console(width=None if Console().is_terminal else 170)
     if keep_logs:
         keep_logs.mkdir(parents=True, exist_ok=True)
     console.print("[bold]Starting emulator + nadir-extproc + Envoy 1.40 ...[/bold]")
     failures = 0
-    with Stack(log_dir=keep_logs, upstream_urls=real) as stack:
+    env = {"NADIR_STATE_DIR": str(state_dir.resolve())} if state_dir else {}
+    with Stack(log_dir=keep_logs, upstream_urls=real, extproc_env=env) as stack:
         console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})")
         table = Table(title='model="auto" through Envoy + nadir-extproc', show_lines=False)
         for col, just, width in [("prompt", "left", 32), ("API", "left", 16), ("routed to", "left", 26),
@@ -230,7 +234,8 @@ def run_demo(
         import openai
 
         direct = openai.OpenAI(base_url=f"{stack.emulator_url}/v1", api_key=API_KEY, max_retries=0)
-        via = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=API_KEY, max_retries=0)
+        # Through Envoy with the real key when OpenAI is real (a dummy one there is 30 refusals).
+        via = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=_key("openai", real), max_retries=0)
         msgs = [{"role": "user", "content": "What's the capital of France?"}]
         d_ms = _median_ms(lambda: direct.chat.completions.create(model="gpt-4o-mini", messages=msgs), 30)
         v_ms = _median_ms(lambda: via.chat.completions.create(model="auto", messages=msgs), 30)
@@ -241,6 +246,9 @@ def run_demo(
         )
     console.print(_traces_line(after=True), soft_wrap=True)
     console.print("All processes stopped.")
+    if state_dir:
+        console.print(f"Ledger rows kept in {state_dir}/ledger: NADIR_STATE_DIR={state_dir} nadir-extproc report --by model",
+                      soft_wrap=True)
     return 1 if failures else 0
 
 
