@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast compat compat-env proto clean bench
+.PHONY: demo test test-fast compat compat-env proto clean bench fuzz soak
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 # The pure tests only (no Envoy, no servers, no databases): about a minute; `make test` runs all.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m pure $(PYTEST_ARGS)
+
+# Property-based tests with the long hypothesis profile (3000 examples each; `make test` runs 60).
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q tests/fuzz --hypothesis-profile=long $(PYTEST_ARGS)
 
 # Request-path benchmark (bench/run.py): installs wrk if missing, ends by itself (~10 min);
 # BENCH_ARGS=--quick for a short smoke run.

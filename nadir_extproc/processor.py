@@ -289,7 +289,7 @@ class RequestProcessor:
         try:
             # Parsed once; the JsonObject keeps its values' spans for the model rewrite.
             body = jsonbody.parse(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             count("request_not_json")
             body = None
         self._budget_scopes(len(raw), body if isinstance(body, dict) else None)
@@ -515,7 +515,7 @@ class RequestProcessor:
             return served, None, "unsupported_content_encoding"
         try:
             body = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             body = None
         if isinstance(body, list):
             body = next((x for x in reversed(body) if isinstance(x, dict) and d.usage(x) is not None), None)
@@ -539,6 +539,8 @@ class RequestProcessor:
         self.out.response_id, self.out.finish_reasons = info.response_id, info.finish_reasons
         if self.ctx.settings.telemetry.capture_content:
             note_response_content(self.out, body)
+        if usage is not None and _counts_nothing(usage, body):
+            usage = None  # e.g. {"prompt_tokens": null}: unpriced, never a silent $0
         if usage is None:
             return served, None, "background_pending" if d.is_pending(body) else "no_usage"
         if d.retrievable and not self._first_pricing(body.get("id")):
@@ -724,3 +726,25 @@ class RequestProcessor:
         if self.ctx.budgets and self._reservation is not None:
             cost = self.out.cost
             self.ctx.budgets.settle(self._reservation, cost.total_usd if cost is not None else None)
+
+
+def _has_count(v: Any, depth: int = 0) -> bool:
+    """Whether ``v`` holds a non-negative integer token count (not a bool), at most 4 levels deep."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v >= 0
+    if depth < 4 and isinstance(v, dict):
+        return any(_has_count(x, depth + 1) for x in v.values())
+    return False
+
+
+def _counts_nothing(usage: Usage, body: dict[str, Any]) -> bool:
+    """A usage that read as all zeros from a block with no count in it at all (null, strings,
+    garbage): the response reported nothing priceable, so it must be unpriced, not $0 (issue 18).
+    A real zero (``"prompt_tokens": 0``) is a count."""
+    if any(getattr(usage, f) for f in usage.__dataclass_fields__):
+        return False
+    blocks = [body.get("usage"), body.get("usageMetadata")]
+    resp = body.get("response")
+    if isinstance(resp, dict):
+        blocks.append(resp.get("usage"))
+    return not any(_has_count(b) for b in blocks)
