@@ -178,9 +178,9 @@ def span_attributes(out: Outcome, *, emit_usage_cost: bool = True, capture_conte
             a[n.SHADOW_SCORE] = float(sh.score)
         sc = out.shadow_cost
         if sc is not None and sc.total_usd is not None:
-            a[n.SHADOW_COST_USD] = _usd(sc.total_usd)
+            a[n.SHADOW_COST_USD] = format_usd(sc.total_usd)
         if out.opportunity_usd is not None:
-            a[n.SHADOW_OPPORTUNITY_USD] = _usd(out.opportunity_usd)
+            a[n.SHADOW_OPPORTUNITY_USD] = format_usd(out.opportunity_usd)
     a[n.PROCESSING_LATENCY_MS] = float(out.latency_ms)
     a[n.STREAM] = bool(out.stream)
     if out.stream:
