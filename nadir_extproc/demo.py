@@ -121,12 +121,16 @@ EXPLICIT: list[tuple[str, str, str]] = [
 ]
 
 
-def _explicit_traffic_and_opportunity(stack: Stack, console: Console, real: dict[str, str]) -> int:
+def _explicit_traffic_and_opportunity(stack: Stack, console: Console, real: dict[str, str], ledger_dir: Path) -> int:
     """Send ``EXPLICIT`` (the models the client names are kept), then print the opportunity
-    report (``nadir-extproc report --opportunity --by model``) over the demo's ledger. Returns the
-    number of failed calls."""
+    report (``nadir-extproc report --opportunity --by model``) over this run's rows of the demo's
+    ledger (``ledger_dir``). Returns the number of failed calls."""
+    from datetime import datetime, timezone
+
     import anthropic
     import openai
+
+    since = datetime.now(timezone.utc)
 
     failures = 0
     for dialect, model, prompt in EXPLICIT:
@@ -146,20 +150,19 @@ def _explicit_traffic_and_opportunity(stack: Stack, console: Console, real: dict
     from nadir_extproc.ledger import opportunity as op
     from nadir_extproc.ledger.store import open_store
 
-    want = len(PROMPTS) + len(EXPLICIT)
     deadline = time.monotonic() + 10
     rep = None
     while time.monotonic() < deadline:  # the ledger writer flushes within ledger.flush_interval_s
         try:
-            st = open_store(sqlite_dir=stack.dir / "state" / "ledger", create=False)
+            st = open_store(sqlite_dir=ledger_dir, create=False)
         except FileNotFoundError:
             time.sleep(0.3)
             continue
         try:
-            rep = op.from_store(st, ["model"])
+            rep = op.from_store(st, ["model"], since=since)
         finally:
             st.close()
-        if rep.total.requests >= want:
+        if rep.total.shadow_requests >= len(EXPLICIT) - failures:
             break
         time.sleep(0.3)
     if rep is not None:
@@ -229,7 +232,7 @@ def run_demo(
         console.print(table)
         console.print(f"Total cost [bold]${total_cost}[/bold], saved by routing vs the baseline models [bold]${total_saved}[/bold] "
                       f"over {len(PROMPTS)} requests.")
-        failures += _explicit_traffic_and_opportunity(stack, console, real)
+        failures += _explicit_traffic_and_opportunity(stack, console, real, (state_dir or stack.dir / "state") / "ledger")
         # Added latency: the same request straight to the emulator vs through Envoy + ext_proc.
         import openai
 

@@ -64,11 +64,14 @@ def test_first_hour_walkthrough(tmp_path, emulator):
         seen = json.loads(resp.read())
     paths = [row["path"].split("?")[0] for row in seen]
     # the demo's sample requests (its input list) + 30 latency probes through Envoy, + the curl
-    from nadir_extproc.demo import PROMPTS
+    from nadir_extproc.demo import EXPLICIT, PROMPTS
 
     chat = sum(d.startswith("openai_chat") for d, _ in PROMPTS)
     responses = sum(d.startswith("openai_responses") for d, _ in PROMPTS)
     assert (chat, responses) == (11, 5)  # 24 prompts: 11 Chat, 5 Responses, 8 Messages
+    explicit_chat = sum(d == "openai_chat" for d, _, _ in EXPLICIT)
+    assert (explicit_chat, len(EXPLICIT)) == (4, 6)  # explicit-model requests (shadow routing): 4 Chat, 2 Messages
+    chat += explicit_chat
     assert paths.count("/v1/chat/completions") == chat + 30 + 1 and paths.count("/v1/responses") == responses, paths
     assert "/v1/messages" not in paths
     assert all(dict((k.lower(), v) for k, v in row["headers"]).get("authorization") == "Bearer sk-your-key" for row in seen)
@@ -78,15 +81,21 @@ def test_first_hour_walkthrough(tmp_path, emulator):
     want = (Decimal(u["prompt_tokens"]) * Decimal("0.15") + Decimal(u["completion_tokens"]) * Decimal("0.60")) / 1_000_000
     total = re.search(r"^total\s+(\S+)", out, re.M)
     assert total and Decimal(total.group(1)) == want, out
-    # 4. the report reads both demo runs' rows: 24 sample requests + 30 latency probes each
+    # 4. the report reads both demo runs' rows: 24 sample requests + 6 explicit-model ones + 30 latency probes each
     state = tmp_path / ".nadir-state"
     assert (state / "ledger").is_dir()
     rep = subprocess.run([str(BIN / "nadir-extproc"), "report", "--by", "model", "--format", "json"],
                          env={**env, "NADIR_STATE_DIR": str(state)}, capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr
     data = json.loads(rep.stdout)
-    assert sum(g["requests"] for g in data["groups"]) == 2 * 54, data
+    assert sum(g["requests"] for g in data["groups"]) == 2 * 60, data
     # the table report: one total row, every model name whole
     assert len(re.findall(r"\btotal\b", out.split("nadir-extproc report", 1)[-1])) >= 1
     for model in ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14"):
         assert model in out, out[-4000:]
+    # 5. the opportunity report over both runs, with the router's quality beside it
+    assert "What routing would save by model" in out and "Router quality at its thresholds" in out, out[-4000:]
+    rep = subprocess.run([str(BIN / "nadir-extproc"), "report", "--opportunity", "--format", "json"],
+                         env={**env, "NADIR_STATE_DIR": str(state)}, capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads(rep.stdout)["total"]["shadow_requests"] == 2 * 6, rep.stdout  # every explicit request was scored
