@@ -355,13 +355,14 @@ class RequestProcessor:
             return
         t0 = time.perf_counter_ns()
         try:
-            self.out.shadow = self.ctx.router.route(self._route_request(d, body))
+            # No pin: x-nadir-tier asks the auto path for a tier; the shadow question is what the router chooses.
+            self.out.shadow = self.ctx.router.route(self._route_request(d, body, pin=False))
         except Exception as e:  # noqa: BLE001 — shadow scoring must never affect the request
             count("shadow_router_error", f"{type(e).__name__}: {e}")
         finally:
             self.out.shadow_router_ms = (time.perf_counter_ns() - t0) / 1e6
 
-    def _route_request(self, d: Dialect, body: dict[str, Any]) -> RouteRequest:
+    def _route_request(self, d: Dialect, body: dict[str, Any], pin: bool = True) -> RouteRequest:
         # messages (OpenAI chat, Anthropic), input items (Responses), contents (Gemini)
         msgs = body.get("messages") or body.get("input") or body.get("contents")
         return RouteRequest(
@@ -370,7 +371,7 @@ class RequestProcessor:
             prompt=d.prompt_text(body),
             message_count=len(msgs) if isinstance(msgs, list) else 1,
             body=body,
-            pinned_tier=self._req_headers.get(H_TIER) or None,
+            pinned_tier=(self._req_headers.get(H_TIER) or None) if pin else None,
         )
 
     def _route(self, d: Dialect, body: dict[str, Any]) -> Decision:

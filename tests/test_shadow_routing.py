@@ -181,3 +181,14 @@ def test_router_error_in_shadow_is_counted_and_the_request_is_untouched():
     rb, h = run(proc, chat("gpt-4o", EASY), "gpt-4o", 1000, 500)
     assert COUNTS["shadow_router_error"] == before + 1
     assert done[0].shadow is None and done[0].cost.total_usd == D("0.0075") and h["x-nadir-cost-usd"] == b"0.0075"
+
+
+def test_a_tier_pin_does_not_steer_the_shadow_choice():
+    # x-nadir-tier pins the auto path's tier; for an explicit model the shadow question is the router's own choice
+    proc, _, done = make()
+    proc.handle(headers("request_headers", {":method": "POST", ":path": "/v1/chat/completions", "content-type": "application/json",
+                                            "x-nadir-tier": "strong"}))
+    proc.handle(body("request_body", chat("gpt-4o", EASY)))
+    _respond(proc, {}, response("gpt-4o", 1000, 500))
+    proc.finish()
+    assert (done[0].shadow.tier, done[0].shadow.model, done[0].opportunity_usd) == ("weak", "gpt-4o-mini", D("0.00705"))
