@@ -26,6 +26,11 @@ test-fast: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m pytest -q tests/fuzz --hypothesis-profile=long $(PYTEST_ARGS)
 
+# 10-minute soak through a real Envoy (fixed rate, mixed traffic, a kill -9 mid-run); prints its
+# report (README "Reliability"). SOAK_ARGS="--minutes 1" for a shorter run.
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak $(SOAK_ARGS)
+
 # Request-path benchmark (bench/run.py): installs wrk if missing, ends by itself (~10 min);
 # BENCH_ARGS=--quick for a short smoke run.
 bench: $(STAMP)
