@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 ENVOY_CONFIG = REPO / "envoy" / "envoy.yaml"
 PROVIDER_CLUSTERS = ("openai", "anthropic", "google", "groq", "x-ai", "perplexity", "openrouter", "deepseek",
-                     "mistral", "together", "fireworks")
+                     "mistral", "together", "fireworks", "zai")
 
 
 def envoy_binary() -> Path:

@@ -63,6 +63,8 @@ ENTRIES: tuple[Entry, ...] = (
           docs="https://docs.fireworks.ai/api-reference/post-chatcompletions"),
     Entry("openrouter", "openrouter", "openrouter", ("openrouter.ai", "api.openrouter.ai"),
           reported_cost=openrouter.reported_cost, docs="https://openrouter.ai/docs/use-cases/usage-accounting"),
+    # Z.ai (GLM): OpenAI Chat Completions at api.z.ai/api/paas/v4; cached tokens inside prompt_tokens.
+    Entry("zai", "zai", "zai", ("api.z.ai",), docs="https://docs.z.ai/api-reference/llm/chat-completion"),
     Entry("perplexity", "perplexity", "perplexity", ("api.perplexity.ai",),
           reported_cost=perplexity.reported_cost, price_variant=perplexity.price_variant,
           docs="https://docs.perplexity.ai/getting-started/pricing"),

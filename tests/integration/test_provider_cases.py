@@ -307,13 +307,13 @@ def test_case42_groq_json_through_envoy(stack, provider_responses):
 
 # -- every recorded interaction through Envoy --------------------------------------------------
 #: Host -> the path prefix Envoy mounts that provider under (envoy/envoy.yaml).
-_MOUNTS = {"api.groq.com": ("/openai/", "/groq/"), "openrouter.ai": ("/api/", "/openrouter/")}
+_MOUNTS = {"api.groq.com": ("/openai/", "/groq/"), "openrouter.ai": ("/api/", "/openrouter/"),
+           "api.z.ai": ("/api/paas/", "/zai/")}
 #: Recordings the request path deliberately does not price, and why (the cost command prices the
-#: two hosted ones from their URL: genai-prices knows router.huggingface.co and api.z.ai).
+#: Hugging Face one from its URL: genai-prices knows router.huggingface.co/<provider>/).
 _NOT_ON_THE_REQUEST_PATH = {
     "11-openai-completions-stream-include-usage": "legacy /v1/completions is not an LLM path we price",
     "47-huggingface-router-stream": "Hugging Face's router has no Envoy route of ours (add one like /groq/)",
-    "48-zai-chat-thinking-cached": "Z.ai has no Envoy route of ours (add one like /groq/)",
 }
 #: Where the request path's answer differs from the cost command's for the same recording.
 _ENVOY_UNPRICED = {"44-ollama-local-chat": "unknown_model"}  # served by the default (openai) route
