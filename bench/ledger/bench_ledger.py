@@ -423,8 +423,10 @@ def bench_loaded(store, target, tmp, n, load_s, gen_s, gen, with_writer, now) ->
     print(f"  {kind} {n:>11,} rollups rebuilt in {res['rollup_rebuild_s']} s", flush=True)
     now_d = datetime.fromtimestamp(now, timezone.utc)
     m0 = now_d.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    m_prev = (m0 - timedelta(days=1)).replace(day=1)
-    fill = {"month0": m_prev.date().isoformat(), "month1": m0.date().isoformat()}
+    # The calendar month holding most of the 30 days of rows: the current one (the 2026-11-30 run
+    # used the previous month, which held only its last day of rows).
+    m_next = (m0 + timedelta(days=32)).replace(day=1)
+    fill = {"month0": m0.date().isoformat(), "month1": m_next.date().isoformat()}
     res["calendar_month"] = f"{fill['month0']} .. {fill['month1']}"
     res["report_s"], res["report_cpu_s"], res["from_store_s"] = {}, {}, {}
     from nadir_extproc.ledger.cli import parse_when
