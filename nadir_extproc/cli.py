@@ -156,11 +156,19 @@ def cost_command(
     The saving is cost(same usage on the baseline model) - actual cost, signed; the baseline is the
     route's configured baseline model, else the most expensive of its routing tier models.
     """
+    from urllib.parse import urlsplit
+
     from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.config import Settings
     from nadir_extproc.pricing.explain import EXIT_UNPRICED, explain, provider_from_url, render_table
     from nadir_extproc.pricing.pricefile import PriceFileError, install_price_file
 
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # "api.openai.com/v1/..." would otherwise be an unknown host (exit 3, unpriced): say what to type.
+        typer.echo(f"error: --url {url!r}: give the full request URL, scheme://host/path "
+                   "(e.g. https://api.openai.com/v1/chat/completions)", err=True)
+        raise typer.Exit(2)
     # The baseline candidates are the routing tiers (settings, else the defaults): the command
     # reads the settings; pricing itself knows nothing of routing or config.
     settings = settings_or_exit(config) if config is not None else Settings()

@@ -171,3 +171,14 @@ def test_openrouter_reports_its_own_cost(provider_index, provider_responses):
     out = _run(row, provider_responses)
     assert (out["reported_cost_usd"], out["catalogue_cost_usd"], out["cost_disagrees"]) == ("0.00219855", "0.00219855", False)
     assert out["otel_provider_name"] == "openrouter"
+
+
+@pytest.mark.parametrize("url", ["api.openai.com/v1/chat/completions", "notaurl", "ftp://api.openai.com/v1/chat/completions"])
+def test_url_without_scheme_and_host_is_a_bad_argument(tmp_path, url):
+    # Found by a newcomer: a URL without https:// was read as an unknown host "api.openai.com/v1/…"
+    # and answered exit 3 (unpriced, unknown_provider) instead of saying how to write the URL.
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 10, "completion_tokens": 5}}))
+    r = CliRunner().invoke(app, ["cost", "--url", url, "--response", str(f)])
+    assert r.exit_code == 2, r.output
+    assert "scheme://host/path" in r.output and "unknown_provider" not in r.output
