@@ -240,13 +240,19 @@ def run_demo(
         # Through Envoy with the real key when OpenAI is real (a dummy one there is 30 refusals).
         via = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=_key("openai", real), max_retries=0)
         msgs = [{"role": "user", "content": "What's the capital of France?"}]
-        d_ms = _median_ms(lambda: direct.chat.completions.create(model="gpt-4o-mini", messages=msgs), 30)
-        v_ms = _median_ms(lambda: via.chat.completions.create(model="auto", messages=msgs), 30)
-        console.print(
-            f"Latency (median of 30, SDK wall time): direct to emulator {d_ms:.2f} ms, through Envoy + ext_proc "
-            f"{v_ms:.2f} ms (+{v_ms - d_ms:.2f} ms); ext_proc's own processing median "
-            f"{statistics.median(ours) if ours else float('nan'):.3f} ms per request."
-        )
+        try:
+            d_ms = _median_ms(lambda: direct.chat.completions.create(model="gpt-4o-mini", messages=msgs), 30)
+            v_ms = _median_ms(lambda: via.chat.completions.create(model="auto", messages=msgs), 30)
+        except openai.APIError as e:  # e.g. a real upstream that refuses the key or cannot be reached
+            failures += 1
+            console.print(f"[red]Latency probe failed[/red] ({type(e).__name__}: {e}); no latency figures.",
+                          soft_wrap=True)
+        else:
+            console.print(
+                f"Latency (median of 30, SDK wall time): direct to emulator {d_ms:.2f} ms, through Envoy + ext_proc "
+                f"{v_ms:.2f} ms (+{v_ms - d_ms:.2f} ms); ext_proc's own processing median "
+                f"{statistics.median(ours) if ours else float('nan'):.3f} ms per request."
+            )
     console.print(_traces_line(after=True), soft_wrap=True)
     console.print("All processes stopped.")
     if state_dir:
