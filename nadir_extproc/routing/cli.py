@@ -130,6 +130,8 @@ def _request(line: dict[str, Any]) -> tuple[str, str, str, dict[str, Any] | None
 
     if isinstance(line.get("prompt"), str) and not any(k in line for k in ("messages", "input", "contents")):
         return "openai", "openai_chat", line["prompt"], None, 1
+    if not any(k in line for k in ("messages", "input", "contents")):  # else scored as an empty prompt
+        raise ValueError('line has no "prompt" text and no "messages", "input" or "contents"')
     if "contents" in line:  # Gemini generateContent (systemInstruction + contents)
         d = DIALECTS["gemini"]
     elif "input" in line:
@@ -144,7 +146,7 @@ def _request(line: dict[str, Any]) -> tuple[str, str, str, dict[str, Any] | None
 
 def score_stream(src: TextIO, dst: TextIO, router: Any, provider: str | None = None) -> int:
     """Route every JSONL line of ``src``; write ``{"score", "tier", "model", "reason", "router"}`` per
-    line to ``dst``, in order. A line that is not a JSON object gets ``{"error": ...}``. Returns the
+    line to ``dst``, in order. A line that is not a JSON object, or has no prompt, gets ``{"error": ...}``. Returns the
     number of error lines."""
     from nadir_extproc.routing.base import RouteRequest
 

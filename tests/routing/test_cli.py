@@ -144,3 +144,13 @@ def test_message_count_as_the_request_path_counts_it(tmp_path):
     r = run("".join(json.dumps(x) + "\n" for x in lines), "--config", str(cfg))
     assert [json.loads(x)["reason"] for x in r.stdout.splitlines()] == [
         "long_conversation", "long_conversation", "long_conversation", "short_simple"]
+
+
+def test_line_without_a_prompt_is_an_error_not_an_empty_prompt():
+    # Found by a newcomer: {"foo": 1} (or a misspelt key) was scored as an empty prompt, exit 0.
+    r = run(json.dumps({"foo": 1}) + "\n" + json.dumps({"promt": EASY}) + "\n" + json.dumps({"prompt": 5}) + "\n"
+            + json.dumps({"prompt": EASY}) + "\n")
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1 and len(out) == 4
+    assert all("prompt" in o["error"] for o in out[:3]), out
+    assert out[3]["tier"] == tier_of(out[3]["score"])
