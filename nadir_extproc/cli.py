@@ -71,7 +71,13 @@ def serve(
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(settings))
+    from nadir_extproc.listeners import BindError
+
+    try:
+        asyncio.run(run(settings))
+    except BindError as e:  # a busy port: one line, not a traceback
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 #: Exit status of ``nadir-extproc check``: the settings are valid / invalid (message on stderr).

@@ -45,6 +45,22 @@ log = logging.getLogger("nadir_extproc.listeners")
 PROTECTED_PREFIX = "/envoy.service.ext_proc.v3.ExternalProcessor/"
 
 
+class BindError(RuntimeError):
+    """A listener could not bind its address (in use, or not an address of this host)."""
+
+
+def _add_port(server: grpc.aio.Server, address: str, creds: Any = None, what: str = "listen") -> int:
+    """``server.add_(in)secure_port(address)``; raises ``BindError`` naming the setting when gRPC
+    cannot bind it (gRPC itself raises a bare ``RuntimeError`` or returns 0)."""
+    try:
+        port = server.add_secure_port(address, creds) if creds is not None else server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise BindError(f"{what}: cannot listen on {address}: the port is in use or the address is not this host's")
+    return port
+
+
 class ListenerError(ValueError):
     """A listener setting would expose ``ExternalProcessor`` to untrusted clients, or its TLS
     files cannot be read (the message names the setting and the fix)."""
@@ -233,14 +249,10 @@ class Listeners:
         files."""
         s = self.settings
         if s.listen:
-            if s.tls is not None:
-                self.port = server.add_secure_port(s.listen, server_credentials(s.tls))
-            else:
-                self.port = server.add_insecure_port(s.listen)
-            if not self.port:
-                raise RuntimeError(f"cannot listen on {s.listen}")
+            creds = server_credentials(s.tls) if s.tls is not None else None
+            self.port = _add_port(server, s.listen, creds)
         if s.uds:
-            server.add_insecure_port(f"unix:{s.uds}")
+            _add_port(server, f"unix:{s.uds}")
         if s.listen and not is_loopback(s.listen) and s.tls is None:
             log.warning("ExternalProcessor is served in plain text on %s (allow_plaintext_listen): anything that "
                         "reaches it can write ledger rows and use up budgets", s.listen)
@@ -253,9 +265,7 @@ class Listeners:
         reuse = [o for o in self.options if o[0] == "grpc.so_reuseport"] or [("grpc.so_reuseport", 0)]
         self.health_server = grpc.aio.server(options=reuse)  # `serve --workers`: workers share it too
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
-        self.health_port = self.health_server.add_insecure_port(self.settings.health_listen)
-        if not self.health_port:
-            raise RuntimeError(f"cannot listen on {self.settings.health_listen}")
+        self.health_port = _add_port(self.health_server, self.settings.health_listen, what="health_listen")
         await self.health_server.start()
         return self.health_port
 

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nadir_extproc import ledger
 from nadir_extproc.budgets import Budgets
 from nadir_extproc.config import Settings
-from nadir_extproc.listeners import Listeners, interceptors
+from nadir_extproc.listeners import BindError, Listeners, interceptors
 from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.pricing.pricefile import install_price_file
@@ -197,12 +197,16 @@ class Service:
 
     async def start(self) -> int | None:
         """Bind and start serving; returns the TCP port (None with ``uds`` only). Raises
-        ``RuntimeError`` if binding fails."""
+        ``BindError`` (a ``RuntimeError``) if binding fails."""
         self.port = self.listeners.bind(self.server)
         await self.server.start()
         if self.ctx.budgets:  # Redis: connect and seed a cold store (bounded; falls back to local totals)
             await self.ctx.budgets.start()
-        self.health_port = await self.listeners.start_health()
+        try:
+            self.health_port = await self.listeners.start_health()
+        except BindError:
+            await self.server.stop(None)  # else its __del__ runs after the loop closed: a traceback
+            raise
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("nadir-extproc serving: %s", self.listeners.describe())

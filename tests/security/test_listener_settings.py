@@ -119,3 +119,23 @@ async def test_identity_check_keeps_either_servicer_style():
         details = type("Details", (), {"method": "/envoy.service.ext_proc.v3.ExternalProcessor/Process"})()
         wrapped = await ClientIdentityInterceptor(["x"]).intercept_service(continuation, details)
         assert inspect.isasyncgenfunction(wrapped.stream_stream) is isgen
+
+
+@pytest.mark.parametrize("setting", ["listen", "health_listen"])
+def test_busy_port_is_one_error_line_not_a_traceback(tmp_path, setting):
+    # Found by a newcomer: `serve --listen` on a port already in use printed gRPC's traceback.
+    import os
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "s.yaml"
+        cfg.write_text(f"{setting}: 127.0.0.1:{port}\n" + ("listen: 127.0.0.1:0\n" if setting == "health_listen" else ""))
+        env = {**os.environ, "NADIR_STATE_DIR": str(tmp_path / "state"), "OTEL_SDK_DISABLED": "true"}
+        r = subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "serve", "--config", str(cfg)],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "─" not in r.stderr, r.stderr[-2000:]
+    assert f"error: {setting}: cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr[-2000:]
