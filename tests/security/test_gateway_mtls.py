@@ -215,11 +215,13 @@ def test_envoy_with_the_gateway_certificate_is_served_and_others_are_refused(gat
             assert headers["x-nadir-cost-usd"] == "0.00021"
             assert _envoy_stat(admin, "http.llm.ext_proc.streams_failed") == 0
         else:
-            # Refused by nadir-extproc: Envoy fails open (failure_mode_allow), so the call goes
-            # through UNPROCESSED -- nothing rewritten, priced or written to the ledger (the provider
-            # stand-in answers 404 to the model "auto" it received).
-            assert (status, _last_upstream_model(emulator)) == (404, "auto")
-            assert not any(k.startswith("x-nadir-") for k in headers)
+            # Refused by nadir-extproc: Envoy fails open (failure_mode_allow), so the request goes
+            # on UNPROCESSED -- nothing rewritten, priced or written to the ledger -- and, as it asks
+            # for model "auto", the fail-closed guard (README "Reliability") answers 503 instead of
+            # letting the provider answer 404 for "auto": no upstream call carries "auto".
+            assert status == 503 and headers["x-nadir-error"] == "extproc_unavailable"
+            assert _last_upstream_model(emulator) != "auto"
+            assert [k for k in headers if k.startswith("x-nadir-")] == ["x-nadir-error"]
             assert _envoy_stat(admin, "http.llm.ext_proc.failure_mode_allowed") >= 1
     finally:
         stop_process(envoy)
