@@ -74,7 +74,7 @@ def serve(
     from nadir_extproc.listeners import BindError
 
     try:
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, config_path=str(config) if config else os.environ.get("NADIR_CONFIG") or None))
     except BindError as e:  # a busy port: one line, not a traceback
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

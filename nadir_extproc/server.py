@@ -23,7 +23,7 @@ from nadir_extproc.config import Settings
 from nadir_extproc.listeners import BindError, Listeners, interceptors
 from nadir_extproc.pb import external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.pricing import catalogue
-from nadir_extproc.pricing.pricefile import install_price_file
+from nadir_extproc.pricing.pricefile import load_price_file
 from nadir_extproc.processor import RequestProcessor
 from nadir_extproc.record import Outcome
 from nadir_extproc.routing.base import Router
@@ -144,7 +144,8 @@ def build_context(settings: Settings, telemetry: Telemetry | None = None) -> Con
     catalogue.load()
     if settings.price_file:
         # Operator prices over the catalogue; a bad entry raises PriceFileError naming it.
-        install_price_file(settings.price_file)
+        # versioned: x-nadir-price-source names the file's content (which version is in force)
+        catalogue.use_price_file(load_price_file(settings.price_file, versioned=True))
     policy = settings.policy()
     # The ONNX router when its model loads, else the rule router (counted, logged once).
     router = load_router(policy, settings.router_model, settings.router)
@@ -229,18 +230,26 @@ class Service:
             await asyncio.to_thread(self.telemetry.shutdown)
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Run the service until SIGTERM/SIGINT, then stop gracefully (``settings.grace_period_s``)."""
+async def serve(settings: Settings, ready: asyncio.Event | None = None, config_path: str | None = None) -> None:
+    """Run the service until SIGTERM/SIGINT, then stop gracefully (``settings.grace_period_s``).
+    The settings file ``config_path``, the price file and the router policy are reloaded when they
+    change or on SIGHUP (``nadir_extproc.reload``)."""
+    from nadir_extproc.reload import Reloader
+
     svc = Service(settings)
     await svc.start()
     stop = asyncio.Event()
+    hup = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
+    reloader = asyncio.create_task(Reloader(svc.ctx, config_path).run(hup))
     if ready is not None:
         ready.set()
     where = f"{settings.listen.rsplit(':', 1)[0]}:{svc.port}" if settings.listen else f"unix:{settings.uds}"
     print(f"nadir-extproc listening on {where}", flush=True)
     await stop.wait()
     log.info("signal received: stopping (grace %.1fs)", settings.grace_period_s)
+    reloader.cancel()
     await svc.stop()

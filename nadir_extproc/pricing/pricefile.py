@@ -256,16 +256,22 @@ def parse_price_file(data: Any, source: str = "price file") -> PriceOverrides:
     return overrides
 
 
-def load_price_file(path: str | Path) -> PriceOverrides:
+def load_price_file(path: str | Path, versioned: bool = False) -> PriceOverrides:
     """Read and validate the price file at ``path`` (YAML, or TOML when it ends in ``.toml``).
 
-    Raises ``PriceFileError`` for an unreadable or unparsable file and for any invalid entry (see
-    ``parse_price_file``); the message starts with ``price file <path>``.
+    ``versioned``: the source (``x-nadir-price-source`` of the rates it gives) names the file's
+    content too, ``price file prices.yaml sha256:0123456789ab`` (serve mode: which version of a
+    reloaded file is in force). Raises ``PriceFileError`` for an unreadable or unparsable file and
+    for any invalid entry (see ``parse_price_file``); the message starts with ``price file <path>``.
     """
     p = Path(path)
     source = f"price file {p.name}"
     try:
         text = p.read_text(encoding="utf-8")
+        if versioned:
+            import hashlib
+
+            source += f" sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
         raise PriceFileError(f"price file {p}: {e}") from None
