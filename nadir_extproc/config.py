@@ -418,6 +418,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     if path:
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: no such file (copy settings.example.yaml from the repository "
+                              "to start one)") from None
         except (OSError, yaml.YAMLError) as e:
             raise ConfigError(f"config file {path}: {e}") from e
         if loaded is not None and not isinstance(loaded, dict):

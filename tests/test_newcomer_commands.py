@@ -60,3 +60,8 @@ def test_report_on_a_fresh_machine_leaves_nothing_behind(tmp_path):
     r = _cli(tmp_path, "report")
     assert r.returncode != 0 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "state").exists()
+
+
+def test_serve_with_a_missing_settings_file_says_where_to_start(tmp_path):
+    r = _cli(tmp_path, "serve", "--config", "settings.yaml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "settings.example.yaml" in r.stderr, r.stderr
