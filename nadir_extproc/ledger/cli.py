@@ -92,7 +92,7 @@ def report(
     by: list[str] = typer.Option([], "--by", "-b", help="Group by: day, week, month, feature, team, user, env, session, key_id, model, provider, status or tag:<name> (repeatable)."),
     since: Optional[str] = typer.Option(None, help="From (inclusive): a UTC date/time (2026-01-31, 2026-01-31T12:00) or a duration ago (7d, 12h, 2w)."),
     until: Optional[str] = typer.Option(None, help="Up to (exclusive): same forms as --since."),
-    top: int = typer.Option(10, help="How many of the most expensive requests to list (0: none)."),
+    top: int = typer.Option(10, min=0, help="How many of the most expensive requests to list (0: none)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
     view: str = typer.Option("all", help="For tables and CSV: spend, top, unpriced or all (CSV: one view; all = spend)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (else $NADIR_CONFIG)."),

@@ -243,3 +243,11 @@ def test_cli_table_and_bad_group(filled, tmp_path):
     assert "claude-haiku-4-5" in r.output and "0.009100015" in r.output and "provider_error" in r.output
     r = CliRunner().invoke(app, ["report", *args, "--by", "planet"])
     assert r.exit_code != 0
+
+
+def test_cli_negative_top_is_a_bad_argument(filled, tmp_path):
+    # Found by a newcomer: --top -1 was accepted (exit 0, no top list) instead of refused.
+    args = _cli_args(filled, tmp_path)
+    r = CliRunner().invoke(app, ["report", *args, "--top", "-1"])
+    assert r.exit_code == 2, r.output
+    assert CliRunner().invoke(app, ["report", *args, "--top", "0", "--format", "json"]).exit_code == 0
