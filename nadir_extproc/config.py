@@ -407,6 +407,17 @@ _ENV = {
 }
 
 
+def yaml_error_line(e: Exception) -> str:
+    """One line for a YAML syntax error: ``line L, column C: <problem>`` (1-based, PyYAML's marks).
+
+    PyYAML's own message spans several lines (the context, a caret drawing, the problem); a
+    command's error must be one line. Any other exception is returned as ``str(e)`` on one line.
+    """
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None and e.problem:
+        return f"line {e.problem_mark.line + 1}, column {e.problem_mark.column + 1}: {e.problem} (YAML syntax)"
+    return " ".join(str(e).split())
+
+
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Settings from defaults, then the YAML file at ``path`` (or ``$NADIR_CONFIG``), then env.
 
@@ -421,7 +432,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         except FileNotFoundError:
             raise ConfigError(f"config file {path}: no such file (copy settings.example.yaml from the repository "
                               "to start one)") from None
-        except (OSError, yaml.YAMLError) as e:
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path}: {yaml_error_line(e)}") from e
+        except OSError as e:
             raise ConfigError(f"config file {path}: {e}") from e
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")

@@ -96,6 +96,17 @@ def test_check_command_exit_codes(tmp_path):
     assert r.returncode == 2 and "tiers.openai.weak" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    # line 2 opens a flow sequence that never closes: PyYAML reports the problem at the end of
+    # the document, line 3 column 1 (1-based)
+    bad.write_text("tiers:\n  openai: [gpt-4o-mini, gpt-4o\n", encoding="utf-8")
+    r = _cli("check", "--config", str(bad), tmp_path=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert f"config file {bad}: line 3, column 1: expected ',' or ']'" in r.stderr
+
+
 def test_shipped_settings_files_pass_the_model_check(tmp_path):
     files = sorted(ROOT.glob("k8s/**/settings*.yaml"))
     assert files
