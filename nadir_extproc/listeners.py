@@ -84,10 +84,22 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def check_address(name: str, address: str) -> None:
+    """Raise ``ListenerError`` unless ``address`` has gRPC's ``host:port`` shape with a port number
+    0-65535 (``127.0.0.1:50051``, ``[::1]:50051``, ``localhost:0``); ``name`` is the setting."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ListenerError(f"{name} {address!r} is not host:port (for example 127.0.0.1:50051 or [::1]:50051)")
+
+
 def check_trust(settings: Settings) -> None:
     """Raise ``ListenerError`` when ``settings`` would serve ``ExternalProcessor`` in plain text on
     a non-loopback address, serve it nowhere (no ``listen``, no ``uds``), or when
     ``health_listen`` collides with ``listen``."""
+    for name in ("listen", "health_listen"):
+        address = getattr(settings, name)
+        if address:
+            check_address(name, address)
     if not settings.listen:
         if not settings.uds:
             raise ListenerError("listen is empty and uds is not set: ExternalProcessor would be served nowhere")

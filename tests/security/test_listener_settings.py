@@ -139,3 +139,13 @@ def test_busy_port_is_one_error_line_not_a_traceback(tmp_path, setting):
     assert r.returncode == 1, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "─" not in r.stderr, r.stderr[-2000:]
     assert f"error: {setting}: cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("setting,env_var", [("listen", "NADIR_LISTEN"), ("health_listen", "NADIR_HEALTH_LISTEN")])
+@pytest.mark.parametrize("addr", ["garbage", "127.0.0.1", "127.0.0.1:99999", "127.0.0.1:http"])
+def test_an_address_that_is_not_host_port_says_so(setting, env_var, addr):
+    """A malformed address is named as malformed (with the shape to write), not reported as a
+    loopback or trust problem it is not."""
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={env_var: addr})
+    assert f"{setting} {addr!r} is not host:port (for example 127.0.0.1:50051 or [::1]:50051)" in str(e.value)
