@@ -9,8 +9,10 @@ Phase B (kill -9 at its midpoint, restart at once): requests in the kill window 
 failure profile says (``auto``: the 503; explicit models: pass unprocessed; open streams: complete
 or cut), later ones succeed; ledger rows lost <= the documented bound: the requests that started in
 the window (from the kill to the restarted process's ready line — the ext_proc never saw them or
-died holding them) plus the rows its writer had queued but not yet written (at most
-``rate x ledger.flush_interval_s``, rounded up).
+died holding them) plus the rows its writer had queued but not yet written: the writer flushes a
+batch once its first row is ``ledger.flush_interval_s`` old and looks at its queue every
+``min(0.25 s, flush_interval_s)`` (``LedgerWriter.tick_s``), so at most
+``rate x (flush_interval_s + tick_s)`` rows, rounded up.
 
 Short mode runs in ``make test`` (tests/reliability/test_soak.py); the 10-minute mode:
 ``make soak`` (= ``python -m tests.reliability.soak --minutes 10``).
@@ -39,6 +41,7 @@ KEY = "sk-soak-not-a-real-key"
 RATE = 20.0  # requests per second, fixed
 CONCURRENCY = 16
 FLUSH_INTERVAL_S = 1.0  # ledger.flush_interval_s (default)
+TICK_S = min(0.25, FLUSH_INTERVAL_S)  # LedgerWriter.tick_s: how often its thread looks at the queue
 SETTINGS = """\
 budgets:
   - {name: soak-block, scope: team, match: blocked, window: 1h, limit_usd: 0, action: block}
@@ -207,7 +210,7 @@ def soak(count_a: int, count_b: int, log_dir: Path) -> dict:
         stack.stop_process("extproc")  # SIGTERM: the writer flushes what it holds
         rows_a, rows_b = ledger_rows(stack, "soakA"), ledger_rows(stack, "soakB")
     rss0, rss1 = a.rss_kb[0], a.rss_kb[-1]
-    bound = b.in_window + math.ceil(RATE * FLUSH_INTERVAL_S)
+    bound = b.in_window + math.ceil(RATE * (FLUSH_INTERVAL_S + TICK_S))
     return {
         "rate_per_s": RATE, "concurrency": CONCURRENCY,
         "a": {"sent": a.sent, "seconds": round(t_a, 1), "failed_by_us": len(a.failed_by_us), "failures": a.failed_by_us[:10],
