@@ -31,8 +31,11 @@ class Result(StrEnum):
 
     - ``OK``: the provider answered with a success status and the response ended normally.
     - ``PROVIDER_ERROR``: an HTTP error status, or an error event inside a 200 stream.
-    - ``CUT_STREAM``: a stream that ended before its end (client gone, upstream reset).
-    - ``BLOCKED``: answered by us with a budget 429; the provider was never called.
+    - ``CUT_STREAM``: a response that ended before its end (client gone, upstream reset): a stream
+      without its terminal event, or a JSON body cut mid-way.
+    - ``BLOCKED``: refused before the provider was called: a budget ``block`` rule's 429, or a
+      request body too large (Envoy's own 413 over its buffer limit, or ours over
+      ``max_request_bytes``).
     - ``NO_RESPONSE``: no response headers ever arrived (ledger only; derived, never set).
     """
 

@@ -5,8 +5,10 @@ The supervisor (this module) prepares what the workers share — the key-id secr
 schema — so they do not race to create them, then starts N ``nadir-extproc serve`` children
 with ``NADIR_REUSEPORT=1`` (each binds the same port; the kernel spreads new connections over
 them) and ``NADIR_WORKER_INDEX=i``. It prints one ready line when every worker is listening,
-forwards SIGTERM/SIGINT (each worker stops gracefully), and restarts a worker that dies (after
-1 s; counted in the log). Exit code 0 after a requested stop.
+forwards SIGTERM/SIGINT (each worker stops gracefully) and SIGHUP (each worker reloads its
+settings, price file and router policy: ``nadir_extproc.reload``; the supervisor itself keeps
+running), and restarts a worker that dies (after 1 s; counted in the log). Exit code 0 after a
+requested stop.
 
 Limits (docs/deploy.md): the kernel balances *connections*, not requests, and Envoy keeps one
 HTTP/2 connection to the ext_proc per Envoy worker thread, so run Envoy with at least as many
@@ -47,7 +49,10 @@ def _reserve_port(host: str, port: int) -> socket.socket | None:
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM it when the supervisor dies, even by SIGKILL (Linux
-    ``prctl(PR_SET_PDEATHSIG)``), so no worker outlives its pod's main process."""
+    ``prctl(PR_SET_PDEATHSIG)``), so no worker outlives its pod's main process. SIGHUP is ignored
+    until the worker installs its reload handler (an ignored signal stays ignored across exec):
+    a SIGHUP forwarded while a worker starts must not kill it (it reads the files at start anyway)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         import ctypes
 
@@ -111,8 +116,18 @@ class Supervisor:
             self.stopping = True
             stop.set()
 
+        def on_hup(_signum: int, _frame: Any) -> None:
+            # Hot reload is per process (each worker holds its own settings): pass it on.
+            for p in self.procs:
+                if p is not None and p.poll() is None:
+                    try:
+                        p.send_signal(signal.SIGHUP)
+                    except ProcessLookupError:
+                        pass
+
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hup)
         try:
             for i in range(self.n):
                 self._await_ready(self._spawn(i))

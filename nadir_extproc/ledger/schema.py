@@ -5,10 +5,13 @@
 string such as ``"0.00045"``, never an exponent); token counts are ints (``None`` when the response
 reported no usage); times are UTC.
 
-``status`` is one of ``STATUSES``: ``ok``; ``provider_error`` (HTTP status >= 400 or an error event
-in a stream); ``cut_stream`` (the stream ended before its terminal event); ``blocked`` (a budget
-rule answered 429 before the provider was called); ``no_response`` (the request ended before any
-response headers, e.g. the client went away).
+``status`` is one of ``STATUSES`` (the value of ``record.Result``): ``ok``; ``provider_error``
+(HTTP status >= 400 from the provider, or an error event in a stream); ``cut_stream`` (the response
+ended before its end: a stream without its terminal event, or a JSON body cut mid-way); ``blocked``
+(refused before the provider was called, cost ``0``: a budget ``block`` rule's 429 — unpriced reason
+``blocked`` —, or a request body too large, Envoy's own 413 over its buffer limit or ours over
+``max_request_bytes`` — unpriced reason ``request_too_large``); ``no_response`` (the request ended
+before any response headers, e.g. the client went away).
 """
 
 from __future__ import annotations
@@ -145,7 +148,8 @@ def from_outcome(o: Outcome, ts: datetime, request_id: str) -> LedgerRow:
     finished (the outcome's ``end_ns`` wins when set); ``request_id``: used when the outcome has
     none (Envoy's ``x-request-id``). Trace id: the W3C traceparent's; duration: ``end_ns -
     start_ns`` in ms. ``status``: the outcome's ``Result`` value; ``no_response`` when no
-    response status arrived; ``provider_error`` for any HTTP status >= 400."""
+    response status arrived; ``provider_error`` for any other HTTP status >= 400. A ``blocked``
+    row (budget 429, or 413 too large) costs exactly ``0`` USD: the provider was never called."""
     end_ns = o.end_ns
     if end_ns:
         ts = datetime.fromtimestamp(end_ns / 1e9, timezone.utc)

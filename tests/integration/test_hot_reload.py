@@ -67,18 +67,29 @@ def events(port: int) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(r'^nadir_events_total\{event="([^"]+)"[^}]*\} (\S+)$', text, re.M)}
 
 
-@pytest.mark.parametrize("trigger", ["file", "sighup"])
+def all_events(ports: list[int], name: str) -> list[float | None]:
+    """The ``name`` counter of each worker's /metrics (one endpoint per worker process)."""
+    return [events(p).get(name) for p in ports]
+
+
+@pytest.mark.parametrize("trigger", ["file", "sighup", "sighup_workers"])
 def test_configmap_swap_reloads_and_a_bad_version_is_rejected(tmp_path, trigger):
+    """``sighup_workers``: ``serve --workers 2``; the SIGHUP goes to the supervisor (what
+    ``kill -HUP`` on the pod's main process does), which passes it on to both workers: each
+    worker's own /metrics (``prometheus_port + i``) counts the reload."""
     cm = tmp_path / "cm"
     cm.mkdir()
     configmap_version(cm, "2026_11_30_01", weak="gpt-4o-mini", discount_model="gpt-4o-mini", discount=50)
     prom = free_port()
+    ports = [prom, prom + 1] if trigger == "sighup_workers" else [prom]
     env = {"NADIR_CONFIG": str(cm / "settings.yaml"), "NADIR_PROMETHEUS_PORT": str(prom),
            "NADIR_RELOAD_INTERVAL_S": "0.5" if trigger == "file" else "0",
            "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    if trigger == "sighup_workers":
+        env["NADIR_WORKERS"] = "2"
 
     def poke(stack: Stack) -> None:
-        if trigger == "sighup":
+        if trigger != "file":
             stack.procs["extproc"].send_signal(signal.SIGHUP)
 
     with Stack(extproc_env=env) as stack:
@@ -97,13 +108,19 @@ def test_configmap_swap_reloads_and_a_bad_version_is_rejected(tmp_path, trigger)
         assert Decimal(h["x-nadir-cost-usd"]) == Decimal("0.0009")
         v2 = h["x-nadir-price-source"]
         assert re.fullmatch(r"genai-prices \S+ - 25% \(price file prices\.yaml sha256:[0-9a-f]{12}\)", v2), v2
-        assert events(prom).get("config_reload") == 1
+        deadline = time.monotonic() + 60
+        while all_events(ports, "config_reload") != [1] * len(ports):  # every worker reloaded, once
+            assert time.monotonic() < deadline, (all_events(ports, "config_reload"), stack.log("extproc")[-2000:])
+            time.sleep(0.5)
+        for _ in range(6):  # whichever worker answers
+            h = ask(stack)
+            assert h["x-nadir-routed-to"].startswith("gpt-4.1-mini") and Decimal(h["x-nadir-cost-usd"]) == Decimal("0.0009")
 
         # v3: a bad price file (a discount over 100 %) and a misspelt model: rejected, v2 stays
         configmap_version(cm, "2026_11_30_03", weak="gpt-4o-mni", discount_model="gpt-4o", discount=150)
         poke(stack)
         deadline = time.monotonic() + 90
-        while events(prom).get("config_reload_rejected") != 1:
+        while all_events(ports, "config_reload_rejected") != [1] * len(ports):
             assert time.monotonic() < deadline, stack.log("extproc")[-2000:]
             time.sleep(0.5)
         h = ask(stack)
@@ -111,6 +128,6 @@ def test_configmap_swap_reloads_and_a_bad_version_is_rejected(tmp_path, trigger)
         assert Decimal(h["x-nadir-cost-usd"]) == Decimal("0.0009")
         log = stack.log("extproc")
         assert "rejected, the previous settings stay in force" in log and "prices.yaml" in log
-        assert events(prom).get("config_reload") == 1
-        # the process kept serving throughout
+        assert all_events(ports, "config_reload") == [1] * len(ports)
+        # the process (the supervisor and its workers) kept serving throughout
         assert stack.procs["extproc"].poll() is None
