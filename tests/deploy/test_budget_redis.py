@@ -4,7 +4,7 @@ nadir-redis; the observability overlay runs its own Redis and points the ext_pro
 from __future__ import annotations
 
 from nadir_extproc.config import load_settings
-from tests.deploy.k8s_tools import K8S, container, kustomize, one
+from tests.deploy.k8s_tools import K8S, container, find, kustomize, one
 
 
 def _env(docs, dep: str = "llm-app") -> dict[str, dict]:
@@ -35,3 +35,27 @@ def test_observability_overlay_runs_redis_and_points_the_ext_procs_at_it():
     c = container(redis["spec"]["template"]["spec"], "redis")
     assert "--save ''" in c["args"][0] and "--requirepass" in c["args"][0]
     assert c["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "nadir-redis", "key": "password", "optional": True}
+
+
+def test_only_the_extproc_pods_may_reach_the_overlays_redis():
+    """A NetworkPolicy selects the Redis pod and lets in the pods that run nadir-extproc, on the
+    Redis port, and no other pod of the build (Prometheus, Grafana, Jaeger, the collector)."""
+    from tests.deploy.test_trust_manifests import _extproc_pods
+
+    docs = kustomize("overlays/observability")
+    redis_labels = one(docs, "Deployment", "redis")["spec"]["template"]["metadata"]["labels"]
+    mine = [p for p in find(docs, "NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].items() <= redis_labels.items()]
+    assert len(mine) == 1 and mine[0]["spec"]["policyTypes"] == ["Ingress"]
+    rules = mine[0]["spec"]["ingress"]
+    extproc = [labels for labels, _, _ in _extproc_pods(docs)]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in find(docs, "Deployment")}
+    assert len(pods) >= 6  # llm-app, redis, prometheus, grafana, jaeger, otel-collector
+
+    def admitted(labels: dict) -> bool:
+        return any(f["podSelector"]["matchLabels"].items() <= labels.items() for r in rules for f in r["from"])
+
+    for name, labels in pods.items():
+        assert admitted(labels) == (labels in extproc), (name, labels)
+    for r in rules:
+        assert "from" in r and r["ports"] == [{"port": "redis", "protocol": "TCP"}]
+        assert all(f.keys() == {"podSelector"} for f in r["from"])  # this namespace's pods, no ipBlock
