@@ -190,14 +190,21 @@ def cost_command(
     pf = price_file
     if config is not None:
         pf = pf or (Path(settings.price_file) if settings.price_file else None)
-        prov_key = provider or provider_from_url(url) or ""
-        baseline = baseline or settings.baseline_models.get(prov_key)
     if dialect is not None and dialect not in DIALECTS:
         typer.echo(f"error: --dialect {dialect!r}: known dialects are {', '.join(DIALECTS)}", err=True)
         raise typer.Exit(2)
     try:
         if pf is not None:
             install_price_file(pf)
+    except (OSError, ValueError, PriceFileError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if provider is not None:
+        provider = _provider_or_exit(provider)  # after the price file: its providers are names too
+    if config is not None:
+        prov_key = provider or provider_from_url(url) or ""
+        baseline = baseline or settings.baseline_models.get(prov_key)
+    try:
         t = None
         if when:
             t = datetime.fromisoformat(when.replace("Z", "+00:00"))
@@ -215,6 +222,36 @@ def cost_command(
     typer.echo(json.dumps(result, indent=2) if as_json else render_table(result, sources=explain_))
     if result.get("cost_usd") is None:
         raise typer.Exit(EXIT_UNPRICED)
+
+
+def _provider_or_exit(name: str) -> str:
+    """``--provider NAME`` as the id pricing knows: a registered provider under any name the README
+    uses for it (``providers.known.lookup``: ``gemini``, ``Vertex AI``, ``xAI`` …), a genai-prices
+    provider id, or a provider the installed price file lists. Anything else is a bad argument
+    (exit 2) naming the known providers and the closest match, not an unpriced answer."""
+    import difflib
+
+    from nadir_extproc.pricing import catalogue
+    from nadir_extproc.providers import known
+
+    entry = known.lookup(name)
+    if entry is not None:
+        return entry.id
+    if catalogue.catalogue_provider_id(name) is not None:
+        return name.strip().lower()
+    ours = [e.id for e in known.ENTRIES]
+    others = sorted({p.id for p in catalogue._all_providers()} - set(ours))  # noqa: SLF001 - listing, not pricing
+    pf = catalogue.price_file()
+    own = sorted(pf.providers) if pf is not None else []
+    close = difflib.get_close_matches(name.strip().lower(), ours + others + own + list(catalogue.PROVIDER_IDS), n=3, cutoff=0.6)
+    typer.echo(
+        f"error: --provider {name!r} is not a known provider"
+        + (f" (did you mean {', '.join(close)}?)" if close else "")
+        + f"; use one of {', '.join(ours)} (also gemini, vertex, xai, azure openai)"
+        + (f", a price-file provider ({', '.join(own)})" if own else "")
+        + f", or a genai-prices id ({', '.join(others)}); a self-hosted model needs a --price-file listing it "
+        "under its provider name (README 'The cost command')", err=True)
+    raise typer.Exit(2)
 
 
 from nadir_extproc.ledger.cli import ledger_app, report as report_command  # noqa: E402

@@ -65,3 +65,41 @@ def test_report_on_a_fresh_machine_leaves_nothing_behind(tmp_path):
 def test_serve_with_a_missing_settings_file_says_where_to_start(tmp_path):
     r = _cli(tmp_path, "serve", "--config", "settings.yaml")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "settings.example.yaml" in r.stderr, r.stderr
+
+
+def test_cost_with_an_unknown_provider_names_it_and_lists_the_known_ones(tmp_path):
+    (tmp_path / "resp.json").write_text(RESP.replace("qwen3:0.6b", "gpt-4o-mini"), encoding="utf-8")
+    url = "https://api.openai.com/v1/chat/completions"
+    r = _cli(tmp_path, "cost", "--url", url, "--response", "resp.json", "--provider", "nosuch")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, (r.stdout, r.stderr)
+    assert "'nosuch' is not a known provider" in r.stderr and "openai, anthropic, google" in r.stderr
+    assert "api.openai.com" not in r.stderr  # the URL is not blamed
+    r = _cli(tmp_path, "cost", "--url", url, "--response", "resp.json", "--provider", "opnai")
+    assert r.returncode == 2 and "did you mean openai" in r.stderr
+    # every name the README uses for a provider is one: 100 x 0.15 / 1e6 + 20 x 0.60 / 1e6 (gpt-4o-mini)
+    for name in ("openai", "OpenAI", "Azure OpenAI"):
+        r = _cli(tmp_path, "cost", "--url", url, "--response", "resp.json", "--provider", name, "--brief")
+        assert r.returncode == 0 and "0.000027" in r.stdout, (name, r.stdout, r.stderr)
+    gem = ('{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"},"finishReason":"STOP"}],'
+           '"usageMetadata":{"promptTokenCount":1000,"candidatesTokenCount":100,"totalTokenCount":1100},'
+           '"modelVersion":"gemini-2.5-flash"}')
+    (tmp_path / "gem.json").write_text(gem, encoding="utf-8")
+    gurl = "http://127.0.0.1:9/v1beta/models/gemini-2.5-flash:generateContent"
+    for name in ("gemini", "Gemini", "google", "vertex", "Vertex AI", "vertex_ai"):
+        r = _cli(tmp_path, "cost", "--url", gurl, "--response", "gem.json", "--provider", name, "--brief")
+        # gemini-2.5-flash: 0.30 input / 2.50 output USD per MTok -> 0.0003 + 0.00025
+        assert r.returncode == 0 and "0.00055" in r.stdout, (name, r.stdout, r.stderr)
+
+
+def test_cost_shows_no_cache_write_rows_for_providers_that_do_not_bill_them(tmp_path):
+    (tmp_path / "resp.json").write_text(RESP.replace("qwen3:0.6b", "gpt-4o-mini"), encoding="utf-8")
+    r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/chat/completions", "--response", "resp.json", "--brief")
+    assert r.returncode == 0 and "cache read" in r.stdout and "cache write" not in r.stdout, r.stdout
+    ant = ('{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text",'
+           '"text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":100,"cache_creation_input_tokens":0,'
+           '"cache_read_input_tokens":0,"output_tokens":20}}')
+    (tmp_path / "ant.json").write_text(ant, encoding="utf-8")
+    r = _cli(tmp_path, "cost", "--url", "https://api.anthropic.com/v1/messages", "--response", "ant.json", "--brief")
+    # Anthropic bills cache writes (5 m at 1.25 x input, 1 h at 2 x): the rows stay, at 3.75 / 6 USD per MTok
+    assert r.returncode == 0 and "cache write 5m" in r.stdout and "cache write 1h" in r.stdout, r.stdout
+    assert "3.75" in r.stdout and " 6 " in r.stdout.split("cache write 1h", 1)[1].splitlines()[0] + " "

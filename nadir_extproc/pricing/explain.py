@@ -202,8 +202,8 @@ def explain(
     if dialect is None and _BATCH_OUTPUT.search(parts.path.rstrip("/")):
         return _explain_batch_file(url, raw, provider=provider, when=when, batch=batch, baseline=baseline, candidates=candidates)
     d = DIALECTS.get(dialect) if dialect else dialect_from_path(parts.path)
-    entry = known.get(provider) if provider else known.from_url(url)
-    prov = provider or provider_from_url(url)
+    entry = known.lookup(provider) if provider else known.from_url(url)
+    prov = (entry.catalogue_id if entry is not None else provider) if provider else provider_from_url(url)
     out: dict[str, Any] = {
         "url": url,
         "provider": prov,
@@ -480,6 +480,10 @@ def render_table(e: dict[str, Any], sources: bool = True) -> str:
             ("output (excl. reasoning)", u["output_tokens"] - u["reasoning_tokens"], r.get("output")),
             ("reasoning (output)", u["reasoning_tokens"], r.get("reasoning")),
         ]
+        # A cache-write class the provider does not bill apart (no write rate of its own: OpenAI,
+        # Gemini …) and this usage does not have is not a line of its bill.
+        rows = [row for row in rows if not (row[0].startswith("cache write") and row[1] == 0
+                                            and (row[2] is None or row[2] == r.get("input")))]
         lines.append(f"{'class':<26}{'tokens':>10}{'USD/MTok':>12}{'USD':>16}")
         for label, n, rate in rows:
             usd = format_usd(Decimal(rate) * n / 1_000_000) if rate is not None and e.get("cost_usd") else ""

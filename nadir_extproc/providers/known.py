@@ -82,6 +82,33 @@ def get(provider_id: str | None) -> Entry | None:
     return BY_ID.get(key) or next((e for e in ENTRIES if e.catalogue_id == key), None)
 
 
+#: Names people write for a provider (the README's product names, squashed: lower case, without
+#: spaces, dots, hyphens and underscores) -> entry id; ids, catalogue ids and cluster names match too.
+_NAMES = {"gemini": "google", "geminiapi": "google", "googleai": "google", "vertex": "vertex_ai",
+          "vertexai": "vertex_ai", "azureopenai": "azure", "xai": "x-ai", "grok": "x-ai", "zai": "zai",
+          "zhipu": "zai", "mistralai": "mistral", "togetherai": "together", "fireworksai": "fireworks"}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[\s._-]+", "", name.strip().lower())
+
+
+def lookup(name: str | None) -> Entry | None:
+    """The entry a person means by ``name``: its id or catalogue id (``get``), one of its Envoy
+    cluster names, or a product name as the README writes it, in any case and with or without
+    spaces, dots, hyphens and underscores (``Gemini``, ``Vertex AI``, ``xAI``, ``Z.ai``,
+    ``Azure OpenAI``). ``None`` when no entry answers to it."""
+    if not name or not name.strip():
+        return None
+    e = get(name)
+    if e is not None:
+        return e
+    key = _squash(name)
+    if key in _NAMES:
+        return BY_ID[_NAMES[key]]
+    return next((e for e in ENTRIES if key in {_squash(e.id), _squash(e.catalogue_id), *map(_squash, e.cluster_names)}), None)
+
+
 def from_url(url: str) -> Entry | None:
     """The provider whose API host the URL names; regional / resource subdomains match a host
     written with a leading ``.`` or ``-`` (``myres.openai.azure.com``,
