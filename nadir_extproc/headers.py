@@ -1,5 +1,5 @@
 """Every ``x-nadir-*`` HTTP header name, in one place (request headers the client may send, and
-response headers / in-band fields we add). Pure constants; imports nothing.
+response headers / in-band fields we add). Pure constants and two pure helpers; imports nothing of ours.
 
 Upstream-supplied ``x-nadir-*`` response headers are removed (``PREFIX``), so a provider cannot
 spoof ours.
@@ -7,6 +7,7 @@ spoof ours.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 #: Every header of ours starts with this.
@@ -51,3 +52,13 @@ def json_field(header: str) -> str:
     """The in-body JSON key of a cost header: without ``x-nadir-``, ``_`` for ``-``
     (``x-nadir-cost-usd`` -> ``cost_usd``)."""
     return header[len(PREFIX):].replace("-", "_") if header.startswith(PREFIX) else header
+
+
+#: Model names we reflect into headers must match this (shared case 12: no header injection).
+_SAFE_MODEL: Final = re.compile(r"[A-Za-z0-9._:/@-]{1,128}")
+
+
+def safe_model(model: str | None) -> str | None:
+    """``model`` when it is safe to reflect into a header (1-128 of ``A-Za-z0-9._:/@-``: no
+    CR/LF, no spaces), else ``None``."""
+    return model if model is not None and _SAFE_MODEL.fullmatch(model) else None

@@ -102,3 +102,27 @@ def continue_reply(phase: str) -> ProcessingResponse:
     else:
         getattr(r, phase).response.SetInParent()
     return r
+
+
+def reply(
+    phase: str,
+    set_headers: dict[str, str] | None = None,
+    remove: list[str] | None = None,
+    body: bytes | None = None,
+    clear_route_cache: bool = False,
+) -> ProcessingResponse:
+    """The CONTINUE reply to a headers or body ``phase`` (``request_headers``, ``request_body``,
+    ``response_headers``, ``response_body``) with an optional header mutation, replacement body
+    and ``clear_route_cache`` (``common``)."""
+    r = ProcessingResponse()
+    common(set_headers or None, remove or None, body, clear_route_cache, into=getattr(r, phase).response)
+    return r
+
+
+def skip_rest() -> ProcessingResponse:
+    """The request-headers reply for a request we do not process: CONTINUE, and a
+    ``mode_override`` (the complete mode) that skips every later phase."""
+    r = ProcessingResponse()
+    r.request_headers.response.SetInParent()
+    r.mode_override.CopyFrom(MODE_SKIP_REST)
+    return r

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from nadir_extproc.pricing.cost import Cost
+    from nadir_extproc.pricing.priced import Priced
     from nadir_extproc.pricing.usage import Usage
     from nadir_extproc.routing.base import Decision
 
@@ -44,6 +45,15 @@ class Result(StrEnum):
     CUT_STREAM = "cut_stream"
     BLOCKED = "blocked"
     NO_RESPONSE = "no_response"
+
+
+#: How an unpriced reason ends a request (any other reason leaves the result as it was).
+RESULT_OF_UNPRICED: dict[str, Result] = {
+    "provider_error": Result.PROVIDER_ERROR,
+    "stream_error": Result.PROVIDER_ERROR,
+    "cut": Result.CUT_STREAM,
+    "request_too_large": Result.BLOCKED,  # refused before the provider was called (refusal.TOO_LARGE)
+}
 
 
 @dataclass
@@ -160,6 +170,23 @@ class Outcome:
     #: Time the shadow router call took, ms.
     shadow_router_ms: float | None = None
 
+    def note_priced(self, pr: Priced) -> None:
+        """Copy the request's one priced result (``pricing.priced.Priced``) onto the record: served
+        model, usage, cost, baseline (when routing chose the model), saving, partial cost, shadow
+        what-if, and the unpriced reason with the result it implies (``RESULT_OF_UNPRICED``)."""
+        self.response_model, self.usage, self.cost = pr.served, pr.usage, pr.cost
+        if self.decision is not None:
+            self.baseline = pr.baseline
+        if pr.saved_usd is not None:
+            self.saved_usd = pr.saved_usd
+        if pr.shadow_cost is not None:
+            self.shadow_cost, self.opportunity_usd = pr.shadow_cost, pr.opportunity_usd
+        if pr.partial_cost is not None and self.partial_cost is None:
+            self.partial_cost = pr.partial_cost
+        if pr.unpriced_reason is not None:
+            self.unpriced_reason = pr.unpriced_reason
+            self.result = RESULT_OF_UNPRICED.get(pr.unpriced_reason, self.result)
+
     @property
     def served_model(self) -> str | None:
         """The model that served the request: the provider's own report, else what we sent."""
@@ -189,4 +216,4 @@ class Outcome:
 #: The name the issue text and newer code use; the same class.
 RequestRecord = Outcome
 
-__all__ = ["Outcome", "RequestInfo", "RequestRecord", "ResponseInfo", "Result"]
+__all__ = ["RESULT_OF_UNPRICED", "Outcome", "RequestInfo", "RequestRecord", "ResponseInfo", "Result"]

@@ -80,6 +80,18 @@ class OnceSet:
     def add(self, key: str) -> None:
         self.first(key)
 
+    def first_pricing(self, response_id: object, retrieval: bool) -> bool:
+        """Whether a response id is priced now: False only for a retrieval (``GET``) of an id
+        priced before (a background response polled again, a stored response fetched after its
+        request: billed once). A ``POST``'s id is remembered and always priced; a response
+        without an id is always priced."""
+        if not isinstance(response_id, str) or not response_id:
+            return True
+        if retrieval:
+            return self.first(response_id)
+        self.add(response_id)
+        return True
+
     def first(self, key: str) -> bool:
         if key in self._keys:
             self._keys.move_to_end(key)

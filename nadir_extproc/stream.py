@@ -16,8 +16,11 @@ from typing import Any
 
 from nadir_extproc import headers as hn
 from nadir_extproc.dialects import Dialect
-from nadir_extproc.dialects.base import CARRIER, DROP, TERMINAL, USAGE, StreamUsage
+from nadir_extproc.dialects.base import CARRIER, DROP, TERMINAL, USAGE, StreamUsage, tier_and_batch
 from nadir_extproc.inband import format_block
+from nadir_extproc.pricing.priced import Billed
+from nadir_extproc.providers.base import Provider
+from nadir_extproc.response import Asked, JsonRead, read_json
 from nadir_extproc.sse import SSEParser
 from nadir_extproc.stats import count
 
@@ -174,6 +177,38 @@ class ResponseStream:
             count("sse_event_overflow")
         body = b"".join(out)
         return None if body == chunk else body
+
+    def read(self, provider: Provider, asked: Asked) -> JsonRead:
+        """What the stream reported so far, ready to price (``Billed``), with its response id and
+        finish reasons: the dialect's stream reader, then ``provider``'s rules. An error event
+        after HTTP 200 is ``stream_error`` (its usage so far is ``Billed.partial``, priced apart)
+        or ``provider_error``; a non-SSE stream is read as one JSON body (``response.read_json``);
+        a compressed one we could not inflate is ``unsupported_content_encoding``."""
+        st = self.reader
+        served = st.model or asked.routed
+        tier, batch = tier_and_batch(st.service_tier or asked.tier)
+        if asked.error is not None:
+            return JsonRead(Billed(served, unpriced=asked.error, service_tier=tier, batch=batch))
+        ids = (st.response_id, st.finish_reasons)
+        if st.failed:
+            # Not a complete response: no cost header or in-band cost may present a price for it.
+            partial = st.usage()
+            return JsonRead(Billed(served, unpriced="stream_error" if partial is not None else "provider_error",
+                                   service_tier=tier, batch=batch, variant=dict(st.price_variant()), partial=partial), *ids)
+        if self.parser is None and not self.raw_overflow:
+            r = read_json(self.dialect, provider, bytes(self.raw), Asked(served, None, asked.tier, asked.body, asked.first),
+                          encoding=self.encoding, max_bytes=self.max_raw)
+            return JsonRead(r.billed, r.response_id or st.response_id, r.finish_reasons or st.finish_reasons, r.body)
+        if self.parser is None:
+            return JsonRead(Billed(served, unpriced="unsupported_content_encoding", service_tier=tier, batch=batch), *ids)
+        raw_usage = st.raw_usage() if hasattr(st, "raw_usage") else None
+        usage, reported, extra = provider.bill(st.usage(), {"usage": raw_usage} if isinstance(raw_usage, dict) else {}, asked.body)
+        variant = {**st.price_variant(), **extra}
+        if usage is None:
+            return JsonRead(Billed(served, unpriced="no_usage", service_tier=tier, batch=batch, variant=variant), *ids)
+        if self.dialect.retrievable and not asked.first(st.response_id):
+            return JsonRead(Billed(served, unpriced="already_priced", service_tier=tier, batch=batch, variant=variant), *ids)
+        return JsonRead(Billed(served, usage, None, tier, batch, variant, reported), *ids)
 
     def _end(self, fields: Fields) -> None:
         self.done = True

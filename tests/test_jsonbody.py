@@ -116,7 +116,8 @@ def test_compressed_request_body_is_bounded_when_decoded():
     import zlib
 
     from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
-    from nadir_extproc.processor import RequestProcessor, decode_body
+    from nadir_extproc.httpcodec import decode_body
+    from nadir_extproc.processor import RequestProcessor
     from nadir_extproc.stats import COUNTS
     from tests.test_processor import ctx
 

@@ -80,6 +80,15 @@ def tier_and_batch(tier: str | None) -> tuple[str | None, bool]:
     return tier, False
 
 
+def _has_count(v: Any, depth: int = 0) -> bool:
+    """Whether ``v`` holds a non-negative integer token count (not a bool), at most 4 levels deep."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v >= 0
+    if depth < 4 and isinstance(v, dict):
+        return any(_has_count(x, depth + 1) for x in v.values())
+    return False
+
+
 def str_or_none(v: Any) -> str | None:
     """``v`` when it is a non-empty string, else ``None``."""
     return v if isinstance(v, str) and v else None
@@ -249,6 +258,19 @@ class Dialect:
     def usage(self, body: dict[str, Any]) -> Usage | None:
         """Normalised usage of a JSON response body; ``None`` when the body reports none."""
         raise NotImplementedError
+
+    def usage_blocks(self, body: dict[str, Any]) -> tuple[Any, ...]:
+        """The raw usage object(s) of a JSON response body, as sent (``usage`` by default), for
+        telling a reported zero from a block with no count in it (``counts_nothing``)."""
+        return (body.get("usage"),)
+
+    def counts_nothing(self, usage: Usage, body: dict[str, Any]) -> bool:
+        """``usage`` read as all zeros from a block with no count in it at all (null, strings,
+        garbage): nothing priceable was reported, so it is unpriced, never $0 (issue 18). A real
+        zero (``"prompt_tokens": 0``) is a count."""
+        if any(getattr(usage, f) for f in usage.__dataclass_fields__):
+            return False
+        return not any(_has_count(b) for b in self.usage_blocks(body))
 
     #: Responses can be fetched again by id after the request that made them (OpenAI Responses):
     #: the processor prices each response id once.

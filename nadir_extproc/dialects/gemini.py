@@ -284,6 +284,11 @@ class Gemini(Dialect):
         b = _last_with_usage(body)
         return gemini_usage(b.get("usageMetadata")) if b is not None else None
 
+    def usage_blocks(self, body: dict[str, Any]) -> tuple[Any, ...]:
+        """``usageMetadata`` of the chunk that reports usage."""
+        b = _last_with_usage(body)
+        return (b.get("usageMetadata") if b is not None else None,)
+
     def response_ids(self, body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
         """``responseId`` and ``candidates[].finishReason``."""
         b = _last_with_usage(body) or {}

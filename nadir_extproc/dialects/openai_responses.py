@@ -151,6 +151,11 @@ class OpenAIResponses(OpenAIShapes):
     def usage(self, body: dict[str, Any]) -> Usage | None:
         return responses_usage(body)
 
+    def usage_blocks(self, body: dict[str, Any]) -> tuple[Any, ...]:
+        """``usage``, and ``response.usage`` of a ``response.*`` event body."""
+        resp = body.get("response")
+        return (body.get("usage"), resp.get("usage") if isinstance(resp, dict) else None)
+
     #: A response can be fetched again by id (``GET /v1/responses/{id}``): price each id once.
     retrievable = True
 

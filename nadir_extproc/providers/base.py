@@ -81,6 +81,42 @@ class Provider:
         """Envoy cluster names that mean this provider (``clusters``, else ``(id,)``)."""
         return self.clusters or (self.id,)
 
+    def bill(
+        self, usage: Usage | None, body: Mapping[str, Any], request: Mapping[str, Any] | None = None,
+    ) -> tuple[Usage | None, Decimal | None, dict[str, str]]:
+        """Apply this provider's own rules to what its dialect read from a response:
+        ``(usage after usage_fix, the provider's reported cost in USD or None, its price variants)``.
+
+        ``body``: the JSON response body, or ``{"usage": <raw usage>}`` of a stream; ``request``:
+        the request body when a variant reads it (Perplexity ``web_search_options``). A response
+        without usage gets none of the rules: ``(None, None, {})``."""
+        if usage is None:
+            return None, None, {}
+        raw_usage = body.get("usage")
+        if self.usage_fix is not None and isinstance(raw_usage, Mapping):
+            usage = self.usage_fix(raw_usage, usage)
+        reported = self.reported_cost(body) if self.reported_cost is not None else None
+        variant = self.price_variant(body, request) if self.price_variant is not None else {}
+        return usage, reported, dict(variant)
+
+    def key_out_of_path(self, path: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
+        """A key in the request's query (``key_query``: Gemini ``?key=``) would sit in every URL
+        that is logged or traced (Envoy's span ``http.url``, access logs): ``(path without it,
+        headers to set)`` — the key goes into ``key_query_header`` unless the request already has
+        that header. ``None`` when there is nothing to move."""
+        if not (self.key_query and self.key_query_header):
+            return None
+        from nadir_extproc.httpcodec import take_query_param
+
+        moved = take_query_param(path, self.key_query)
+        if moved is None:
+            return None
+        new_path, key = moved
+        set_h = {":path": new_path}
+        if self.key_query_header not in headers:
+            set_h[self.key_query_header] = key
+        return new_path, set_h
+
     @property
     def error_shape(self) -> str:
         """The dialect whose error body this provider answers with."""

@@ -187,6 +187,28 @@ class TierPolicy:
         """Concrete model for ``tier`` of ``provider``; raises ``KeyError`` when not configured."""
         return self.tiers[provider][tier]
 
+    def tiers_key(self, provider: str, models_of: str | None = None) -> str:
+        """The provider id whose tier map (and savings baseline) applies to a request going to
+        ``provider``: its own when this policy has a tier map for it, else ``models_of``, the
+        provider whose models it serves (``Provider.models_of``: Vertex AI -> google)."""
+        return provider if provider in self.tiers or not models_of else models_of
+
+    def route(self, router: Any, request: Any) -> Any:
+        """``router.route(request)`` (a ``Decision``); when the router raises, the route's default
+        model (``default_model``, reason ``router_error``, counted), or the error again when the
+        route has none."""
+        try:
+            return router.route(request)
+        except Exception as e:  # noqa: BLE001 — fall back to the route's default model
+            from nadir_extproc.routing.base import Decision
+            from nadir_extproc.stats import count
+
+            count("router_error", f"{type(e).__name__}: {e}")
+            fallback = self.default_model(request.provider)
+            if fallback is None:
+                raise
+            return Decision(model=fallback, tier="default", score=None, reason="router_error", router="fallback")
+
     def default_model(self, provider: str) -> str | None:
         """Baseline/fallback model of ``provider`` (explicit default, else the strong tier)."""
         m = self.default_models.get(provider)
