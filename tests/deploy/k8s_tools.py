@@ -163,3 +163,33 @@ def point_cluster_at(cluster: dict[str, Any], host: str, port: int) -> None:
         "cluster_name": cluster["name"],
         "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
     }
+
+
+#: Envoy Gateway's default place for the HTTP filters our overlays add (envoyproxy/gateway,
+#: internal/xds/translator/httpfilters.go, ``newOrderedHTTPFilter``): route-level Lua 63 + i,
+#: ext_proc 100 + i, the router last (310). Lua comes BEFORE ext_proc unless EnvoyProxy's
+#: ``filterOrder`` moves it.
+EG_DEFAULT_ORDER = {"envoy.filters.http.lua": 63, "envoy.filters.http.ext_proc": 100, "envoy.filters.http.router": 310}
+
+
+def eg_http_filters(policy: dict[str, Any], proxy: dict[str, Any] | None) -> list[str]:
+    """The HCM filter names Envoy Gateway builds for an EnvoyExtensionPolicy's ``extProc`` and
+    ``lua`` entries (``<type>/envoyextensionpolicy/<ns>/<name>/<i>``), plus the router, in the
+    order it puts them: its default order, then ``proxy``'s ``spec.filterOrder`` applied as its
+    ``sortHTTPFilters`` does (all filters of ``name`` moved before the first filter of ``before``,
+    or after the last of ``after``). Documented equivalent; Envoy Gateway is not installable here."""
+    ns, name, spec = policy["metadata"].get("namespace", "default"), policy["metadata"]["name"], policy["spec"]
+    names = [f"envoy.filters.http.{kind}/envoyextensionpolicy/{ns}/{name}/{i}"
+             for key, kind in (("extProc", "ext_proc"), ("lua", "lua")) for i in range(len(spec.get(key, [])))]
+    typ = lambda n: n.split("/")[0]  # noqa: E731
+    names.sort(key=lambda n: (EG_DEFAULT_ORDER[typ(n)] + int(n.rsplit("/", 1)[1]), n))
+    names.append("envoy.filters.http.router")
+    for pos in (proxy or {}).get("spec", {}).get("filterOrder", []):
+        moving = [n for n in names if typ(n) == pos["name"]]
+        rest = [n for n in names if typ(n) != pos["name"]]
+        anchors = [i for i, n in enumerate(rest) if typ(n) == pos.get("before", pos.get("after"))]
+        if not moving or not anchors:
+            continue
+        at = anchors[0] if "before" in pos else anchors[-1] + 1
+        names = rest[:at] + moving + rest[at:]
+    return names

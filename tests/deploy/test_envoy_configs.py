@@ -18,7 +18,7 @@ import yaml
 
 from nadir_extproc.stack import envoy_binary, free_port
 from tests.deploy.conftest import start_envoy, stop_process
-from tests.deploy.k8s_tools import BUILDS, REPO, apply_envoyfilter, diff_paths, find, kustomize, one, point_cluster_at
+from tests.deploy.k8s_tools import BUILDS, REPO, apply_envoyfilter, diff_paths, eg_http_filters, find, kustomize, one, point_cluster_at
 from tests.integration.conftest import raw_post
 
 KEY = "sk-test-not-a-real-key"
@@ -51,7 +51,7 @@ def _istio_config() -> dict:
 def test_istio_envoyfilter_assembled_into_a_bootstrap_validates(tmp_path):
     cfg = _istio_config()
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.ext_proc", "envoy.filters.http.router"]
+    assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.ext_proc", "envoy.filters.http.lua", "envoy.filters.http.router"]
     _validate(cfg, tmp_path, "istio-proxy.json")
     # The check has teeth: a wrong field in the patch makes Envoy reject the bootstrap.
     broken = json.loads(json.dumps(cfg))
@@ -169,7 +169,9 @@ def test_dashboard_queries_only_metrics_and_labels_the_service_serves(upstreams,
             "gen_ai_client_token_usage_sum", "nadir_extproc_processing_duration_seconds_bucket", "nadir_llm_opportunity_USD_total"} <= checked
 
 
-def test_istio_patch_processes_provider_hosts_only(upstreams, tmp_path):
+def _start_istio(upstreams, tmp_path: Path, extproc_port: int) -> tuple[subprocess.Popen, str]:
+    """The assembled istio-proxy config in a real Envoy, the ext_proc cluster at ``extproc_port``
+    (was 127.0.0.1:50051), the provider clusters at the emulator; (process, chat URL)."""
     cfg = _istio_config()
     listen, admin = free_port(), free_port()
     cfg["admin"]["address"]["socket_address"]["port_value"] = admin
@@ -177,24 +179,161 @@ def test_istio_patch_processes_provider_hosts_only(upstreams, tmp_path):
     listener["address"]["socket_address"].update(address="127.0.0.1", port_value=listen)
     for c in cfg["static_resources"]["clusters"]:
         if c["name"] == "nadir_extproc":
-            point_cluster_at(c, "127.0.0.1", upstreams.extproc_port)  # was 127.0.0.1:50051
+            point_cluster_at(c, "127.0.0.1", extproc_port)
         else:
             point_cluster_at(c, "127.0.0.1", upstreams.emulator_port)
     path = tmp_path / "istio.json"
     path.write_text(json.dumps(cfg))
-    envoy = start_envoy(path, tmp_path / "envoy.log", admin)
+    return start_envoy(path, tmp_path / "envoy.log", admin), f"http://127.0.0.1:{listen}/v1/chat/completions"
+
+
+def _models_seen(upstreams) -> list:
+    with urllib.request.urlopen(f"http://127.0.0.1:{upstreams.emulator_port}/__emulator/requests", timeout=5) as r:
+        return [json.loads(__import__("base64").b64decode(row["body_base64"]) or b"{}").get("model") for row in json.loads(r.read())]
+
+
+def test_istio_patch_processes_provider_hosts_only(upstreams, tmp_path):
+    envoy, url = _start_istio(upstreams, tmp_path, upstreams.extproc_port)
     try:
         body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
-        url = f"http://127.0.0.1:{listen}/v1/chat/completions"
         status, headers, _ = raw_post(url, body, {"host": "api.openai.com", "authorization": f"Bearer {KEY}"})
         assert status == 200
         assert headers["x-nadir-routed-to"] == "gpt-4o-mini-2024-07-18"
         # Another host on the same port: the filter stays disabled, nothing is rewritten or added.
         status, headers, _ = raw_post(url, body, {"host": "internal-service.example", "authorization": f"Bearer {KEY}"})
         assert not any(k.startswith("x-nadir-") for k in headers)
-        with urllib.request.urlopen(f"http://127.0.0.1:{upstreams.emulator_port}/__emulator/requests", timeout=5) as r:
-            seen = [json.loads(__import__("base64").b64decode(row["body_base64"]) or b"{}").get("model") for row in json.loads(r.read())]
-        assert seen[-2:] == ["gpt-4o-mini", "auto"]
+        assert _models_seen(upstreams)[-2:] == ["gpt-4o-mini", "auto"]
+    finally:
+        stop_process(envoy)
+
+
+def test_istio_patch_fails_closed_for_auto_when_the_extproc_is_down(upstreams, tmp_path):
+    """README "Reliability" through the Istio patch: the ext_proc is down (nothing listens on its
+    port): ``model: auto`` to a provider host gets the 503 (OpenAI's error shape, named cause)
+    and never reaches the provider; an explicit model passes unprocessed (fail-open); another host
+    is untouched by the guard."""
+    envoy, url = _start_istio(upstreams, tmp_path, free_port())  # a port nothing listens on
+    try:
+        before = len(_models_seen(upstreams))
+        auto = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        status, headers, body = raw_post(url, auto, {"host": "api.openai.com", "authorization": f"Bearer {KEY}"})
+        assert status == 503 and headers["x-nadir-error"] == "extproc_unavailable" and headers["retry-after"] == "1"
+        assert json.loads(body)["error"]["code"] == "nadir_extproc_unavailable"
+        anthropic = json.dumps({"model": "auto", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}).encode()
+        status, headers, body = raw_post(url.replace("/chat/completions", "/messages"), anthropic,
+                                         {"host": "api.anthropic.com", "x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        assert status == 503 and json.loads(body)["error"]["type"] == "api_error"
+        assert len(_models_seen(upstreams)) == before  # the provider was not called
+        explicit = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        status, headers, _ = raw_post(url, explicit, {"host": "api.openai.com", "authorization": f"Bearer {KEY}"})
+        assert status == 200 and "x-nadir-cost-usd" not in headers  # passed unprocessed
+        status, headers, _ = raw_post(url, auto, {"host": "internal-service.example", "authorization": f"Bearer {KEY}"})
+        assert status != 503 and "x-nadir-error" not in headers
+        assert _models_seen(upstreams)[-2:] == ["gpt-4o-mini", "auto"]
+    finally:
+        stop_process(envoy)
+
+
+def _lua_of(cfg: dict) -> str:
+    """The fail-closed Lua of an Envoy config (its one Lua filter's source)."""
+    srcs = [h["typed_config"]["default_source_code"]["inline_string"] for lst in cfg["static_resources"]["listeners"]
+            for ch in lst["filter_chains"] for f in ch["filters"] for h in f["typed_config"].get("http_filters", [])
+            if h["name"] == "envoy.filters.http.lua"]
+    assert len(srcs) == 1
+    return srcs[0]
+
+
+def test_overlays_carry_the_fail_closed_guard_of_envoy_yaml():
+    """The Istio and Envoy Gateway overlays run envoy/envoy.yaml's fail-closed Lua, byte for byte,
+    after the ext_proc; Envoy Gateway needs EnvoyProxy filterOrder for that (its default order
+    puts Lua first, which would answer 503 to every auto request before the ext_proc routed it)."""
+    lua = _lua_of(yaml.safe_load((REPO / "envoy" / "envoy.yaml").read_text()))
+    for f in ("gateway.yaml", "sidecar.yaml", "sidecar-tcp.yaml"):
+        assert _lua_of(yaml.safe_load((REPO / "envoy" / f).read_text())) == lua, f
+    assert _lua_of(_istio_config()) == lua
+    ef = one(kustomize("overlays/istio"), "EnvoyFilter", "nadir-extproc")
+    for p in ef["spec"]["configPatches"]:
+        if p["applyTo"] == "VIRTUAL_HOST":  # switched on wherever the ext_proc is
+            tpfc = p["patch"]["value"]["typed_per_filter_config"]
+            assert tpfc["envoy.filters.http.lua"] == tpfc["envoy.filters.http.ext_proc"]
+    for build in ("overlays/envoy-gateway", "overlays/envoy-gateway-sidecar"):
+        docs = kustomize(build)
+        policy = one(docs, "EnvoyExtensionPolicy", "nadir-extproc")
+        assert policy["spec"]["lua"] == [{"type": "Inline", "inline": lua}], build
+        order = [n.split("/")[0] for n in eg_http_filters(policy, one(docs, "EnvoyProxy", "llm-gateway"))]
+        assert order == ["envoy.filters.http.ext_proc", "envoy.filters.http.lua", "envoy.filters.http.router"], build
+        assert [n.split("/")[0] for n in eg_http_filters(policy, None)][:2] == ["envoy.filters.http.lua", "envoy.filters.http.ext_proc"]
+
+
+def _start_eg(upstreams, tmp_path: Path, extproc_port: int, with_filter_order: bool) -> tuple[subprocess.Popen, str]:
+    """What the Gateway's Envoy runs for the envoy-gateway overlay, as far as these filters go:
+    envoy/gateway.yaml (the Gateway-equivalent config: its ext_proc filter is the policy's extProc
+    entry, checked in test_manifests) with its HTTP filters replaced by Envoy Gateway's translation
+    of the overlay's EnvoyExtensionPolicy -- the ext_proc filter, the policy's Lua as written, in
+    the order Envoy Gateway sorts them (with or without the EnvoyProxy's filterOrder). Addresses
+    point at loopback (the ext_proc at ``extproc_port``, plain TCP); (process, chat URL)."""
+    docs = kustomize("overlays/envoy-gateway")
+    policy = one(docs, "EnvoyExtensionPolicy", "nadir-extproc")
+    names = eg_http_filters(policy, one(docs, "EnvoyProxy", "llm-gateway") if with_filter_order else None)
+    cfg = yaml.safe_load((REPO / "envoy" / "gateway.yaml").read_text())
+    listen, admin = free_port(), free_port()
+    cfg["admin"]["address"]["socket_address"]["port_value"] = admin
+    for lst in cfg["static_resources"]["listeners"]:
+        lst["address"]["socket_address"].update(address="127.0.0.1", port_value=listen if lst["name"] == "llm_gateway" else free_port())
+        if lst["name"] == "llm_gateway":
+            hcm = lst["filter_chains"][0]["filters"][0]["typed_config"]
+            shipped = {h["name"]: h for h in hcm["http_filters"]}
+            lua = {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                   "default_source_code": {"inline_string": policy["spec"]["lua"][0]["inline"]}}
+            hcm["http_filters"] = [{"name": n, "typed_config": lua if n.startswith("envoy.filters.http.lua")
+                                    else shipped[n.split("/")[0]]["typed_config"]} for n in names]
+            # per-route switches name the filter by its type; Envoy Gateway's names carry a suffix
+            for vh in hcm["route_config"]["virtual_hosts"]:
+                for r in vh["routes"]:
+                    r.pop("typed_per_filter_config", None)
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] == "nadir_extproc":
+            point_cluster_at(c, "127.0.0.1", extproc_port)
+        elif c["name"] == "envoy_admin":
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = admin
+        else:
+            point_cluster_at(c, "127.0.0.1", upstreams.emulator_port if c["name"] != "otel_collector" else free_port())
+    path = tmp_path / f"eg-{extproc_port}-{with_filter_order}.json"
+    path.write_text(json.dumps(cfg))
+    return start_envoy(path, tmp_path / f"envoy-{extproc_port}.log", admin), f"http://127.0.0.1:{listen}/v1/chat/completions"
+
+
+def test_envoy_gateway_policy_fails_closed_for_auto_only_in_filter_order(upstreams, tmp_path):
+    """The envoy-gateway overlay's policy through a real Envoy: with the ext_proc up, ``auto`` is
+    routed; down, ``auto`` gets the 503 and an explicit model passes; and without the EnvoyProxy's
+    filterOrder (Lua first) even a live ext_proc could not save ``auto`` from the 503."""
+    auto = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    explicit = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    hdrs = {"authorization": f"Bearer {KEY}", "x-nadir-tier": "weak"}
+    envoy, url = _start_eg(upstreams, tmp_path, upstreams.extproc_port, with_filter_order=True)
+    try:
+        status, headers, _ = raw_post(url, auto, hdrs)
+        assert status == 200 and headers["x-nadir-routed-to"].startswith("gpt-4o-mini")
+        assert _models_seen(upstreams)[-1] == "gpt-4o-mini"
+    finally:
+        stop_process(envoy)
+    envoy, url = _start_eg(upstreams, tmp_path, free_port(), with_filter_order=True)  # nothing listens there
+    try:
+        before = len(_models_seen(upstreams))
+        status, headers, body = raw_post(url, auto, hdrs)
+        assert status == 503 and headers["x-nadir-error"] == "extproc_unavailable" and headers["retry-after"] == "1"
+        assert json.loads(body)["error"]["code"] == "nadir_extproc_unavailable"
+        assert len(_models_seen(upstreams)) == before
+        status, headers, _ = raw_post(url, explicit, hdrs)
+        assert status == 200 and "x-nadir-cost-usd" not in headers and _models_seen(upstreams)[-1] == "gpt-4o-mini"
+    finally:
+        stop_process(envoy)
+    envoy, url = _start_eg(upstreams, tmp_path, upstreams.extproc_port, with_filter_order=False)
+    try:
+        status, _, body = raw_post(url, auto, hdrs)
+        # (the guard's reply then crosses the ext_proc's response phase, which strips x-nadir-*
+        # headers it did not set: the body names the cause)
+        assert status == 503 and json.loads(body)["error"]["code"] == "nadir_extproc_unavailable"
     finally:
         stop_process(envoy)
 

@@ -67,6 +67,18 @@ def test_crd_schemas_reject_misspelt_and_misplaced_fields():
     bad["spec"]["extProc"][0]["processingMode"]["request"]["body"] = "buffered"  # enum is case-sensitive
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, json.loads(_schema_for(policy).read_text()))
+    bad = json.loads(json.dumps(policy))
+    bad["spec"]["lua"][0]["valueRef"] = {"group": "", "kind": "ConfigMap", "name": "x"}  # inline OR valueRef
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json.loads(_schema_for(policy).read_text()))
+    proxy = one(docs, "EnvoyProxy", "llm-gateway")
+    bad = json.loads(json.dumps(proxy))
+    bad["spec"]["filterOrder"][0]["name"] = "envoy.filters.http.luaa"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json.loads(_schema_for(proxy).read_text()))
+    bad["spec"]["filterOrder"][0] = {"name": "envoy.filters.http.lua", "before": "envoy.filters.http.ext_proc", "after": "envoy.filters.http.ext_proc"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json.loads(_schema_for(proxy).read_text()))
     ef = one(docs, "EnvoyFilter", "nadir-extproc")
     bad = json.loads(json.dumps(ef))
     bad["spec"]["configPatches"][1]["match"]["listener"]["port"] = 80  # it is portNumber
