@@ -92,9 +92,19 @@ def _span(s: Any) -> Span:
 def encode_spans(spans: Sequence[Any]) -> ExportTraceServiceRequest:
     """``opentelemetry…trace_encoder.encode_spans`` with cached attribute pairs (same bytes)."""
     groups: dict[Any, dict[Any, list[Span]]] = {}
-    for s in spans:
-        scope = s.instrumentation_scope or None
-        groups.setdefault(s.resource, {}).setdefault(scope, []).append(_span(s))
+    first = spans[0].resource if spans else None
+    if all(s.resource is first for s in spans):
+        # One tracer provider, one Resource object: hashed once per batch, not per span (the
+        # SDK's Resource.__hash__ JSON-dumps its attributes, ~4 us; bench/results).
+        scopes: dict[Any, list[Span]] = {}
+        for s in spans:
+            scopes.setdefault(s.instrumentation_scope or None, []).append(_span(s))
+        if scopes:
+            groups[first] = scopes
+    else:
+        for s in spans:
+            scope = s.instrumentation_scope or None
+            groups.setdefault(s.resource, {}).setdefault(scope, []).append(_span(s))
     return ExportTraceServiceRequest(resource_spans=[
         ResourceSpans(
             resource=_encode_resource(res),

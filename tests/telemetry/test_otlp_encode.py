@@ -40,3 +40,17 @@ def test_same_bytes_as_the_sdk_encoder():
     ]
     assert otlp_encode.encode_spans(spans).SerializeToString() == sdk_encode_spans(spans).SerializeToString()
     assert otlp_encode.encode_spans(spans[:2]).SerializeToString() == sdk_encode_spans(spans[:2]).SerializeToString()
+
+
+def test_same_bytes_whatever_the_resource_objects():
+    """One Resource object (the fast path: hashed once per batch), equal Resource objects that are
+    not the same object (grouped by content, like the SDK), several scopes, and no spans."""
+    twin = Resource({"service.name": "nadir-extproc", "k": 1})  # == RES, another object
+    other_scope = InstrumentationScope("y", "2")
+    batches = [
+        [span(0), span(1, scope=other_scope), span(2)],
+        [span(0), span(1, resource=twin), span(2), span(3, resource=twin, scope=other_scope)],
+        [],
+    ]
+    for spans in batches:
+        assert otlp_encode.encode_spans(spans).SerializeToString() == sdk_encode_spans(spans).SerializeToString()
