@@ -3,7 +3,7 @@ Completions request driven through ``RequestProcessor`` (request headers, reques
 headers, response body, finish) with the product's default context (ONNX router, pricing, key
 ids, telemetry span + metrics to bench/otlp_sink.py, SQLite ledger in a temp folder).
 
-    .venv/bin/python bench/hotpath.py [--n 3000] [--profile] [--stream]
+    .venv/bin/python bench/hotpath.py [--n 3000] [--profile] [--stream] [--model gpt-4o] [--no-gc-tuning]
 
 Prints CPU µs per request (process CPU, all threads: includes the ledger writer and the span
 export threads) and, with ``--profile``, the top functions by own time. Used to measure each
@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--model", default="auto", help="the request's model (auto: routed; a name: shadow routing)")
+    ap.add_argument("--no-gc-tuning", action="store_true", help="leave the collector as Python starts it (serve tunes it)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="nadir-hotpath-")
     os.environ.setdefault("NADIR_STATE_DIR", tmp)
@@ -83,11 +85,14 @@ def main() -> None:
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
     from nadir_extproc.config import load_settings
     from nadir_extproc.processor import RequestProcessor
+    from nadir_extproc import server
     from nadir_extproc.server import Service
 
     svc = Service(load_settings(None))  # the product's own wiring: context, telemetry, ledger
     ctx = svc.ctx
-    body = {"model": "auto", "messages": [{"role": "user", "content": "What's the capital of France?"}]}
+    if hasattr(server, "quiet_gc") and not a.no_gc_tuning:
+        server.quiet_gc()  # as `serve` does once started
+    body = {"model": a.model, "messages": [{"role": "user", "content": "What's the capital of France?"}]}
     if a.stream:
         body["stream"] = True
     msgs = [
