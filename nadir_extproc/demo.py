@@ -17,11 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from nadir_extproc import headers as hn
 from nadir_extproc.inband import parse_fields
 from nadir_extproc.stack import Stack
+from nadir_extproc.tables import new_table, output_console
 
 PROMPTS: list[tuple[str, str]] = [
     ("openai_chat", "Hi! What's the capital of France?"),
@@ -190,7 +190,7 @@ def run_demo(
     ``nadir-extproc report`` reads the demo's rows afterwards); default a temp folder removed at
     the end."""
     real = upstream_urls or {}
-    console = console or Console(width=None if Console().is_terminal else 170)
+    console = console or output_console()
     if keep_logs:
         keep_logs.mkdir(parents=True, exist_ok=True)
     console.print("[bold]Starting emulator + nadir-extproc + Envoy 1.40 ...[/bold]")
@@ -198,7 +198,7 @@ def run_demo(
     env = {"NADIR_STATE_DIR": str(state_dir.resolve())} if state_dir else {}
     with Stack(log_dir=keep_logs, upstream_urls=real, extproc_env=env) as stack:
         console.print(f"Envoy listening on {stack.base_url} (upstream emulator {stack.emulator_url})")
-        table = Table(title='model="auto" through Envoy + nadir-extproc', show_lines=False)
+        table = new_table(console, 'model="auto" through Envoy + nadir-extproc', show_lines=False)
         for col, just, width in [("prompt", "left", 32), ("API", "left", 16), ("routed to", "left", 26),
                                  ("in tok", "right", 6), ("out tok", "right", 7), ("cost USD", "right", 11),
                                  ("saved USD", "right", 11), ("ext_proc ms", "right", 11)]:

@@ -146,6 +146,7 @@ def report(
             typer.echo(op.to_json(orep))
         elif fmt == "csv":
             typer.echo(op.to_csv(orep), nl=False)
+            typer.echo(op.notes(), err=True, nl=False)  # not in the CSV: a reader would take them for records
         else:
             op.print_table(orep)
     elif fmt == "json":

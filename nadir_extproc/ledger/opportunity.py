@@ -207,25 +207,30 @@ CSV_COLUMNS = ["requests", "cost_usd", "shadow_requests", "downgradable_requests
 
 
 def to_csv(rep: OpportunityReport) -> str:
-    """The groups and a ``total`` row as CSV; the router's quality and the estimate note follow
-    as ``#`` comment lines so the figures never travel without them."""
+    """The groups and a ``total`` row as CSV, nothing else (a CSV reader takes every line as a
+    record); ``report`` prints ``notes`` — the router's quality and the estimate note — on stderr
+    beside it, and ``--format json`` carries them in the document."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=[*rep.by, *CSV_COLUMNS], lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for rec in records(rep):
         w.writerow(rec)
     w.writerow({**{b: "total" if i == 0 else "" for i, b in enumerate(rep.by)}, **_dict(rep.total)})
-    buf.write(f"# {router_quality()['statement']}\n# {ESTIMATE_NOTE}\n")
     return buf.getvalue()
+
+
+def notes() -> str:
+    """What must travel with the figures, as two lines: the router's measured quality and the
+    estimate note (the table prints them under itself; with CSV they go to stderr)."""
+    return f"{router_quality()['statement']}\nEstimate: {ESTIMATE_NOTE}.\n"
 
 
 def print_table(rep: OpportunityReport, console: Any = None) -> None:
     """The report as a rich table, then the router's quality and the estimate note."""
-    from rich.console import Console
-
     from nadir_extproc.ledger.report import _table
+    from nadir_extproc.tables import output_console
 
-    console = console or Console()
+    console = console or output_console()
 
     def nums(d: dict[str, Any]) -> list[str]:
         share = d["downgradable_share"]

@@ -244,6 +244,15 @@ def _table(console: Any, title: str, header: list[tuple[str, bool]], rows: list[
     from rich.table import Table
     from rich.text import Text
 
+    from nadir_extproc.tables import is_plain, new_table
+
+    if is_plain(console):  # a pipe or a file: the whole table at its natural width, one line per row
+        t = new_table(console, title)
+        for h, num in header:
+            t.add_column(h, justify="right" if num else "left", no_wrap=True)
+        for r in rows:
+            t.add_row(*r)
+        return t
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(header)]
     need = sum(w if num else min(w, 12) for (_, num), w in zip(header, widths)) + 3 * len(widths) + 1
     if need > console.width:
@@ -271,9 +280,9 @@ def _table(console: Any, title: str, header: list[tuple[str, bool]], rows: list[
 def print_tables(rep: Report, console: Any = None, views: tuple[str, ...] = ("spend", "top", "unpriced")) -> None:
     """The report as rich tables on ``console`` (default: stdout). Readable at 80 columns: text
     wraps (never an ellipsis), numbers stay whole; without ``--by`` one total row."""
-    from rich.console import Console
+    from nadir_extproc.tables import output_console
 
-    console = console or Console()
+    console = console or output_console()
     if "spend" in views:
         header = [(b, False) for b in rep.by] + [(c, True) for c in ("requests", "cost USD", "saved USD", "in tok", "out tok", "unpriced")]
 

@@ -171,7 +171,7 @@ def sq(tmp_path):
 
 
 def test_report_without_by_prints_one_total_row(sq):
-    r = CliRunner().invoke(app, ["report", *sq, "--view", "spend"], env={"COLUMNS": "80"})
+    r = CliRunner().invoke(app, ["report", *sq, "--view", "spend"], env={"COLUMNS": "80", "TTY_COMPATIBLE": "1", "TERM": "dumb"})  # a terminal 80 columns wide
     assert r.exit_code == 0, r.output
     assert r.output.count("0.009100015") == 1 and r.output.count("3560") == 1
 
@@ -186,7 +186,7 @@ def test_report_at_80_columns_wraps_names_and_never_cuts_them(tmp_path):
                         tags={"team": "a-rather-long-team-name"})
               for i, m in enumerate(LONG)])
     s.close()
-    r = CliRunner().invoke(app, ["report", "--sqlite-dir", str(tmp_path), "--by", "model", "--by", "team"], env={"COLUMNS": "80"})
+    r = CliRunner().invoke(app, ["report", "--sqlite-dir", str(tmp_path), "--by", "model", "--by", "team"], env={"COLUMNS": "80", "TTY_COMPATIBLE": "1", "TERM": "dumb"})  # a terminal 80 columns wide
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert max(len(x) for x in lines) <= 80
