@@ -381,6 +381,8 @@ class Settings(BaseModel):
         if v:
             from nadir_extproc.routing.policy import PolicyError, load_policy
 
+            if not Path(v).is_file():
+                raise ValueError(_no_file(v))
             try:
                 load_policy(v)
             except PolicyError as e:
@@ -416,6 +418,13 @@ def yaml_error_line(e: Exception) -> str:
     if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None and e.problem:
         return f"line {e.problem_mark.line + 1}, column {e.problem_mark.column + 1}: {e.problem} (YAML syntax)"
     return " ".join(str(e).split())
+
+
+def _no_file(path: str) -> str:
+    """``no such file X`` with where a relative path was looked for."""
+    p = Path(path).expanduser()
+    where = "" if p.is_absolute() else f" (a relative path is read from the current directory: {p.resolve()})"
+    return f"no such file {path}{where}"
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -459,8 +468,30 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         return Settings(**data)
     except ValidationError as e:
         where = f"config file {path}" if path else "settings"
-        msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"] for err in e.errors())
+        msgs = "; ".join(_error_text(err) for err in e.errors())
         raise ConfigError(f"{where}: {msgs}") from e
+
+
+def _error_text(err: Any) -> str:
+    """One pydantic error as ``key: what is wrong``; an unknown key names the closest known keys
+    (a typo such as ``baseline_model`` otherwise reads "Extra inputs are not permitted")."""
+    import difflib
+
+    key = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden" and err["loc"]:
+        model: Any = Settings
+        for part in err["loc"][:-1]:  # the section the key sits in (telemetry, ledger …)
+            field = getattr(model, "model_fields", {}).get(part)
+            ann = getattr(field, "annotation", None)
+            model = next((a for a in (ann, *getattr(ann, "__args__", ())) if hasattr(a, "model_fields")), None)
+            if model is None:
+                break
+        known = list(getattr(model, "model_fields", {})) if model is not None else []
+        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=3, cutoff=0.6)
+        msg = ("unknown key" + (f" (did you mean {', '.join(close)}?)" if close else "")
+               + "; every key is listed in settings.example.yaml")
+    return f"{key}: {msg}" if key else msg
 
 
 def check_models(settings: Settings) -> None:
@@ -481,6 +512,8 @@ def check_models(settings: Settings) -> None:
 
     overrides = None
     if settings.price_file:
+        if not Path(settings.price_file).is_file():
+            raise ConfigError(f"price_file: {_no_file(settings.price_file)}")
         try:
             overrides = load_price_file(settings.price_file)
         except PriceFileError as e:

@@ -21,9 +21,9 @@ def test_defaults_file_then_env(tmp_path):
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("tiers:\n  openai: {strong: gpt-4o}\n", "tiers: Value error, tiers.openai: missing model for tier 'weak'"),
+        ("tiers:\n  openai: {strong: gpt-4o}\n", "tiers: tiers.openai: missing model for tier 'weak'"),
         ("paths: {/x: nope}\n", "unknown dialect 'nope'"),
-        ("listn: 1\n", "listn: Extra inputs are not permitted"),
+        ("listn: 1\n", "listn: unknown key (did you mean listen?); every key is listed in settings.example.yaml"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("max_message_bytes: 10\n", "max_message_bytes"),
     ],

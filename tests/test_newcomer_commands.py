@@ -103,3 +103,33 @@ def test_cost_shows_no_cache_write_rows_for_providers_that_do_not_bill_them(tmp_
     # Anthropic bills cache writes (5 m at 1.25 x input, 1 h at 2 x): the rows stay, at 3.75 / 6 USD per MTok
     assert r.returncode == 0 and "cache write 5m" in r.stdout and "cache write 1h" in r.stdout, r.stdout
     assert "3.75" in r.stdout and " 6 " in r.stdout.split("cache write 1h", 1)[1].splitlines()[0] + " "
+
+
+def test_router_score_reads_plain_text_lines_and_refuses_a_file_name_as_a_prompt(tmp_path):
+    (tmp_path / "rules.yaml").write_text("router: rules\n", encoding="utf-8")
+    # plain text on stdin, one prompt per line (the rule router: a code fence -> strong, else weak)
+    r = _cli(tmp_path, "router", "score", "--config", "rules.yaml", stdin="What is the capital of France?\nfix ```x = 1/0```\n")
+    assert r.returncode == 0, r.stderr
+    assert [x.split('"tier": "')[1].split('"')[0] for x in r.stdout.splitlines()] == ["weak", "strong"]
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n', encoding="utf-8")
+    for name in ("prompts.jsonl", "missing.jsonl"):
+        r = _cli(tmp_path, "router", "score", name)
+        assert r.returncode == 2 and r.stdout == "" and f"--file {name}" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = _cli(tmp_path, "router", "score", "--config", "rules.yaml", "--provider", "Vertex AI", "hi")
+    assert r.returncode == 0 and '"model": "gemini-2.5-flash"' in r.stdout, r.stdout + r.stderr
+
+
+def test_settings_errors_name_the_fix(tmp_path):
+    (tmp_path / "s.yaml").write_text("baseline_model: {openai: gpt-4o}\ntelemetry: {prometheus_prot: 9464}\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "s.yaml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "baseline_model: unknown key (did you mean baseline_models?)" in r.stderr
+    assert "telemetry.prometheus_prot: unknown key (did you mean prometheus_port" in r.stderr
+    assert "settings.example.yaml" in r.stderr and "Extra inputs" not in r.stderr
+    (tmp_path / "p.yaml").write_text("price_file: prices.yaml\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "p.yaml")
+    assert r.returncode == 2 and f"no such file prices.yaml (a relative path is read from the current directory: {tmp_path / 'prices.yaml'})" in r.stderr
+    assert "Errno" not in r.stderr
+    (tmp_path / "r.yaml").write_text("router_policy: policy.yaml\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "r.yaml")
+    assert r.returncode == 2 and "router_policy: no such file policy.yaml" in r.stderr and "Value error" not in r.stderr

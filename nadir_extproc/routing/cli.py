@@ -145,7 +145,8 @@ def _request(line: dict[str, Any]) -> tuple[str, str, str, dict[str, Any] | None
 
 
 def score_stream(src: TextIO, dst: TextIO, router: Any, provider: str | None = None) -> int:
-    """Route every JSONL line of ``src``; write ``{"score", "tier", "model", "reason", "router"}`` per
+    """Route every line of ``src`` (a JSON object, or a plain-text prompt: a line that does not
+    start with ``{`` and is not JSON, or a JSON string); write ``{"score", "tier", "model", "reason", "router"}`` per
     line to ``dst``, in order. A line that is not a JSON object, or has no prompt, gets ``{"error": ...}``. Returns the
     number of error lines."""
     from nadir_extproc.routing.base import RouteRequest
@@ -155,7 +156,15 @@ def score_stream(src: TextIO, dst: TextIO, router: Any, provider: str | None = N
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            if raw.lstrip().startswith("{"):
+                line = json.loads(raw)
+            else:  # a plain-text line is a prompt (`echo "What is 2+2?" | router score`); JSON that is no object is an error
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    line = raw.strip()
+                if isinstance(line, str):
+                    line = {"prompt": line}
             if not isinstance(line, dict):
                 raise ValueError("line is not a JSON object")
             prov, dialect, prompt, body, n = _request(line)
@@ -190,20 +199,28 @@ def score_prompts(prompts: list[str], dst: TextIO, router: Any, provider: str | 
 
 @router_app.command()
 def score(
-    prompts: Optional[list[str]] = typer.Argument(None, help="Prompt texts to score (else JSONL from --file or standard input)."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="JSONL input file ({\"prompt\": ...} or request bodies per line)."),
+    prompts: Optional[list[str]] = typer.Argument(None, help="Prompt texts to score (else the lines of --file or standard input: plain text or JSONL)."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Input file: one prompt per line, or JSONL ({\"prompt\": ...} or request bodies)."),
     provider: Optional[str] = typer.Option(None, help="Provider whose tiers to use: openai, anthropic, google (or gemini); default: from each line's shape."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Settings YAML (router model, policy)."),
 ) -> None:
-    """Score prompts given as arguments, JSONL lines from --file or standard input ({"prompt": ...} or
-    request bodies) with the service's router; one JSON line out per prompt/line, in order."""
+    """Score prompts given as arguments, or lines from --file or standard input (a plain-text prompt,
+    or JSONL: {"prompt": ...} or request bodies) with the service's router; one JSON line out per
+    prompt/line, in order."""
     from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.routing.onnx_router import load_router
 
     settings = settings_or_exit(config)
     policy = settings.policy()
     if provider is not None:
-        provider = PROVIDER_ALIASES.get(provider.strip().lower(), provider.strip().lower())
+        key = provider.strip().lower()
+        if key not in PROVIDER_ALIASES and key not in policy.tiers:
+            from nadir_extproc.providers import known
+
+            entry = known.lookup(provider)  # the README's names: "Vertex AI", "Gemini API", "Azure OpenAI" …
+            if entry is not None:
+                key = entry.models_of or entry.catalogue_id
+        provider = PROVIDER_ALIASES.get(key, key)
         if provider not in policy.tiers:
             typer.echo(f"error: unknown provider {provider!r}: no routing tiers for it (tiers exist for {', '.join(sorted(policy.tiers))}; "
                        f"also accepted: {', '.join(sorted(PROVIDER_ALIASES))}); add `tiers: {{{provider}: {{weak: MODEL, strong: MODEL}}}}` "
@@ -213,6 +230,12 @@ def score(
         typer.echo('error: nothing to score: give prompts as arguments (router score "What is 2+2?"), '
                    "--file FILE (JSONL) or JSONL on standard input", err=True)
         raise typer.Exit(2)
+    for p in prompts or []:
+        if " " not in p.strip() and p.strip().lower().endswith((".jsonl", ".json", ".txt", ".csv")):
+            there = "" if Path(p).is_file() else " (no such file here)"
+            typer.echo(f"error: {p!r} looks like a file name, not a prompt{there}: to score a file's lines use "
+                       f"--file {p} (JSONL or one prompt per line)", err=True)
+            raise typer.Exit(2)
     if prompts and file is not None:
         typer.echo("error: give prompts as arguments or --file, not both", err=True)
         raise typer.Exit(2)

@@ -76,12 +76,16 @@ def test_provider_option_and_bad_lines(tmp_path):
     from nadir_extproc.routing.policy import DEFAULT_TIERS
 
     f = tmp_path / "in.jsonl"
-    f.write_text(json.dumps({"prompt": CODE}) + "\nnot json\n[1]\n\n" + json.dumps({"prompt": EASY}) + "\n", encoding="utf-8")
+    f.write_text(json.dumps({"prompt": CODE}) + "\nnot json: a plain-text prompt\n[1]\n{broken\n\n" + json.dumps({"prompt": EASY}) + "\n",
+                 encoding="utf-8")
     r = run("", "--file", str(f), "--provider", "anthropic")
     out = [json.loads(x) for x in r.stdout.splitlines()]
     assert r.exit_code == 1  # some lines were errors
-    assert out[0]["model"] in DEFAULT_TIERS["anthropic"].values() and out[3]["model"] in DEFAULT_TIERS["anthropic"].values()
-    assert "error" in out[1] and "error" in out[2] and len(out) == 4
+    assert all(out[i]["model"] in DEFAULT_TIERS["anthropic"].values() for i in (0, 1, 4))
+    from nadir_extproc.routing.onnx_router import OnnxScorer
+
+    assert out[1]["score"] == OnnxScorer().score("not json: a plain-text prompt")  # a line not starting with { is a prompt
+    assert "error" in out[2] and "error" in out[3] and len(out) == 5
     assert run("", "x", "--file", str(f)).exit_code == 2  # arguments and a file: one or the other
     assert run("", "--file", str(tmp_path / "missing.jsonl")).exit_code == 2
 
