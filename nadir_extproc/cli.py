@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Optional
 
@@ -151,7 +150,7 @@ def cost_command(
     provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help=f"Override the dialect ({', '.join(DIALECTS)})."),
     status: Optional[int] = typer.Option(None, "--status", help="HTTP status of the response (>= 400: provider error)."),
-    when: Optional[str] = typer.Option(None, "--when", help="Request time, ISO 8601 (default: now, UTC); picks dated prices."),
+    when: Optional[str] = typer.Option(None, "--when", help="Request time: ISO 8601 (UTC unless it has an offset), a duration ago (3d, 12h), today or yesterday; default now. Picks dated prices."),
     batch: Optional[bool] = typer.Option(None, "--batch/--no-batch", help="Force batch rates on/off (default: detected)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Savings baseline model (default: config, else the most expensive routing tier model)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Settings file: tiers, baseline_models, price_file."),
@@ -193,6 +192,8 @@ def cost_command(
     if dialect is not None and dialect not in DIALECTS:
         typer.echo(f"error: --dialect {dialect!r}: known dialects are {', '.join(DIALECTS)}", err=True)
         raise typer.Exit(2)
+    if pf is not None and not pf.is_file():
+        _read_or_exit(pf, "--price-file" if price_file is not None else f"price_file (in {config})")
     try:
         if pf is not None:
             install_price_file(pf)
@@ -204,17 +205,17 @@ def cost_command(
     if config is not None:
         prov_key = provider or provider_from_url(url) or ""
         baseline = baseline or settings.baseline_models.get(prov_key)
-    try:
-        t = None
-        if when:
-            t = datetime.fromisoformat(when.replace("Z", "+00:00"))
-            if t.tzinfo is None:
-                t = t.replace(tzinfo=UTC)
-        resp_bytes = response.read_bytes()
-        req_bytes = request.read_bytes() if request is not None else None
-    except (OSError, ValueError, PriceFileError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    t = None
+    if when:
+        from nadir_extproc.ledger.cli import parse_when
+
+        try:
+            t = parse_when(when, "--when")  # the forms report --since takes: 2026-01-31T12:00, 3d, yesterday
+        except typer.BadParameter as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+    resp_bytes = _read_or_exit(response, "--response")
+    req_bytes = _read_or_exit(request, "--request") if request is not None else None
     result = explain(
         url, resp_bytes, req_bytes, provider=provider, dialect=dialect, status=status, when=t,
         batch=batch, baseline=baseline, candidates=candidates,
@@ -222,6 +223,20 @@ def cost_command(
     typer.echo(json.dumps(result, indent=2) if as_json else render_table(result, sources=explain_))
     if result.get("cost_usd") is None:
         raise typer.Exit(EXIT_UNPRICED)
+
+
+def _read_or_exit(path: Path, option: str) -> bytes:
+    """The bytes of the file an option names, or one line naming the option and what is wrong (exit 2)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        why = "no such file" + ("" if path.is_absolute() else f" (looked in {Path.cwd()})")
+    except IsADirectoryError:
+        why = "is a folder, not a file"
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+    typer.echo(f"error: {option} {path}: {why}", err=True)
+    raise typer.Exit(2)
 
 
 def _provider_or_exit(name: str) -> str:

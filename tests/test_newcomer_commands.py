@@ -133,3 +133,19 @@ def test_settings_errors_name_the_fix(tmp_path):
     (tmp_path / "r.yaml").write_text("router_policy: policy.yaml\n", encoding="utf-8")
     r = _cli(tmp_path, "check", "--config", "r.yaml")
     assert r.returncode == 2 and "router_policy: no such file policy.yaml" in r.stderr and "Value error" not in r.stderr
+
+
+def test_cost_input_errors_name_the_option(tmp_path):
+    (tmp_path / "resp.json").write_text(RESP.replace("qwen3:0.6b", "gpt-4o-mini"), encoding="utf-8")
+    url = "https://api.openai.com/v1/chat/completions"
+    for args, want in ((("--response", "missing.json"), f"--response missing.json: no such file (looked in {tmp_path})"),
+                       (("--response", str(tmp_path)), "is a folder, not a file"),
+                       (("--response", "resp.json", "--request", "req.json"), "--request req.json: no such file"),
+                       (("--response", "resp.json", "--price-file", "prices.yaml"), "--price-file prices.yaml: no such file"),
+                       (("--response", "resp.json", "--when", "tomorrow"), "--when 'tomorrow': use a date")):
+        r = _cli(tmp_path, "cost", "--url", url, *args)
+        assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and want in r.stderr, (args, r.stderr)
+        assert "Errno" not in r.stderr
+    # --when takes what report --since takes (a date: midnight UTC)
+    r = _cli(tmp_path, "cost", "--url", url, "--response", "resp.json", "--when", "2026-01-31", "--json")
+    assert r.returncode == 0 and '"when": "2026-01-31T00:00:00+00:00"' in r.stdout and '"cost_usd": "0.000027"' in r.stdout
