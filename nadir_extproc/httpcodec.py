@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from typing import Any
 from urllib.parse import unquote
 
 from nadir_extproc.stats import count
@@ -160,3 +161,127 @@ def _unzstd(body: bytes, limit: int) -> bytes | None:
             raise ValueError("truncated zstd stream")
         data = d.unused_data
     return out
+
+
+#: zstd input is fed in slices this small so one call's output stays bounded: a zstd block header
+#: of 3 bytes can stand for 128 KiB (an RLE block), so 64 input bytes yield at most ~2.7 MiB.
+_ZSTD_SLICE = 64
+#: gzip / deflate / br output is taken in pieces of at most this many bytes, checked one by one.
+_STEP = 256 * 1024
+#: A stream is a decompression bomb once it has decoded more than ``BOMB_FLOOR_BYTES`` at more than
+#: ``MAX_STREAM_RATIO``:1 (decoded / compressed bytes so far). SSE JSON compresses ~5-30:1 (a
+#: token per event, each event different), gzip's own ceiling is ~1032:1; caught at ~1 MiB, the
+#: bomb costs the event loop milliseconds, well inside Envoy's 0.5 s ``message_timeout``.
+MAX_STREAM_RATIO = 100
+BOMB_FLOOR_BYTES = 1024 * 1024
+
+
+class StreamDecoder:
+    """Incremental decoder of a streamed body's ``content-encoding`` (gzip, deflate, br, zstd —
+    those in ``DECODABLE``): ``feed(chunk)`` returns the bytes it decodes to, or ``None`` once
+    decoding has failed: corrupt input, or a decompression bomb — past ``BOMB_FLOOR_BYTES`` at
+    more than ``MAX_STREAM_RATIO``:1, or one chunk decoding to more than ``limit`` bytes (counted
+    as ``body_inflate_limit``); after ``None`` it stays failed. Memory is bounded by ``limit`` per
+    chunk. gzip: every member (RFC 1952 allows several back to back); deflate: zlib-wrapped
+    (RFC 1950, what the HTTP token means) or raw (RFC 1951, what some servers send), told apart by
+    the first two bytes; br: RFC 7932; zstd: RFC 8878, every frame."""
+
+    __slots__ = ("encoding", "limit", "_d", "failed", "_head", "_in", "_out", "_chunk_out")
+
+    def __init__(self, encoding: str, limit: int = MAX_DECODED_BYTES) -> None:
+        self.encoding = encoding.strip().lower()
+        self.limit = limit
+        self.failed = False
+        self._head = b""  # deflate: the first bytes, until the wrapper can be told
+        self._in = 0  # compressed bytes consumed
+        self._out = 0  # bytes decoded
+        self._chunk_out = 0  # bytes decoded from the current chunk
+        self._d: Any = None
+        if self.encoding in ("gzip", "x-gzip"):
+            self._d = zlib.decompressobj(31)
+        elif self.encoding == "br" and brotli is not None:
+            self._d = brotli.Decompressor()
+        elif self.encoding == "zstd" and zstandard is not None:
+            self._d = zstandard.ZstdDecompressor().decompressobj()
+        elif self.encoding != "deflate":
+            raise ValueError(f"not a decodable stream encoding: {encoding!r}")
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        if self.failed:
+            return None
+        self._chunk_out = 0
+        try:
+            out = self._feed(chunk)
+        except Exception as e:  # noqa: BLE001 — zlib.error, brotli.error, zstandard.ZstdError: corrupt input
+            if not isinstance(e, (zlib.error, ValueError, EOFError)) and type(e).__name__ not in ("error", "ZstdError"):
+                raise
+            out = None
+        if out is None:
+            self.failed = True
+        return out
+
+    def _ok(self, consumed: int, piece: bytes) -> bool:
+        """Account one decoded piece; False (counted) when it makes the stream a bomb."""
+        self._in += consumed
+        self._out += len(piece)
+        self._chunk_out += len(piece)
+        if self._chunk_out > self.limit or (self._out > BOMB_FLOOR_BYTES and self._out > MAX_STREAM_RATIO * self._in):
+            count("body_inflate_limit", self.encoding)
+            return False
+        return True
+
+    def _feed(self, chunk: bytes) -> bytes | None:
+        enc = self.encoding
+        parts: list[bytes] = []
+        if enc == "br":
+            # brotli takes all input at once and keeps what it could not output yet; its
+            # can_accept_more_data() says True even then (brotli 1.2.1), so drain until it is dry.
+            piece = self._d.process(chunk, output_buffer_limit=_STEP)
+            consumed = len(chunk)
+            while piece or consumed:
+                if not self._ok(consumed, piece):
+                    return None
+                parts.append(piece)
+                consumed = 0
+                if self._d.is_finished():
+                    break
+                piece = self._d.process(b"", output_buffer_limit=_STEP)
+            return b"".join(parts)
+        if enc == "zstd":
+            for i in range(0, len(chunk), _ZSTD_SLICE):
+                data = chunk[i:i + _ZSTD_SLICE]
+                while data:
+                    piece = self._d.decompress(data)
+                    rest = self._d.unused_data if self._d.eof else b""
+                    if not self._ok(len(data) - len(rest), piece):
+                        return None
+                    parts.append(piece)
+                    data = b""
+                    if self._d.eof:  # a frame ended: the next one (if any) needs a new object
+                        data = rest
+                        self._d = zstandard.ZstdDecompressor().decompressobj()
+            return b"".join(parts)
+        if enc == "deflate" and self._d is None:
+            self._head += chunk
+            if len(self._head) < 2:
+                return b""
+            b0, b1 = self._head[0], self._head[1]
+            zlib_wrapped = b0 & 0x0F == 8 and (b0 << 8 | b1) % 31 == 0
+            self._d = zlib.decompressobj(15 if zlib_wrapped else -zlib.MAX_WBITS)
+            chunk, self._head = self._head, b""
+        # gzip / deflate (zlib): output in bounded pieces; gzip may have several members
+        data = chunk
+        while True:
+            piece = self._d.decompress(data, _STEP)
+            tail = self._d.unconsumed_tail
+            rest = tail or (self._d.unused_data if self._d.eof else b"")
+            if not self._ok(len(data) - len(rest), piece):
+                return None
+            parts.append(piece)
+            if tail or (len(piece) == _STEP and not self._d.eof):
+                data = tail  # more output is waiting (b"": drain what zlib holds)
+            elif self._d.eof and enc != "deflate" and self._d.unused_data:
+                data = self._d.unused_data
+                self._d = zlib.decompressobj(31)
+            else:
+                return b"".join(parts)

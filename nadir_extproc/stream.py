@@ -10,13 +10,13 @@ priced result — so the comment block and the opt-in JSON object carry the same
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 from nadir_extproc import headers as hn
 from nadir_extproc.dialects import Dialect
 from nadir_extproc.dialects.base import CARRIER, DROP, TERMINAL, USAGE, StreamUsage, tier_and_batch
+from nadir_extproc.httpcodec import DECODABLE, MAX_DECODED_BYTES, StreamDecoder
 from nadir_extproc.inband import format_block
 from nadir_extproc.pricing.priced import Billed
 from nadir_extproc.providers.base import Provider
@@ -24,8 +24,6 @@ from nadir_extproc.response import Asked, JsonRead, read_json
 from nadir_extproc.sse import SSEParser
 from nadir_extproc.stats import count
 
-#: Encodings an SSE stream is inflated from (gzip or zlib header, auto-detected).
-_INFLATABLE = ("gzip", "x-gzip", "deflate")
 #: The JSON key of the opt-in in-body cost object.
 JSON_KEY = "nadir"
 
@@ -75,9 +73,10 @@ class ResponseStream:
         self.inflate: Any = None
         if sse and encoding in ("", "identity"):
             self.parser = SSEParser(max_event_bytes)
-        elif sse and encoding in _INFLATABLE:
+        elif sse and encoding in DECODABLE:
+            # gzip / deflate / br / zstd: decoded incrementally, bounded per chunk (httpcodec)
             self.parser = SSEParser(max_event_bytes)
-            self.inflate = zlib.decompressobj(wbits=47)
+            self.inflate = StreamDecoder(encoding, max(max_raw_bytes, MAX_DECODED_BYTES))
         self.raw = bytearray()  # non-SSE copy, appended in place: linear, not a copy per chunk
         self.raw_overflow = False
         self.max_raw = max_raw_bytes
@@ -108,8 +107,10 @@ class ResponseStream:
         parser = self.parser
         if parser is None:
             # Not SSE (e.g. Gemini's JSON-array stream) or an encoding we cannot decode: forward
-            # unchanged, keep a bounded copy to read usage from at the end.
-            if self.encoding in ("", "identity") and len(self.raw) + len(chunk) <= self.max_raw:
+            # unchanged, keep a bounded copy to read usage from at the end (compressed as it came,
+            # decoded at the end within the same bound).
+            if (not self.raw_overflow and (not self.encoding or self.encoding in DECODABLE)
+                    and len(self.raw) + len(chunk) <= self.max_raw):
                 self.raw += chunk
             elif chunk:
                 self.raw_overflow = True
@@ -119,10 +120,11 @@ class ResponseStream:
         if self.inflate is not None:
             # Compressed SSE: parse the inflated copy, forward the compressed bytes untouched (no
             # in-band cost: rewriting would need re-compression).
-            try:
-                events, _ = parser.feed(self.inflate.decompress(chunk))
-            except zlib.error:
-                count("sse_inflate_error")
+            data = self.inflate.feed(chunk)
+            if data is not None:
+                events, _ = parser.feed(data)
+            else:  # corrupt, or a decompression bomb (counted by the decoder as body_inflate_limit)
+                count("sse_inflate_error", self.encoding)
                 self.inflate = None
                 self.parser = None
                 self.raw_overflow = True
