@@ -34,6 +34,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from nadir_extproc.record import Outcome
 from nadir_extproc.telemetry import names as n
+from nadir_extproc.telemetry.histograms import FastHistogram
 from nadir_extproc.telemetry.spans import error_type, identity_attributes, provider_name
 
 #: Distinct attribute sets per counter before the overflow set (the SDK's default limit).
@@ -74,14 +75,16 @@ class RequestMetrics:
     """The instruments, created once on ``meter``; ``record(outcome)`` per finished request."""
 
     def __init__(self, meter: Meter) -> None:
-        self.tokens = meter.create_histogram(
+        # FastHistogram: the SDK's record without its per-record attribute cleaning and hashing,
+        # for our reused attribute dicts (telemetry.histograms; same data points).
+        self.tokens = FastHistogram(meter.create_histogram(
             n.M_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=list(n.TOKEN_BUCKETS),
-        )
-        self.duration = meter.create_histogram(
+        ))
+        self.duration = FastHistogram(meter.create_histogram(
             n.M_OPERATION_DURATION, unit="s", description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS_S),
-        )
+        ))
         self.cost, self.savings, self.decisions, self.unpriced = Sums(), Sums(), Sums(), Sums()
         self.opportunity = Sums()
         meter.create_observable_counter(
@@ -100,10 +103,10 @@ class RequestMetrics:
         # (op, provider, requested, response model, error.type) -> (input, output, duration) attrs
         self._hist_attrs: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
         self._proc_attrs: dict[Any, dict[str, Any]] = {}
-        self.processing = meter.create_histogram(
+        self.processing = FastHistogram(meter.create_histogram(
             n.M_PROCESSING_DURATION, unit="s", description="Time nadir-extproc spent on a request (all phases).",
             explicit_bucket_boundaries_advisory=list(n.PROCESSING_BUCKETS_S),
-        )
+        ))
 
     def _attrs(self, out: Outcome, prov: str | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """Token (input, output) and duration attribute dicts for this outcome (cached)."""
