@@ -5,8 +5,9 @@
 - fail-closed for ``auto``: the Lua guard after the ext_proc answers a 503 in the API's own error
   shape naming the cause (never the provider's 404 for model ``auto``), buffered and streamed, for
   OpenAI, Anthropic and Gemini paths;
-- killed mid-stream: the client keeps its 200 and the events already sent; later requests succeed
-  once the ext_proc is back.
+- killed mid-stream: the client keeps its 200 and the events already sent; killed while a
+  buffered (JSON) response is on its way: the client gets it whole, unprocessed; later requests
+  succeed once the ext_proc is back.
 
 No timing assertions: "slow" is a SIGSTOPped ext_proc (every reply later than any timeout)."""
 
@@ -142,6 +143,46 @@ def test_killed_mid_stream_client_keeps_its_200_and_later_requests_succeed(stack
     # Measured: with failure_mode_allow the response side fails open too: Envoy drops the broken
     # gRPC stream and passes the rest of the events through (no in-band cost), to the end.
     assert outcome == "complete" and len(got) > 1
+    stack.procs["extproc"].wait(10)
+    stack.stop_process("extproc")
+    stack.start_extproc_process()
+    wait_processed(stack)
+
+
+def test_killed_during_a_buffered_response_client_gets_it_whole(stack, provider_responses):
+    """kill -9 while a BUFFERED (JSON) response is on its way: the response headers went through
+    the ext_proc, the body is still coming (the upstream sends it in two halves 1.5 s apart). The
+    client still gets the provider's 200 and its whole body, unprocessed (fail-open: no cost
+    header); the request had been rewritten (auto -> gpt-4o-mini) before the kill; later requests
+    are processed once the ext_proc is back."""
+    import base64
+    import threading
+    import urllib.request
+
+    body = (provider_responses / "01-openai-chat-basic.response.json").read_bytes()
+    half = len(body) // 2
+    spec = {"status": 200, "headers": {"content-type": "application/json"},
+            "chunks_base64": [base64.b64encode(body[:half]).decode(), base64.b64encode(body[half:]).decode()], "delay_ms": 1500}
+    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
+                                 method="POST", headers={"content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).close()
+    before = len(upstream_requests(stack))
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(r=raw_post(
+        f"{stack.base_url}/v1/chat/completions", json.dumps({"model": "auto", "messages": MSG}).encode(),
+        {"authorization": f"Bearer {KEY}"})))
+    t.start()
+    deadline = time.monotonic() + 10
+    while len(upstream_requests(stack)) == before:  # the upstream has the request: headers next
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # the response headers are through the ext_proc; the second half is 1 s away
+    stack.procs["extproc"].kill()  # kill -9
+    t.join(30)
+    status, headers, got = result["r"]
+    assert status == 200 and got == body
+    assert "x-nadir-cost-usd" not in headers and "x-nadir-unpriced-reason" not in headers
+    assert json.loads(upstream_requests(stack)[-1]["body"])["model"] == "gpt-4o-mini"
     stack.procs["extproc"].wait(10)
     stack.stop_process("extproc")
     stack.start_extproc_process()
