@@ -114,6 +114,7 @@ def test_ext_proc_restarting_then_processed_again(stack):
     stack.procs["extproc"].wait(10)
     stack.stop_process("extproc")
     assert_fail_closed(stack, stream=False)
+    assert_fail_closed(stack, stream=True)
     stack.start_extproc_process()
     wait_processed(stack)
     oai, _ = clients(stack)
