@@ -8,10 +8,10 @@ reported no usage); times are UTC.
 ``status`` is one of ``STATUSES`` (the value of ``record.Result``): ``ok``; ``provider_error``
 (HTTP status >= 400 from the provider, or an error event in a stream); ``cut_stream`` (the response
 ended before its end: a stream without its terminal event, or a JSON body cut mid-way); ``blocked``
-(refused before the provider was called, cost ``0``: a budget ``block`` rule's 429 — unpriced reason
-``blocked`` —, or a request body too large, Envoy's own 413 over its buffer limit or ours over
-``max_request_bytes`` — unpriced reason ``request_too_large``); ``no_response`` (the request ended
-before any response headers, e.g. the client went away).
+(refused before the provider was called, cost ``0``: a budget ``block`` rule's 429, or a request
+body too large — Envoy's own 413 over its buffer limit or ours over ``max_request_bytes``, unpriced
+reason ``request_too_large``); ``no_response`` (the request ended before any response headers, e.g.
+the client went away).
 """
 
 from __future__ import annotations
