@@ -165,7 +165,7 @@ def cost_command(
 
     from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.config import Settings
-    from nadir_extproc.pricing.explain import EXIT_UNPRICED, explain, provider_from_url, render_table
+    from nadir_extproc.explain import EXIT_UNPRICED, explain, provider_from_url, render_table
     from nadir_extproc.pricing.pricefile import PriceFileError, install_price_file
 
     parts = urlsplit(url)

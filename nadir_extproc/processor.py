@@ -127,7 +127,7 @@ class RequestProcessor:
             t0 = time.perf_counter_ns()
             out = self.out
             blocked = await t.admit(self._entry.id, self._entry.catalogue_id, out.routed_model or out.requested_model,
-                                    out.dialect)
+                                    self.dialect)
             if blocked is not None:
                 out.result, out.status, out.stream = Result.BLOCKED, 429, False  # one JSON body, ours
                 r = blocked
@@ -243,7 +243,7 @@ class RequestProcessor:
             return p.reply("request_body")
         info = d.request_info(body, self._path)  # model, stream flag, user, turns, prompt: one call
         self.out.stream = info.stream
-        note_request(self.out, body, self.ctx.settings.telemetry.capture_content)
+        note_request(self.out, body, d, self.ctx.settings.telemetry.capture_content)
         model = self.out.requested_model = info.model
         self._req_tier = d.requested_tier(body)
         if self._entry.price_variant is not None:
@@ -352,7 +352,7 @@ class RequestProcessor:
         if read.finish_reasons is not None:
             out.finish_reasons = read.finish_reasons
         if read.body is not None and self.ctx.settings.telemetry.capture_content:
-            note_response_content(out, read.body)
+            note_response_content(out, read.body, self.dialect)
         shadow = out.shadow.model if out.shadow is not None else None
         pr = price_request(self._price_route(), RequestFacts(out.decision is not None, shadow), read.billed)
         out.note_priced(pr)

@@ -12,9 +12,7 @@ Shapes: OpenAI ``{"error": {"message", "type": "invalid_request_error", "param":
 
 from __future__ import annotations
 
-import json
-
-from nadir_extproc import protocol as p
+from nadir_extproc import dialects, headers as hn, protocol as p
 from nadir_extproc.pb import external_processor_pb2 as ep, http_status_pb2 as hs
 
 #: The unpriced reason (and ImmediateResponse ``details``) of a body over the size limit, ours or
@@ -24,17 +22,8 @@ TOO_LARGE = "request_too_large"
 
 def error_body(dialect: str | None, status: int, code: str, message: str) -> bytes:
     """``message`` in the error format of ``dialect`` (a ``DIALECTS`` name; OpenAI's shape when
-    unknown)."""
-    d = dialect or ""
-    if d.startswith("anthropic"):
-        doc: dict = {"type": "error", "error": {"type": code, "message": message}}
-    elif d.startswith("gemini"):
-        doc = {"error": {"code": status, "message": message,
-                         "status": "INVALID_ARGUMENT" if status < 500 else "UNAVAILABLE"}}
-    else:
-        doc = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
-                         "param": None, "code": code}}
-    return json.dumps(doc).encode("utf-8")
+    unknown): ``Dialect.refusal_body``."""
+    return dialects.get(dialect).refusal_body(status, code, message)
 
 
 def too_large(dialect: str | None, size: int, limit: int) -> p.ProcessingResponse:
@@ -46,7 +35,7 @@ def too_large(dialect: str | None, size: int, limit: int) -> p.ProcessingRespons
         ep.ImmediateResponse(
             status=hs.HttpStatus(code=hs.PayloadTooLarge),
             headers=p.header_mutation({"content-type": "application/json", "x-should-retry": "false",
-                                       "x-nadir-unpriced-reason": TOO_LARGE}),
+                                       hn.UNPRICED: TOO_LARGE}),
             body=error_body(dialect, 413, TOO_LARGE, msg),
             details="nadir_" + TOO_LARGE,
         )

@@ -30,6 +30,7 @@ from tests.conftest import load_case
 from nadir_extproc.routing.base import Decision, RouteRequest
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import COUNTS
+from nadir_extproc.dialects import DIALECTS
 from nadir_extproc.telemetry.extract import note_request, redact_secrets
 from nadir_extproc.telemetry.providers import Telemetry
 
@@ -455,5 +456,5 @@ def test_case_24_content_is_not_kept_when_capture_is_off(cases_dir):
     """24-no-credentials-in-telemetry, defaults: no message content is kept on the outcome at all."""
     frag = load_case(cases_dir, "24-no-credentials-in-telemetry")["input"]["request_body_fragment"]
     o = Outcome()
-    note_request(o, frag)
+    note_request(o, frag, DIALECTS["openai_chat"])
     assert o.content is None and "REDACTME" not in repr(o)

@@ -45,10 +45,9 @@ def block_body(dialect: str | None, message: str) -> bytes:
     """The 429 body in the API's own error format (``Dialect.error_body``), so the official SDKs
     raise their rate-limit error (``openai.RateLimitError`` / ``anthropic.RateLimitError``) with
     ``message``. An unknown dialect gets OpenAI's shape."""
-    from nadir_extproc.dialects import DIALECTS
+    from nadir_extproc import dialects
 
-    d = DIALECTS.get(dialect or "") or DIALECTS["openai_chat"]
-    return d.error_body(message)
+    return dialects.get(dialect).error_body(message)
 
 
 def block_reply(dialect: str | None, v: Verdict) -> Any:

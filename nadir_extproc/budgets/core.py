@@ -115,11 +115,12 @@ class Budgets:
 
     # ------------------------------------------------------------------ request path
     def estimate(self, provider: str, model: str | None, body_bytes: int, body: dict[str, Any] | None,
-                 catalogue: str | None = None) -> Decimal:
+                 catalogue: str | None = None, dialect: Any = None) -> Decimal:
         """The request's estimated maximum cost, USD (``budgets.estimate``): ``provider`` is the
         route's provider id (per-route output default), ``catalogue`` the provider id its rates are
-        looked up under (default: ``provider``)."""
-        return _estimate.estimate_usd(provider, model, body_bytes, body, self.cfg, catalogue=catalogue)
+        looked up under (default: ``provider``); ``dialect``: the request's API (reads its output
+        cap and choice count)."""
+        return _estimate.estimate_usd(provider, model, body_bytes, body, self.cfg, catalogue=catalogue, dialect=dialect)
 
     async def admit(self, scopes: Mapping[str, str], estimate_usd: Decimal) -> Admission:
         """Decide and reserve (module docstring). Never waits on Redis longer than

@@ -9,11 +9,12 @@ output = the body's output cap, else the route's configured default)``
   prompt, tool definitions and JSON framing are billed input too, or make up for chat-template
   tokens); inline base64 images are over-counted, non-English text may be under-counted.
   ``bytes_per_token: 0`` turns the input estimate off.
-- Output tokens: the request's own cap — OpenAI Chat ``max_completion_tokens`` / ``max_tokens``,
+- Output tokens: the request's own cap, read by its dialect (``Dialect.output_cap``) — OpenAI Chat ``max_completion_tokens`` / ``max_tokens``,
   OpenAI Responses ``max_output_tokens``, Anthropic ``max_tokens``, Gemini
   ``generationConfig.maxOutputTokens`` — a hard bound the provider enforces (reasoning tokens
   included); without one, ``output_tokens[provider]`` (else ``output_tokens["default"]``); times
-  the number of choices asked for (OpenAI Chat ``n``, Gemini ``generationConfig.candidateCount``),
+  the number of choices asked for (``Dialect.choice_count``: OpenAI Chat ``n``, Gemini
+  ``generationConfig.candidateCount``),
   each of which may reach the cap.
 - Rates: the resolved model's (after ``auto`` routing) standard input and output rates from the
   price catalogue; cache reads are billed lower, cache writes higher than plain input.
@@ -27,70 +28,42 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from nadir_extproc.dialects.base import Dialect
 from nadir_extproc.pricing.cost import price
 from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.stats import count
 
-#: Output-cap fields of the dialects' request bodies (top level), in order of precedence.
-_TOP_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
-_GEMINI_CONFIG = ("generationConfig", "generation_config")
-_GEMINI_CAPS = ("maxOutputTokens", "max_output_tokens")
+def output_cap(body: dict[str, Any] | None, dialect: Dialect | None) -> int | None:
+    """The request's own output-token cap (``Dialect.output_cap``: which field holds it is the
+    dialect's), ``None`` when it sets none or the API is unknown."""
+    return dialect.output_cap(body) if dialect is not None else None
 
 
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+def choices(body: dict[str, Any] | None, dialect: Dialect | None) -> int:
+    """How many completions the request asks for (``Dialect.choice_count``: Chat ``n``, Gemini
+    ``candidateCount``; default 1)."""
+    return dialect.choice_count(body) if dialect is not None else 1
 
 
-def output_cap(body: dict[str, Any] | None) -> int | None:
-    """The request's own output-token cap (see module docstring), ``None`` when it sets none."""
-    if not isinstance(body, dict):
-        return None
-    for k in _TOP_CAPS:
-        n = _int(body.get(k))
-        if n is not None:
-            return n
-    for c in _GEMINI_CONFIG:
-        cfg = body.get(c)
-        if isinstance(cfg, dict):
-            for k in _GEMINI_CAPS:
-                n = _int(cfg.get(k))
-                if n is not None:
-                    return n
-    return None
-
-
-def choices(body: dict[str, Any] | None) -> int:
-    """How many completions the request asks for (``n`` / ``candidateCount``; default 1)."""
-    if not isinstance(body, dict):
-        return 1
-    n = _int(body.get("n"))
-    if n is None:
-        for c in _GEMINI_CONFIG:
-            cfg = body.get(c)
-            if isinstance(cfg, dict):
-                n = _int(cfg.get("candidateCount", cfg.get("candidate_count")))
-                if n is not None:
-                    break
-    return n if n else 1
-
-
-def tokens(body_bytes: int, body: dict[str, Any] | None, provider: str, cfg: Any) -> tuple[int, int]:
-    """(input tokens, output tokens) assumed for the estimate. ``cfg``: ``BudgetReservationSettings``."""
+def tokens(body_bytes: int, body: dict[str, Any] | None, provider: str, cfg: Any,
+           dialect: Dialect | None = None) -> tuple[int, int]:
+    """(input tokens, output tokens) assumed for the estimate. ``cfg``: ``BudgetReservationSettings``;
+    ``dialect``: the request's API (reads the cap and the choice count)."""
     bpt = cfg.bytes_per_token
     n_in = -(-body_bytes // bpt) if bpt else 0
-    n_out = output_cap(body)
+    n_out = output_cap(body, dialect)
     if n_out is None:
         n_out = cfg.output_tokens.get(provider, cfg.output_tokens.get("default", 0))
-    return n_in, n_out * choices(body)
+    return n_in, n_out * choices(body, dialect)
 
 
 def estimate_usd(provider: str, model: str | None, body_bytes: int, body: dict[str, Any] | None, cfg: Any,
-                 catalogue: str | None = None) -> Decimal:
+                 catalogue: str | None = None, dialect: Dialect | None = None) -> Decimal:
     """The request's estimated maximum cost in USD (``Decimal``, exact): ``provider`` picks the
     route's output default, ``catalogue`` (default ``provider``) the rates. 0 when the model is
     unknown or cannot be priced (counted as ``budget_estimate_unpriced``: the request reserves
     nothing and is checked against spend and others' reservations only)."""
-    n_in, n_out = tokens(body_bytes, body, provider, cfg)
+    n_in, n_out = tokens(body_bytes, body, provider, cfg, dialect)
     if not (n_in or n_out):
         return Decimal(0)
     if not model:

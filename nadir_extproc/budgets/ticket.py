@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from nadir_extproc.budgets.core import Budgets
+    from nadir_extproc.dialects.base import Dialect
 from nadir_extproc.pricing.money import format_usd
 from nadir_extproc.stats import count
 
@@ -35,14 +36,15 @@ class Ticket:
         self.pending = True  # admission not yet run
         self.settled = False
 
-    async def admit(self, provider: str, catalogue: str, model: str | None, dialect: str | None) -> Any | None:
+    async def admit(self, provider: str, catalogue: str, model: str | None, dialect: Dialect) -> Any | None:
         """Reserve the request's estimated maximum cost (``provider``: the route's id, for its
         output default; ``catalogue``: the id its rates are looked up under; ``model``: the model
-        sent upstream). Returns the 429 ``ProcessingResponse`` in ``dialect``'s error shape when a
+        sent upstream; ``dialect``: the request's API, whose output cap the estimate reads).
+        Returns the 429 ``ProcessingResponse`` in ``dialect``'s error shape when a
         ``block`` rule refuses it, else ``None``. A failure here admits the request (counted)."""
         self.pending = False
         try:
-            est = self.budgets.estimate(provider, model, self.body_bytes, self.body, catalogue=catalogue)
+            est = self.budgets.estimate(provider, model, self.body_bytes, self.body, catalogue=catalogue, dialect=dialect)
             a = await self.budgets.admit(self.scopes, est)
         except Exception as e:  # noqa: BLE001 — our bug must not break the user's call
             count("internal_error", f"budget admission: {type(e).__name__}: {e}")
@@ -51,7 +53,7 @@ class Ticket:
         self.reservation = a.reservation
         if v.remaining_usd is not None:
             self.headers = {H_REMAINING: format_usd(v.remaining_usd)}
-        return block_reply(dialect, v) if v.action == "block" else None
+        return block_reply(dialect.name, v) if v.action == "block" else None
 
     def settle(self, usd: Decimal | None) -> None:
         """Add the priced cost (``None``: nothing was priced) and release the reservation, once."""

@@ -12,6 +12,15 @@ from nadir_extproc.dialects.openai_responses import OpenAIResponses
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (OpenAIChat(), OpenAIResponses(), AnthropicMessages(), Gemini())}
 
 
+#: The API whose error shape answers when a request's API is unknown (OpenAI's error object).
+DEFAULT = "openai_chat"
+
+
+def get(name: str | None) -> Dialect:
+    """The dialect called ``name``, else the ``DEFAULT`` one (never raises)."""
+    return DIALECTS.get(name or "") or DIALECTS[DEFAULT]
+
+
 def default_paths() -> dict[str, str]:
     """Request path -> dialect name, from each dialect's default ``paths``."""
     return {p: d.name for d in DIALECTS.values() for p in d.paths}
@@ -52,4 +61,4 @@ def retrieval_dialect(path: str) -> Dialect | None:
     return None
 
 
-__all__ = ["DIALECTS", "Dialect", "RewriteError", "default_paths", "detect", "retrieval_dialect"]
+__all__ = ["DEFAULT", "DIALECTS", "Dialect", "get", "RewriteError", "default_paths", "detect", "retrieval_dialect"]

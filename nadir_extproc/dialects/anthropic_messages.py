@@ -163,6 +163,27 @@ class AnthropicMessages(Dialect):
     provider = "anthropic"
     operation = "chat"
     paths = ("/v1/messages",)
+    path_suffixes = ("/messages",)
+    object_kinds = ("message",)
+    # Anthropic API reference, Messages "Create".
+    param_keys = (("max_tokens", "max_tokens", "int"), ("temperature", "temperature", "float"),
+                  ("top_p", "top_p", "float"), ("top_k", "top_k", "float"),
+                  ("stop_sequences", "stop_sequences", "strs"))
+    cap_keys = ("max_tokens",)
+
+    def system_content(self, body: dict[str, Any]) -> Any:
+        """Top-level ``system`` (a string or text blocks)."""
+        return body.get("system")
+
+    def output_turns(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``content`` blocks with ``stop_reason``."""
+        if not isinstance(body.get("content"), list):
+            return []
+        return [{"role": "assistant", "content": body["content"], "finish_reason": body.get("stop_reason")}]
+
+    def refusal_body(self, status: int, code: str, message: str) -> bytes:
+        """Anthropic's error shape: ``{"type": "error", "error": {"type": code, "message"}}``."""
+        return json.dumps({"type": "error", "error": {"type": code, "message": message}}).encode("utf-8")
 
     def prompt_text(self, body: dict[str, Any]) -> str:
         out: list[str] = []

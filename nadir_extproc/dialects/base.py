@@ -80,6 +80,11 @@ def tier_and_batch(tier: str | None) -> tuple[str | None, bool]:
     return tier, False
 
 
+def _nonneg_int(v: Any) -> int | None:
+    """``v`` when it is a non-negative int (not a bool), else ``None``."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
 def _has_count(v: Any, depth: int = 0) -> bool:
     """Whether ``v`` holds a non-negative integer token count (not a bool), at most 4 levels deep."""
     if isinstance(v, int) and not isinstance(v, bool):
@@ -227,11 +232,88 @@ class Dialect:
         """The body's own end-user field, raw (``None`` when the API has none or it is absent)."""
         return None
 
+    # --- request parameters, output caps, content (telemetry and budgets read these) ------
+    #: ``(body key, parameter, kind)`` of the request parameters telemetry reports, first key
+    #: present wins per parameter. Parameters: ``max_tokens``, ``temperature``, ``top_p``,
+    #: ``top_k``, ``frequency_penalty``, ``presence_penalty``, ``seed``, ``choice_count``,
+    #: ``stop_sequences``; kinds: ``int``, ``float``, ``strs`` (telemetry.extract converts).
+    param_keys: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    #: Top-level output-token cap fields, in order of precedence (a hard bound the provider
+    #: enforces, reasoning included).
+    cap_keys: ClassVar[tuple[str, ...]] = ()
+
+    def param_sources(self, body: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        """The objects ``param_keys`` are looked up in (the body; Gemini adds ``generationConfig``)."""
+        return (body,)
+
+    def output_cap(self, body: dict[str, Any] | None) -> int | None:
+        """The request's own output-token cap (non-negative int), ``None`` when it sets none."""
+        if not isinstance(body, dict):
+            return None
+        return next((n for n in (_nonneg_int(body.get(k)) for k in self.cap_keys) if n is not None), None)
+
+    def choice_count(self, body: dict[str, Any] | None) -> int:
+        """How many completions the request asks for, each of which may reach the cap (1 unless
+        the API has a choice count and the body sets one)."""
+        return 1
+
+    def input_turns(self, body: dict[str, Any]) -> list[tuple[str, Any]]:
+        """Opt-in content capture: ``(role, raw content)`` of each input message (content is a
+        string or a list of parts/blocks)."""
+        turns = body.get(self.turns_key)
+        if isinstance(turns, str):
+            return [("user", turns)]
+        if not isinstance(turns, list):
+            return []
+        return [(str(m.get("role", "user")), m.get("content")) for m in turns if isinstance(m, dict)]
+
+    def system_content(self, body: dict[str, Any]) -> Any:
+        """Opt-in content capture: the system instructions outside the messages, raw (``None``)."""
+        return None
+
+    def output_turns(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Opt-in content capture: each output message of a JSON response as ``{"role",
+        "content" (raw), "finish_reason"? }``."""
+        return []
+
     # --- errors ----------------------------------------------------------------------------
     def error_body(self, message: str) -> bytes:
         """A 429 (rate limit) error body in this API's own error format carrying ``message``, so
         the official SDKs raise their rate-limit error."""
         raise NotImplementedError
+
+    def refusal_body(self, status: int, code: str, message: str) -> bytes:
+        """An error body of ours (``nadir_extproc.refusal``: a 413 ``request_too_large``) in this
+        API's own error format, with ``code`` and ``message``."""
+        raise NotImplementedError
+
+    def error_summary(self, body: Any) -> str | None:
+        """``code``/``type``/``status`` of an error response body (never its message, which may
+        quote input), ``None`` when ``body`` is not an error. ``{"error": {…}}`` is the shape
+        of OpenAI, Gemini (``google.rpc.Status``) and Anthropic (with ``"type": "error"``)."""
+        if not isinstance(body, dict):
+            return None
+        err = body.get("error")
+        if isinstance(err, dict):
+            bits = [str(err[k]) for k in ("code", "type", "status") if isinstance(err.get(k), (str, int))]
+            return " ".join(dict.fromkeys(bits)) or "error"
+        if body.get("type") == "error":
+            return "error"
+        return None
+
+    # --- recorded interactions (the ``cost`` command) -----------------------------------------
+    #: Path endings that name this API behind any prefix (``/openai/v1/chat/completions``).
+    path_suffixes: ClassVar[tuple[str, ...]] = ()
+    #: The ``object`` / ``type`` of its response bodies (a batch result line names its API so).
+    object_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def matches_suffix(self, bare_path: str) -> bool:
+        """True when ``bare_path`` (no query, no trailing ``/``) ends like this API's paths."""
+        return bare_path.endswith(self.path_suffixes) if self.path_suffixes else False
+
+    def no_usage_hint(self, request: dict[str, Any] | None) -> str:
+        """Why a response of this request may carry no usage (text for people), else ``""``."""
+        return ""
 
     # --- response --------------------------------------------------------------------------
     def response_info(self, body: dict[str, Any]) -> ResponseInfo:

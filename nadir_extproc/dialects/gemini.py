@@ -244,6 +244,59 @@ class Gemini(Dialect):
 
     # --- request -------------------------------------------------------------------------
     turns_key = "contents"
+    # Gemini API reference, GenerationConfig (JSON names; proto names for the cap too).
+    param_keys = (("maxOutputTokens", "max_tokens", "int"), ("temperature", "temperature", "float"),
+                  ("topP", "top_p", "float"), ("topK", "top_k", "float"),
+                  ("frequencyPenalty", "frequency_penalty", "float"), ("presencePenalty", "presence_penalty", "float"),
+                  ("seed", "seed", "int"), ("candidateCount", "choice_count", "int"),
+                  ("stopSequences", "stop_sequences", "strs"))
+    _CONFIG = ("generationConfig", "generation_config")
+
+    def param_sources(self, body: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        """The body and its ``generationConfig``."""
+        gc = body.get("generationConfig")
+        return (body, gc) if isinstance(gc, dict) else (body,)
+
+    def _config_int(self, body: dict[str, Any] | None, keys: tuple[str, ...]) -> int | None:
+        if not isinstance(body, dict):
+            return None
+        for c in self._CONFIG:
+            cfg = body.get(c)
+            if isinstance(cfg, dict):
+                for k in keys:
+                    v = cfg.get(k)
+                    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                        return v
+        return None
+
+    def output_cap(self, body: dict[str, Any] | None) -> int | None:
+        """``generationConfig.maxOutputTokens`` (``generation_config.max_output_tokens``)."""
+        return self._config_int(body, ("maxOutputTokens", "max_output_tokens"))
+
+    def choice_count(self, body: dict[str, Any] | None) -> int:
+        """``generationConfig.candidateCount`` (default 1)."""
+        return self._config_int(body, ("candidateCount", "candidate_count")) or 1
+
+    def input_turns(self, body: dict[str, Any]) -> list[tuple[str, Any]]:
+        """``contents[]``: role and ``parts``."""
+        contents = body.get("contents")
+        if not isinstance(contents, list):
+            return []
+        return [(str(m.get("role", "user")), m.get("parts")) for m in contents if isinstance(m, dict)]
+
+    def output_turns(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``candidates[].content.parts`` with ``finishReason``."""
+        cands = body.get("candidates")
+        if not isinstance(cands, list):
+            return []
+        return [{"role": "assistant", "content": c["content"].get("parts"), "finish_reason": c.get("finishReason")}
+                for c in cands if isinstance(c, dict) and isinstance(c.get("content"), dict)]
+
+    def refusal_body(self, status: int, code: str, message: str) -> bytes:
+        """``google.rpc.Status`` JSON: ``{"error": {"code": status, "message", "status":
+        "INVALID_ARGUMENT" (or "UNAVAILABLE" from 500)}}``."""
+        doc = {"error": {"code": status, "message": message, "status": "INVALID_ARGUMENT" if status < 500 else "UNAVAILABLE"}}
+        return json.dumps(doc).encode("utf-8")
 
     def error_body(self, message: str) -> bytes:
         """The ``google.rpc.Status`` JSON of a 429 (AIP-193):

@@ -219,12 +219,55 @@ class OpenAIShapes(Dialect):
     def error_body(self, message: str) -> bytes:
         return openai_error_body(message)
 
+    def refusal_body(self, status: int, code: str, message: str) -> bytes:
+        """OpenAI's error object: ``{"error": {"message", "type": "invalid_request_error" (or
+        "server_error" from 500), "param": null, "code"}}``."""
+        doc = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                         "param": None, "code": code}}
+        return json.dumps(doc).encode("utf-8")
+
 
 class OpenAIChat(OpenAIShapes):
     name = "openai_chat"
     provider = "openai"
     operation = "chat"
     paths = ("/v1/chat/completions", "/chat/completions")
+    path_suffixes = ("/chat/completions",)
+    object_kinds = ("chat.completion",)
+    # OpenAI API reference, Chat Completions "Create": max_tokens is the deprecated name of
+    # max_completion_tokens (the cap wins in that order for the estimate).
+    param_keys = (("max_tokens", "max_tokens", "int"), ("max_completion_tokens", "max_tokens", "int"),
+                  ("temperature", "temperature", "float"), ("top_p", "top_p", "float"),
+                  ("frequency_penalty", "frequency_penalty", "float"), ("presence_penalty", "presence_penalty", "float"),
+                  ("seed", "seed", "int"), ("n", "choice_count", "int"), ("stop", "stop_sequences", "strs"))
+    cap_keys = ("max_completion_tokens", "max_tokens")
+
+    def choice_count(self, body: dict[str, Any] | None) -> int:
+        """``n`` (default 1)."""
+        n = body.get("n") if isinstance(body, dict) else None
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+    def system_content(self, body: dict[str, Any]) -> Any:
+        """Chat keeps system text inside ``messages``; a top-level ``system`` or ``instructions``
+        (gateways' extensions) is reported when present."""
+        return body.get("system", body.get("instructions"))
+
+    def output_turns(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``choices[].message.content`` with ``finish_reason``."""
+        choices = body.get("choices")
+        if not isinstance(choices, list):
+            return []
+        return [{"role": "assistant", "content": c["message"].get("content"), "finish_reason": c.get("finish_reason")}
+                for c in choices if isinstance(c, dict) and isinstance(c.get("message"), dict)]
+
+    def no_usage_hint(self, request: dict[str, Any] | None) -> str:
+        """A stream without ``stream_options.include_usage`` carries no usage (OpenAI reference)."""
+        if not isinstance(request, dict) or request.get("stream") is not True:
+            return ""
+        so = request.get("stream_options")
+        if isinstance(so, dict) and so.get("include_usage"):
+            return ""
+        return " (a Chat Completions stream without stream_options.include_usage carries none)"
 
     def matches_path(self, path: str) -> bool:
         """Azure OpenAI deployments: ``/openai/deployments/{deployment}/chat/completions`` (Azure

@@ -105,6 +105,8 @@ class ResponsesStreamUsage(StreamUsage):
 
 
 _RETRIEVE = re.compile(r"^(?:/v1)?/responses/(?P<id>[A-Za-z0-9_-]+)$")
+#: ``…/responses/{id}`` behind any prefix (the ``cost`` command reads recorded URLs).
+_BY_ID_SUFFIX = re.compile(r"/responses/[A-Za-z0-9_-]+$")
 
 
 class OpenAIResponses(OpenAIShapes):
@@ -112,6 +114,27 @@ class OpenAIResponses(OpenAIShapes):
     provider = "openai"
     operation = "chat"
     paths = ("/v1/responses", "/responses")
+    path_suffixes = ("/responses",)
+    object_kinds = ("response",)
+    param_keys = (("max_output_tokens", "max_tokens", "int"), ("temperature", "temperature", "float"),
+                  ("top_p", "top_p", "float"), ("seed", "seed", "int"), ("stop", "stop_sequences", "strs"))
+    cap_keys = ("max_output_tokens",)
+
+    def matches_suffix(self, bare_path: str) -> bool:
+        """``…/responses``, and ``…/responses/{id}`` (a background response fetched by id)."""
+        return bare_path.endswith(self.path_suffixes) or _BY_ID_SUFFIX.search(bare_path) is not None
+
+    def system_content(self, body: dict[str, Any]) -> Any:
+        """``instructions``."""
+        return body.get("system", body.get("instructions"))
+
+    def output_turns(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``output[]`` items of type ``message`` (no per-item finish reason)."""
+        out = body.get("output")
+        if not isinstance(out, list):
+            return []
+        return [{"role": "assistant", "content": item.get("content")} for item in out
+                if isinstance(item, dict) and item.get("type") == "message"]
 
     def requested_tier(self, body: dict[str, Any]) -> str | None:
         """The request's ``service_tier`` (``flex``, ``priority`` …; OpenAI API reference); ``auto``

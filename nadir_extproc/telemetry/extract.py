@@ -4,8 +4,9 @@
 ``Outcome``: request parameters and — only when content capture is opted in — the messages
 (response id and finish reasons are the dialect's: ``Dialect.response_info``). Nothing here keeps prompt text unless ``capture_content`` is true, and captured text
 goes through ``redact_secrets`` first (shared case 24: API keys pasted into prompts never reach a
-span). Field names per API are from the providers' API references (OpenAI Chat Completions and
-Responses, Anthropic Messages, Gemini ``generateContent``).
+span). Which body field holds what is each dialect's (``Dialect.param_keys``, ``input_turns``,
+``system_content``, ``output_turns``); this module turns those values into the OTel GenAI
+attributes (semconv v1.41.1).
 """
 
 from __future__ import annotations
@@ -15,31 +16,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from nadir_extproc.dialects.base import Dialect
 from nadir_extproc.record import Outcome
 from nadir_extproc.telemetry import names as n
 
-# body key -> (attribute, kind). First key present wins for the same attribute.
-_PARAMS: tuple[tuple[str, str, str], ...] = (
-    ("max_tokens", n.REQUEST_MAX_TOKENS, "int"),  # chat (legacy), anthropic
-    ("max_completion_tokens", n.REQUEST_MAX_TOKENS, "int"),  # chat
-    ("max_output_tokens", n.REQUEST_MAX_TOKENS, "int"),  # responses
-    ("maxOutputTokens", n.REQUEST_MAX_TOKENS, "int"),  # gemini generationConfig
-    ("temperature", n.REQUEST_TEMPERATURE, "float"),
-    ("top_p", n.REQUEST_TOP_P, "float"),
-    ("topP", n.REQUEST_TOP_P, "float"),
-    ("top_k", n.REQUEST_TOP_K, "float"),
-    ("topK", n.REQUEST_TOP_K, "float"),
-    ("frequency_penalty", n.REQUEST_FREQUENCY_PENALTY, "float"),
-    ("frequencyPenalty", n.REQUEST_FREQUENCY_PENALTY, "float"),
-    ("presence_penalty", n.REQUEST_PRESENCE_PENALTY, "float"),
-    ("presencePenalty", n.REQUEST_PRESENCE_PENALTY, "float"),
-    ("seed", n.REQUEST_SEED, "int"),
-    ("n", n.REQUEST_CHOICE_COUNT, "int"),
-    ("candidateCount", n.REQUEST_CHOICE_COUNT, "int"),
-    ("stop", n.REQUEST_STOP_SEQUENCES, "strs"),
-    ("stop_sequences", n.REQUEST_STOP_SEQUENCES, "strs"),
-    ("stopSequences", n.REQUEST_STOP_SEQUENCES, "strs"),
-)
+#: A dialect's parameter name (``Dialect.param_keys``) -> its ``gen_ai.request.*`` attribute.
+_ATTR: dict[str, str] = {
+    "max_tokens": n.REQUEST_MAX_TOKENS,
+    "temperature": n.REQUEST_TEMPERATURE,
+    "top_p": n.REQUEST_TOP_P,
+    "top_k": n.REQUEST_TOP_K,
+    "frequency_penalty": n.REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": n.REQUEST_PRESENCE_PENALTY,
+    "seed": n.REQUEST_SEED,
+    "choice_count": n.REQUEST_CHOICE_COUNT,
+    "stop_sequences": n.REQUEST_STOP_SEQUENCES,
+}
 
 
 def _number(v: Any, kind: str) -> int | float | None:
@@ -50,21 +42,19 @@ def _number(v: Any, kind: str) -> int | float | None:
     return float(v)
 
 
-def request_params(body: Mapping[str, Any]) -> dict[str, Any]:
+def request_params(body: Mapping[str, Any], dialect: Dialect) -> dict[str, Any]:
     """``gen_ai.request.*`` attributes for the parameters present in a request body.
 
-    ``body`` is the parsed JSON request of any supported API (Gemini's ``generationConfig`` is
-    looked into). Values of the wrong type (``null``, strings for numbers, booleans) are left out.
-    Returns attribute name -> int | float | list[str]; ``gen_ai.request.choice.count`` only when
-    not 1 (the convention's rule). Never raises on odd input.
+    ``body`` is the parsed JSON request of ``dialect``'s API; which keys hold which parameter is
+    the dialect's (``Dialect.param_keys`` / ``param_sources``: Gemini's ``generationConfig``).
+    Values of the wrong type (``null``, strings for numbers, booleans) are left out. Returns
+    attribute name -> int | float | list[str]; ``gen_ai.request.choice.count`` only when not 1
+    (the convention's rule). Never raises on odd input.
     """
     out: dict[str, Any] = {}
-    sources: list[Mapping[str, Any]] = [body]
-    gc = body.get("generationConfig")
-    if isinstance(gc, Mapping):
-        sources.append(gc)
-    for src in sources:
-        for key, attr, kind in _PARAMS:
+    for src in dialect.param_sources(body):  # type: ignore[arg-type]
+        for key, param, kind in dialect.param_keys:
+            attr = _ATTR[param]
             if attr in out or key not in src:
                 continue
             v = src[key]
@@ -117,29 +107,16 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
-def input_messages(body: Mapping[str, Any]) -> dict[str, str]:
+def input_messages(body: Mapping[str, Any], dialect: Dialect) -> dict[str, str]:
     """Opt-in content: ``gen_ai.input.messages`` (and ``gen_ai.system_instructions``) as JSON
-    strings in the convention's role/parts shape, from a chat/messages/responses/gemini body, with
-    key-shaped tokens redacted (``redact_secrets``)."""
+    strings in the convention's role/parts shape, from the messages ``dialect`` reads
+    (``Dialect.input_turns`` / ``system_content``), with key-shaped tokens redacted
+    (``redact_secrets``)."""
     out: dict[str, str] = {}
-    msgs: list[dict[str, Any]] = []
-    raw = body.get("messages")
-    if raw is None:
-        raw = body.get("input")
-    if isinstance(raw, str):
-        msgs.append({"role": "user", "parts": _parts(raw)})
-    elif isinstance(raw, list):
-        for m in raw:
-            if isinstance(m, dict):
-                msgs.append({"role": str(m.get("role", "user")), "parts": _parts(m.get("content"))})
-    contents = body.get("contents")
-    if isinstance(contents, list):
-        for m in contents:
-            if isinstance(m, dict):
-                msgs.append({"role": str(m.get("role", "user")), "parts": _parts(m.get("parts"))})
+    msgs = [{"role": role, "parts": _parts(content)} for role, content in dialect.input_turns(body)]  # type: ignore[arg-type]
     if msgs:
         out[n.INPUT_MESSAGES] = redact_secrets(json.dumps(msgs, ensure_ascii=False))
-    system = body.get("system", body.get("instructions"))
+    system = dialect.system_content(body)  # type: ignore[arg-type]
     if system is not None:
         parts = _parts(system)
         if parts:
@@ -147,46 +124,34 @@ def input_messages(body: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def output_messages(body: Mapping[str, Any]) -> dict[str, str]:
-    """Opt-in content: ``gen_ai.output.messages`` as a JSON string from a JSON response body, with
-    key-shaped tokens redacted (``redact_secrets``)."""
-    msgs: list[dict[str, Any]] = []
-    choices = body.get("choices")
-    if isinstance(choices, list):
-        for c in choices:
-            if isinstance(c, dict) and isinstance(c.get("message"), dict):
-                msgs.append({"role": "assistant", "parts": _parts(c["message"].get("content")),
-                             "finish_reason": c.get("finish_reason")})
-    elif isinstance(body.get("content"), list):
-        msgs.append({"role": "assistant", "parts": _parts(body["content"]), "finish_reason": body.get("stop_reason")})
-    elif isinstance(body.get("output"), list):
-        for item in body["output"]:
-            if isinstance(item, dict) and item.get("type") == "message":
-                msgs.append({"role": "assistant", "parts": _parts(item.get("content"))})
-    elif isinstance(body.get("candidates"), list):
-        for c in body["candidates"]:
-            if isinstance(c, dict) and isinstance(c.get("content"), dict):
-                msgs.append({"role": "assistant", "parts": _parts(c["content"].get("parts")),
-                             "finish_reason": c.get("finishReason")})
+def output_messages(body: Mapping[str, Any], dialect: Dialect) -> dict[str, str]:
+    """Opt-in content: ``gen_ai.output.messages`` as a JSON string from a JSON response body
+    (``Dialect.output_turns``), with key-shaped tokens redacted (``redact_secrets``)."""
+    msgs = []
+    for t in dialect.output_turns(body):  # type: ignore[arg-type]
+        m = {"role": t["role"], "parts": _parts(t.get("content"))}
+        if "finish_reason" in t:
+            m["finish_reason"] = t["finish_reason"]
+        msgs.append(m)
     return {n.OUTPUT_MESSAGES: redact_secrets(json.dumps(msgs, ensure_ascii=False))} if msgs else {}
 
 
 # ----------------------------------------------------------------------------- processor hooks
-def note_request(out: Outcome, body: Mapping[str, Any], capture_content: bool = False) -> None:
+def note_request(out: Outcome, body: Mapping[str, Any], dialect: Dialect, capture_content: bool = False) -> None:
     """Copy request parameters (and, if opted in, the input messages) onto ``out`` (an
-    ``Outcome``). Never raises."""
+    ``Outcome``), as ``dialect`` reads them. Never raises."""
     try:
-        out.request_params = request_params(body)
+        out.request_params = request_params(body, dialect)
         if capture_content:
-            out.content = {**(out.content or {}), **input_messages(body)}
+            out.content = {**(out.content or {}), **input_messages(body, dialect)}
     except Exception:  # noqa: BLE001 — telemetry must not break the request path
         pass
 
 
-def note_response_content(out: Outcome, body: Mapping[str, Any]) -> None:
+def note_response_content(out: Outcome, body: Mapping[str, Any], dialect: Dialect) -> None:
     """Opt-in content: copy the output messages onto ``out.content`` (the response id and
     finish reasons come from the dialect's ``response_info``). Never raises."""
     try:
-        out.content = {**(out.content or {}), **output_messages(body)}
+        out.content = {**(out.content or {}), **output_messages(body, dialect)}
     except Exception:  # noqa: BLE001
         pass

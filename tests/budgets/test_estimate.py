@@ -8,39 +8,46 @@ from decimal import Decimal as D
 import pytest
 
 from nadir_extproc.budgets.estimate import estimate_usd, output_cap
+from nadir_extproc.dialects import DIALECTS
 from nadir_extproc.config import BudgetReservationSettings, ConfigError, load_settings
 from nadir_extproc.stats import COUNTS
 
 
-@pytest.mark.parametrize("body, cap", [
-    ({"max_completion_tokens": 7, "max_tokens": 9}, 7),  # OpenAI Chat: the newer field wins
-    ({"max_tokens": 9}, 9),  # OpenAI Chat (legacy), Anthropic Messages
-    ({"max_output_tokens": 11}, 11),  # OpenAI Responses
-    ({"generationConfig": {"maxOutputTokens": 13}}, 13),  # Gemini
-    ({"generation_config": {"max_output_tokens": 15}}, 15),  # Gemini, proto field names
-    ({"max_tokens": True}, None), ({"max_tokens": -1}, None), ({"max_tokens": "9"}, None), ({}, None), (None, None),
+CHAT = DIALECTS["openai_chat"]
+
+
+@pytest.mark.parametrize("api, body, cap", [
+    ("openai_chat", {"max_completion_tokens": 7, "max_tokens": 9}, 7),  # OpenAI Chat: the newer field wins
+    ("openai_chat", {"max_tokens": 9}, 9),  # OpenAI Chat (legacy)
+    ("anthropic_messages", {"max_tokens": 9}, 9),  # Anthropic Messages
+    ("openai_responses", {"max_output_tokens": 11}, 11),  # OpenAI Responses
+    ("openai_responses", {"max_tokens": 11}, None),  # not a Responses field
+    ("gemini", {"generationConfig": {"maxOutputTokens": 13}}, 13),  # Gemini
+    ("gemini", {"generation_config": {"max_output_tokens": 15}}, 15),  # Gemini, proto field names
+    ("openai_chat", {"max_tokens": True}, None), ("openai_chat", {"max_tokens": -1}, None),
+    ("anthropic_messages", {"max_tokens": "9"}, None), ("gemini", {}, None), ("openai_chat", None, None),
 ])
-def test_output_cap_of_each_dialect(body, cap):
-    assert output_cap(body) == cap
+def test_output_cap_of_each_dialect(api, body, cap):
+    assert output_cap(body, DIALECTS[api]) == cap
 
 
 def test_estimate_from_body_size_and_output_cap():
     cfg = BudgetReservationSettings()
     # gpt-4o-mini 0.15 / 0.60 USD per MTok; 400 bytes -> 100 input tokens; max_tokens 100:
     # 100 x 0.15/1e6 + 100 x 0.60/1e6 = 0.000015 + 0.00006 = 0.000075
-    assert estimate_usd("openai", "gpt-4o-mini", 400, {"max_tokens": 100}, cfg) == D("0.000075")
+    assert estimate_usd("openai", "gpt-4o-mini", 400, {"max_tokens": 100}, cfg, dialect=CHAT) == D("0.000075")
     # 401 bytes round up to 101 tokens: + 0.00000015
-    assert estimate_usd("openai", "gpt-4o-mini", 401, {"max_tokens": 100}, cfg) == D("0.00007515")
+    assert estimate_usd("openai", "gpt-4o-mini", 401, {"max_tokens": 100}, cfg, dialect=CHAT) == D("0.00007515")
 
 
 def test_several_choices_may_each_reach_the_cap():
     cfg = BudgetReservationSettings()
     # n = 3 completions of up to 100 tokens: 400 bytes -> 100 input x 0.15/1e6 + 300 x 0.60/1e6 = 0.000015 + 0.00018
-    assert estimate_usd("openai", "gpt-4o-mini", 400, {"max_tokens": 100, "n": 3}, cfg) == D("0.000195")
+    assert estimate_usd("openai", "gpt-4o-mini", 400, {"max_tokens": 100, "n": 3}, cfg, dialect=CHAT) == D("0.000195")
     # Gemini candidateCount 2 x maxOutputTokens 100 at gemini-2.5-flash (0.30 / 2.50 per MTok):
     # 100 x 0.30/1e6 + 200 x 2.50/1e6 = 0.00003 + 0.0005
     body = {"generationConfig": {"maxOutputTokens": 100, "candidateCount": 2}}
-    assert estimate_usd("google", "gemini-2.5-flash", 400, body, cfg) == D("0.00053")
+    assert estimate_usd("google", "gemini-2.5-flash", 400, body, cfg, dialect=DIALECTS["gemini"]) == D("0.00053")
 
 
 def test_route_default_output_tokens_when_the_request_sets_no_cap():
@@ -56,7 +63,7 @@ def test_estimate_off_and_unknown_models_reserve_nothing():
     off = BudgetReservationSettings(bytes_per_token=0, output_tokens={"default": 0})
     assert estimate_usd("openai", "gpt-4o-mini", 10_000, {}, off) == 0
     before = COUNTS["budget_estimate_unpriced"]
-    assert estimate_usd("openai", "no-such-model", 400, {"max_tokens": 10}, BudgetReservationSettings()) == 0
+    assert estimate_usd("openai", "no-such-model", 400, {"max_tokens": 10}, BudgetReservationSettings(), dialect=CHAT) == 0
     assert COUNTS["budget_estimate_unpriced"] == before + 1
 
 

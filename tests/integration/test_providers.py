@@ -11,7 +11,7 @@ import urllib.request
 
 import openai
 
-from nadir_extproc.pricing.explain import explain
+from nadir_extproc.explain import explain
 from tests.conftest import load_case
 from tests.integration.conftest import clear_upstream, upstream_requests
 

@@ -12,7 +12,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from nadir_extproc.pricing.explain import explain
+from nadir_extproc.explain import explain
 
 WHEN = datetime(2026, 11, 1, 12, tzinfo=UTC)
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"

@@ -14,7 +14,7 @@ from decimal import Decimal as D
 
 from nadir_extproc.dialects import DIALECTS
 from nadir_extproc.pricing.cost import price
-from nadir_extproc.pricing.explain import explain
+from nadir_extproc.explain import explain
 from nadir_extproc.pricing.savings import baseline_cost, cost_saved
 from nadir_extproc.pricing.usage import Usage
 

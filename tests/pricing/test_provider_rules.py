@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from nadir_extproc.pricing.explain import explain
+from nadir_extproc.explain import explain
 from nadir_extproc.providers import known
 
 WHEN = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal as D
 
 from nadir_extproc.pricing.cost import price
-from nadir_extproc.pricing.explain import explain
+from nadir_extproc.explain import explain
 from nadir_extproc.pricing.usage import Usage
 
 WHEN = datetime(2026, 11, 1, tzinfo=UTC)

@@ -115,7 +115,7 @@ def test_no_tier_reported_is_none():
 
 
 def test_gemini_json_array_stream_tier_is_read_by_the_cost_command():
-    from nadir_extproc.pricing.explain import explain
+    from nadir_extproc.explain import explain
 
     url = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent"
 

@@ -1,4 +1,6 @@
-"""``nadir-extproc cost``: explain the bill of one recorded LLM interaction.
+"""``nadir-extproc cost``: explain the bill of one recorded LLM interaction (the command's engine;
+``cli.cost_command`` reads the settings and the files, this module knows neither config nor
+routing: the caller passes the baseline candidates).
 
 Given the request URL, the response body (JSON, a gzip-compressed JSON, a batch-result line, or a
 raw SSE stream) and optionally the request body, ``explain`` infers the provider (from the URL host,
@@ -41,12 +43,10 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from decimal import Decimal as D
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
-import typer
-
+from nadir_extproc import dialects
 from nadir_extproc.dialects import DIALECTS, Dialect
 from nadir_extproc.providers import known
 from nadir_extproc.pricing import catalogue
@@ -101,37 +101,20 @@ def provider_from_url(url: str) -> str | None:
 
 def dialect_from_path(path: str) -> Dialect | None:
     """The dialect of a request path, also behind gateway prefixes (``/openai/v1/chat/completions``,
-    ``/api/paas/v4/chat/completions``): by suffix ``/chat/completions``, ``/responses``, ``/messages``,
-    or Gemini's ``/models/{model}:generateContent``. ``None`` for anything else (``/v1/completions``)."""
+    ``/api/paas/v4/chat/completions``): each dialect's own paths (``Dialect.matches_path``: Gemini's
+    ``/models/{model}:generateContent``), then its path endings (``Dialect.matches_suffix``:
+    ``/chat/completions``, ``/responses`` and ``/responses/{id}``, ``/messages``). ``None`` for
+    anything else (``/v1/completions``)."""
     bare = path.split("?", 1)[0].rstrip("/")
     for d in DIALECTS.values():
         if d.matches_path(bare):
             return d
-    for suffix, name in (("/chat/completions", "openai_chat"), ("/responses", "openai_responses"), ("/messages", "anthropic_messages")):
-        if bare.endswith(suffix):
-            return DIALECTS[name]
-    if _RESPONSE_BY_ID.search(bare):  # GET /v1/responses/{id}: a background response's result
-        return DIALECTS["openai_responses"]
-    return None
+    return next((d for d in DIALECTS.values() if d.matches_suffix(bare)), None)
 
 
-_RESPONSE_BY_ID = re.compile(r"/responses/[A-Za-z0-9_-]+$")
 #: Batch output files: OpenAI ``GET /v1/files/{id}/content``, Anthropic
 #: ``GET /v1/messages/batches/{id}/results`` (JSONL, one result per line).
 _BATCH_OUTPUT = re.compile(r"/files/[^/]+/content$|/messages/batches/[^/]+/results$")
-
-
-def _error_summary(body: Any) -> str | None:
-    """``type``/``code``/``status`` of an error body (never its message, which may quote input)."""
-    if not isinstance(body, dict):
-        return None
-    err = body.get("error")
-    if isinstance(err, dict):
-        bits = [str(err[k]) for k in ("code", "type", "status") if isinstance(err.get(k), (str, int))]
-        return " ".join(dict.fromkeys(bits)) or "error"
-    if body.get("type") == "error":
-        return "error"
-    return None
 
 
 def _read_stream(d: Dialect, raw: bytes, entry: known.Entry | None) -> Any:
@@ -286,7 +269,7 @@ def explain(
             body, wrapped_status = wrapped
             is_batch = True if batch is None else batch
             status = status or wrapped_status
-        err = _error_summary(body)
+        err = d.error_summary(body)
         if (status is not None and status >= 400) or err is not None:
             return unpriced(PROVIDER_ERROR, error=err or f"HTTP {status}")
         served = d.response_model(body)
@@ -296,18 +279,13 @@ def explain(
         info = d.response_info(body) if isinstance(body, dict) else None
         tier, batch_tier = (info.service_tier, info.batch) if info is not None else (None, False)
         is_batch = is_batch or (batch_tier and batch is not False)
-        if isinstance(body, dict):
-            out["response_id"] = body.get("id") if isinstance(body.get("id"), str) else body.get("responseId")
-            variant = dict(d.price_variant(body))
-            raw_usage = body.get("usage")
+        if info is not None:
+            out["response_id"] = info.response_id
+            variant = dict(info.variant)
         stream_body = body if isinstance(body, dict) else {}
-    if entry is not None and usage is not None:
-        if entry.usage_fix is not None and isinstance(raw_usage, dict):
-            usage = entry.usage_fix(raw_usage, usage)
-        if entry.reported_cost is not None:
-            reported = entry.reported_cost(stream_body)
-        if entry.price_variant is not None:
-            variant.update(entry.price_variant(stream_body, req_body if isinstance(req_body, dict) else None))
+    if entry is not None:
+        usage, reported, extra = entry.bill(usage, stream_body, req_body if isinstance(req_body, dict) else None)
+        variant.update(extra)
     if tier is None and not is_batch and isinstance(req_body, dict):
         tier = d.requested_tier(req_body)  # silent response: the tier the request asked for
     served = served or out["requested_model"]
@@ -323,11 +301,7 @@ def explain(
     if prov is None:
         return unpriced("unknown_provider")
     if usage is None:
-        hint = ""
-        if isinstance(req_body, dict) and req_body.get("stream") is True and not (
-            isinstance(req_body.get("stream_options"), dict) and req_body["stream_options"].get("include_usage")
-        ) and d.name == "openai_chat":
-            hint = " (a Chat Completions stream without stream_options.include_usage carries none)"
+        hint = d.no_usage_hint(req_body if isinstance(req_body, dict) else None)
         if isinstance(body, dict) and d.is_pending(body):
             return unpriced(BACKGROUND_PENDING, status=body.get("status"))
         return unpriced("no_usage", hint=hint)
@@ -411,12 +385,13 @@ def _explain_batch_file(
         inner = unwrap_batch_result(obj)
         body = inner[0] if inner is not None else None
         kind = body.get("object") or body.get("type") if isinstance(body, dict) else None
-        name = {"chat.completion": "openai_chat", "response": "openai_responses", "message": "anthropic_messages"}.get(kind)
+        # The line's API from its body's object kind (Dialect.object_kinds), else the default one.
+        d = next((x for x in DIALECTS.values() if kind in x.object_kinds), None)
         base = f"{parts.scheme}://{parts.netloc}"
-        path = {"openai_chat": "/v1/chat/completions", "openai_responses": "/v1/responses", "anthropic_messages": "/v1/messages"}.get(name or "", "/v1/chat/completions")
-        results.append(explain(base + path, ln, provider=provider, dialect=name, when=when,
+        path = (d or dialects.get(None)).paths[0]
+        results.append(explain(base + path, ln, provider=provider, dialect=d.name if d else None, when=when,
                                batch=True if batch is None else batch, baseline=baseline, candidates=candidates))
-    first = results[0] if results else explain(url, b"", provider=provider, dialect="openai_chat", when=when)
+    first = results[0] if results else explain(url, b"", provider=provider, dialect=dialects.DEFAULT, when=when)
     out = dict(first)
     out["url"] = url
     out["requests"] = len(results)
