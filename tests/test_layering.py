@@ -46,3 +46,16 @@ def test_x_nadir_response_header_names_are_defined_once():
     pat = re.compile(r'^\s*[A-Z_]+\s*(?::\s*\w+)?\s*=\s*"x-nadir-', re.M)
     owners = sorted(str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if pat.search(p.read_text(encoding="utf-8")))
     assert owners == ["headers.py"]
+
+
+_NAMES = r"(openai_chat|openai_responses|anthropic_messages|gemini|openai|anthropic|google|vertex_ai|azure|groq)"
+_BRANCH = re.compile(rf'(==|!=)\s*"{_NAMES}"|"{_NAMES}"\s*(==|!=)|startswith\("{_NAMES}|\bif\b[^#]*\bin \("{_NAMES}"')
+
+
+def test_no_code_outside_dialects_and_providers_branches_on_their_names():
+    # The demo and the emulator are clients / the provider stand-in: they speak one API per call on purpose.
+    skip = ("dialects/", "providers/", "emulator/", "demo.py")
+    hits = [f"{p.relative_to(PKG)}:{i}" for p in PKG.rglob("*.py")
+            if "/pb/" not in str(p) and not str(p.relative_to(PKG)).startswith(skip)
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if _BRANCH.search(line)]
+    assert not hits

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+from typing import Any
+
 from nadir_extproc.dialects.anthropic_messages import AnthropicMessages
-from nadir_extproc.dialects.base import Dialect, RewriteError
+from nadir_extproc.dialects.base import Dialect, RewriteError, find_needs
 from nadir_extproc.dialects.gemini import Gemini
 from nadir_extproc.dialects.openai_chat import OpenAIChat
 from nadir_extproc.dialects.openai_responses import OpenAIResponses
@@ -19,6 +23,17 @@ DEFAULT = "openai_chat"
 def get(name: str | None) -> Dialect:
     """The dialect called ``name``, else the ``DEFAULT`` one (never raises)."""
     return DIALECTS.get(name or "") or DIALECTS[DEFAULT]
+
+
+#: Every API's needs shape at once: for a body whose API is unknown.
+_ANY_NEEDS = functools.reduce(operator.or_, (d.needs_shape for d in DIALECTS.values()))
+
+
+def needs(name: str | None, body: Any) -> tuple[bool, bool]:
+    """``(images, tools)`` of a request body of the API called ``name`` (``Dialect.needs``); an
+    unknown name reads every API's shape."""
+    d = DIALECTS.get(name or "")
+    return d.needs(body) if d is not None else find_needs(body, _ANY_NEEDS)
 
 
 def default_paths() -> dict[str, str]:
@@ -61,4 +76,4 @@ def retrieval_dialect(path: str) -> Dialect | None:
     return None
 
 
-__all__ = ["DEFAULT", "DIALECTS", "Dialect", "get", "RewriteError", "default_paths", "detect", "retrieval_dialect"]
+__all__ = ["DEFAULT", "DIALECTS", "Dialect", "get", "needs", "RewriteError", "default_paths", "detect", "retrieval_dialect"]

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, _text_of, as_int, str_or_none
+from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, NeedsShape, StreamUsage, _messages_text, _text_of, as_int, str_or_none
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -164,6 +164,9 @@ class AnthropicMessages(Dialect):
     operation = "chat"
     paths = ("/v1/messages",)
     path_suffixes = ("/messages",)
+    # Messages reference: image blocks; tool_use / tool_result / server_tool_use blocks.
+    needs_shape = NeedsShape(roots=("messages", "system"), image_types=frozenset({"image"}),
+                             tool_types=frozenset({"tool_use", "tool_result", "server_tool_use"}))
     object_kinds = ("message",)
     # Anthropic API reference, Messages "Create".
     param_keys = (("max_tokens", "max_tokens", "int"), ("temperature", "temperature", "float"),

@@ -9,12 +9,95 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nadir_extproc import jsonbody
 from nadir_extproc.jsonbody import JsonObject
 from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.record import RequestInfo, ResponseInfo
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsShape:
+    """Where a request body of one API shows that it needs images or tools (routing constraints,
+    ``routing.policy.request_needs``).
+
+    - ``roots``: top-level keys holding the conversation (walked to depth 8).
+    - ``tool_lists``: top-level keys whose non-empty list declares tools.
+    - ``image_types`` / ``tool_types``: content-part ``type`` values meaning an image / tool traffic.
+    - ``tool_keys``: keys whose truthy value is tool traffic (``tool_calls``, ``functionCall`` …).
+    - ``tool_roles``: message roles that are tool results.
+    - ``media_keys``: inline/file media parts; an image unless their MIME type is ``text/*``.
+    """
+
+    roots: tuple[str, ...] = ()
+    tool_lists: tuple[str, ...] = ("tools",)
+    image_types: frozenset[str] = frozenset()
+    tool_types: frozenset[str] = frozenset()
+    tool_keys: tuple[str, ...] = ()
+    tool_roles: tuple[str, ...] = ()
+    media_keys: tuple[str, ...] = ()
+
+    def __or__(self, other: NeedsShape) -> NeedsShape:
+        """Both shapes at once (for a body whose API is unknown)."""
+        def keys(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(a + b))
+        return NeedsShape(keys(self.roots, other.roots), keys(self.tool_lists, other.tool_lists),
+                          self.image_types | other.image_types, self.tool_types | other.tool_types,
+                          keys(self.tool_keys, other.tool_keys), keys(self.tool_roles, other.tool_roles),
+                          keys(self.media_keys, other.media_keys))
+
+
+_NEEDS_DEPTH = 8
+
+
+def find_needs(body: Any, shape: NeedsShape) -> tuple[bool, bool]:
+    """``(images, tools)``: whether ``body`` (a parsed request of the API ``shape`` describes)
+    carries an image part or tool declarations / tool traffic. Walks at most 8 levels; never raises."""
+    found = {"images": False, "tools": False}
+    if isinstance(body, dict):
+        for k in shape.tool_lists:
+            v = body.get(k)
+            if isinstance(v, list) and v:
+                found["tools"] = True
+        for k in shape.roots:
+            v = body.get(k)
+            if isinstance(v, (dict, list)):
+                _walk_needs(v, found, 1, shape)
+    return found["images"], found["tools"]
+
+
+def _walk_needs(node: Any, found: dict[str, bool], depth: int, shape: NeedsShape) -> None:
+    if depth > _NEEDS_DEPTH or (found["images"] and found["tools"]):
+        return
+    if isinstance(node, list):
+        for x in node:
+            if isinstance(x, (dict, list)):
+                _walk_needs(x, found, depth + 1, shape)
+        return
+    if not isinstance(node, dict):
+        return
+    t = node.get("type")
+    if isinstance(t, str):
+        if t in shape.image_types:
+            found["images"] = True
+        elif t in shape.tool_types:
+            found["tools"] = True
+    if shape.tool_roles and node.get("role") in shape.tool_roles:
+        found["tools"] = True
+    for k in shape.tool_keys:
+        if node.get(k):
+            found["tools"] = True
+    for k in shape.media_keys:
+        media = node.get(k)
+        if isinstance(media, dict):
+            mime = media.get("mime_type") or media.get("mimeType") or ""
+            if not (isinstance(mime, str) and mime.startswith("text/")):
+                found["images"] = True
+    for v in node.values():
+        if isinstance(v, (dict, list)):
+            _walk_needs(v, found, depth + 1, shape)
 
 
 class RewriteError(ValueError):
@@ -241,6 +324,13 @@ class Dialect:
     #: Top-level output-token cap fields, in order of precedence (a hard bound the provider
     #: enforces, reasoning included).
     cap_keys: ClassVar[tuple[str, ...]] = ()
+
+    #: Where its request bodies show images or tools (``find_needs``).
+    needs_shape: ClassVar[NeedsShape] = NeedsShape()
+
+    def needs(self, body: Any) -> tuple[bool, bool]:
+        """``(images, tools)`` of a request body (``find_needs`` with ``needs_shape``)."""
+        return find_needs(body, self.needs_shape)
 
     def param_sources(self, body: dict[str, Any]) -> tuple[dict[str, Any], ...]:
         """The objects ``param_keys`` are looked up in (the body; Gemini adds ``generationConfig``)."""

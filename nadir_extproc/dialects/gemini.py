@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from nadir_extproc.dialects.base import KEEP, USAGE, Dialect, StreamUsage, as_int, str_or_none
+from nadir_extproc.dialects.base import KEEP, USAGE, Dialect, NeedsShape, StreamUsage, as_int, str_or_none
 from nadir_extproc.pricing.usage import Usage
 
 # ".../models/{model}:{method}" with the model as one path segment (no "/", ":" or "?").
@@ -244,6 +244,11 @@ class Gemini(Dialect):
 
     # --- request -------------------------------------------------------------------------
     turns_key = "contents"
+    # generateContent reference: inline_data / file_data parts (JSON and proto names); tools;
+    # functionCall / functionResponse parts.
+    needs_shape = NeedsShape(roots=("contents", "systemInstruction", "system_instruction"),
+                             tool_keys=("functionCall", "function_call", "functionResponse", "function_response"),
+                             media_keys=("inline_data", "inlineData", "file_data", "fileData"))
     # Gemini API reference, GenerationConfig (JSON names; proto names for the cap too).
     param_keys = (("maxOutputTokens", "max_tokens", "int"), ("temperature", "temperature", "float"),
                   ("topP", "top_p", "float"), ("topK", "top_k", "float"),

@@ -26,6 +26,7 @@ from typing import Any
 
 from nadir_extproc import jsonbody
 from nadir_extproc.jsonbody import JsonObject
+from nadir_extproc.dialects.base import NeedsShape
 from nadir_extproc.dialects.base import (
     CARRIER, DROP, KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _messages_text, as_int, str_or_none,
 )
@@ -233,6 +234,10 @@ class OpenAIChat(OpenAIShapes):
     operation = "chat"
     paths = ("/v1/chat/completions", "/chat/completions")
     path_suffixes = ("/chat/completions",)
+    # Chat Completions reference: image_url content parts; tools / legacy functions; tool_calls
+    # and legacy function_call on assistant messages; role tool / function results.
+    needs_shape = NeedsShape(roots=("messages",), tool_lists=("tools", "functions"), image_types=frozenset({"image_url"}),
+                             tool_keys=("tool_calls", "function_call"), tool_roles=("tool", "function"))
     object_kinds = ("chat.completion",)
     # OpenAI API reference, Chat Completions "Create": max_tokens is the deprecated name of
     # max_completion_tokens (the cap wins in that order for the estimate).

@@ -26,6 +26,7 @@ from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
+from nadir_extproc.dialects.base import NeedsShape
 from nadir_extproc.dialects.base import KEEP, TERMINAL, USAGE, Dialect, StreamUsage, _text_of, str_or_none
 from nadir_extproc.dialects.openai_chat import OpenAIShapes, openai_usage, requested_service_tier
 from nadir_extproc.pricing.usage import Usage
@@ -115,6 +116,9 @@ class OpenAIResponses(OpenAIShapes):
     operation = "chat"
     paths = ("/v1/responses", "/responses")
     path_suffixes = ("/responses",)
+    # Responses reference: input_image parts; function_call / function_call_output input items.
+    needs_shape = NeedsShape(roots=("input",), image_types=frozenset({"input_image"}),
+                             tool_types=frozenset({"function_call", "function_call_output"}))
     object_kinds = ("response",)
     param_keys = (("max_output_tokens", "max_tokens", "int"), ("temperature", "temperature", "float"),
                   ("top_p", "top_p", "float"), ("seed", "seed", "int"), ("stop", "stop_sequences", "strs"))

@@ -106,68 +106,18 @@ class Pick:
     notes: tuple[str, ...] = ()
 
 
-_IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
-_TOOL_TYPES = frozenset({"tool_use", "tool_result", "function_call", "function_call_output", "server_tool_use"})
-_TOOL_KEYS = ("functionCall", "function_call", "functionResponse", "function_response")
-_MEDIA_KEYS = ("inline_data", "inlineData", "file_data", "fileData")
-_MAX_DEPTH = 8
-
-
-def _walk(node: Any, found: dict[str, bool], depth: int) -> None:
-    if depth > _MAX_DEPTH or (found["images"] and found["tools"]):
-        return
-    if isinstance(node, list):
-        for x in node:
-            if isinstance(x, (dict, list)):
-                _walk(x, found, depth + 1)
-        return
-    if not isinstance(node, dict):
-        return
-    t = node.get("type")
-    if isinstance(t, str):
-        if t in _IMAGE_TYPES:
-            found["images"] = True
-        elif t in _TOOL_TYPES:
-            found["tools"] = True
-    if node.get("role") in ("tool", "function") or node.get("tool_calls"):
-        found["tools"] = True
-    for k in _TOOL_KEYS:
-        if node.get(k):
-            found["tools"] = True
-    for k in _MEDIA_KEYS:
-        media = node.get(k)
-        if isinstance(media, dict):
-            mime = media.get("mime_type") or media.get("mimeType") or ""
-            if not (isinstance(mime, str) and mime.startswith("text/")):
-                found["images"] = True
-    for v in node.values():
-        if isinstance(v, (dict, list)):
-            _walk(v, found, depth + 1)
-
-
-def request_needs(prompt: str, body: Mapping[str, Any] | None) -> Needs:
-    """What a request needs, from its prompt text and parsed body (any dialect's shape).
+def request_needs(prompt: str, body: Mapping[str, Any] | None, dialect: str | None = None) -> Needs:
+    """What a request needs, from its prompt text and parsed body.
 
     - ``prompt_tokens`` = ceil(len(prompt) / ``CHARS_PER_TOKEN``).
-    - ``images``: a content part of type ``image_url`` (OpenAI chat), ``input_image`` (Responses),
-      ``image`` (Anthropic), or a Gemini ``inline_data``/``file_data`` part whose MIME type is not
-      ``text/*``.
-    - ``tools``: a non-empty top-level ``tools`` or ``functions`` list, or tool traffic in the history
-      (parts of type ``tool_use``/``tool_result``/``function_call``/``function_call_output``, Gemini
-      ``functionCall``/``functionResponse``, messages with role ``tool``/``function`` or ``tool_calls``).
-    The body is walked to depth 8; never raises.
+    - ``images`` / ``tools``: as the request's dialect finds them (``Dialect.needs_shape``: image
+      parts, tool declarations, tool traffic in the history); ``dialect`` unknown or ``None``: any
+      API's shape (``dialects.needs``). Never raises.
     """
-    found = {"images": False, "tools": False}
-    if isinstance(body, Mapping):
-        for k in ("tools", "functions"):
-            v = body.get(k)
-            if isinstance(v, list) and v:
-                found["tools"] = True
-        for k in ("messages", "input", "contents", "system", "systemInstruction", "system_instruction"):
-            v = body.get(k)
-            if isinstance(v, (dict, list)):
-                _walk(v, found, 1)
-    return Needs(math.ceil(len(prompt) / CHARS_PER_TOKEN), found["images"], found["tools"])
+    from nadir_extproc import dialects
+
+    images, tools = dialects.needs(dialect, body)
+    return Needs(math.ceil(len(prompt) / CHARS_PER_TOKEN), images, tools)
 
 
 @dataclass(frozen=True)
@@ -230,7 +180,7 @@ class TierPolicy:
         else:
             tier, reason, score = judge()
             reason = "+".join(filter(None, (reason, ignored)))
-        pick = self.pick(request.provider, tier, request_needs(request.prompt, request.body))
+        pick = self.pick(request.provider, tier, request_needs(request.prompt, request.body, request.dialect))
         return Decision(model=pick.model, tier=pick.tier, score=score, reason="+".join((reason, *pick.notes)), router=router)
 
     def pin(self, raw: str | None) -> tuple[str | None, str | None]:
