@@ -278,8 +278,29 @@ app.add_typer(router_app, name="router")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A usage error (missing or unknown option or command, bad value)
+    is one line on stderr naming the fix and the command's ``--help``, exit 2 — not the boxed
+    panel. (typer >= 0.20 carries its own copy of click: its exceptions are matched by class name.)"""
+    try:
+        rc = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C at a prompt
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as e:
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "ClickException" not in kinds:
+            raise
+        ctx = getattr(e, "ctx", None)
+        if "NoArgsIsHelpError" in kinds:  # `nadir-extproc`, `nadir-extproc router`: the help
+            typer.echo(ctx.get_help() if ctx is not None else str(e))
+            sys.exit(2)
+        if "UsageError" in kinds:
+            cmd = ctx.command_path if ctx is not None else "nadir-extproc"
+            typer.echo(f"error: {' '.join(e.format_message().split())} (see `{cmd} --help`)", err=True)
+            sys.exit(2)
+        typer.echo(f"error: {' '.join(e.format_message().split())}", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -149,3 +149,32 @@ def test_cost_input_errors_name_the_option(tmp_path):
     # --when takes what report --since takes (a date: midnight UTC)
     r = _cli(tmp_path, "cost", "--url", url, "--response", "resp.json", "--when", "2026-01-31", "--json")
     assert r.returncode == 0 and '"when": "2026-01-31T00:00:00+00:00"' in r.stdout and '"cost_usd": "0.000027"' in r.stdout
+
+
+def test_usage_errors_are_one_line_with_the_commands_help(tmp_path):
+    for args, want in ((("report", "--by", "nosuch"), "unknown group 'nosuch'; use one of day"),
+                       (("report", "--since", "7x"), "--since '7x': use a date"),
+                       (("report", "--top", "-1"), "'--top'"),
+                       (("cost",), "Missing option '--url'"),
+                       (("cost", "--url", "x", "--respons", "r.json"), "No such option: --respons"),
+                       (("nosuchcmd",), "No such command 'nosuchcmd'"),
+                       (("router", "scor"), "No such command 'scor'"),
+                       (("ledger", "rebuild-rollups", "--since", "soon"), "--since 'soon'")):
+        r = _cli(tmp_path, *args)
+        assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and want in r.stderr and "--help`)" in r.stderr and "╭" not in r.stderr, r.stderr
+    for args in ((), ("router",), ("ledger",)):  # no command: the help, exit 2
+        r = _cli(tmp_path, *args)
+        assert r.returncode == 2 and "Usage: " in r.stdout and "COMMAND" in r.stdout, (args, r.stdout, r.stderr)
+
+
+def test_report_on_an_unreachable_postgres_says_where_and_why_without_the_password(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = _cli(tmp_path, "report", "--dsn", f"postgresql://nadir:s3cret@127.0.0.1:{port}/ledger")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert f"postgresql://nadir:***@127.0.0.1:{port}/ledger" in r.stderr and "s3cret" not in r.stderr
+    assert "Connection refused" in r.stderr and "--dsn" in r.stderr

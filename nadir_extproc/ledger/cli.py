@@ -67,7 +67,25 @@ def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, crea
         _fail(f"no ledger yet at {Path(sqlite_dir) / 'ledger.sqlite3'}: `nadir-extproc serve` writes it with the first "
               f"request (or name one with --sqlite-dir, --dsn or --config)")
     except Exception as e:  # noqa: BLE001 — message names the store, never the DSN's password
-        _fail(f"cannot open the ledger: {type(e).__name__}")
+        _fail(f"cannot open the ledger at {_where(sqlite_dir, dsn)}: {_first_line(e, dsn)} "
+              "(check --dsn / $NADIR_LEDGER_DSN or ledger.postgres_dsn, and that the server is up)" if dsn else
+              f"cannot open the ledger at {_where(sqlite_dir, dsn)}: {_first_line(e, dsn)}")
+
+
+def _where(sqlite_dir: Path | None, dsn: str | None) -> str:
+    """The store for a message: the SQLite folder, or the DSN with its password replaced by ``***``."""
+    if not dsn:
+        return str(sqlite_dir)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn))
+
+
+def _first_line(e: Exception, dsn: str | None) -> str:
+    """``Type: first line of the message``, with any password of ``dsn`` removed."""
+    text = (str(e).strip().splitlines() or [""])[0]
+    pw = re.search(r"://[^:/@]*:([^@]*)@", dsn or "") or re.search(r"password\s*=\s*(\S+)", dsn or "")
+    if pw and pw.group(1):
+        text = text.replace(pw.group(1), "***")
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _upgrade(store: Any) -> bool:
