@@ -70,9 +70,10 @@ def serve(
         uvloop.install()
     except ImportError:
         pass
-    from nadir_extproc.listeners import BindError
+    from nadir_extproc.listeners import BindError, preflight
 
     try:
+        preflight(settings)  # before the ledger writer and exporters start: a busy port fails at once
         asyncio.run(run(settings, config_path=str(config) if config else os.environ.get("NADIR_CONFIG") or None))
     except BindError as e:  # a busy port: one line, not a traceback
         typer.echo(f"error: {e}", err=True)

@@ -57,8 +57,51 @@ def _add_port(server: grpc.aio.Server, address: str, creds: Any = None, what: st
     except RuntimeError:
         port = 0
     if not port:
-        raise BindError(f"{what}: cannot listen on {address}: the port is in use or the address is not this host's")
+        _add_port_error(what, address)
     return port
+
+
+def preflight(settings: Settings) -> None:
+    """Raise ``BindError`` (the message ``_add_port`` would give) when a listener cannot bind, before
+    the service starts its ledger writer and telemetry exporters: a Unix socket whose folder is
+    missing or not writable, or a ``listen`` / ``health_listen`` TCP port another process listens on
+    (tested with ``SO_REUSEADDR`` as gRPC binds, so a port in TIME_WAIT passes). Skipped for port 0
+    and for ``serve --workers`` processes (``NADIR_REUSEPORT=1``: they share the port on purpose)."""
+    import socket
+
+    if settings.uds:
+        folder = os.path.dirname(settings.uds) or "."
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            _add_port_error("uds", f"unix:{settings.uds}")
+    if os.environ.get("NADIR_REUSEPORT") == "1":
+        return
+    for what, address in (("listen", settings.listen), ("health_listen", settings.health_listen)):
+        if not address or address.startswith("unix:"):
+            continue
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        if not port.isdigit() or int(port) == 0:
+            continue
+        try:
+            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except OSError:
+            continue  # gRPC says it at bind time
+        fam, _, _, _, addr = infos[0]
+        with socket.socket(fam, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(addr)
+            except OSError:
+                _add_port_error(what, address)
+
+
+def _add_port_error(what: str, address: str) -> None:
+    if address.startswith("unix:"):
+        folder = os.path.dirname(address[5:]) or "."
+        why = (f"the folder {folder} does not exist" if not os.path.isdir(folder) else
+               f"the folder {folder} is not writable" if not os.access(folder, os.W_OK) else "the path cannot be bound")
+        raise BindError(f"{what}: cannot listen on {address}: {why}")
+    raise BindError(f"{what}: cannot listen on {address}: the port is in use or the address is not this host's")
 
 
 class ListenerError(ValueError):
@@ -264,7 +307,7 @@ class Listeners:
             creds = server_credentials(s.tls) if s.tls is not None else None
             self.port = _add_port(server, s.listen, creds)
         if s.uds:
-            _add_port(server, f"unix:{s.uds}")
+            _add_port(server, f"unix:{s.uds}", what="uds")
         if s.listen and not is_loopback(s.listen) and s.tls is None:
             log.warning("ExternalProcessor is served in plain text on %s (allow_plaintext_listen): anything that "
                         "reaches it can write ledger rows and use up budgets", s.listen)

@@ -269,7 +269,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, config_p
     from nadir_extproc.reload import Reloader
 
     svc = Service(settings)
-    await svc.start()
+    try:
+        await svc.start()
+    except BindError:
+        await svc.stop(0)  # the ledger writer and telemetry exporters too: else the process waits on them, never exits
+        raise
     quiet_gc()
     stop = asyncio.Event()
     hup = asyncio.Event()

@@ -178,3 +178,26 @@ def test_report_on_an_unreachable_postgres_says_where_and_why_without_the_passwo
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert f"postgresql://nadir:***@127.0.0.1:{port}/ledger" in r.stderr and "s3cret" not in r.stderr
     assert "Connection refused" in r.stderr and "--dsn" in r.stderr
+
+
+def test_serve_that_cannot_bind_exits_at_once_and_leaves_nothing(tmp_path):
+    # With telemetry on (a README user has no collector) a busy port used to leave the process
+    # waiting on its exporters for ever after the error line, and the ledger and key secret behind.
+    import socket
+
+    with socket.socket() as closed:  # the OTLP endpoint: a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        otlp = closed.getsockname()[1]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NADIR_", "OTEL_"))}
+        env.update(NADIR_STATE_DIR=str(tmp_path / "state"), PYTHONPATH=str(ROOT), OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp}")
+        for args, want in ((("--listen", f"127.0.0.1:{port}"), f"error: listen: cannot listen on 127.0.0.1:{port}: the port is in use"),
+                           (("--uds", str(tmp_path / "no" / "sock")), f"error: uds: cannot listen on unix:{tmp_path / 'no' / 'sock'}: "
+                                                                     f"the folder {tmp_path / 'no'} does not exist")):
+            r = subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "serve", *args], capture_output=True, text=True,
+                               timeout=120, env=env, cwd=tmp_path)
+            assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith(want), r.stderr[-2000:]
+            assert not (tmp_path / "state").exists()
