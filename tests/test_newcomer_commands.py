@@ -201,3 +201,16 @@ def test_serve_that_cannot_bind_exits_at_once_and_leaves_nothing(tmp_path):
                                timeout=120, env=env, cwd=tmp_path)
             assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith(want), r.stderr[-2000:]
             assert not (tmp_path / "state").exists()
+
+
+def test_emulator_on_a_busy_port_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        r = subprocess.run([sys.executable, "-m", "nadir_extproc.emulator", "--port", str(port)], capture_output=True,
+                           text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr == f"error: cannot listen on 127.0.0.1:{port}: the port is in use (pick another --port, or 0 for any free one)\n", r.stderr

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
+import sys
 
 from .app import start_emulator
 
@@ -31,7 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port (printed on the ready line)")
     args = parser.parse_args(argv)
-    asyncio.run(_main(args.host, args.port))
+    try:
+        asyncio.run(_main(args.host, args.port))
+    except OSError as e:  # a busy port or a host that is not this machine's: one line, exit 1
+        why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        print(f"error: cannot listen on {args.host}:{args.port}: {why} (pick another --port, or 0 for any free one)",
+              file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
