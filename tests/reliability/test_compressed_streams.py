@@ -170,3 +170,36 @@ def _ledger(state: Path) -> list[dict]:
         return [dict(r) for r in c.execute("SELECT * FROM nadir_requests ORDER BY ts")]
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("enc", ["gzip", "br", "zstd"])
+def test_compressed_non_sse_stream_is_kept_compressed_and_priced_at_its_end(enc):
+    """Gemini's streamGenerateContent without ``alt=sse`` is one JSON array, streamed: a compressed
+    one is kept as it came (bounded) and decoded at the end; the chunks go out untouched. Last
+    usage: prompt 5, candidates 7; gemini-2.5-flash 0.30 in / 2.50 out per 1M: 5 x 0.30 + 7 x 2.50
+    = 1.5 + 17.5 = 19 -> 0.000019 USD."""
+    from tests.test_processor import body, ctx, headers
+
+    from nadir_extproc.processor import RequestProcessor
+
+    seen: list = []
+    proc = RequestProcessor(ctx(on_complete=seen.append))
+    proc.handle(headers("request_headers", {":method": "POST", "content-type": "application/json",
+                                            ":path": "/v1beta/models/gemini-2.5-flash:streamGenerateContent"}))
+    proc.handle(body("request_body", b'{"contents":[{"parts":[{"text":"hi"}]}]}'))
+    array = json.dumps([
+        {"candidates": [{"content": {"parts": [{"text": "a"}]}}], "modelVersion": "gemini-2.5-flash",
+         "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1}},
+        {"candidates": [{"content": {"parts": [{"text": "b"}]}, "finishReason": "STOP"}], "modelVersion": "gemini-2.5-flash",
+         "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 7}},
+    ]).encode()
+    data = COMPRESS[enc](array)
+    r = proc.handle(headers("response_headers", {":status": "200", "content-type": "application/json", "content-encoding": enc}))
+    assert r.HasField("mode_override")  # streamed
+    cut = len(data) // 2
+    for part, eos in ((data[:cut], False), (data[cut:], True)):
+        r = proc.handle(body("response_body", part, eos=eos))
+        assert not r.response_body.response.HasField("body_mutation")  # forwarded untouched
+    proc.finish()
+    (o,) = seen
+    assert o.cost is not None and o.cost.total_usd == Decimal("0.000019") and o.unpriced is None
