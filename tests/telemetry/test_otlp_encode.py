@@ -54,3 +54,25 @@ def test_same_bytes_whatever_the_resource_objects():
     ]
     for spans in batches:
         assert otlp_encode.encode_spans(spans).SerializeToString() == sdk_encode_spans(spans).SerializeToString()
+
+
+def test_same_bytes_for_every_attribute_value_shape():
+    """The wire writer against the SDK on the value shapes spans carry: negative and large ints,
+    zero values (a oneof member is written even when 0, "" or False), non-ASCII text, empty and
+    non-ASCII string tuples, a repeated float, a per-request id; and span shapes: no parent, a
+    local parent, an empty name, an ERROR status without text."""
+    odd = {"i.neg": -5, "i.big": 2**63 - 1, "i.min": -(2**63), "i.zero": 0, "f.zero": 0.0, "f.neg": -1.25e-9,
+           "s.empty": "", "s.uni": "prix 0,5 € — 東京", "b.false": False, "b.true": True, "t.empty": (),
+           "t.uni": ("é", "", "ß"), "nadir.request_id": "req-1", "gen_ai.usage.cost": 1e-6}
+    spans = [
+        span(0, attrs=odd),
+        span(1, attrs=odd),  # from the cache this time (the unique and float keys never are)
+        span(2, parent=None, attrs={"x": 1}),
+        span(3, parent=SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(1))),
+        span(4, status=Status(StatusCode.ERROR)),
+        span(5, status=Status(StatusCode.OK)),
+    ]
+    named = ReadableSpan(name="", context=SpanContext(1, 2, is_remote=False), resource=RES, attributes={},
+                         kind=SpanKind.INTERNAL, start_time=7, end_time=8, instrumentation_scope=SCOPE)
+    for batch in (spans, [named], spans + [named]):
+        assert otlp_encode.encode_spans(batch).SerializeToString() == sdk_encode_spans(batch).SerializeToString()
