@@ -144,8 +144,8 @@ def demo(
 @app.command(name="cost")
 def cost_command(
     url: str = typer.Option(..., "--url", help="The request URL the response answered (provider and dialect come from it)."),
-    response: Path = typer.Option(..., "--response", help="Response body: JSON (gzip ok), a batch-result line, or raw SSE."),
-    request: Optional[Path] = typer.Option(None, "--request", help="Request body (JSON), optional."),
+    response: Path = typer.Option(..., "--response", help="Response body file (- = standard input): JSON (gzip ok), a batch-result line, or raw SSE."),
+    request: Optional[Path] = typer.Option(None, "--request", help="Request body file (JSON; - = standard input), optional."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
     explain_: bool = typer.Option(True, "--explain/--brief", help="Table: name each catalogue correction applied, with its source (default)."),
     provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
@@ -227,7 +227,10 @@ def cost_command(
 
 
 def _read_or_exit(path: Path, option: str) -> bytes:
-    """The bytes of the file an option names, or one line naming the option and what is wrong (exit 2)."""
+    """The bytes of the file an option names (``-``: standard input), or one line naming the option
+    and what is wrong (exit 2)."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
     try:
         return path.read_bytes()
     except FileNotFoundError:

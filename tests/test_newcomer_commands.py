@@ -4,6 +4,7 @@ exit status a script can test, nothing left behind on failure."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +215,10 @@ def test_emulator_on_a_busy_port_is_one_line(tmp_path):
         r = subprocess.run([sys.executable, "-m", "nadir_extproc.emulator", "--port", str(port)], capture_output=True,
                            text=True, timeout=120, env=env, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr == f"error: cannot listen on 127.0.0.1:{port}: the port is in use (pick another --port, or 0 for any free one)\n", r.stderr
+
+
+def test_cost_reads_the_response_from_standard_input(tmp_path):
+    # `curl … | nadir-extproc cost --url … --response -`: 100 x 0.15 / 1e6 + 20 x 0.60 / 1e6 (gpt-4o-mini)
+    r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/chat/completions", "--response", "-", "--brief",
+             stdin=RESP.replace("qwen3:0.6b", "gpt-4o-mini"))
+    assert r.returncode == 0 and re.search(r"^total\s+0\.000027$", r.stdout, re.M), r.stdout + r.stderr
