@@ -491,6 +491,8 @@ def _error_text(err: Any) -> str:
         close = difflib.get_close_matches(str(err["loc"][-1]), known, n=3, cutoff=0.6)
         msg = ("unknown key" + (f" (did you mean {', '.join(close)}?)" if close else "")
                + "; every key is listed in settings.example.yaml")
+    if key and msg.startswith((f"{key}.", f"{key}:")):  # the validator already names the key ("tiers.openai: …")
+        return msg
     return f"{key}: {msg}" if key else msg
 
 

@@ -21,7 +21,7 @@ def test_defaults_file_then_env(tmp_path):
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("tiers:\n  openai: {strong: gpt-4o}\n", "tiers: tiers.openai: missing model for tier 'weak'"),
+        ("tiers:\n  openai: {strong: gpt-4o}\n", "tiers.openai: missing model for tier 'weak'"),
         ("paths: {/x: nope}\n", "unknown dialect 'nope'"),
         ("listn: 1\n", "listn: unknown key (did you mean listen?); every key is listed in settings.example.yaml"),
         ("- a\n- b\n", "top level must be a mapping"),
