@@ -222,3 +222,24 @@ def test_cost_reads_the_response_from_standard_input(tmp_path):
     r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/chat/completions", "--response", "-", "--brief",
              stdin=RESP.replace("qwen3:0.6b", "gpt-4o-mini"))
     assert r.returncode == 0 and re.search(r"^total\s+0\.000027$", r.stdout, re.M), r.stdout + r.stderr
+
+
+def test_report_sqlite_dir_takes_the_file_or_the_state_folder(tmp_path):
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from nadir_extproc.ledger.schema import LedgerRow
+    from nadir_extproc.ledger.store import open_store
+
+    store = open_store(sqlite_dir=tmp_path / "state" / "ledger")
+    store.insert([LedgerRow(ts=datetime(2026, 3, 2, 10, i, tzinfo=timezone.utc), request_id=f"r{i}", served_model="gpt-4o-mini",
+                            cost_usd=Decimal("0.00025")) for i in range(3)])
+    store.close()
+    for where in ("state", "state/ledger", "state/ledger/ledger.sqlite3"):
+        r = _cli(tmp_path, "report", "--sqlite-dir", where, "--top", "0", "--format", "csv")
+        assert r.returncode == 0 and r.stdout.splitlines()[1] == "3,0.00075,0,0,0,0", (where, r.stdout, r.stderr)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "ledger.sqlite3").write_text("junk", encoding="utf-8")
+    r = _cli(tmp_path, "report", "--sqlite-dir", "corrupt")
+    assert r.returncode == 1 and r.stderr == "error: cannot open the ledger at corrupt: DatabaseError: file is not a database\n"

@@ -61,6 +61,12 @@ def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, crea
         dsn = s.ledger.postgres_dsn
         if not dsn:
             sqlite_dir = Path(s.ledger.sqlite_dir or Path(s.state_dir) / "ledger").expanduser()
+    elif sqlite_dir is not None:
+        # The obvious other forms of --sqlite-dir: the ledger file itself, or the state folder above it.
+        if sqlite_dir.is_file():
+            sqlite_dir = sqlite_dir.parent
+        elif not (sqlite_dir / "ledger.sqlite3").exists() and (sqlite_dir / "ledger" / "ledger.sqlite3").is_file():
+            sqlite_dir = sqlite_dir / "ledger"
     try:
         return open_store(sqlite_dir=sqlite_dir, postgres_dsn=dsn, migrate=False, create=create)
     except FileNotFoundError:
@@ -114,7 +120,7 @@ def report(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
     view: str = typer.Option("all", help="For tables and CSV: spend, top, unpriced or all (CSV: one view; all = spend)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (else $NADIR_CONFIG)."),
-    sqlite_dir: Optional[Path] = typer.Option(None, help="Read the SQLite ledger in this folder."),
+    sqlite_dir: Optional[Path] = typer.Option(None, help="Read the SQLite ledger in this folder (or its ledger.sqlite3, or the state folder above it)."),
     dsn: Optional[str] = typer.Option(None, help="Read the PostgreSQL ledger at this DSN (else $NADIR_LEDGER_DSN)."),
     opportunity: bool = typer.Option(False, "--opportunity", help="What routing would save on explicit-model traffic (shadow routing): spend, spend the router would have sent to a cheaper model and its share, estimated saving, request counts, with the router's measured quality."),
 ) -> None:
