@@ -72,12 +72,35 @@ def serve(
         pass
     from nadir_extproc.listeners import BindError, preflight
 
+    _writable_folder_or_exit(Path(settings.state_dir).expanduser(), "state_dir (or $NADIR_STATE_DIR)")
+    if settings.ledger.enabled and settings.ledger.sqlite_dir and not settings.ledger.postgres_dsn:
+        _writable_folder_or_exit(Path(settings.ledger.sqlite_dir).expanduser(), "ledger.sqlite_dir")
     try:
         preflight(settings)  # before the ledger writer and exporters start: a busy port fails at once
         asyncio.run(run(settings, config_path=str(config) if config else os.environ.get("NADIR_CONFIG") or None))
     except BindError as e:  # a busy port: one line, not a traceback
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+    except OSError as e:  # a file or folder the service needs at start-up (key-id secret, ledger …)
+        where = f"{e.filename}: " if e.filename else ""
+        typer.echo(f"error: cannot start: {where}{e.strerror or e} (check state_dir / $NADIR_STATE_DIR and the "
+                   "file settings)", err=True)
+        raise typer.Exit(1) from None
+
+
+def _writable_folder_or_exit(folder: Path, setting: str) -> None:
+    """Exit 2 with one line when ``folder`` cannot hold the service's files (the key-id secret, the
+    SQLite ledger): it is a file, or its nearest existing parent is not a writable folder. Creates
+    nothing (the service creates the folder when it starts)."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.is_dir() and os.access(p, os.W_OK):
+        return
+    what = ("is a file, not a folder" if p == folder else f"cannot be created: {p} is a file") if p.exists() and not p.is_dir() \
+        else f"cannot be created: {p} is not writable"
+    typer.echo(f"error: {setting} {folder}: {what}", err=True)
+    raise typer.Exit(2)
 
 
 #: Exit status of ``nadir-extproc check``: the settings are valid / invalid (message on stderr).
@@ -138,6 +161,15 @@ def demo(
                        f"(e.g. {name}=https://api.{name}.com)", err=True)
             raise typer.Exit(2)
         urls[name] = url
+    for option, folder in (("--keep-logs", keep_logs), ("--state-dir / $NADIR_STATE_DIR", state_dir)):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            what = "is a file, not a folder" if isinstance(e, FileExistsError) or folder.is_file() else (e.strerror or type(e).__name__)
+            typer.echo(f"error: {option} {folder}: {what}", err=True)
+            raise typer.Exit(2) from None
     raise typer.Exit(run_demo(keep_logs, upstream_urls=urls, state_dir=state_dir))
 
 

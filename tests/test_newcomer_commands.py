@@ -243,3 +243,18 @@ def test_report_sqlite_dir_takes_the_file_or_the_state_folder(tmp_path):
     (corrupt / "ledger.sqlite3").write_text("junk", encoding="utf-8")
     r = _cli(tmp_path, "report", "--sqlite-dir", "corrupt")
     assert r.returncode == 1 and r.stderr == "error: cannot open the ledger at corrupt: DatabaseError: file is not a database\n"
+
+
+def test_demo_and_serve_with_a_file_where_a_folder_goes_say_so(tmp_path):
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    for args, want in ((("demo", "--keep-logs", "afile"), "error: --keep-logs afile: is a file, not a folder"),
+                       (("demo", "--state-dir", "afile"), "error: --state-dir / $NADIR_STATE_DIR afile: is a file, not a folder")):
+        r = _cli(tmp_path, *args)
+        assert r.returncode == 2 and r.stderr == want + "\n", (args, r.stderr[-2000:])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NADIR_")}
+    env.update(PYTHONPATH=str(ROOT), OTEL_SDK_DISABLED="true")
+    for state, want in (("afile", "error: state_dir (or $NADIR_STATE_DIR) afile: is a file, not a folder"),
+                        ("afile/x", "error: state_dir (or $NADIR_STATE_DIR) afile/x: cannot be created: afile is a file")):
+        r = subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "serve", "--listen", "127.0.0.1:0"], capture_output=True,
+                           text=True, timeout=120, env={**env, "NADIR_STATE_DIR": state}, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr == want + "\n", r.stderr[-2000:]
