@@ -445,7 +445,9 @@ def _correction_variants(model: CatalogueModel) -> list[tuple[gp.PriceVariant, s
     return list(_correction_variant_objects(model.provider_id, model.model_id))
 
 
-_PRICE_KEYS = (
+#: Every rate field of a genai-prices ``ModelPrice`` (USD per million tokens ``*_mtok``, per
+#: thousand calls ``*_kcount``); the price file accepts a subset (``pricefile.RATE_KEYS``).
+PRICE_KEYS = (
     "input_mtok",
     "cache_read_mtok",
     "cache_write_mtok",
@@ -489,7 +491,7 @@ def _sheet(standard: gp.ModelPrice, variants: tuple[gp.PriceVariant, ...], multi
     sheet = _sheets.get(key)
     if sheet is None or sheet.standard is not standard:
         prices = _apply_variants(standard, variants)
-        raw = {key_: getattr(prices, key_, None) for key_ in _PRICE_KEYS}
+        raw = {key_: getattr(prices, key_, None) for key_ in PRICE_KEYS}
         starts = sorted({t.start for v in raw.values() if isinstance(v, gp.TieredPrices) for t in v.tiers})
         sheet = _sheets[key] = _Sheet(standard, raw, tuple(starts), {})
     return sheet

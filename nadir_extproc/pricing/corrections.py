@@ -86,6 +86,20 @@ def _perplexity_fees(model: str, low: str, medium: str, high: str) -> list[Corre
     ]
 
 
+def _deepseek_peak_start(cid: str, models: tuple[str, ...], start: datetime) -> Correction:
+    """A DeepSeek time-of-day correction: peak rates only from ``start`` (UTC), on weekdays."""
+    return Correction(
+        id=cid,
+        kind=TIME_OF_DAY_START,
+        provider="deepseek",
+        models=models,
+        source=_DEEPSEEK_SOURCE,
+        test="tests/pricing/test_corrections.py::test_deepseek_peak_rates_only_from_their_start_and_on_weekdays",
+        remove_when=f"the {' / '.join(models)} time-of-day prices carry a start date and a weekday rule",
+        start=start,
+    )
+
+
 _DEEPSEEK_SOURCE = (
     "DeepSeek Models & Pricing (https://api-docs.deepseek.com/quick_start/pricing): peak hours "
     "01:00-04:00 and 06:00-10:00 UTC, Monday through Friday, peak = 2x off-peak, since 2026-08-16; "
@@ -96,27 +110,10 @@ _DEEPSEEK_SOURCE = (
 CORRECTIONS: Final[tuple[Correction, ...]] = (
     # -- time-of-day prices without a start date ------------------------------------------------
     # v4-pro: the catalogue's peak 1.32/3.96 is 2x the 2026-08-17 off-peak 0.66/1.98.
-    Correction(
-        id="deepseek-v4-pro-peak-start",
-        kind=TIME_OF_DAY_START,
-        provider="deepseek",
-        models=("deepseek-v4-pro",),
-        source=_DEEPSEEK_SOURCE,
-        test="tests/pricing/test_corrections.py::test_deepseek_peak_rates_only_from_their_start_and_on_weekdays",
-        remove_when="the deepseek-v4-pro time-of-day prices carry a start date and a weekday rule",
-        start=datetime(2026, 8, 17, tzinfo=UTC),
-    ),
+    _deepseek_peak_start("deepseek-v4-pro-peak-start", ("deepseek-v4-pro",), datetime(2026, 8, 17, tzinfo=UTC)),
     # v4-flash / deepseek-flash: peak 0.3/1.2 is 2x the 2026-09-10 off-peak 0.15/0.6.
-    Correction(
-        id="deepseek-flash-peak-start",
-        kind=TIME_OF_DAY_START,
-        provider="deepseek",
-        models=("deepseek-v4-flash", "deepseek-flash"),
-        source=_DEEPSEEK_SOURCE,
-        test="tests/pricing/test_corrections.py::test_deepseek_peak_rates_only_from_their_start_and_on_weekdays",
-        remove_when="the deepseek-v4-flash / deepseek-flash time-of-day prices carry a start date and a weekday rule",
-        start=datetime(2026, 9, 10, tzinfo=UTC),
-    ),
+    _deepseek_peak_start("deepseek-flash-peak-start", ("deepseek-v4-flash", "deepseek-flash"),
+                         datetime(2026, 9, 10, tzinfo=UTC)),
     # -- -latest aliases of retired models ------------------------------------------------------
     Correction(
         id="xai-retired-latest-aliases",

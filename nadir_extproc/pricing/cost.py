@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from nadir_extproc.pricing import catalogue, corrections
 from nadir_extproc.pricing.catalogue import CATALOGUE
@@ -106,31 +106,6 @@ def price(
     variant: Mapping[str, str] | None = None,
     reported_usd: Decimal | None = None,
 ) -> Cost:
-    """The cost in USD of ``usage`` on ``model`` served by ``provider``: ``catalogue_price``, then
-    the provider's own figure when it reported one.
-
-    ``reported_usd``: the provider's cost for this request (OpenRouter and Perplexity
-    ``usage.cost``), USD. When given, it is the request's cost (``total_usd``): the provider's
-    bill is authoritative. The catalogue figure is still computed and kept in ``catalogue_usd``
-    (``None`` when the catalogue cannot price it), so a disagreement can be counted
-    (``Cost.disagrees``). Other arguments: ``catalogue_price``.
-    """
-    cost = catalogue_price(provider, model, usage, when=when, service_tier=service_tier, batch=batch, variant=variant)
-    if reported_usd is None or reported_usd < 0:
-        return cost
-    return replace(cost, total_usd=reported_usd, reported_usd=reported_usd, unpriced_reason=None)
-
-
-def catalogue_price(
-    provider: str,
-    model: str,
-    usage: Usage | None,
-    *,
-    when: datetime | None = None,
-    service_tier: str | None = None,
-    batch: bool = False,
-    variant: Mapping[str, str] | None = None,
-) -> Cost:
     """The cost in USD of ``usage`` (tokens, normalised by a dialect) on ``model`` served by ``provider``.
 
     ``provider``: ``"openai"``, ``"anthropic"``, ``"google"`` (or another exact genai-prices provider
@@ -152,11 +127,32 @@ def catalogue_price(
     output and is not billed again; web-search calls per thousand. Long-context tiers are chosen on
     ``usage.input_tokens`` (all input, cache included): above the threshold every token moves.
 
+    ``reported_usd``: the provider's cost for this request (OpenRouter and Perplexity
+    ``usage.cost``), USD. When given, it is the request's cost (``total_usd``): the provider's
+    bill is authoritative. The catalogue figure is still computed and kept in ``catalogue_usd``
+    (``None`` when the catalogue cannot price it), so a disagreement can be counted
+    (``Cost.disagrees``).
+
     Never raises for unknown providers/models, missing or malformed usage: the result is then unpriced
     with a reason. Source of rates: ``CATALOGUE`` (genai-prices' bundled data, no network), or the
     operator's price file.
     """
-    when = when or datetime.now(UTC)
+    cost = _catalogue_cost(provider, model, usage, when or datetime.now(UTC), service_tier, batch, variant)
+    if reported_usd is None or reported_usd < 0:
+        return cost
+    return replace(cost, total_usd=reported_usd, reported_usd=reported_usd, unpriced_reason=None)
+
+
+def catalogue_price(provider: str, model: str, usage: Usage | None, **kw: Any) -> Cost:
+    """``price`` without a provider-reported figure: the catalogue's cost alone (same arguments
+    but ``reported_usd``, which is ignored)."""
+    kw.pop("reported_usd", None)
+    return price(provider, model, usage, **kw)
+
+
+def _catalogue_cost(provider: str, model: str, usage: Usage | None, when: datetime, service_tier: str | None,
+                    batch: bool, variant: Mapping[str, str] | None) -> Cost:
+    """The catalogue's ``Cost`` (``price`` without the reported figure)."""
     applied: tuple[str, ...] = ()
     pid0 = catalogue.catalogue_provider_id(provider)
     fix = corrections.redirect(pid0, model, when) if pid0 is not None else None

@@ -50,7 +50,7 @@ from __future__ import annotations
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from genai_prices import types as gp
@@ -85,20 +85,14 @@ class _Tiered(BaseModel):
 
 
 _Rate = Decimal | _Tiered
-_RATE_KEYS = (
-    "input_mtok",
-    "output_mtok",
-    "cache_read_mtok",
-    "cache_write_mtok",
-    "cache_write_1h_mtok",
-    "output_reasoning_mtok",
-    "web_searches_kcount",
-    "storage_searches_kcount",
-    "code_executions_kcount",
-    "requests_kcount",
-    "input_audio_mtok",
-    "output_audio_mtok",
-)
+#: The rate keys a price file may give: the catalogue's (``catalogue.PRICE_KEYS``) but the
+#: classes genai-prices 0.2.3 prices only for its own models (split 5-minute writes, image and
+#: video parts).
+_RATE_KEYS = tuple(k for k in catalogue.PRICE_KEYS
+                   if k not in ("cache_write_5m_mtok", "input_image_mtok", "input_video_mtok", "output_image_mtok"))
+
+
+_E = TypeVar("_E", bound=BaseModel)
 
 
 class _ModelEntry(BaseModel):
@@ -155,6 +149,17 @@ class _Alias(BaseModel):
     model_provider: str | None = None
 
 
+def _entry(cls: type[_E], raw: Any, source: str, label: str) -> _E:
+    """One ``models[]`` / ``aliases[]`` item validated as ``cls``; ``PriceFileError`` naming the
+    file and the item when it is not a mapping or does not validate."""
+    if not isinstance(raw, dict):
+        raise PriceFileError(f"{source}: {label}: must be a mapping")
+    try:
+        return cls(**raw)
+    except ValidationError as e:
+        raise PriceFileError(f"{source}: {label}: {_errors(e)}") from None
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[dict[str, Any]] = Field(default_factory=list)
@@ -201,12 +206,7 @@ def parse_price_file(data: Any, source: str = "price file") -> PriceOverrides:
         label = f"models[{i}]"
         if isinstance(raw, dict) and raw.get("provider") and raw.get("model"):
             label += f" ({raw.get('provider')}/{raw.get('model')})"
-        try:
-            entry = _ModelEntry(**raw) if isinstance(raw, dict) else None
-        except ValidationError as e:
-            raise PriceFileError(f"{source}: {label}: {_errors(e)}") from None
-        if entry is None:
-            raise PriceFileError(f"{source}: {label}: must be a mapping")
+        entry = _entry(_ModelEntry, raw, source, label)
         pid = _pid(entry.provider)
         name = entry.model.strip().lower()
         if entry.discount_percent is not None:
@@ -236,12 +236,7 @@ def parse_price_file(data: Any, source: str = "price file") -> PriceOverrides:
         label = f"aliases[{i}]"
         if isinstance(raw, dict) and raw.get("name"):
             label += f" ({raw.get('provider')}/{raw.get('name')})"
-        try:
-            alias = _Alias(**raw) if isinstance(raw, dict) else None
-        except ValidationError as e:
-            raise PriceFileError(f"{source}: {label}: {_errors(e)}") from None
-        if alias is None:
-            raise PriceFileError(f"{source}: {label}: must be a mapping")
+        alias = _entry(_Alias, raw, source, label)
         key = (_pid(alias.provider), alias.name.strip().lower())
         if key in aliases:
             raise PriceFileError(f"{source}: {label}: {key[0]}/{key[1]} is listed twice")
