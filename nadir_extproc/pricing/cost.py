@@ -150,16 +150,36 @@ def catalogue_price(provider: str, model: str, usage: Usage | None, **kw: Any) -
     return price(provider, model, usage, **kw)
 
 
-def _catalogue_cost(provider: str, model: str, usage: Usage | None, when: datetime, service_tier: str | None,
-                    batch: bool, variant: Mapping[str, str] | None) -> Cost:
-    """The catalogue's ``Cost`` (``price`` without the reported figure)."""
-    applied: tuple[str, ...] = ()
+def _resolve(provider: str, model: str, when: datetime) -> tuple[str, str, catalogue.CatalogueModel | None, tuple[str, ...]]:
+    """``(provider, model, catalogue entry or None, corrections applied)`` after a redirect
+    correction (``corrections.redirect``: retired aliases, gateway model names)."""
     pid0 = catalogue.catalogue_provider_id(provider)
     fix = corrections.redirect(pid0, model, when) if pid0 is not None else None
     if fix is not None and fix.target is not None:
         provider, model = fix.target
-        applied = (fix.id,)
-    entry = catalogue.resolve(provider, model)
+        return provider, model, catalogue.resolve(provider, model), (fix.id,)
+    return provider, model, catalogue.resolve(provider, model), ()
+
+
+def rates_for(provider: str, model: str, input_tokens: int, *, when: datetime, service_tier: str | None = None,
+              batch: bool = False) -> catalogue.Rates | None:
+    """The ``Rates`` ``price`` applies to ``model`` (no price variants) for a request of
+    ``input_tokens`` input tokens at ``when``; ``None`` when it cannot price it (unknown
+    provider or model, no rates for that service tier or batch)."""
+    _, _, entry, _ = _resolve(provider, model, when)
+    if entry is None:
+        return None
+    try:
+        return catalogue.rates(entry, when, input_tokens, service_tier=catalogue.normalise_service_tier(service_tier),
+                               batch=batch)
+    except catalogue.VariantMissing:
+        return None
+
+
+def _catalogue_cost(provider: str, model: str, usage: Usage | None, when: datetime, service_tier: str | None,
+                    batch: bool, variant: Mapping[str, str] | None) -> Cost:
+    """The catalogue's ``Cost`` (``price`` without the reported figure)."""
+    provider, model, entry, applied = _resolve(provider, model, when)
     if entry is None:
         provider_id = catalogue.catalogue_provider_id(provider)
         if provider_id is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
@@ -151,7 +151,8 @@ def price_request(route: PriceRoute, request: RequestFacts, response: Billed, wh
     ``when``: the request time whose prices apply (default now, UTC).
     """
     served, usage, unpriced = response.served, response.usage, response.unpriced
-    rate_kw = {"when": when, "service_tier": response.service_tier, "batch": response.batch}
+    # One request time for every price below (the actual, the baseline candidates, the shadow).
+    rate_kw = {"when": when or datetime.now(UTC), "service_tier": response.service_tier, "batch": response.batch}
     cost = baseline = saved = shadow_cost = opportunity = partial = None
     if unpriced is None and served is not None and usage is not None:
         cost = price(route.catalogue, served, usage, variant=response.variant, reported_usd=response.reported_usd, **rate_kw)
