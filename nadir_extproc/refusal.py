@@ -4,10 +4,9 @@ API's own error format, so the official SDKs raise their usual error class with 
 - 413 ``request_too_large``: a request body above ``Settings.max_request_bytes`` (HTTP/2 clients are
   not capped by Envoy's ``per_connection_buffer_limit_bytes``, extproc-facts "Size limits").
 
-Shapes: OpenAI ``{"error": {"message", "type": "invalid_request_error", "param": null, "code"}}``
-(API reference, "Error codes"); Anthropic ``{"type": "error", "error": {"type":
-"request_too_large", "message"}}`` (its 413 error type, API reference "Errors"); Gemini
-``google.rpc.Status`` JSON ``{"error": {"code", "message", "status"}}`` (AIP-193).
+Shapes: each dialect's ``refusal_body`` (OpenAI ``{"error": {"message", "type":
+"invalid_request_error", "param": null, "code"}}``; Anthropic ``{"type": "error", "error":
+{"type": "request_too_large", "message"}}``; Gemini ``google.rpc.Status`` JSON).
 """
 
 from __future__ import annotations
