@@ -111,8 +111,7 @@ CHECK_OK, CHECK_INVALID = 0, 2
 def check(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file to check (else $NADIR_CONFIG)."),
 ) -> None:
-    """Validate a settings file without serving: every key, the listeners, the price file, the
-    router policy, and every model in tiers / default_models / baseline_models. Exit 0 valid, 2 invalid."""
+    """Validate a settings file without serving: every key, the listeners, the price file, the router policy, and every model in tiers / default_models / baseline_models. Exit 0 valid, 2 invalid."""
     from nadir_extproc.config import ConfigError, check_models, load_settings
 
     if config is not None and not config.is_file():
@@ -189,10 +188,9 @@ def cost_command(
     config: Optional[Path] = typer.Option(None, "--config", help="Settings file: tiers, baseline_models, price_file."),
     price_file: Optional[Path] = typer.Option(None, "--price-file", help="Operator price file (YAML/TOML) over the catalogue."),
 ) -> None:
-    """Explain the bill of one recorded interaction: usage per class, rate, cost, baseline, saving.
+    """Explain the bill of one recorded interaction: usage per class, rate, cost, baseline, saving. Exit 0 priced, 3 unpriced, 2 bad arguments.
 
-    The saving is cost(same usage on the baseline model) - actual cost, signed; the baseline is the
-    route's configured baseline model, else the most expensive of its routing tier models.
+    The saving is cost(same usage on the baseline model) - actual cost, signed; the baseline is the route's configured baseline model, else the most expensive of its routing tier models.
     """
     from urllib.parse import urlsplit
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -71,3 +72,20 @@ def test_piped_report_is_the_readme_table(tmp_path):
     recs = list(csv.DictReader(io.StringIO(r.stdout)))
     assert [x["model"] for x in recs] == ["gpt-4o-mini-2024-07-18", LONG, "total"] and recs[2]["opportunity_usd"] == "0.0009"
     assert r.stderr.startswith("Router quality at its thresholds") and "Estimate:" in r.stderr
+
+
+def test_a_terminal_too_narrow_for_borders_gets_the_borderless_table(tmp_path):
+    from typer.testing import CliRunner
+
+    from nadir_extproc.cli import app
+
+    store = open_store(sqlite_dir=tmp_path / "ledger")
+    store.insert([_row(1, LONG, "anthropic", "0.0021", 100, 20), _row(4, "gpt-4o-mini-2024-07-18", "openai", "0.00007", 120, 70)])
+    store.close()
+    # the borderless table is 61 + 49 + 2 x 7 = 124 columns wide (bordered: 131); a 126-column terminal
+    r = CliRunner().invoke(app, ["report", "--sqlite-dir", str(tmp_path / "ledger"), "--by", "model", "--top", "0"],
+                           env={"COLUMNS": "126", "TTY_COMPATIBLE": "1", "TERM": "xterm"})  # (rich takes a dumb terminal as 80 wide)
+    assert r.exit_code == 0, r.output
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout).splitlines()
+    assert lines[2].split() == [LONG, "1", "0.0021", "0", "100", "20", "0"] and lines[4].split()[0] == "total", lines
+    assert max(len(x) for x in lines) <= 126 and not any(c in "".join(lines) for c in "│┃━•")

@@ -240,20 +240,26 @@ def _table(console: Any, title: str, header: list[tuple[str, bool]], rows: list[
     """A rich table that fits ``console.width`` without cutting a value: numbers (``True`` in
     ``header``) never wrap; text columns wrap (fold) when the table is too wide, and then every row
     is ruled off so a wrapped value cannot be read as two rows. When even that cannot fit (numbers
-    alone too wide), each row becomes a two-line card: ``• name: value · …`` then the numbers."""
+    alone too wide), each row becomes a two-line card: ``• name: value · …`` then the numbers.
+    Not a terminal (``tables.is_plain``), or a terminal wide enough for every value whole without
+    the borders: a borderless table at its natural width (``nadir_extproc.tables``)."""
     from rich.table import Table
     from rich.text import Text
 
     from nadir_extproc.tables import is_plain, new_table
 
-    if is_plain(console):  # a pipe or a file: the whole table at its natural width, one line per row
-        t = new_table(console, title)
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(header)]
+    bordered = sum(widths) + 3 * len(widths) + 1
+    borderless = sum(widths) + 2 * len(widths)
+    # A pipe or a file: the whole table at its natural width, one line per row. A terminal too
+    # narrow for the borders but wide enough for every value whole: the same borderless table.
+    if is_plain(console) or bordered > console.width >= borderless:
+        t = new_table(console, title) if is_plain(console) else Table(title=title, box=None, title_justify="left")
         for h, num in header:
             t.add_column(h, justify="right" if num else "left", no_wrap=True)
         for r in rows:
-            t.add_row(*r)
+            t.add_row(*r, style="bold" if bold_last and r is rows[-1] and not is_plain(console) else None)
         return t
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(header)]
     need = sum(w if num else min(w, 12) for (_, num), w in zip(header, widths)) + 3 * len(widths) + 1
     if need > console.width:
         out = Text(title + "\n", style="italic")

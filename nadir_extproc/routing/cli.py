@@ -204,9 +204,7 @@ def score(
     provider: Optional[str] = typer.Option(None, help="Provider whose tiers to use: openai, anthropic, google (or gemini); default: from each line's shape."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Settings YAML (router model, policy)."),
 ) -> None:
-    """Score prompts given as arguments, or lines from --file or standard input (a plain-text prompt,
-    or JSONL: {"prompt": ...} or request bodies) with the service's router; one JSON line out per
-    prompt/line, in order."""
+    """Score prompts given as arguments, or lines from --file or standard input (a plain-text prompt, or JSONL: {"prompt": ...} or request bodies) with the service's router; one JSON line out per prompt/line, in order. Exit 1 if a line could not be scored."""
     from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.routing.onnx_router import load_router
 
