@@ -7,6 +7,7 @@ Every process started here is stopped by ``Stack.stop()`` (also on errors, via `
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -279,7 +280,9 @@ class Stack:
                 with urllib.request.urlopen(f"{self.admin_url}/ready", timeout=1) as r:
                     if r.status == 200:
                         return
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                # not listening yet, or (a free-port race on a shared machine) something else
+                # answers on the admin port: Envoy then fails to bind and exits, reported above
                 pass
             time.sleep(0.05)
         raise RuntimeError("envoy not ready in time")
