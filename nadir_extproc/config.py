@@ -144,6 +144,14 @@ class ShadowRoutingSettings(BaseModel):
         """Any request may be scored."""
         return self.enabled and self.sample_rate > 0
 
+    def sampled(self) -> bool:
+        """Whether to score this request: off or rate 0 never (the router is not called), rate 1
+        always, else with probability ``sample_rate``."""
+        import random
+
+        rate = self.sample_rate
+        return self.enabled and rate > 0.0 and (rate >= 1.0 or random.random() < rate)
+
 
 class BudgetRule(BaseModel):
     """One budget (``nadir_extproc.budgets``): spend of requests sharing a ``scope`` value within a

@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 from urllib.parse import unquote
 
+from nadir_extproc import jsonbody
 from nadir_extproc.stats import count
 
 try:  # br and zstd need their libraries (dependencies; optional so a trimmed image still starts)
@@ -27,6 +28,24 @@ except ImportError:  # pragma: no cover
 DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "identity"}
                       | ({"br"} if brotli is not None else set())
                       | ({"zstd"} if zstandard is not None else set()))
+
+
+def parse_request(raw: bytes, encoding: str, max_bytes: int) -> tuple[bytes, Any] | None:
+    """A request body as received -> ``(its decoded bytes, its JSON parsed once by
+    ``jsonbody.parse`` or ``None`` when it is not JSON)``; ``None`` when its ``content-encoding``
+    (lower-cased) cannot be decoded within ``max_bytes``. Counted: ``request_undecodable``,
+    ``request_not_json``. Never raises."""
+    if encoding and encoding != "identity":
+        decoded = decode_body(raw, encoding, max_bytes)
+        if decoded is None:
+            count("request_undecodable", encoding)
+            return None
+        raw = decoded
+    try:
+        return raw, jsonbody.parse(raw)  # the JsonObject keeps value spans for a model rewrite
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
+        count("request_not_json")
+        return raw, None
 
 
 def narrow_accept_encoding(value: str) -> str | None:

@@ -31,17 +31,16 @@ reads).
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
 from nadir_extproc import headers as hn
-from nadir_extproc import jsonbody, protocol as p
+from nadir_extproc import protocol as p
 from nadir_extproc import providers, refusal
 from nadir_extproc.budgets import scope_values, trace_id
 from nadir_extproc.budgets.ticket import Ticket
 from nadir_extproc.dialects import Dialect, detect, retrieval_dialect
-from nadir_extproc.httpcodec import decode_body, narrow_accept_encoding
+from nadir_extproc.httpcodec import narrow_accept_encoding, parse_request
 from nadir_extproc.pricing.priced import Billed, PriceRoute, RequestFacts, price_request
 from nadir_extproc.providers import known
 from nadir_extproc.record import Outcome, RequestInfo, Result
@@ -49,7 +48,7 @@ from nadir_extproc.response import Asked, JsonRead, read_json
 from nadir_extproc.routing.base import Decision, RouteRequest
 from nadir_extproc.stats import count
 from nadir_extproc.stream import ResponseStream
-from nadir_extproc.tags import apply_body_fallback, check_value, read_tags
+from nadir_extproc.tags import apply_body_fallback, identify
 from nadir_extproc.telemetry.context import carrier_from_headers
 from nadir_extproc.telemetry.extract import note_request, note_response_content
 
@@ -169,12 +168,8 @@ class RequestProcessor:
             out.end_ns = time.time_ns()
         if "traceparent" not in out.trace_carrier and "traceparent" in self._req_headers:
             out.trace_carrier = carrier_from_headers(self._req_headers)
-        cb = self.ctx.on_complete
-        if cb is not None and out.dialect is not None:
-            try:
-                cb(out)
-            except Exception as e:  # noqa: BLE001
-                count("on_complete_error", f"{type(e).__name__}: {e}")
+        if out.dialect is not None:
+            self.ctx.complete(out)
 
     # ------------------------------------------------------------------ phases
     def _request_headers(self, msg: Any, attributes: Any = None) -> p.ProcessingResponse:
@@ -224,18 +219,11 @@ class RequestProcessor:
             self.out.result, self.out.unpriced_reason, self.out.status = Result.BLOCKED, refusal.TOO_LARGE, 413
             return refusal.too_large(d.name, len(raw), limit)
         req_encoding = self._req_headers.get("content-encoding", "").strip().lower()
-        encoded = bool(req_encoding) and req_encoding != "identity"
-        if encoded:
-            decoded = decode_body(raw, req_encoding, self.ctx.settings.max_message_bytes)
-            if decoded is None:
-                count("request_undecodable", req_encoding)
-                return p.reply("request_body")
-            raw = decoded
-        try:
-            body = jsonbody.parse(raw)  # parsed once; the JsonObject keeps value spans for the rewrite
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-            count("request_not_json")
-            body = None
+        encoded = req_encoding not in ("", "identity")
+        parsed = parse_request(raw, req_encoding, self.ctx.settings.max_message_bytes)
+        if parsed is None:
+            return p.reply("request_body")  # an encoding we cannot decode: passed through, counted
+        raw, body = parsed
         self._budget_scopes(len(raw), body if isinstance(body, dict) else None)
         if not isinstance(body, dict):
             if body is not None:
@@ -412,9 +400,7 @@ class RequestProcessor:
         cost, ``_price``). Nothing reaches the request or the response. Sampled by
         ``shadow_routing.sample_rate``; at 0 (or disabled) the router is never called (counted
         ``shadow_not_sampled``). A router error is counted, never a fallback decision."""
-        sr = self.ctx.settings.shadow_routing
-        rate = sr.sample_rate
-        if not sr.enabled or rate <= 0.0 or (rate < 1.0 and random.random() >= rate):
+        if not self.ctx.settings.shadow_routing.sampled():
             count("shadow_not_sampled")
             return
         if self._tiers_of() not in self.ctx.policy.tiers:
@@ -431,14 +417,11 @@ class RequestProcessor:
 
     # ------------------------------------------------------------------ tags, key ids, budgets
     def _identify(self, h: dict[str, str]) -> list[str]:
-        """Tags, key id and request id from the request headers; returns the tag headers to
-        remove before upstream (none with ``tags.forward``)."""
+        """Tags, request id and key id from the request headers (``tags.identify``); returns the
+        tag headers to remove before upstream (none with ``tags.forward``)."""
         cfg = self.ctx.settings.tags
-        res = read_tags(h, cfg.headers, frozenset(cfg.allow), cfg.max_len, cfg.generic_prefix)
+        res, self.out.request_id, self.out.key_id = identify(h, cfg, self.ctx.identity)
         self.out.tags = res.tags
-        self.out.request_id = check_value(h.get("x-request-id", ""), 128)[0]
-        if self.ctx.identity is not None:
-            self.out.key_id = self.ctx.identity.key_id(h)
         return [] if cfg.forward else list(res.tag_headers)
 
     def _budget_scopes(self, body_bytes: int, body: dict[str, Any] | None) -> None:

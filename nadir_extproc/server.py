@@ -57,6 +57,16 @@ class Context:
     #: a response is priced once, however often it is polled.
     priced_responses: OnceSet = field(default_factory=lambda: OnceSet(100_000))
 
+    def complete(self, out: Outcome) -> None:
+        """Hand one finished request's record to the sinks (``on_complete``); a sink raising is
+        counted (``on_complete_error``), never raised."""
+        cb = self.on_complete
+        if cb is not None:
+            try:
+                cb(out)
+            except Exception as e:  # noqa: BLE001
+                count("on_complete_error", f"{type(e).__name__}: {e}")
+
     def add_on_complete(self, sink: Callable[[Outcome], None]) -> None:
         """Add a sink to ``on_complete`` (kept as a plain callable while there is only one)."""
         cur = self.on_complete

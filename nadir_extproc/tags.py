@@ -127,6 +127,15 @@ def _drop(out: TagResult, name: str, reason: str) -> None:
     count(f"tag_dropped_{reason}", f"tag {name!r}")
 
 
+def identify(headers: Mapping[str, str], cfg: Any, identity: KeyIdentity | None) -> tuple[TagResult, str | None, str | None]:
+    """``(tags read, x-request-id, API key id)`` of a request from its lower-cased headers, with
+    the tag settings ``cfg`` (``config.TagSettings``) and the key-id hasher (``None``: no key ids).
+    The tag headers to remove before upstream are ``result.tag_headers`` unless ``cfg.forward``."""
+    res = read_tags(headers, cfg.headers, frozenset(cfg.allow), cfg.max_len, cfg.generic_prefix)
+    request_id = check_value(headers.get("x-request-id", ""), 128)[0]
+    return res, request_id, identity.key_id(headers) if identity is not None else None
+
+
 def body_user(dialect: str | None, body: Mapping[str, Any] | None) -> Any:
     """The request body's own end-user field as its dialect reads it (``Dialect.request_user``:
     OpenAI ``user``, Anthropic ``metadata.user_id``); ``None`` when absent."""
