@@ -27,7 +27,7 @@ def train(
     seed: int = typer.Option(20250, help="Seed of the cross-validation folds."),
     target_mid: float = typer.Option(0.8, help="PGR target of the mid threshold (on the cross-validated arena-bench scores)."),
     target_strong: float = typer.Option(0.5, help="PGR target of the strong threshold."),
-    label: str = typer.Option("difficulty", help="Label rule: difficulty (the weak side fails) or gap (the strong side wins)."),
+    label: str = typer.Option("gap", help="Label rule: gap (the strong side wins) or difficulty (the weak side fails)."),
 ) -> None:
     """Train the router (needs the 'train' extra: wordllama, scikit-learn, onnx) and write the ONNX model."""
     from nadir_extproc.routing.train import train as run
@@ -44,7 +44,7 @@ def train(
 def eval_(
     data: Path = typer.Option(_DATA, help="Folder with the prompt sets."),
     out: Path = typer.Option(Path("docs/router-eval"), help="Report folder (report.md, metrics.json, routing_curve.png)."),
-    scorer: list[str] = typer.Option(list(BUILTIN), "--scorer", "-s", help="Scorer to evaluate (repeatable): cv, cv-gap, shipped, rules, length, random, or onnx:PATH."),
+    scorer: list[str] = typer.Option(list(BUILTIN), "--scorer", "-s", help="Scorer to evaluate (repeatable): cv, cv-difficulty, shipped, rules, length, random, or onnx:PATH."),
     seed: Optional[int] = typer.Option(None, help="Cross-validation seed (default: the shipped model's)."),
     bootstrap: int = typer.Option(500, help="Bootstrap resamples for the 95 % intervals."),
     chat: Path = typer.Option(Path("docs/router-eval/chat_prompts.jsonl"), help="Hand-labelled chat prompts (JSONL prompt/label/kind); skipped when absent."),

@@ -1,20 +1,21 @@
 """Router training and evaluation data, read in place from a prompts folder (``../shared/data/prompts``).
 
-Three labelled sources, nothing labelled "strong needed" by default (a source is never labelled 1
-as a whole; every label comes from measured model answers). Two label rules (``LABELS``):
+Three sources labelled from measured model answers (``load``), nothing labelled "strong needed"
+by default (a source is never labelled 1 as a whole). Two label rules (``LABELS``):
 
-- ``difficulty`` (the default, what the shipped model is trained on): 1 = the prompt is hard for the
-  weak side — MMLU/GSM8K: the weak model (Mixtral) answered wrong; arena-bench-v1: the mean judge
-  score of the twelve non-GPT-4 models is below the median over the source.
-- ``gap`` (issue 15's proposal, kept for comparison): 1 = the strong side beats the weak side —
-  MMLU/GSM8K: GPT-4 right and Mixtral wrong; arena-bench-v1: the mean score of the GPT-4 models
-  minus the mean of the other twelve is above the median.
+- ``gap`` (the default, issue 15's recipe, what the shipped model is trained on): 1 = the strong side
+  beats the weak side — MMLU/GSM8K: GPT-4 right and Mixtral wrong; arena-bench-v1: the mean judge
+  score of the GPT-4 models minus the mean of the other twelve is above the median.
+- ``difficulty`` (kept for comparison, ``router eval -s cv-difficulty``): 1 = the prompt is hard
+  for the weak side — MMLU/GSM8K: Mixtral answered wrong; arena-bench-v1: the mean judge score of
+  the twelve non-GPT-4 models is below the median.
 
-``difficulty`` was chosen over ``gap`` on checks outside the evaluated data (the hand-labelled chat
-set and arena-hard v2.0's math/coding vs creative-writing prompts, ``evaluate.dev_checks``): with
-``gap`` a model (development runs) did not separate math and coding from creative writing (AUC 0.51 / 0.57) and
-scored the chat set at AUC 0.61 (0.69 / 0.67 / 0.825 with ``difficulty``); the cross-validated
-APGRs of the two are within each other's intervals (``docs/router-eval``).
+Besides those, ``category_rows`` adds prompts labelled by their benchmark category (arena-hard
+v2.0, vicuna-bench, HumanEval, GSM8K train): math, coding and Fermi-estimation prompts 1; writing,
+roleplay, generic, knowledge, counterfactual and common-sense prompts 0 — the categories where
+chat benchmarks measure the strong model's largest and smallest lead (``STRONG_CATEGORIES``).
+These are weak labels (a category, not an answer); ``load_all`` = ``load`` + ``category_rows`` is
+what ``train`` fits on.
 
 - **MMLU** (``routellm_mmlu_responses.jsonl``, 14,042 rows, RouteLLM) and **GSM8K**
   (``routellm_gsm8k_responses.csv``, 1,319 rows): per-model correctness of GPT-4
@@ -55,8 +56,17 @@ ARENA_STRONG = ("gpt-4-0314", "gpt-4-1106-preview")
 #: The arena-bench-v1 pair the routing curve is measured on (the same pair as MMLU/GSM8K).
 ARENA_PAIR = ("gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1")
 SOURCES = ("mmlu", "gsm8k", "arena")
+#: Category-labelled (weakly supervised) sources (``category_rows``): trained on, never evaluated
+#: as routing curves (no model answers), reported per category from out-of-fold scores.
+CATEGORY_SOURCES = ("arena_hard_v2", "vicuna", "humaneval", "gsm8k_train")
 #: Label rules (module docstring); the first is the default.
-LABELS = ("difficulty", "gap")
+LABELS = ("gap", "difficulty")
+#: Categories whose prompts are labelled "strong needed" / "weak enough" in ``category_rows``
+#: (MT-bench findings, Zheng et al. 2023 "Judging LLM-as-a-judge", fig. 3 and RouteLLM's MT-bench
+#: per-category scores: the strong model's lead is largest on math, reasoning and coding and
+#: smallest on writing, roleplay and knowledge questions).
+STRONG_CATEGORIES = frozenset({"math", "coding", "fermi"})
+WEAK_CATEGORIES = frozenset({"writing", "roleplay", "generic", "knowledge", "counterfactual", "common-sense"})
 
 #: MMLU subject -> category, after Hendrycks et al.'s subject grouping (STEM, humanities, social
 #: sciences, other; health and business subjects are "other").
@@ -141,7 +151,7 @@ def _check(label: str) -> None:
         raise ValueError(f"unknown label rule {label!r} (one of {', '.join(LABELS)})")
 
 
-def mmlu_gsm8k(data_dir: Path, bad: set[str] | None = None, label: str = "difficulty") -> list[Example]:
+def mmlu_gsm8k(data_dir: Path, bad: set[str] | None = None, label: str = "gap") -> list[Example]:
     """MMLU and GSM8K rows with per-model correctness (contaminated prompts dropped), labelled by
     ``label`` (``LABELS``). Raises ``FileNotFoundError`` if either file is missing."""
     _check(label)
@@ -164,7 +174,7 @@ def mmlu_gsm8k(data_dir: Path, bad: set[str] | None = None, label: str = "diffic
     return out
 
 
-def arena_bench(data_dir: Path, bad: set[str] | None = None, label: str = "difficulty") -> list[Example]:
+def arena_bench(data_dir: Path, bad: set[str] | None = None, label: str = "gap") -> list[Example]:
     """arena-bench-v1 prompts labelled by ``label`` (module docstring), split at the source's median.
 
     Prompts with no score from either side are skipped. Raises ``FileNotFoundError`` if either file
@@ -194,11 +204,54 @@ def arena_bench(data_dir: Path, bad: set[str] | None = None, label: str = "diffi
     return out
 
 
-def load(data_dir: Path, label: str = "difficulty") -> list[Example]:
-    """All labelled examples: MMLU, GSM8K, then arena-bench-v1, by the label rule ``label``
-    (``FileNotFoundError`` if a file is missing, ``ValueError`` for an unknown rule)."""
+def load(data_dir: Path, label: str = "gap") -> list[Example]:
+    """All examples labelled from model answers: MMLU, GSM8K, then arena-bench-v1, by the label rule
+    ``label`` (``FileNotFoundError`` if a file is missing, ``ValueError`` for an unknown rule)."""
     bad = contaminated(data_dir)
     return mmlu_gsm8k(data_dir, bad, label) + arena_bench(data_dir, bad, label)
+
+
+def category_rows(data_dir: Path, bad: set[str] | None = None) -> list[Example]:
+    """Prompts labelled by their benchmark category (weak supervision; ``CATEGORY_SOURCES``):
+
+    - ``arena_hard_v2`` (``arena_hard_v2.0_question.jsonl``, 750): subcategory ``math`` and
+      ``coding`` (hard real-user prompts) 1, ``creative_writing`` 0 (category ``writing``);
+    - ``vicuna`` (``vicuna_bench_question.jsonl``, 75): category in ``STRONG_CATEGORIES`` 1, in
+      ``WEAK_CATEGORIES`` 0, any other category dropped;
+    - ``humaneval`` (``HumanEval.jsonl``, 164 function-completion prompts): 1, category ``coding``;
+    - ``gsm8k_train`` (``gsm8k_train.jsonl``, 7,473 word problems, disjoint from the GSM8K test
+      problems that are evaluated): 1, category ``math``.
+
+    No model answers: ``strong_q``/``weak_q`` are ``None`` (never on a routing curve). ``group`` =
+    ``<source>/<row number>``. Contaminated prompts are dropped. ``FileNotFoundError`` if a file is
+    missing."""
+    bad = contaminated(data_dir) if bad is None else bad
+    out: list[Example] = []
+
+    def add(source: str, i: int, prompt: object, label: int, category: str) -> None:
+        if isinstance(prompt, str) and prompt.strip() and _norm(prompt) not in bad:
+            out.append(Example(source, f"{source}/{i}", prompt, label, None, None, category))
+
+    for i, r in enumerate(_jsonl(data_dir / "arena_hard_v2.0_question.jsonl")):
+        sub = str(r.get("subcategory") or r.get("category"))
+        cat = "writing" if sub == "creative_writing" else sub
+        if cat in STRONG_CATEGORIES or cat in WEAK_CATEGORIES:
+            add("arena_hard_v2", i, r.get("prompt"), int(cat in STRONG_CATEGORIES), cat)
+    for i, r in enumerate(_jsonl(data_dir / "vicuna_bench_question.jsonl")):
+        cat = r.get("category")
+        if cat in STRONG_CATEGORIES or cat in WEAK_CATEGORIES:
+            add("vicuna", i, (r.get("turns") or [None])[0], int(cat in STRONG_CATEGORIES), cat)
+    for i, r in enumerate(_jsonl(data_dir / "HumanEval.jsonl")):
+        add("humaneval", i, r.get("prompt"), 1, "coding")
+    for i, r in enumerate(_jsonl(data_dir / "gsm8k_train.jsonl")):
+        add("gsm8k_train", i, r.get("question"), 1, "math")
+    return out
+
+
+def load_all(data_dir: Path, label: str = "gap") -> list[Example]:
+    """The training rows: ``load`` (answer-labelled) then ``category_rows`` (category-labelled)."""
+    bad = contaminated(data_dir)
+    return mmlu_gsm8k(data_dir, bad, label) + arena_bench(data_dir, bad, label) + category_rows(data_dir, bad)
 
 
 def folds(examples: list[Example], k: int, seed: int) -> list[int]:

@@ -174,10 +174,10 @@ def chat_summary(rows: list[dict[str, Any]], scores: np.ndarray, policy: Any,
 
 #: Built-in scorer names of ``router eval`` (besides ``onnx:PATH``).
 BUILTIN_SCORERS = ("cv", "shipped", "rules", "length", "random")
-#: Also accepted: ``cv-gap`` — the recipe trained on the ``gap`` label rule, cross-validated.
+#: Also accepted: ``cv-difficulty`` — the recipe trained on the ``difficulty`` label rule, cross-validated.
 SCORER_HELP = {
     "cv": "the training recipe, cross-validated: each prompt scored by a model trained without its fold",
-    "cv-gap": "the same recipe trained on the gap label instead (issue 15's proposal), cross-validated",
+    "cv-difficulty": "the same recipe trained on the difficulty label (the weak side fails) instead of gap, cross-validated",
     "shipped": "the shipped model (trained on all of this data: in-sample, optimistic)",
     "rules": "the rule router (1 strong / 0 weak)",
     "length": "prompt length in characters",
@@ -288,12 +288,12 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     data (``dev_checks``) use the shipped model. Raises ``FileNotFoundError`` when data is missing,
     ``ValueError`` for an unknown scorer."""
     from nadir_extproc.routing import train as tr
-    from nadir_extproc.routing.data import SOURCES, load
+    from nadir_extproc.routing.data import CATEGORY_SOURCES, SOURCES, load_all
     from nadir_extproc.routing.policy import TierPolicy
 
     model_dir = Path(__file__).parent / "model"
     calibration = calibration or model_dir / "calibration.json"
-    fixed = {n: fixed_scorer(n) for n in scorers if n not in ("cv", "cv-gap")}
+    fixed = {n: fixed_scorer(n) for n in scorers if n not in ("cv", "cv-difficulty")}
     if seed is None:
         seed = tr.DEFAULT_SEED
         if "shipped" in fixed:
@@ -308,9 +308,9 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     all_scores: dict[str, np.ndarray] = {}
     metrics: dict[str, Any] = {"seed": seed, "k": tr.K, "bootstrap": n_boot, "scorers": {}, "sets": {}, "categories": {}}
     for name in scorers:
-        if name in ("cv", "cv-gap"):
+        if name in ("cv", "cv-difficulty"):
             log(f"cross-validating the recipe, {name} ({tr.K} folds, selection inside each fold) …")
-            train_rows = examples if name == "cv" else load(data_dir, "gap")
+            train_rows = examples if name == "cv" else load_all(data_dir, "difficulty")
             oof, _, info = tr.cross_validate(train_rows, x, seed, log=log)
             all_scores[name] = oof
             metrics["scorers"][name] = {"help": SCORER_HELP[name], "in_sample": False, "folds": info}
@@ -351,6 +351,25 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
             except ValueError:
                 row[name] = None
         metrics["categories"][cat] = row
+    # Category-labelled prompts (no model answers): how each scorer ranks a category's prompts
+    # against writing/roleplay ones (AUC) and what share it sends strong at the default thresholds.
+    # For cv these are out-of-fold scores (the rows are in the folds like every other row).
+    pol0 = TierPolicy()
+    ccat: dict[str, Any] = {}
+    crows = [i for i, e in enumerate(examples) if e.source in CATEGORY_SOURCES]
+    for cat in sorted({examples[i].category for i in crows}):
+        idx = np.array([i for i in crows if examples[i].category == cat])
+        low = np.array([i for i in crows if examples[i].category in ("writing", "roleplay")])
+        row = {"rows": int(idx.size), "label": int(examples[idx[0]].label),
+               "sources": sorted({examples[i].source for i in idx})}
+        for name, sc in all_scores.items():
+            row[name] = {"mean_score": float(sc[idx].mean()),
+                         "auc_vs_writing_roleplay": auc(np.r_[np.ones(idx.size), np.zeros(low.size)], np.r_[sc[idx], sc[low]])
+                         if cat not in ("writing", "roleplay") else None,
+                         "share_ge_mid": float(np.mean(sc[idx] >= pol0.thresholds["mid"])),
+                         "share_ge_strong": float(np.mean(sc[idx] >= pol0.thresholds["strong"]))}
+        ccat[cat] = row
+    metrics["category_labelled"] = ccat
     if calibration.is_file() and "cv" in all_scores:
         cal = json.loads(calibration.read_text(encoding="utf-8"))
         th = cal["thresholds"]
@@ -422,6 +441,22 @@ def _report(m: dict[str, Any]) -> str:
     for cat, row in m["categories"].items():
         cells = [("—" if row[n] is None else f"{row[n]['apgr']:.3f} / {_pct(row[n]['cpt50'])}") for n in names]
         L.append(f"| {cat} | {row['rows']} | {row['gap']:.3f} | " + " | ".join(cells) + " |")
+    if m.get("category_labelled"):
+        L += ["", "## Per category, category-labelled prompts (cross-validated for cv)", "",
+              "arena-hard v2.0 (math, coding, creative writing), vicuna-bench (categories), HumanEval (coding), GSM8K "
+              "train (math): no model answers, so no routing curve; trained on with the category as the label (`label` "
+              "column: 1 = a category where the strong model's lead is largest). Per scorer: AUC of the category's prompts "
+              "over writing + roleplay prompts (0.5 = no separation) / share of the category at or above the default "
+              "`strong` threshold.", "",
+              "| category | rows | label | " + " | ".join(names) + " |", "|---|---:|---:|" + "---:|" * len(names)]
+        for cat, row in m["category_labelled"].items():
+            cells = []
+            for n in names:
+                r = row[n]
+                a = "—" if r["auc_vs_writing_roleplay"] is None or r["auc_vs_writing_roleplay"] != r["auc_vs_writing_roleplay"] \
+                    else f"{r['auc_vs_writing_roleplay']:.3f}"
+                cells.append(f"{a} / {_pct(r['share_ge_strong'])}")
+            L.append(f"| {cat} | {row['rows']} | {row['label']} | " + " | ".join(cells) + " |")
     if "calibration" in m:
         c = m["calibration"]
         L += ["", "## Thresholds", "",
@@ -441,7 +476,8 @@ def _report(m: dict[str, Any]) -> str:
                      f"hard {_tiers(c['by_provider']['anthropic']['hard'])}.")
         if "arena_hard_categories" in ch:
             L.append("- arena-hard v2.0: AUC of " + ", ".join(f"{k} prompts over creative writing {v:.3f}" for k, v in ch["arena_hard_categories"].items())
-                     + " (0.5 = no separation).")
+                     + " (0.5 = no separation; in-sample for a model trained on these categories, as the shipped one is: "
+                     "the cross-validated figures are in the category table).")
         L += ["", "| demo prompt | score | tier | on a two-tier provider |", "|---|---:|---|---|"]
         for d in ch["demo"]:
             L.append(f"| {d['prompt'].replace('|', '/').replace(chr(10), ' ')} | {d['score']:.3f} | {d['tier']} | {d['two_tier_provider']} |")
@@ -459,7 +495,7 @@ def _plot(curves: dict[str, dict[str, Curve]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.4), dpi=100)
-    styles = {"cv": "-", "cv-gap": (0, (3, 1)), "shipped": "-.", "rules": "--", "length": (0, (5, 1, 1, 1)), "random": ":"}
+    styles = {"cv": "-", "cv-difficulty": (0, (3, 1)), "shipped": "-.", "rules": "--", "length": (0, (5, 1, 1, 1)), "random": ":"}
     for ax, (name, cs) in zip(np.atleast_1d(axes), curves.items()):
         for scorer, c in cs.items():
             ax.plot(100 * c.x, 100 * c.pgr, linestyle=styles.get(scorer, "-"), label=f"{scorer} (APGR {c.apgr():.3f})")

@@ -41,15 +41,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nadir_extproc.routing.data import SOURCES, Example, folds, load
+from nadir_extproc.routing.data import CATEGORY_SOURCES, SOURCES, Example, folds, load_all
 from nadir_extproc.routing.features import DENSE_NAMES, Features, featurise_many, load_tokenizer
 
 DEFAULT_SEED = 20250
+ALL_SOURCES = SOURCES + CATEGORY_SOURCES
 #: Outer cross-validation folds (the reported figures) and inner folds (hyper-parameter choice).
 K = 5
 INNER_K = 3
 #: (C, arena_share) candidates.
-GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.05, 0.5) for a in (1.0, 3.0))
+GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.01, 0.1) for a in (1.0,))
+#: Each source's share of the total training weight (step 4; ``arena`` is the ``arena_share``
+#: hyper-parameter). The category-labelled sources (``data.category_rows``) together weigh as much
+#: as the chat prompts; MMLU and GSM8K half as much, so 14,000 multiple-choice rows do not decide
+#: what a chat prompt looks like (issue 15).
+SHARES: dict[str, float] = {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3,
+                            "gsm8k_train": 0.3}
 EMBED_DIM = 256
 EPS = 1e-12
 #: Standardised features are clipped to [-CLIP, CLIP] (step 3).
@@ -157,7 +164,7 @@ def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 def weights(examples: list[Example], arena_share: float) -> np.ndarray:
     """Row weights (module docstring step 4)."""
-    share = {"mmlu": 1.0, "gsm8k": 1.0, "arena": arena_share}
+    share = {**SHARES, "arena": arena_share}
     src = [e.source for e in examples]
     n = {s: src.count(s) for s in set(src)}
     w = np.array([share.get(s, 1.0) / n[s] for s in src], dtype=np.float64)
@@ -302,20 +309,20 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def prepare(data_dir: Path, tokenizer_out: Path, label: str = "difficulty") -> tuple[list[Example], np.ndarray, np.ndarray]:
+def prepare(data_dir: Path, tokenizer_out: Path, label: str = "gap") -> tuple[list[Example], np.ndarray, np.ndarray]:
     """Examples (label rule ``label``), their design rows and the table; writes the router tokenizer
     to ``tokenizer_out``."""
     t_path, k_path = wordllama_files()
     table = load_table(t_path)
     router_tokenizer(k_path, tokenizer_out)
     tok = load_tokenizer(tokenizer_out)
-    examples = load(data_dir, label)
+    examples = load_all(data_dir, label)
     x = pool(featurise_many([e.prompt for e in examples], tok), table)
     return examples, x, table
 
 
 def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable[[str], Any] = print,
-          calibrate_target: dict[str, float] | None = None, label: str = "difficulty") -> dict[str, Any]:
+          calibrate_target: dict[str, float] | None = None, label: str = "gap") -> dict[str, Any]:
     """Train on ``data_dir`` and write ``router.onnx``, ``tokenizer.json``, ``reference_scores.json``,
     ``train_info.json`` and ``calibration.json`` into ``out_dir``; returns the training info.
 
@@ -327,7 +334,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
     out_dir.mkdir(parents=True, exist_ok=True)
     tok_out = out_dir / "tokenizer.json"
     examples, x, table = prepare(data_dir, tok_out, label)
-    log(f"rows: {len(examples)} (" + ", ".join(f"{s} {sum(e.source == s for e in examples)}" for s in SOURCES) + ")")
+    log(f"rows: {len(examples)} (" + ", ".join(f"{s} {sum(e.source == s for e in examples)}" for s in ALL_SOURCES) + ")")
     oof, fold_of, fold_info = cross_validate(examples, x, seed, log=log)
     model, results = fit_selected(examples, x, seed)
     log(f"final: C={model.c} arena_share={model.arena_share} (inner-CV mean APGR {results})")
@@ -342,6 +349,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
         "arena_share": str(model.arena_share),
         "label": label,
         "features": "wordllama l2_supercat 256 mean-pool + dense6",
+        "data": "mmlu+gsm8k+arena-bench-v1 answer labels, arena-hard-v2/vicuna/humaneval/gsm8k-train category labels",
         "tokenizer_sha256": sha256(tok_out),
     }
     onnx_path = out_dir / "router.onnx"
@@ -353,8 +361,9 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
         "arena_share": model.arena_share,
         "label": label,
         "grid_mean_apgr": results,
-        "rows": {s: sum(e.source == s for e in examples) for s in SOURCES},
-        "positive": {s: sum(e.label for e in examples if e.source == s) for s in SOURCES},
+        "rows": {s: sum(e.source == s for e in examples) for s in ALL_SOURCES},
+        "positive": {s: sum(e.label for e in examples if e.source == s) for s in ALL_SOURCES},
+        "shares": {**SHARES, "arena": model.arena_share},
         "cv_folds": fold_info,
         "onnx_bytes": onnx_path.stat().st_size,
         "onnx_sha256": sha256(onnx_path),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nadir_extproc.routing.data import MMLU_CATEGORY, arena_bench, contaminated, folds, load, mmlu_gsm8k
+from nadir_extproc.routing.data import (MMLU_CATEGORY, arena_bench, category_rows, contaminated, folds, load, load_all,
+                                       mmlu_gsm8k)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "prompts"
 pytestmark = pytest.mark.skipif(not (DATA / "arena_bench_v1_scores.jsonl").exists(), reason=f"prompt data not found at {DATA}")
@@ -31,8 +32,8 @@ def test_counts_after_dropping_contaminated_prompts(rows):
     assert {e.source for e in rows} == {"mmlu", "gsm8k", "arena"}
 
 
-def test_difficulty_label_is_weak_wrong(rows):
-    lab = [e for e in rows if e.source != "arena"]
+def test_difficulty_label_is_weak_wrong():
+    lab = [e for e in load(DATA, "difficulty") if e.source != "arena"]
     assert all(e.label == int(e.weak_q == 0.0) for e in lab)
     # SOURCES.md: Mixtral is right on 68.1 % of MMLU -> about 31.9 % of 14,037 rows labelled 1.
     assert abs(sum(e.label for e in lab if e.source == "mmlu") / 14_037 - 0.319) < 0.002
@@ -40,7 +41,8 @@ def test_difficulty_label_is_weak_wrong(rows):
     assert 477 - 12 <= sum(e.label for e in lab if e.source == "gsm8k") <= 477
 
 
-def test_gap_label_is_strong_right_and_weak_wrong():
+def test_gap_label_is_strong_right_and_weak_wrong(rows):
+    assert [e.label for e in rows if e.source != "arena"] == [e.label for e in mmlu_gsm8k(DATA, label="gap")]  # the default
     lab = mmlu_gsm8k(DATA, label="gap")
     assert all(e.label == int(e.strong_q == 1.0 and e.weak_q == 0.0) for e in lab)
     # SOURCES.md: 2,497 MMLU rows where only GPT-4 is right (before dropping contaminated rows).
@@ -65,7 +67,7 @@ def test_arena_labels_by_hand():
         weak_mean[q] = sum(other) / len(other)
     med_gap = statistics.median(gap.values())
     med_weak = statistics.median(weak_mean.values())
-    ex, ex_gap = arena_bench(DATA), arena_bench(DATA, label="gap")
+    ex, ex_gap = arena_bench(DATA, label="difficulty"), arena_bench(DATA)
     assert len(ex) == len(ex_gap) == 200
     for e, g in zip(ex, ex_gap):
         q = e.group.split("/", 1)[1]
@@ -94,3 +96,28 @@ def test_mmlu_categories_cover_every_subject():
     subjects = {e.group.split("/", 1)[1] for e in mmlu_gsm8k(DATA) if e.source == "mmlu"}
     assert subjects == set(MMLU_CATEGORY)
     assert set(MMLU_CATEGORY.values()) == {"STEM", "humanities", "social sciences", "other"}
+
+
+def test_category_rows_by_hand():
+    # Counts from the files (SOURCES.md): arena-hard v2.0 253 coding + 247 math + 250 creative writing;
+    # vicuna-bench 75 rows, of which math 2, coding 4, fermi 10 "strong" and generic, knowledge,
+    # roleplay, writing, counterfactual, common-sense (10, 10, 10, 9, 10, 10) "weak"; HumanEval 164;
+    # GSM8K train 7,473 (none of them on a contaminated list).
+    rows = category_rows(DATA)
+    by = {}
+    for e in rows:
+        by.setdefault((e.source, e.category, e.label), 0)
+        by[(e.source, e.category, e.label)] += 1
+    assert by == {
+        ("arena_hard_v2", "coding", 1): 253, ("arena_hard_v2", "math", 1): 247, ("arena_hard_v2", "writing", 0): 250,
+        ("vicuna", "math", 1): 2, ("vicuna", "coding", 1): 4, ("vicuna", "fermi", 1): 10,
+        ("vicuna", "generic", 0): 10, ("vicuna", "knowledge", 0): 10, ("vicuna", "roleplay", 0): 10,
+        ("vicuna", "writing", 0): 9, ("vicuna", "counterfactual", 0): 10, ("vicuna", "common-sense", 0): 10,
+        ("humaneval", "coding", 1): 164, ("gsm8k_train", "math", 1): 7_473,
+    }
+    # No model answers: never on a routing curve.
+    assert all(e.strong_q is None and e.weak_q is None for e in rows)
+    first = json.loads((DATA / "gsm8k_train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert [e for e in rows if e.source == "gsm8k_train"][0].prompt == first["question"]
+    # load_all = the answer-labelled rows, then these, in this order.
+    assert [e.group for e in load_all(DATA)] == [e.group for e in load(DATA)] + [e.group for e in rows]
