@@ -443,8 +443,8 @@ def _report(m: dict[str, Any]) -> str:
         L.append(f"| {cat} | {row['rows']} | {row['gap']:.3f} | " + " | ".join(cells) + " |")
     if m.get("category_labelled"):
         L += ["", "## Per category, category-labelled prompts (cross-validated for cv)", "",
-              "arena-hard v2.0 (math, coding, creative writing), vicuna-bench (categories), HumanEval (coding), GSM8K "
-              "train (math): no model answers, so no routing curve; trained on with the category as the label (`label` "
+              "arena-hard v2.0 (math, coding, creative writing), vicuna-bench (categories), HumanEval (coding): "
+              "no model answers, so no routing curve; trained on with the category as the label (`label` "
               "column: 1 = a category where the strong model's lead is largest). Per scorer: AUC of the category's prompts "
               "over writing + roleplay prompts (0.5 = no separation) / share of the category at or above the default "
               "`strong` threshold.", "",

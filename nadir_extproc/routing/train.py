@@ -55,8 +55,7 @@ GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.01, 0.1) for a 
 #: hyper-parameter). The category-labelled sources (``data.category_rows``) together weigh as much
 #: as the chat prompts; MMLU and GSM8K half as much, so 14,000 multiple-choice rows do not decide
 #: what a chat prompt looks like (issue 15).
-SHARES: dict[str, float] = {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3,
-                            "gsm8k_train": 0.3}
+SHARES: dict[str, float] = {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3}
 EMBED_DIM = 256
 EPS = 1e-12
 #: Standardised features are clipped to [-CLIP, CLIP] (step 3).

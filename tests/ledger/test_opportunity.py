@@ -131,10 +131,10 @@ def test_cli_opportunity_json_csv_and_table_state_the_router_quality(filled):
     assert (t["cost_usd"], t["shadow_requests"], t["downgradable_cost_usd"], t["downgradable_share"], t["opportunity_usd"]) == (
         "0.02895", 4, "0.0135", "0.466321", "0.01105")
     q = doc["router_quality"]
-    # MODEL_CARD.md: thresholds 0.155069 / 0.443926; >= mid keeps 80.2 % of the gap with 83.2 % of calls, >= strong 50.1 % with 49.0 %
-    assert q["thresholds"] == {"mid": 0.155069, "strong": 0.443926}
-    assert q["at_mid"] == {"pgr_pct": 80.2, "calls_pct": 83.2} and q["at_strong"] == {"pgr_pct": 50.1, "calls_pct": 49.0}
-    assert q["apgr"]["value"] == 0.513 and q["random_apgr"] == 0.5
+    # MODEL_CARD.md: thresholds 0.190264 / 0.616206; >= mid keeps 80.4 % of the gap with 75.0 % of calls, >= strong 51.6 % with 43.9 %
+    assert q["thresholds"] == {"mid": 0.190264, "strong": 0.616206}
+    assert q["at_mid"] == {"pgr_pct": 80.4, "calls_pct": 75.0} and q["at_strong"] == {"pgr_pct": 51.6, "calls_pct": 43.9}
+    assert q["apgr"]["value"] == 0.526 and q["random_apgr"] == 0.5
     assert "estimate" in doc["note"]
 
     res = CliRunner().invoke(app, ["report", "--opportunity", *args, "--by", "team", "--format", "csv"])
@@ -148,7 +148,7 @@ def test_cli_opportunity_json_csv_and_table_state_the_router_quality(filled):
     # nothing but records on stdout (a CSV reader chokes on comment lines); the notes go to stderr
     assert len(lines) == 4 and len(list(csv.reader(io.StringIO(res.stdout)))) == 4
     err = res.stderr.splitlines()
-    assert err[0].startswith("Router quality at its thresholds") and "80.2 %" in err[0] and "shadow_cost_usd" in err[1]
+    assert err[0].startswith("Router quality at its thresholds") and "80.4 %" in err[0] and "shadow_cost_usd" in err[1]
 
     res = CliRunner().invoke(app, ["report", "--opportunity", *args, "--by", "team"], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output

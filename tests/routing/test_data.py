@@ -101,8 +101,8 @@ def test_mmlu_categories_cover_every_subject():
 def test_category_rows_by_hand():
     # Counts from the files (SOURCES.md): arena-hard v2.0 253 coding + 247 math + 250 creative writing;
     # vicuna-bench 75 rows, of which math 2, coding 4, fermi 10 "strong" and generic, knowledge,
-    # roleplay, writing, counterfactual, common-sense (10, 10, 10, 9, 10, 10) "weak"; HumanEval 164;
-    # GSM8K train 7,473 (none of them on a contaminated list).
+    # roleplay, writing, counterfactual, common-sense (10, 10, 10, 9, 10, 10) "weak"; HumanEval 164
+    # (none of them on a contaminated list).
     rows = category_rows(DATA)
     by = {}
     for e in rows:
@@ -113,11 +113,11 @@ def test_category_rows_by_hand():
         ("vicuna", "math", 1): 2, ("vicuna", "coding", 1): 4, ("vicuna", "fermi", 1): 10,
         ("vicuna", "generic", 0): 10, ("vicuna", "knowledge", 0): 10, ("vicuna", "roleplay", 0): 10,
         ("vicuna", "writing", 0): 9, ("vicuna", "counterfactual", 0): 10, ("vicuna", "common-sense", 0): 10,
-        ("humaneval", "coding", 1): 164, ("gsm8k_train", "math", 1): 7_473,
+        ("humaneval", "coding", 1): 164,
     }
     # No model answers: never on a routing curve.
     assert all(e.strong_q is None and e.weak_q is None for e in rows)
-    first = json.loads((DATA / "gsm8k_train.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    assert [e for e in rows if e.source == "gsm8k_train"][0].prompt == first["question"]
+    first = json.loads((DATA / "HumanEval.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert [e for e in rows if e.source == "humaneval"][0].prompt == first["prompt"]
     # load_all = the answer-labelled rows, then these, in this order.
     assert [e.group for e in load_all(DATA)] == [e.group for e in load(DATA)] + [e.group for e in rows]
