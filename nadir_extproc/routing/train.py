@@ -3,9 +3,10 @@ regression -> one ONNX graph (embedding table, pooling, standardisation, classif
 
 Training-only module (the ``train`` extra: scikit-learn, onnx, wordllama). Recipe (``train``):
 
-1. **Data** (``data.load``): MMLU + GSM8K correctness and arena-bench-v1 judge scores, labelled by
-   the ``difficulty`` rule (the weak side fails; ``data`` module docstring); nothing is labelled
-   "strong" by default.
+1. **Data** (``data.load_all``): MMLU + GSM8K correctness and arena-bench-v1 judge scores, labelled
+   by the ``gap`` rule (the strong side wins; ``data`` module docstring), plus prompts labelled by
+   their chat-benchmark category (``data.category_rows``: arena-hard v2.0, vicuna-bench, HumanEval;
+   math/coding 1, writing/roleplay/knowledge 0); nothing is labelled "strong" by default.
 2. **Embeddings**: the ``l2_supercat`` 32,000 x 256 float16 table and the Llama 2 tokenizer are
    read straight from the files inside the installed ``wordllama`` wheel (``wordllama_files``; the
    package is located, never imported, so nothing reaches for a model hub).
@@ -15,8 +16,8 @@ Training-only module (the ``train`` extra: scikit-learn, onnx, wordllama). Recip
    rows' mean and standard deviation (a zero deviation becomes 1) and clipped to ``[-CLIP, CLIP]``
    (a rare feature such as a code fence, 0 in almost every training row, would otherwise reach
    20 standard deviations on a prompt that has it and swamp every other feature).
-4. **Row weights**: each source gets a share of the total weight, spread evenly over its rows:
-   MMLU 1, GSM8K 1, arena-bench ``arena_share`` (weights scaled to average 1).
+4. **Row weights**: each source gets a share of the total weight, spread evenly over its rows
+   (``SHARES``; arena-bench ``arena_share``), scaled to average 1.
 5. **Hyper-parameters** ``(C, arena_share)`` from ``GRID`` by ``INNER_K``-fold cross-validation on
    the training rows only (``data.folds``: MMLU by subject), maximising the mean over sources of
    APGR (``evaluate.routing_curve``) of the out-of-fold scores.
