@@ -38,9 +38,9 @@ def cases_dir() -> Path:
 
 
 def load_case(cases_dir: Path, stem: str) -> dict:
-    """The shared fault case ``<stem>.json`` (``tests/test_case_coverage.py`` checks that every
-    case is loaded this way by some test)."""
-    return json.loads((cases_dir / f"{stem}.json").read_text(encoding="utf-8"))
+    """The shared fault case ``<stem>.json`` (``stem`` with or without ``.json``): the one reader of
+    case files (``tests/test_case_coverage.py`` checks that every case is loaded this way by some test)."""
+    return json.loads((cases_dir / f"{stem.removesuffix('.json')}.json").read_text(encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- markers

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from nadir_extproc.sse import SSEParser
+from tests.conftest import load_case
 
 
 def feed_all(data: bytes, cuts: list[int], parser: SSEParser | None = None):
@@ -42,7 +43,7 @@ def test_grammar_fields_comments_and_line_endings():
 
 
 def test_every_split_point_gives_the_same_events_shared_case_15(cases_dir):
-    case = json.loads((cases_dir / "15-sse-grammar-comments-crlf-nospace.json").read_text())
+    case = load_case(cases_dir, "15-sse-grammar-comments-crlf-nospace")
     data = case["input"]["A_openai_compatible_gateway_crlf_with_comments"].encode()
     whole, _, _ = feed_all(data, [])
     data_events = [e for e in whole if e.has_data]

@@ -12,6 +12,7 @@ import pytest
 from nadir_extproc.dialects import DIALECTS, default_paths, detect
 from nadir_extproc.dialects.base import RewriteError, replace_top_level_string
 from nadir_extproc.pricing.usage import Usage
+from tests.conftest import load_case
 
 chat = DIALECTS["openai_chat"]
 responses = DIALECTS["openai_responses"]
@@ -145,7 +146,7 @@ def test_prompt_text_covers_every_message_shape():
 
 
 def test_rewrite_only_top_level_model_shared_case_07(cases_dir):
-    case = json.loads((cases_dir / "07-model-auto-rewrite-route-and-price.json").read_text())
+    case = load_case(cases_dir, "07-model-auto-rewrite-route-and-price")
     raw = case["input"]["request_body"].encode()
     new = replace_top_level_string(raw, "model", "gpt-4o-mini")
     assert json.loads(new) == json.loads(case["expected"]["upstream_request_body"])

@@ -73,7 +73,7 @@ def test_terminal_events_per_dialect(provider_responses):
 @pytest.mark.parametrize("variant", ["A_official_shape_delta_repeats_input_fields", "B_delta_has_only_output_tokens",
                                      "C_compatible_backend_usage_only_on_delta", "D_server_tool_iterations_delta_input_grew"])
 def test_anthropic_running_totals_shared_case_04(cases_dir, variant):
-    case = json.loads((cases_dir / "04-anthropic-stream-cumulative-usage.json").read_text())
+    case = load_case(cases_dir, "04-anthropic-stream-cumulative-usage")
     st, _ = run(messages, case["input"][variant].encode())
     # A, B, C: 1200 uncached + 8000 cache read, 87 output (never summed); D: input grew to 2950, output 140.
     if variant.startswith("D"):
@@ -84,7 +84,7 @@ def test_anthropic_running_totals_shared_case_04(cases_dir, variant):
 
 @pytest.mark.parametrize("variant", ["A_openai_final_usage_chunk", "B_compatible_cumulative_usage_every_chunk"])
 def test_openai_usage_chunk_and_cumulative_usage_shared_case_05(cases_dir, variant):
-    case = json.loads((cases_dir / "05-openai-stream-usage-chunk-empty-choices.json").read_text())
+    case = load_case(cases_dir, "05-openai-stream-usage-chunk-empty-choices")
     key = next(k for k in case["input"] if k.startswith(variant[:2]))
     st, verdicts = run(chat, case["input"][key].encode())
     assert st.usage() == Usage(uncached_input_tokens=57, output_tokens=12)  # last, not summed (171/18)
@@ -102,7 +102,7 @@ def test_injected_usage_chunk_is_dropped_only_when_we_asked(provider_responses):
 
 
 def test_responses_usage_only_in_completed_shared_case_25(cases_dir):
-    case = json.loads((cases_dir / "25-responses-api-usage-shape.json").read_text())
+    case = load_case(cases_dir, "25-responses-api-usage-shape")
     st, _ = run(responses, case["input"]["streaming"]["sse_body"].encode())
     # 9000 input incl. 6144 cached -> 2856 uncached; 2500 output incl. 1900 reasoning.
     assert st.usage() == Usage(uncached_input_tokens=2856, cache_read_tokens=6144, output_tokens=2500, reasoning_tokens=1900)

@@ -22,9 +22,9 @@ import openai
 import pytest
 
 from nadir_extproc.stack import Stack
+from tests.conftest import load_case
 from tests.integration.conftest import clear_upstream, raw_post, upstream_requests
 from tests.telemetry.otlp_receiver import OTLPReceiver
-from tests.conftest import load_case
 
 KEY = "sk-test-not-a-real-key"
 COMMENT = re.compile(rb"(?:: x-nadir-[a-z-]+=[^\r\n]*\r?\n)+\r?\n")
@@ -53,10 +53,6 @@ def stack(receiver, tmp_path_factory):
     env = {"NADIR_CONFIG": str(d / "settings.yaml"), "OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_METRIC_EXPORT_INTERVAL": "300"}
     with Stack(otlp_endpoint=receiver.endpoint, extproc_env=env) as s:
         yield s
-
-
-def load_case(cases_dir, stem: str) -> dict:
-    return json.loads((cases_dir / f"{stem}.json").read_text(encoding="utf-8"))
 
 
 def usage(**u: int) -> dict[str, str]:

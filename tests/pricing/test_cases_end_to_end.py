@@ -13,15 +13,12 @@ from decimal import Decimal as D
 import pytest
 
 from nadir_extproc.explain import explain
+from tests.conftest import load_case
 
 WHEN = datetime(2026, 11, 1, 12, tzinfo=UTC)
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"
 OPENAI_RESPONSES = "https://api.openai.com/v1/responses"
 ANTHROPIC = "https://api.anthropic.com/v1/messages"
-
-
-def _case(cases_dir, name):
-    return json.loads((cases_dir / name).read_text(encoding="utf-8"))
 
 
 def test_kinds_covered(cases_dir):
@@ -31,7 +28,7 @@ def test_kinds_covered(cases_dir):
 
 
 def test_case01_openai_cached_subset(cases_dir):
-    c = _case(cases_dir, "01-openai-cached-tokens-subset.json")
+    c = load_case(cases_dir, "01-openai-cached-tokens-subset")
     e = explain(OPENAI_CHAT, json.dumps(c["input"]["response_body"]).encode(), when=WHEN)
     # 206 x 2.50 + 2944 x 1.25 + 412 x 10 = 515 + 3680 + 4120 millionths
     assert D(e["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.008315")
@@ -39,7 +36,7 @@ def test_case01_openai_cached_subset(cases_dir):
 
 
 def test_case02_anthropic_disjoint_buckets(cases_dir):
-    c = _case(cases_dir, "02-anthropic-cache-buckets-additive.json")
+    c = load_case(cases_dir, "02-anthropic-cache-buckets-additive")
     e = explain(ANTHROPIC, json.dumps(c["input"]["response_body"]).encode(), when=WHEN)
     # 48 x 3 + 9210 x 3.75 + 31744 x 0.30 + 655 x 15 = 144 + 34537.5 + 9523.2 + 9825 millionths
     assert D(e["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.0540297")
@@ -56,14 +53,14 @@ def test_case02_anthropic_disjoint_buckets(cases_dir):
     ],
 )
 def test_case04_anthropic_stream_cumulative_usage(cases_dir, variant, literal):
-    c = _case(cases_dir, "04-anthropic-stream-cumulative-usage.json")
+    c = load_case(cases_dir, "04-anthropic-stream-cumulative-usage")
     key = next(k for k in c["input"] if k.startswith(f"{variant}_"))
     e = explain(ANTHROPIC, c["input"][key].encode(), when=WHEN)
     assert D(e["cost_usd"]) == D(c["expected"][variant]["cost_usd"]) == D(literal)
 
 
 def test_case10_gzip_body(cases_dir):
-    c = _case(cases_dir, "10-gzip-encoded-response-body.json")
+    c = load_case(cases_dir, "10-gzip-encoded-response-body")
     raw = base64.b64decode(c["input"]["response_body_base64"])
     assert raw[:3].hex() == "1f8b08"
     e = explain("https://api.openai.com" + c["input"]["request_headers"][":path"], raw, when=WHEN)
@@ -72,7 +69,7 @@ def test_case10_gzip_body(cases_dir):
 
 
 def test_case18_reasoning_inside_output(cases_dir):
-    c = _case(cases_dir, "18-reasoning-tokens-subset-of-output.json")
+    c = load_case(cases_dir, "18-reasoning-tokens-subset-of-output")
     o = explain(OPENAI_CHAT, json.dumps(c["input"]["openai_response_body"]).encode(), when=WHEN)
     # o4-mini: 5200 x 1.10 + 2300 x 4.40 = 5720 + 10120 millionths (1800 reasoning inside 2300)
     assert D(o["cost_usd"]) == D(c["expected"]["openai"]["cost_usd"]) == D("0.01584")
@@ -83,7 +80,7 @@ def test_case18_reasoning_inside_output(cases_dir):
 
 
 def test_case25_responses_usage_shape_json_and_stream(cases_dir):
-    c = _case(cases_dir, "25-responses-api-usage-shape.json")
+    c = load_case(cases_dir, "25-responses-api-usage-shape")
     # gpt-5: 2856 x 1.25 + 6144 x 0.125 + 2500 x 10 = 3570 + 768 + 25000 millionths
     j = explain(OPENAI_RESPONSES, json.dumps(c["input"]["non_streaming"]["response_body"]).encode(), when=WHEN)
     assert D(j["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.029338")
@@ -96,7 +93,7 @@ def test_case25_responses_usage_shape_json_and_stream(cases_dir):
 
 
 def test_case26_anthropic_iterations(cases_dir):
-    c = _case(cases_dir, "26-anthropic-usage-iterations-compaction.json")
+    c = load_case(cases_dir, "26-anthropic-usage-iterations-compaction")
     e = explain(ANTHROPIC, json.dumps(c["input"]["response_body"]).encode(), when=WHEN)
     # claude-sonnet-4-6: 390 x 3 + 30000 x 0.30 + 1200 x 3.75 + 72 x 15 = 1170 + 9000 + 4500 + 1080
     assert D(e["cost_usd"]) == D(c["expected"]["cost_usd"]) == D("0.01575")

@@ -6,7 +6,6 @@ tokens), written here. The case files are read only to check that they still say
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
@@ -14,6 +13,7 @@ import pytest
 
 from nadir_extproc.pricing.cost import price
 from nadir_extproc.pricing.usage import Usage
+from tests.conftest import load_case
 
 WHEN = datetime(2026, 11, 1, tzinfo=UTC)
 MTOK = D(1_000_000)
@@ -89,16 +89,16 @@ def test_case26_anthropic_compaction_iterations_summed():
 @pytest.mark.parametrize(
     ("name", "path", "literal"),
     [
-        ("01-openai-cached-tokens-subset.json", ("cost_usd",), "0.008315"),
-        ("02-anthropic-cache-buckets-additive.json", ("cost_usd",), "0.0540297"),
-        ("07-model-auto-rewrite-route-and-price.json", ("cost_usd",), "0.00001275"),
-        ("18-reasoning-tokens-subset-of-output.json", ("openai", "cost_usd"), "0.01584"),
-        ("18-reasoning-tokens-subset-of-output.json", ("anthropic", "cost_usd"), "0.0372"),
-        ("26-anthropic-usage-iterations-compaction.json", ("cost_usd",), "0.01575"),
+        ("01-openai-cached-tokens-subset", ("cost_usd",), "0.008315"),
+        ("02-anthropic-cache-buckets-additive", ("cost_usd",), "0.0540297"),
+        ("07-model-auto-rewrite-route-and-price", ("cost_usd",), "0.00001275"),
+        ("18-reasoning-tokens-subset-of-output", ("openai", "cost_usd"), "0.01584"),
+        ("18-reasoning-tokens-subset-of-output", ("anthropic", "cost_usd"), "0.0372"),
+        ("26-anthropic-usage-iterations-compaction", ("cost_usd",), "0.01575"),
     ],
 )
 def test_case_files_still_expect_the_values_above(cases_dir, name, path, literal):
-    value = json.loads((cases_dir / name).read_text(encoding="utf-8"))["expected"]
+    value = load_case(cases_dir, name)["expected"]
     for key in path:
         value = value[key]
     assert D(value) == D(literal)
