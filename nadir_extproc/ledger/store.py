@@ -161,24 +161,17 @@ class _SQLStore:
         raise NotImplementedError
 
     def _range_where(self, since: datetime | None, until: datetime | None, col: str = "ts") -> tuple[str, list[Any]]:
-        where, args = [], []
-        if since is not None:
-            where.append(f"{col} >= {self.dl.ph}")
-            args.append(self._ts(since))
-        if until is not None:
-            where.append(f"{col} < {self.dl.ph}")
-            args.append(self._ts(until))
-        return (" AND ".join(where) or "1=1"), args
+        """``col >= since AND col < until`` (either end optional) as SQL and its arguments."""
+        return self._half_open(col, self._ts(since) if since is not None else None, self._ts(until) if until is not None else None)
 
     def _day_where(self, day0: date | None, day1: date | None) -> tuple[str, list[Any]]:
-        where, args = [], []
-        if day0 is not None:
-            where.append(f"day >= {self.dl.ph}")
-            args.append(self._day(day0))
-        if day1 is not None:
-            where.append(f"day < {self.dl.ph}")
-            args.append(self._day(day1))
-        return (" AND ".join(where) or "1=1"), args
+        """``day >= day0 AND day < day1`` (either end optional) on a rollup table."""
+        return self._half_open("day", self._day(day0) if day0 is not None else None, self._day(day1) if day1 is not None else None)
+
+    def _half_open(self, col: str, lo: Any, hi: Any) -> tuple[str, list[Any]]:
+        """``[lo, hi)`` on ``col`` (``None`` = unbounded); ``1=1`` when both are ``None``."""
+        bounds = [(op, v) for op, v in ((">=", lo), ("<", hi)) if v is not None]
+        return (" AND ".join(f"{col} {op} {self.dl.ph}" for op, _ in bounds) or "1=1"), [v for _, v in bounds]
 
     def rebuild_rollups(self, since: date | None = None, until: date | None = None) -> int:
         """Recompute both rollups for the UTC days ``[since, until)`` (default: every day that still
