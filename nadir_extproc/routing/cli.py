@@ -149,33 +149,10 @@ def score_stream(src: TextIO, dst: TextIO, router: Any, provider: str | None = N
     start with ``{`` and is not JSON, or a JSON string); write ``{"score", "tier", "model", "reason", "router"}`` per
     line to ``dst``, in order. A line that is not a JSON object, or has no prompt, gets ``{"error": ...}``. Returns the
     number of error lines."""
-    from nadir_extproc.routing.base import RouteRequest
-
     errors = 0
     for raw in src:
-        if not raw.strip():
-            continue
-        try:
-            if raw.lstrip().startswith("{"):
-                line = json.loads(raw)
-            else:  # a plain-text line is a prompt (`echo "What is 2+2?" | router score`); JSON that is no object is an error
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    line = raw.strip()
-                if isinstance(line, str):
-                    line = {"prompt": line}
-            if not isinstance(line, dict):
-                raise ValueError("line is not a JSON object")
-            prov, dialect, prompt, body, n = _request(line)
-            d = router.route(
-                RouteRequest(provider=provider or prov, dialect=dialect, prompt=prompt, message_count=n, body=body)
-            )
-            out: dict[str, Any] = {"score": d.score, "tier": d.tier, "model": d.model, "reason": d.reason, "router": d.router}
-        except (ValueError, KeyError) as e:
-            errors += 1
-            out = {"error": f"{type(e).__name__}: {e}"}
-        dst.write(json.dumps(out) + "\n")
+        if raw.strip():
+            errors += _write_decision(dst, router, lambda raw=raw: _line_request(raw, provider))
     dst.flush()
     return errors
 
@@ -186,15 +163,41 @@ def score_prompts(prompts: list[str], dst: TextIO, router: Any, provider: str | 
 
     errors = 0
     for p in prompts:
-        try:
-            d = router.route(RouteRequest(provider=provider or "openai", dialect="openai_chat", prompt=p))
-            out: dict[str, Any] = {"score": d.score, "tier": d.tier, "model": d.model, "reason": d.reason, "router": d.router}
-        except (ValueError, KeyError) as e:
-            errors += 1
-            out = {"error": f"{type(e).__name__}: {e}"}
-        dst.write(json.dumps(out) + "\n")
+        errors += _write_decision(dst, router, lambda p=p: RouteRequest(provider=provider or "openai", dialect="openai_chat", prompt=p))
     dst.flush()
     return errors
+
+
+def _line_request(raw: str, provider: str | None) -> Any:
+    """The ``RouteRequest`` of one input line (a JSON object, or a plain-text prompt); ``ValueError``
+    when it is JSON but not an object, or has no prompt."""
+    from nadir_extproc.routing.base import RouteRequest
+
+    if raw.lstrip().startswith("{"):
+        line = json.loads(raw)
+    else:  # a plain-text line is a prompt (`echo "What is 2+2?" | router score`); JSON that is no object is an error
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = raw.strip()
+        if isinstance(line, str):
+            line = {"prompt": line}
+    if not isinstance(line, dict):
+        raise ValueError("line is not a JSON object")
+    prov, dialect, prompt, body, n = _request(line)
+    return RouteRequest(provider=provider or prov, dialect=dialect, prompt=prompt, message_count=n, body=body)
+
+
+def _write_decision(dst: TextIO, router: Any, request: Any) -> int:
+    """Write one JSON line: the router's decision on ``request()``, or ``{"error": "<Type>: <message>"}``
+    when building or routing it raises ``ValueError``/``KeyError``. Returns 1 for an error line, else 0."""
+    try:
+        d = router.route(request())
+        out: dict[str, Any] = {"score": d.score, "tier": d.tier, "model": d.model, "reason": d.reason, "router": d.router}
+    except (ValueError, KeyError) as e:
+        out = {"error": f"{type(e).__name__}: {e}"}
+    dst.write(json.dumps(out) + "\n")
+    return int("error" in out)
 
 
 @router_app.command()
