@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from pydantic import BaseModel
 
@@ -71,8 +72,12 @@ def test_price_file_models_count(tmp_path):
     pf = tmp_path / "prices.yaml"
     pf.write_text('models:\n  - {provider: ollama, model: "qwen3:0.6b", input_mtok: "0.02", output_mtok: "0.08"}\n', encoding="utf-8")
     f = tmp_path / "s.yaml"
-    f.write_text(f"price_file: {pf}\ntiers:\n  ollama: {{weak: 'qwen3:0.6b', strong: 'qwen3:0.6b'}}\n", encoding="utf-8")
-    check_models(load_settings(f, env={}))
+    tiers = "tiers:\n  ollama: {weak: 'qwen3:0.6b', strong: 'qwen3:0.6b'}\n"
+    f.write_text(f"price_file: {pf}\n{tiers}", encoding="utf-8")
+    assert check_models(load_settings(f, env={})) is None  # qwen3:0.6b is in the price file: accepted
+    f.write_text(tiers, encoding="utf-8")  # the same tiers without the price file: not in the catalogue
+    with pytest.raises(ConfigError, match=r"tiers\.ollama\.weak: no model 'qwen3:0\.6b'"):
+        check_models(load_settings(f, env={}))
 
 
 def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

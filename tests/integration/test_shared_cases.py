@@ -340,4 +340,6 @@ def test_case_24_request_with_the_cases_own_request_id_still_gets_its_span(stack
     """24-no-credentials-in-telemetry: the case's headers carry ``x-request-id: req-42`` (allowed
     request metadata); the request must still produce its GenAI span."""
     t1, _ = _case24_requests(stack, load_case(cases_dir, "24-no-credentials-in-telemetry"))
-    our_span(receiver, t1, timeout_s=5)
+    span = our_span(receiver, t1, timeout_s=5)
+    assert span is not None and span.trace_id == t1
+    assert (span.attrs["gen_ai.provider.name"], span.attrs["nadir.tag.user"]) == ("openai", "customer-17")
