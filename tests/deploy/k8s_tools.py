@@ -193,3 +193,35 @@ def eg_http_filters(policy: dict[str, Any], proxy: dict[str, Any] | None) -> lis
         at = anchors[0] if "before" in pos else anchors[-1] + 1
         names = rest[:at] + moving + rest[at:]
     return names
+
+
+# ----------------------------------------------------------------------------- Grafana dashboards
+def dashboard(name: str) -> dict:
+    """The dashboard ``k8s/grafana/<name>``, parsed."""
+    return json.loads((K8S / "grafana" / name).read_text())
+
+
+def dashboard_generator_output(script: str) -> str:
+    """What ``k8s/grafana/<script>`` (a dashboard generator with a ``render()``) renders."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(script).stem, K8S / "grafana" / script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.render()
+
+
+def assert_panels_tile_the_grid(d: dict) -> list[dict]:
+    """Grafana's layout rules for ``d``'s panels: unique ids, each inside the 24-column grid, no
+    two overlapping. Returns the panels."""
+    panels = d["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not (mine & cells), f"{p['title']} overlaps another panel"
+        cells |= mine
+    return panels

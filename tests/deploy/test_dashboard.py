@@ -5,36 +5,18 @@ against a running service in test_envoy_configs.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-
-from tests.deploy.k8s_tools import K8S
+from tests.deploy.k8s_tools import K8S, assert_panels_tile_the_grid, dashboard, dashboard_generator_output
 
 PATH = K8S / "grafana" / "nadir-extproc.json"
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_dashboard", K8S / "grafana" / "make_dashboard.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_dashboard_file_is_the_generators_output():
-    assert PATH.read_text() == _generator().render()
+    assert PATH.read_text() == dashboard_generator_output("make_dashboard.py")
 
 
 def test_dashboard_is_well_formed():
-    d = json.loads(PATH.read_text())
-    ids = [p["id"] for p in d["panels"]]
-    assert len(ids) == len(set(ids))
-    cells = set()
-    for p in d["panels"]:
-        g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
-        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
-        assert not (mine & cells), f"{p['title']} overlaps another panel"
-        cells |= mine
+    d = dashboard("nadir-extproc.json")
+    for p in assert_panels_tile_the_grid(d):
         assert p["datasource"]["uid"] == "${datasource}"
         assert p["targets"] and all(t["expr"].count("(") == t["expr"].count(")") for t in p["targets"])
     assert {v["name"] for v in d["templating"]["list"]} == {"datasource", "team", "feature", "env"}
@@ -44,7 +26,7 @@ def test_dashboard_is_well_formed():
 
 
 def test_dashboard_covers_the_promised_views():
-    d = json.loads(PATH.read_text())
+    d = dashboard("nadir-extproc.json")
     titles = " | ".join(p["title"] for p in d["panels"])
     exprs = " | ".join(t["expr"] for p in d["panels"] for t in p["targets"])
     for title in ("Spend and savings per day", "Spend and savings by feature", "Spend and savings by team",

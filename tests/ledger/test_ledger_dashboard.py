@@ -10,47 +10,29 @@ variable -> its values quoted and comma-separated (``'a','b'``; "All" = every va
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
 from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 
 from nadir_extproc.ledger.store import open_store
+from tests.deploy.k8s_tools import K8S, assert_panels_tile_the_grid, dashboard, dashboard_generator_output
 from tests.ledger.test_rollup import ROWS
 
-K8S = Path(__file__).resolve().parents[2] / "k8s"
 PATH = K8S / "grafana" / "nadir-ledger.json"
 FROM, TO = "2026-12-01T00:00:00Z", "2027-03-01T00:00:00Z"
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_ledger_dashboard", K8S / "grafana" / "make_ledger_dashboard.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _dash() -> dict:
-    return json.loads(PATH.read_text())
+    return dashboard("nadir-ledger.json")
 
 
 def test_file_is_the_generators_output_and_well_formed():
-    assert PATH.read_text() == _generator().render()
+    assert PATH.read_text() == dashboard_generator_output("make_ledger_dashboard.py")
     d = _dash()
-    ids = [p["id"] for p in d["panels"]]
-    assert len(ids) == len(set(ids))
-    cells = set()
-    for p in d["panels"]:
-        g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
-        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
-        assert not (mine & cells), f"{p['title']} overlaps another panel"
-        cells |= mine
+    for p in assert_panels_tile_the_grid(d):
         assert p["datasource"] == {"type": "grafana-postgresql-datasource", "uid": "${datasource}"}
         assert "nadir_rollup_daily" in p["targets"][0]["rawSql"] and "nadir_requests" not in p["targets"][0]["rawSql"]
     titles = " | ".join(p["title"] for p in d["panels"])
