@@ -9,6 +9,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,25 +90,28 @@ def redis_binary() -> str:
     return b
 
 
-@pytest.fixture(scope="session")
-def redis_server():
-    """A running ``RedisServer`` shared by the session (tests use their own key prefixes)."""
+@contextmanager
+def running_redis(extra_args: Callable[[RedisServer], Sequence[str]] | None = None) -> Iterator[RedisServer]:
+    """A started ``RedisServer`` (with ``extra_args(server)`` on its command line: TLS, a password),
+    stopped and its folder removed on exit."""
     srv = RedisServer(redis_binary())
-    srv.start()
+    srv.start(*(extra_args(srv) if extra_args else ()))
     try:
         yield srv
     finally:
         srv.stop()
         shutil.rmtree(srv.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A running ``RedisServer`` shared by the session (tests use their own key prefixes)."""
+    with running_redis() as srv:
+        yield srv
 
 
 @pytest.fixture
 def own_redis():
     """A ``RedisServer`` of this test alone (to kill and restart), started."""
-    srv = RedisServer(redis_binary())
-    srv.start()
-    try:
+    with running_redis() as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.dir, ignore_errors=True)

@@ -13,7 +13,7 @@ import pytest
 from nadir_extproc.budgets import Budgets
 from nadir_extproc.config import BudgetRedisSettings, BudgetRule
 from nadir_extproc.stack import free_port
-from tests.budgets.conftest import RedisServer, redis_binary
+from tests.budgets.conftest import RedisServer, running_redis
 
 RULE = BudgetRule(name="r", scope="team", window="1h", limit_usd="0.001", action="block")
 
@@ -35,17 +35,15 @@ def _certs(d: Path) -> None:
 
 @pytest.fixture
 def tls_redis():
-    srv = RedisServer(redis_binary())
-    _certs(srv.dir)
-    srv.tls_port = free_port()
-    srv.start("--tls-port", str(srv.tls_port), "--tls-cert-file", str(srv.dir / "server.pem"),
-              "--tls-key-file", str(srv.dir / "server.key"), "--tls-ca-cert-file", str(srv.dir / "ca.pem"),
-              "--tls-auth-clients", "no", "--requirepass", "s3cret-budget")
-    try:
+    def tls(srv: RedisServer) -> list[str]:
+        _certs(srv.dir)
+        srv.tls_port = free_port()
+        return ["--tls-port", str(srv.tls_port), "--tls-cert-file", str(srv.dir / "server.pem"),
+                "--tls-key-file", str(srv.dir / "server.key"), "--tls-ca-cert-file", str(srv.dir / "ca.pem"),
+                "--tls-auth-clients", "no", "--requirepass", "s3cret-budget"]
+
+    with running_redis(tls) as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(srv.dir, ignore_errors=True)
 
 
 async def test_tls_and_password_from_a_file(tls_redis):
