@@ -120,15 +120,7 @@ REQUEST_ONEOF = [
     "request_trailers",
     "response_trailers",
 ]
-RESPONSE_ONEOF = [
-    "request_headers",
-    "response_headers",
-    "request_body",
-    "response_body",
-    "request_trailers",
-    "response_trailers",
-    "immediate_response",
-]
+RESPONSE_ONEOF = [*REQUEST_ONEOF, "immediate_response"]
 
 
 # ---------------------------------------------------------------------------------------------

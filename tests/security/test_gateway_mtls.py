@@ -28,6 +28,7 @@ from tests.deploy.k8s_tools import diff_paths, point_cluster_at
 from tests.integration.conftest import raw_post
 from tests.security.certs import CA, Pem
 from tests.security.netns import REPO
+from tests.security.serve import serving
 
 SETTINGS = REPO / "k8s" / "overlays" / "envoy-gateway" / "settings.yaml"
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -63,22 +64,9 @@ def _serve_gateway_settings(d: Path):
         settings[key] = f"{settings[key].rpartition(':')[0]}:{free_port()}"
     settings.update(state_dir=str(d / "state"), router="rules")
     settings["telemetry"]["prometheus_port"] = free_port()
-    cfg = d / "settings.yaml"
-    cfg.write_text(yaml.safe_dump(settings))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NADIR_")}
-    env.update(NADIR_CONFIG=str(cfg), OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
     log = d / "extproc.log"
-    p = subprocess.Popen([sys.executable, "-m", "nadir_extproc.cli", "serve"], stdout=subprocess.PIPE,
-                         stderr=open(log, "w"), text=True, env=env)
-    try:
-        assert "listening" in p.stdout.readline(), log.read_text()
+    with serving(settings, d, log):
         yield settings, pki, log
-    finally:
-        p.terminate()
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,6 @@ port the settings open. It must get gRPC health answers on the kubelet's probe p
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -24,6 +20,7 @@ import yaml
 from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep, external_processor_pb2_grpc as ep_grpc
 from nadir_extproc.stack import free_port
 from tests.security.netns import REPO, ForeignHost
+from tests.security.serve import serving
 
 K8S = REPO / "k8s"
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -89,22 +86,8 @@ def k8s_sidecar_service(tmp_path: Path):
     sock = str(tmp_path / "extproc.sock")
     settings.update(uds=sock, state_dir=str(tmp_path / "state"))
     settings.setdefault("telemetry", {})["prometheus_port"] = free_port()
-    cfg = tmp_path / "settings.yaml"
-    cfg.write_text(yaml.safe_dump(settings))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NADIR_")}
-    env.update(NADIR_CONFIG=str(cfg), OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
-    p = subprocess.Popen([sys.executable, "-m", "nadir_extproc.cli", "serve"], stdout=subprocess.PIPE,
-                         stderr=open(tmp_path / "serve.log", "w"), text=True, env=env)
-    try:
-        line = p.stdout.readline()
-        assert "listening" in line, (tmp_path / "serve.log").read_text()
+    with serving(settings, tmp_path, tmp_path / "serve.log"):
         yield moved, sock
-    finally:
-        p.terminate()
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def test_another_host_gets_health_and_unimplemented_process(k8s_sidecar_service):
