@@ -43,10 +43,50 @@ def load_case(cases_dir: Path, stem: str) -> dict:
     return json.loads((cases_dir / f"{stem.removesuffix('.json')}.json").read_text(encoding="utf-8"))
 
 
+@pytest.fixture(scope="module")
+def receiver():
+    """A real OTLP gRPC receiver on a free loopback port (``tests/telemetry/otlp_receiver.py``) for
+    the module's stack to export to; stopped after the module."""
+    from tests.telemetry.otlp_receiver import OTLPReceiver
+
+    r = OTLPReceiver()
+    r.start()
+    yield r
+    r.stop()
+
+
+# ----------------------------------------------------------------------------- in-memory telemetry
+@pytest.fixture
+def mem():
+    """A ``MemTelemetry`` with default settings, shut down after the test."""
+    from tests.telemetry.memory import MemTelemetry
+
+    t = MemTelemetry()
+    yield t
+    t.tel.shutdown()
+
+
+@pytest.fixture
+def mem_factory():
+    """``make(**telemetry settings)`` -> a ``MemTelemetry``; all shut down after the test."""
+    from tests.telemetry.memory import MemTelemetry
+
+    made: list[MemTelemetry] = []
+
+    def make(**cfg) -> MemTelemetry:
+        t = MemTelemetry(**cfg)
+        made.append(t)
+        return t
+
+    yield make
+    for t in made:
+        t.tel.shutdown()
+
+
 # ----------------------------------------------------------------------------- markers
 #: Fixtures that start real processes or servers: the Envoy + nadir-extproc + emulator stack,
-#: PostgreSQL, redis-server, the in-process emulator on a loopback port, deploy upstreams.
-PROCESS_FIXTURES = frozenset({"stack", "redis_server", "own_redis", "upstreams", "pg_server", "pg_dsn", "emulator"})
+#: PostgreSQL, redis-server, the in-process emulator on a loopback port, deploy upstreams, the OTLP receiver.
+PROCESS_FIXTURES = frozenset({"stack", "redis_server", "own_redis", "upstreams", "pg_server", "pg_dsn", "emulator", "receiver"})
 #: Test folders and files (under tests/) whose tests start processes or servers themselves
 #: (subprocess, Envoy, ``envoy --mode validate``, kubectl, the CLI as a process, gRPC/HTTP/OTLP
 #: servers on loopback ports, network namespaces).

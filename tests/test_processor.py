@@ -21,8 +21,8 @@ from nadir_extproc.stats import COUNTS
 PM = pm.ProcessingMode
 
 
-def ctx(router=None, on_complete=None) -> Context:
-    s = Settings()
+def ctx(router=None, on_complete=None, settings: Settings | None = None) -> Context:
+    s = settings or Settings()
     pol = s.policy()
     return Context(settings=s, router=router or RuleRouter(pol), policy=pol, on_complete=on_complete)
 

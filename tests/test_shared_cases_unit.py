@@ -17,50 +17,25 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from nadir_extproc.config import Settings, TelemetrySettings
-from nadir_extproc.pb import base_pb2, external_processor_pb2 as ep
-from nadir_extproc.server import Context
+from nadir_extproc.pb import external_processor_pb2 as ep
 from nadir_extproc.processor import RequestProcessor
 from nadir_extproc.record import Outcome
 from tests.conftest import load_case
+from tests.test_processor import body, set_headers
+from tests.test_processor import ctx as make_ctx
+from tests.test_processor import headers as hdrs
 from nadir_extproc.routing.base import Decision, RouteRequest
-from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.stats import COUNTS
 from nadir_extproc.dialects import DIALECTS
 from nadir_extproc.telemetry.extract import note_request, redact_secrets
-from nadir_extproc.telemetry.providers import Telemetry
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- helpers
-def make_ctx(router=None, on_complete=None, settings: Settings | None = None) -> Context:
-    s = settings or Settings()
-    pol = s.policy()
-    return Context(settings=s, router=router or RuleRouter(pol), policy=pol, on_complete=on_complete)
-
-
-def hdrs(field: str, h: dict[str, str], eos: bool = False) -> ep.ProcessingRequest:
-    hm = base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in h.items()])
-    return ep.ProcessingRequest(**{field: ep.HttpHeaders(headers=hm, end_of_stream=eos)})
-
-
-def body(field: str, data: bytes, eos: bool = True) -> ep.ProcessingRequest:
-    return ep.ProcessingRequest(**{field: ep.HttpBody(body=data, end_of_stream=eos)})
-
-
-def set_headers(cr: ep.CommonResponse) -> dict[str, bytes]:
-    out = {}
-    for o in cr.header_mutation.set_headers:
-        assert o.header.value == ""  # Envoy 1.40 reads raw_value only
-        out[o.header.key] = o.header.raw_value
-    return out
-
-
 class FixedRouter:
     """A ``Router`` that always answers ``model`` (a test double of the interface)."""
 
@@ -76,34 +51,6 @@ class RaisingRouter:
 
     def route(self, request: RouteRequest) -> Decision:
         raise RuntimeError("internal exception while choosing a model")
-
-
-class MemTelemetry:
-    """The real ``Telemetry`` on the SDK's in-memory exporter and metric reader."""
-
-    def __init__(self, **cfg) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tel = Telemetry(TelemetrySettings(**cfg), span_exporter=self.exporter, metric_readers=[InMemoryMetricReader()])
-
-    def only_span(self):
-        self.tel.tracer_provider.force_flush()
-        spans = self.exporter.get_finished_spans()
-        assert len(spans) == 1, spans
-        return spans[0]
-
-
-@pytest.fixture
-def mem_factory():
-    made: list[MemTelemetry] = []
-
-    def make(**cfg) -> MemTelemetry:
-        m = MemTelemetry(**cfg)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.tel.shutdown()
 
 
 # ----------------------------------------------------------------------------- case 08

@@ -134,6 +134,11 @@ class OTLPReceiver(tsvc_grpc.TraceServiceServicer, msvc_grpc.MetricsServiceServi
         with self._cv:
             return b"".join(self.raw)
 
+    def our_span(self, pred: Callable[[ReceivedSpan], bool], timeout_s: float = 20.0) -> ReceivedSpan:
+        """The first span of nadir-extproc (service ``nadir-extproc``) for which ``pred`` holds;
+        waits for it (``AssertionError`` on timeout)."""
+        return self.wait_for(lambda: next((s for s in self.spans() if s.service == "nadir-extproc" and pred(s)), None), timeout_s)
+
     def wait_for(self, pred: Callable[[], Any], timeout_s: float = 20.0) -> Any:
         """Wait until ``pred()`` is truthy (re-checked on every export and every 0.2 s); returns
         its value. Raises ``AssertionError`` on timeout."""

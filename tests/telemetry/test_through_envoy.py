@@ -10,7 +10,6 @@ Marker strings sit in the API key and in every prompt; no exported byte may cont
 from __future__ import annotations
 
 import json
-import secrets
 import time
 import urllib.request
 
@@ -19,20 +18,11 @@ import openai
 import pytest
 
 from nadir_extproc.stack import Stack, free_port, render_envoy_config
-from tests.integration.conftest import upstream_requests
-from tests.telemetry.otlp_receiver import OTLPReceiver
+from tests.integration.conftest import traceparent, upstream_requests, usage
 
 MARK_KEY = "sk-MARKERKEYq7Zx-not-a-real-key"
 MARK_PROMPT = "MARKERPROMPTv9Lw"
 MARKERS = (b"MARKERKEY", b"MARKERPROMPT", MARK_KEY.encode(), MARK_PROMPT.encode())
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = OTLPReceiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +36,6 @@ def stack(receiver):
     with Stack(otlp_endpoint=receiver.endpoint, extproc_env=env) as s:
         s.prometheus_port = prom
         yield s
-
-
-def usage(**u: int) -> dict[str, str]:
-    return {"x-emulator-usage": json.dumps(u)}
-
-
-def traceparent() -> tuple[str, dict[str, str]]:
-    """A fresh client trace id and the header that carries it."""
-    tid = secrets.token_hex(16)
-    return tid, {"traceparent": f"00-{tid}-{secrets.token_hex(8)}-01"}
-
-
-def ours(receiver, pred, timeout_s: float = 20):
-    """Our span (service nadir-extproc) for which ``pred(span)`` holds; waits for it."""
-    return receiver.wait_for(lambda: next((s for s in receiver.spans() if s.service == "nadir-extproc" and pred(s)), None), timeout_s)
 
 
 def envoy_spans(receiver, trace_id: str, at_least: int = 2, timeout_s: float = 30):
@@ -91,7 +66,7 @@ def test_chat_span_has_hand_computed_usage_cost_and_routing_and_is_a_child_of_en
     )
     completion = raw.parse()
     assert raw.headers["x-nadir-cost-usd"] == "0.000465"
-    s = ours(receiver, lambda s: s.attrs.get("gen_ai.response.id") == completion.id)
+    s = receiver.our_span(lambda s: s.attrs.get("gen_ai.response.id") == completion.id)
     a = s.attrs
     assert s.span.name == "chat auto"
     assert s.span.kind == 3  # SPAN_KIND_CLIENT
@@ -130,7 +105,7 @@ def test_client_traceparent_is_continued_by_envoy_and_us(stack, receiver, oai):
     tid, tp = traceparent()
     oai.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"hi {MARK_PROMPT}"}],
                                 extra_headers={**tp, **usage(input=10, output=5), "x-nadir-tier": "weak"})
-    s = ours(receiver, lambda s: s.trace_id == tid)
+    s = receiver.our_span(lambda s: s.trace_id == tid)
     assert s.parent_span_id in {e.span_id for e in envoy_spans(receiver, tid)}
 
 
@@ -144,7 +119,7 @@ def test_anthropic_cache_reads_and_writes_count_as_input(stack, receiver, claude
         messages=[{"role": "user", "content": f"Say hello. {MARK_PROMPT}"}],
         extra_headers={**tp, **usage(input=100, cache_read=2000, cache_write=300, output=400), "x-nadir-tier": "weak"},
     )
-    s = ours(receiver, lambda s: s.trace_id == tid)
+    s = receiver.our_span(lambda s: s.trace_id == tid)
     a = s.attrs
     assert s.span.name == "chat auto"
     assert a["gen_ai.provider.name"] == "anthropic"
@@ -177,7 +152,7 @@ def test_streaming_span_ends_after_the_last_event_and_carries_its_usage(stack, r
     last = chunks[-1]
     assert last.usage is not None and last.usage.prompt_tokens == 40
     assert len(received) >= 3
-    s = ours(receiver, lambda s: s.trace_id == tid)
+    s = receiver.our_span(lambda s: s.trace_id == tid)
     a = s.attrs
     assert a["nadir.stream"] is True and a["nadir.stream.cut"] is False
     # usage arrives only in the final event: its presence on the span means the span ended after it
@@ -208,7 +183,7 @@ def test_cancelled_stream_span_ends_at_the_cut_with_what_is_known(stack, receive
     next(it)
     closed_at = time.time_ns()
     stream.close()  # the client goes away after two events
-    s = ours(receiver, lambda s: s.trace_id == tid)
+    s = receiver.our_span(lambda s: s.trace_id == tid)
     a = s.attrs
     assert a["nadir.stream"] is True and a["nadir.stream.cut"] is True
     assert a["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
@@ -221,7 +196,7 @@ def test_provider_error_span_has_error_status_and_type(stack, receiver, oai):
     with pytest.raises(openai.RateLimitError):
         oai.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"hi {MARK_PROMPT}"}],
                                     extra_headers={**tp, "x-emulator-status": "429"})
-    s = ours(receiver, lambda s: s.trace_id == tid)
+    s = receiver.our_span(lambda s: s.trace_id == tid)
     assert s.span.status.code == 2  # STATUS_CODE_ERROR
     assert s.attrs["error.type"] == "429"
     assert s.attrs["http.response.status_code"] == 429
@@ -259,8 +234,8 @@ def test_no_raw_key_or_prompt_text_in_any_exported_byte(stack, receiver, oai, cl
                                 extra_headers={**tp1, **usage(input=3, output=2)})
     claude.messages.create(model="auto", max_tokens=16, messages=[{"role": "user", "content": MARK_PROMPT}],
                            extra_headers={**tp2, **usage(input=3, output=2)})
-    assert ours(receiver, lambda s: s.trace_id == t1).attrs["nadir.tag.user"] == "end-user-42"
-    ours(receiver, lambda s: s.trace_id == t2)
+    assert receiver.our_span(lambda s: s.trace_id == t1).attrs["nadir.tag.user"] == "end-user-42"
+    receiver.our_span(lambda s: s.trace_id == t2)
     envoy_spans(receiver, t2)
     n = len(receiver.metric_requests)
     receiver.wait_for(lambda: len(receiver.metric_requests) > n + 1, 15)

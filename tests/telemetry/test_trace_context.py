@@ -15,7 +15,7 @@ from nadir_extproc.server import Context
 from nadir_extproc.routing.rules import RuleRouter
 from nadir_extproc.server import Service
 from nadir_extproc.telemetry.context import carrier_from_metadata
-from tests.telemetry.conftest import MemTelemetry
+from tests.telemetry.memory import MemTelemetry
 
 TRACE_MD = "11111111111111111111111111111111"
 SPAN_MD = "2222222222222222"

@@ -1,9 +1,8 @@
-"""Telemetry test fixtures: a ``Telemetry`` on the SDK's in-memory span exporter and metric reader
-(the real SDK; nothing of ours is replaced)."""
+"""A ``Telemetry`` on the SDK's in-memory span exporter and metric reader (the real SDK; nothing
+of ours is replaced). The ``mem`` and ``mem_factory`` fixtures (``tests/conftest.py``) make them."""
 
 from __future__ import annotations
 
-import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -37,24 +36,3 @@ class MemTelemetry:
                 for m in sm.metrics:
                     out.setdefault(m.name, []).extend(m.data.data_points)
         return out
-
-
-@pytest.fixture
-def mem():
-    t = MemTelemetry()
-    yield t
-    t.tel.shutdown()
-
-
-@pytest.fixture
-def mem_factory():
-    made: list[MemTelemetry] = []
-
-    def make(**cfg) -> MemTelemetry:
-        t = MemTelemetry(**cfg)
-        made.append(t)
-        return t
-
-    yield make
-    for t in made:
-        t.tel.shutdown()
