@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
-
 from nadir_extproc.sse import SSEParser
 from tests.conftest import load_case
 

@@ -7,11 +7,9 @@ Prices (genai-prices 0.2.3): gpt-4o-mini 0.15 USD/MTok input, 0.60 USD/MTok outp
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,17 +20,13 @@ import pytest
 
 from nadir_extproc.stack import Stack
 from tests.conftest import load_case
+from tests.integration.conftest import ledger_rows, raw_post, replay
 
 IN, OUT = D("0.15") / 10**6, D("0.60") / 10**6
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+    return raw_post(url, body, headers, timeout_s=30)
 
 
 def write_config(d: Path, text: str) -> dict[str, str]:
@@ -83,10 +77,7 @@ def case35_stack(request, tmp_path, cases_dir):
         cfg += f"budget_redis: {{url: '{srv.url}', key_prefix: 'case35-{uuid.uuid4().hex[:8]}:', timeout_ms: 2000}}\n"
     with Stack(extproc_env=write_config(tmp_path, cfg)) as s:
         for _ in range(6):  # each provider call answers after 1.5 s (all six, should all be admitted)
-            spec = {"status": 200, "headers": {"content-type": "application/json"}, "delay_ms": 1500,
-                    "chunks_base64": [base64.b64encode(CASE35_REPLY[:40]).decode(), base64.b64encode(CASE35_REPLY[40:]).decode()]}
-            urllib.request.urlopen(urllib.request.Request(f"{s.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                                          method="POST", headers={"content-type": "application/json"}), timeout=5).close()
+            replay(s, [CASE35_REPLY[:40], CASE35_REPLY[40:]], delay_ms=1500)
         yield s
 
 
@@ -200,22 +191,6 @@ def test_three_ext_procs_behind_their_own_envoys_share_one_redis_rule_under_load
 
 
 # ---------------------------------------------------------------------------- Redis killed mid-run
-def ledger_rows(s: Stack) -> int:
-    """Rows in the stack's SQLite ledger (``<state>/ledger/ledger.sqlite3``; 0 before it exists)."""
-    import sqlite3
-
-    path = s.dir / "state" / "ledger" / "ledger.sqlite3"
-    if not path.exists():
-        return 0
-    c = sqlite3.connect(path)
-    try:
-        return c.execute("SELECT count(*) FROM nadir_requests").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        c.close()
-
-
 def test_redis_killed_mid_run_then_restarted(own_redis, tmp_path):
     prefix = f"kill-{uuid.uuid4().hex[:8]}:"
     cfg = (
@@ -238,9 +213,9 @@ def test_redis_killed_mid_run_then_restarted(own_redis, tmp_path):
             status, rh, _ = post(url, body, h)
             assert status == 200 and rh["x-nadir-cost-usd"] == "0.00018"
         deadline = time.monotonic() + 20  # the ledger (flushed every 0.1 s) has all seven rows
-        while ledger_rows(s) < 7 and time.monotonic() < deadline:
+        while len(ledger_rows(s.dir / "state")) < 7 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert ledger_rows(s) == 7
+        assert len(ledger_rows(s.dir / "state")) == 7
         own_redis.start()  # back, empty: the first process to see it seeds it from the ledger
         deadline = time.monotonic() + 20
         while "Redis is back" not in s.log("extproc") and time.monotonic() < deadline:

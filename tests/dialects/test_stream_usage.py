@@ -10,7 +10,7 @@ import random
 import pytest
 
 from nadir_extproc.dialects import DIALECTS
-from nadir_extproc.dialects.base import DROP, KEEP, TERMINAL, USAGE
+from nadir_extproc.dialects.base import DROP, TERMINAL, USAGE
 from nadir_extproc.pricing.usage import Usage
 from nadir_extproc.sse import SSEParser
 from tests.conftest import load_case

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import openai
 import pytest
 
 from nadir_extproc.stack import Stack
-from tests.integration.conftest import clear_upstream, raw_post, upstream_requests
+from tests.integration.conftest import clear_upstream, ledger_rows, raw_post, upstream_requests
 
 MARKER = "sk-MARKER-4b1d7e0a-must-never-be-stored"
 USAGE = {"x-emulator-usage": json.dumps({"input": 1000, "output": 500})}
@@ -76,21 +75,6 @@ def oai(stack, retries: int = 0) -> openai.OpenAI:
 
 def chat(client, **headers):
     return client.chat.completions.with_raw_response.create(model="auto", messages=ASK, extra_headers={**USAGE, **headers})
-
-
-def ledger_rows(state: Path) -> list[dict]:
-    """Every ledger row, oldest first ([] while the ledger file or table does not exist yet)."""
-    path = state / "ledger" / "ledger.sqlite3"
-    if not path.exists():
-        return []
-    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    c.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in c.execute("SELECT * FROM nadir_requests ORDER BY ts")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        c.close()
 
 
 def case_rows(state: Path, case: str, n: int, timeout_s: float = 15) -> list[dict]:

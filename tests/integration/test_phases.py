@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import urllib.error
 import urllib.request
 
-from tests.integration.conftest import clear_upstream, upstream_requests
+from tests.integration.conftest import clear_upstream, replay, upstream_requests
 
 
 def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
@@ -18,13 +17,6 @@ def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) ->
     return b"data: " + json.dumps(c, separators=(",", ":")).encode() + b"\n\n"
 
 
-def queue_replay(stack, chunks: list[bytes], headers: dict[str, str]) -> None:
-    spec = {"status": 200, "headers": headers, "chunks_base64": [base64.b64encode(c).decode() for c in chunks]}
-    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                 method="POST", headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
-
-
 def test_sse_response_with_a_content_length_gets_its_in_band_cost(stack):
     """An SSE response that carries a content-length (a canned or buffering upstream, e.g. an
     Envoy direct_response): the in-band cost block changes the length, so the length must go
@@ -32,7 +24,7 @@ def test_sse_response_with_a_content_length_gets_its_in_band_cost(stack):
     events = [_chunk({"role": "assistant", "content": "Hi"}), _chunk({}, "stop"),
               _chunk({}, usage={"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}), b"data: [DONE]\n\n"]
     body = b"".join(events)
-    queue_replay(stack, [body], {"content-type": "text/event-stream", "content-length": str(len(body))})
+    replay(stack, [body], headers={"content-type": "text/event-stream", "content-length": str(len(body))})
     clear_upstream(stack)
     req = urllib.request.Request(f"{stack.base_url}/v1/chat/completions", method="POST",
                                  data=b'{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}',

@@ -11,11 +11,9 @@ leading ``model``, a CRLF stream without a terminal event) and Anthropic price v
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -23,15 +21,7 @@ from nadir_extproc.inband import parse_fields
 from nadir_extproc.stack import Stack
 from tests.conftest import load_case
 from tests.integration.conftest import raw_post
-from tests.telemetry.otlp_receiver import OTLPReceiver
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = OTLPReceiver()
-    r.start()
-    yield r
-    r.stop()
+from tests.integration.conftest import replay as replay_chunks
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +36,7 @@ def replay(stack: Stack, body: bytes | str | dict, ctype: str = "application/jso
            chunk: int = 0) -> None:
     """The next upstream request gets exactly these bytes (re-chunked when ``chunk``)."""
     data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
-    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)] if chunk else [data]
-    spec = {"status": status, "headers": {"content-type": ctype},
-            "chunks_base64": [base64.b64encode(c).decode() for c in chunks], "delay_ms": 1}
-    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                 method="POST", headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
+    replay_chunks(stack, [data[i:i + chunk] for i in range(0, len(data), chunk)] if chunk else [data], ctype, status=status, delay_ms=1)
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -61,17 +46,24 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
 
 
 def span_with(receiver, key: str, value: str, timeout_s: float = 20):
-    return receiver.wait_for(lambda: next(
-        (s for s in receiver.spans() if s.service == "nadir-extproc" and s.attrs.get(key) == value), None), timeout_s)
+    return receiver.our_span(lambda s: s.attrs.get(key) == value, timeout_s)
 
 
-def test_case29_web_search_calls_json(stack, cases_dir):
-    c = load_case(cases_dir, "29-responses-web-search-call-fee")
-    replay(stack, c["input"]["response_body"])
-    status, h, _ = raw_post(f"{stack.base_url}/v1/responses", json.dumps(c["input"]["request_body"]).encode())
-    assert status == 200
+@pytest.mark.parametrize(("stem", "path", "cost"), [
     # gpt-5: 8200 x 1.25 + 900 x 10 = 19250 millionths + 2 web_search_call x $10 / 1000
-    assert h["x-nadir-cost-usd"] == c["expected"]["cost_usd"] == "0.03925"
+    ("29-responses-web-search-call-fee", "/v1/responses", "0.03925"),
+    # gpt-audio: 80 x 2.5 + 420 x 32 + 120 x 10 + 780 x 64 = 64760 millionths
+    ("31-openai-chat-audio-tokens", "/v1/chat/completions", "0.06476"),
+    # gemini-3-flash-preview: (151 + 18329) x 0.5 + (1089 + 1120) x 3 = 15867 millionths (path: the case's URL)
+    ("33-gemini-tool-use-prompt-tokens", None, "0.015867"),
+])
+def test_case_json_response_priced_through_envoy(stack, cases_dir, stem, path, cost):
+    c = load_case(cases_dir, stem)
+    replay(stack, c["input"]["response_body"])
+    path = path or c["input"]["url"].split("googleapis.com", 1)[1]
+    status, h, _ = raw_post(f"{stack.base_url}{path}", json.dumps(c["input"]["request_body"]).encode())
+    assert status == 200
+    assert h["x-nadir-cost-usd"] == c["expected"]["cost_usd"] == cost
 
 
 def test_case29_web_search_calls_in_a_stream(stack, cases_dir):
@@ -90,25 +82,6 @@ def test_case29_web_search_calls_in_a_stream(stack, cases_dir):
     assert parse_fields(out)["x-nadir-cost-usd"] == "0.03925"
 
 
-def test_case31_audio_tokens_at_audio_rates(stack, cases_dir):
-    c = load_case(cases_dir, "31-openai-chat-audio-tokens")
-    replay(stack, c["input"]["response_body"])
-    status, h, _ = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(c["input"]["request_body"]).encode())
-    assert status == 200
-    # gpt-audio: 80 x 2.5 + 420 x 32 + 120 x 10 + 780 x 64 = 64760 millionths
-    assert h["x-nadir-cost-usd"] == c["expected"]["cost_usd"] == "0.06476"
-
-
-def test_case33_gemini_tool_use_prompt_tokens(stack, cases_dir):
-    c = load_case(cases_dir, "33-gemini-tool-use-prompt-tokens")
-    replay(stack, c["input"]["response_body"])
-    path = c["input"]["url"].split("googleapis.com", 1)[1]
-    status, h, _ = raw_post(f"{stack.base_url}{path}", json.dumps(c["input"]["request_body"]).encode())
-    assert status == 200
-    # gemini-3-flash-preview: (151 + 18329) x 0.5 + (1089 + 1120) x 3 = 15867 millionths
-    assert h["x-nadir-cost-usd"] == c["expected"]["cost_usd"] == "0.015867"
-
-
 def test_case34_background_response_priced_once_on_retrieval(stack, cases_dir, receiver):
     c = load_case(cases_dir, "34-responses-background-retrieve-unpriced")
     s1, s2 = c["input"]["step1"], c["input"]["step2"]
@@ -124,8 +97,7 @@ def test_case34_background_response_priced_once_on_retrieval(stack, cases_dir, r
     assert status == 200 and json.loads(body)["status"] == "completed"
     # gpt-5: 12000 x 1.25 + 30000 x 10 = 15000 + 300000 millionths
     assert h["x-nadir-cost-usd"] == c["expected"]["cost_usd"] == "0.315"
-    span = receiver.wait_for(lambda: next((s for s in receiver.spans() if s.service == "nadir-extproc"
-                                           and s.attrs.get("gen_ai.response.id") == rid and "nadir.cost.usd" in s.attrs), None))
+    span = receiver.our_span(lambda s: s.attrs.get("gen_ai.response.id") == rid and "nadir.cost.usd" in s.attrs)
     assert span.attrs["nadir.cost.usd"] == "0.315" and span.attrs["gen_ai.usage.output_tokens"] == 30000
     replay(stack, done)  # polled again: never billed twice
     status, h, _ = get(f"{stack.base_url}/v1/responses/{rid}")

@@ -5,24 +5,15 @@ added as one entry (``providers/known.py``) plus its Envoy route (``envoy/envoy.
 
 from __future__ import annotations
 
-import base64
 import json
-import urllib.request
 
 import openai
 
 from nadir_extproc.explain import explain
 from tests.conftest import load_case
-from tests.integration.conftest import clear_upstream, upstream_requests
+from tests.integration.conftest import clear_upstream, replay, upstream_requests
 
 REC = "41-groq-chat-basic"
-
-
-def _replay(stack, body: bytes) -> None:
-    spec = {"status": 200, "headers": {"content-type": "application/json"}, "chunks_base64": [base64.b64encode(body).decode()]}
-    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                 method="POST", headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
 
 
 def test_groq_route_prices_with_groq_rates_in_serve_mode_and_in_the_cost_command(stack, provider_responses, provider_index, cases_dir):
@@ -30,7 +21,7 @@ def test_groq_route_prices_with_groq_rates_in_serve_mode_and_in_the_cost_command
     row = next(r for r in provider_index if r["id"] == REC)
     response = (provider_responses / row["response_file"]).read_bytes()
     request = json.loads((provider_responses / row["request_file"]).read_bytes())
-    _replay(stack, response)
+    replay(stack, response)
     clear_upstream(stack)
     client = openai.OpenAI(base_url=f"{stack.base_url}/groq/v1", api_key="gsk-test", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(**request)

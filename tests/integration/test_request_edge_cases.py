@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import socket
 import time
-import urllib.request
 
 from tests.conftest import load_case
 from tests.integration.conftest import clear_upstream, upstream_requests
+from tests.integration.conftest import replay as replay_chunks
 from tests.integration.test_provider_cases import replay
 
 
@@ -70,10 +70,7 @@ def test_case36_cors_preflight_passes_through_untouched(stack, cases_dir):
     clear_upstream(stack)
     cors = {"access-control-allow-origin": "https://app.example", "access-control-allow-methods": "POST",
             "access-control-allow-headers": "authorization, content-type"}
-    spec = {"status": 204, "headers": cors, "chunks_base64": []}
-    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                 method="POST", headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
+    replay_chunks(stack, [], status=204, headers=cors)
     head = (b"OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n"
             b"Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\n"
             b"Content-Length: 0\r\n\r\n")

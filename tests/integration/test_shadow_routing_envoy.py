@@ -37,22 +37,10 @@ from typer.testing import CliRunner
 from nadir_extproc.cli import app
 from nadir_extproc.ledger.store import open_store
 from nadir_extproc.stack import Stack
-from tests.telemetry.otlp_receiver import OTLPReceiver
+from tests.integration.conftest import usage
 
 EASY = "What is the capital of France?"
 HARD = "Prove that the square root of 2 is irrational."
-
-
-def usage(**u: int) -> dict[str, str]:
-    return {"x-emulator-usage": json.dumps(u)}
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = OTLPReceiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +103,7 @@ def test_explicit_model_traffic_records_what_routing_would_save(stack, receiver)
     assert rows["D"].tier == "weak" and rows["D"].saved_usd == D("0.00705")
 
     # The span carries the same fields.
-    span = receiver.wait_for(lambda: next((s for s in receiver.spans() if s.service == "nadir-extproc"
-                                           and s.attrs.get("nadir.shadow.model") == "claude-haiku-4-5"), None))
+    span = receiver.our_span(lambda s: s.attrs.get("nadir.shadow.model") == "claude-haiku-4-5")
     a = span.attrs
     assert (a["nadir.shadow.tier"], a["nadir.shadow.cost_usd"], a["nadir.shadow.opportunity_usd"], a["nadir.cost.usd"]) == (
         "weak", "0.002", "0.004", "0.006")

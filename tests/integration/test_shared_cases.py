@@ -10,21 +10,25 @@ next to each). The stack's settings pin the rule router and make the anthropic s
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-import secrets
-import sqlite3
 import time
-import urllib.request
 
 import openai
 import pytest
 
 from nadir_extproc.stack import Stack
 from tests.conftest import load_case
-from tests.integration.conftest import clear_upstream, raw_post, upstream_requests
-from tests.telemetry.otlp_receiver import OTLPReceiver
+from tests.integration.conftest import (
+    clear_upstream,
+    comment_fields,
+    ledger_rows,
+    raw_post,
+    replay,
+    traceparent,
+    upstream_requests,
+    usage,
+)
 
 KEY = "sk-test-not-a-real-key"
 COMMENT = re.compile(rb"(?:: x-nadir-[a-z-]+=[^\r\n]*\r?\n)+\r?\n")
@@ -39,14 +43,6 @@ tiers:
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    r = OTLPReceiver()
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(receiver, tmp_path_factory):
     d = tmp_path_factory.mktemp("shared-cases")
     (d / "settings.yaml").write_text(CONFIG)
@@ -55,41 +51,8 @@ def stack(receiver, tmp_path_factory):
         yield s
 
 
-def usage(**u: int) -> dict[str, str]:
-    return {"x-emulator-usage": json.dumps(u)}
-
-
-def traceparent() -> tuple[str, dict[str, str]]:
-    tid = secrets.token_hex(16)
-    return tid, {"traceparent": f"00-{tid}-{secrets.token_hex(8)}-01"}
-
-
 def our_span(receiver, trace_id: str, timeout_s: float = 20):
-    return receiver.wait_for(lambda: next((s for s in receiver.spans() if s.service == "nadir-extproc" and s.trace_id == trace_id), None), timeout_s)
-
-
-def queue_replay(stack, chunks: list[bytes], content_type: str, delay_ms: int = 0, status: int = 200) -> None:
-    spec = {"status": status, "headers": {"content-type": content_type},
-            "chunks_base64": [base64.b64encode(c).decode() for c in chunks], "delay_ms": delay_ms}
-    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                 method="POST", headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
-
-
-def post_stream(stack, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(stack.base_url + path, data=body, method="POST",
-                                 headers={"content-type": "application/json", **(headers or {})})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-
-
-def fields(block: bytes) -> dict[str, str]:
-    out = {}
-    for line in block.splitlines():
-        if line.startswith(b": "):
-            k, _, v = line[2:].decode().partition("=")
-            out[k] = v
-    return out
+    return receiver.our_span(lambda s: s.trace_id == trace_id, timeout_s)
 
 
 def chat_chunk(delta: dict, finish: str | None = None, cid: str = "chatcmpl-case") -> bytes:
@@ -130,7 +93,7 @@ def test_case_11_t3_unknown_model_response_passes_untouched_and_unpriced(stack, 
     resp = json.dumps({"id": "chatcmpl-case11-t3", "object": "chat.completion", "created": 1, "model": "my-finetune-v7",
                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
                        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}).encode()
-    queue_replay(stack, [resp], "application/json")
+    replay(stack, [resp], "application/json")
     tid, tp = traceparent()
     status, headers, got = raw_post(f"{stack.base_url}/v1/chat/completions",
                                     b'{"model":"my-finetune-v7","messages":[{"role":"user","content":"hi"}]}', tp)
@@ -154,20 +117,21 @@ def test_case_11_t4_two_thousand_chunk_stream_every_event_in_order_priced_once(s
     t4 = next(s for s in load_case(cases_dir, "11-ext-proc-timeout-and-failure-mode")["input"]["scenarios"] if s["id"] == "T4")
     assert len(events) == int(re.search(r"([\d,]+) chunks", t4["note"]).group(1).replace(",", "")) == 2000
     data = b"".join(events)
-    queue_replay(stack, events, "text/event-stream; charset=utf-8", delay_ms=1)
+    replay(stack, events, "text/event-stream; charset=utf-8", delay_ms=1)
     before = ext_proc_stats(stack)
     tid, tp = traceparent()
     t0 = time.perf_counter()
-    status, headers, received = post_stream(
-        stack, "/v1/chat/completions",
-        b'{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}', tp)
+    status, headers, received = raw_post(
+        stack.base_url + "/v1/chat/completions",
+        b'{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}',
+        tp, timeout_s=60)
     elapsed = time.perf_counter() - t0
     assert status == 200
     (block,) = COMMENT.findall(received)
     assert received.replace(block, b"", 1) == data
     assert received.endswith(block + b"data: [DONE]\n\n")
     # gpt-4o-mini: 100*0.15 + 1998*0.60 = 15 + 1198.8 = 1213.8 per 1M -> 0.0012138
-    assert fields(block)["x-nadir-cost-usd"] == "0.0012138"
+    assert comment_fields(block)["x-nadir-cost-usd"] == "0.0012138"
     assert ext_proc_stats(stack) == before
     s = our_span(receiver, tid)
     assert s.attrs["nadir.cost.usd"] == "0.0012138"
@@ -236,7 +200,7 @@ def test_case_13_streamed_response_headers_carry_no_cost_and_the_cost_arrives_in
     assert "x-nadir-cost-usd" not in h and "x-nadir-unpriced-reason" not in h and "x-nadir-cost-saved" not in h
     # gpt-4o-mini: 1000*0.15 + 500*0.60 = 450 per 1M -> 0.00045
     (block,) = COMMENT.findall(raw)
-    assert fields(block)["x-nadir-cost-usd"] == "0.00045"
+    assert comment_fields(block)["x-nadir-cost-usd"] == "0.00045"
     assert our_span(receiver, tid).attrs["nadir.cost.usd"] == "0.00045"
 
 
@@ -246,13 +210,13 @@ def test_case_13_stream_without_usage_is_unpriced_in_band_never_zero(stack, case
     events = [chat_chunk({"role": "assistant", "content": ""}), chat_chunk({"content": "Hi"}), chat_chunk({}, "stop"),
               b"data: [DONE]\n\n"]
     first = load_case(cases_dir, "13-cost-header-on-streaming-response")["input"]["message_sequence"][0]
-    queue_replay(stack, events, re.search(r"content-type ([\w/-]+)", first).group(1))  # text/event-stream
-    status, headers, received = post_stream(stack, "/v1/chat/completions",
-                                            b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}')
+    replay(stack, events, re.search(r"content-type ([\w/-]+)", first).group(1))  # text/event-stream
+    status, headers, received = raw_post(stack.base_url + "/v1/chat/completions",
+                                         b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}', timeout_s=60)
     assert status == 200
     assert "x-nadir-cost-usd" not in headers and "x-nadir-unpriced-reason" not in headers
     (block,) = COMMENT.findall(received)
-    f = fields(block)
+    f = comment_fields(block)
     assert f["x-nadir-unpriced-reason"] == "no_usage" and "x-nadir-cost-usd" not in f
 
 
@@ -276,19 +240,6 @@ def _case24_requests(stack, case, request_id: str | None = None) -> tuple[str, s
     return t1, t2
 
 
-def _ledger_rows(stack) -> int:
-    db = stack.dir / "state" / "ledger" / "ledger.sqlite3"
-    if not db.exists():
-        return 0
-    c = sqlite3.connect(db)
-    try:
-        return c.execute("SELECT count(*) FROM nadir_requests").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        c.close()
-
-
 def test_case_24_no_credential_in_our_spans_metrics_log_or_ledger(stack, receiver, cases_dir):
     """24-no-credentials-in-telemetry through Envoy: the case's REDACTME credentials (authorization,
     x-api-key, api-key, x-goog-api-key, cookie, a key in the prompt, ``?key=`` in a Gemini path)
@@ -299,14 +250,14 @@ def test_case_24_no_credential_in_our_spans_metrics_log_or_ledger(stack, receive
     assert forbidden == ["REDACTME"]
     mark = forbidden[0].encode()
     clear_upstream(stack)
-    rows = _ledger_rows(stack)
+    rows = len(ledger_rows(stack.dir / "state"))
     _case24_requests(stack, case)  # exactly the case's headers (x-request-id: req-42)
     # The same again with a UUID x-request-id (both shapes must be sampled and searched).
     t1, t2 = _case24_requests(stack, case, request_id="0d5b7d3e-6a2f-4c1e-9b8a-3f4e5d6c7b8a")
     s1, s2 = our_span(receiver, t1), our_span(receiver, t2)
     assert s1.attrs["gen_ai.provider.name"] == "openai" and s2.attrs["gen_ai.provider.name"] == "gcp.gemini"
     assert len(s1.attrs["nadir.key_id"]) == 16 and s1.attrs["nadir.tag.user"] == "customer-17"
-    receiver.wait_for(lambda: _ledger_rows(stack) >= rows + 4, 15)
+    receiver.wait_for(lambda: len(ledger_rows(stack.dir / "state")) >= rows + 4, 15)
     n = len(receiver.metric_requests)
     receiver.wait_for(lambda: len(receiver.metric_requests) > n + 1, 15)
     # The credentials did travel: the provider got every one of them.

@@ -5,7 +5,6 @@ Costs are hand arithmetic: tokens from the recorded stream x list rate (USD / 1M
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import re
@@ -16,7 +15,7 @@ import openai
 import pytest
 
 from nadir_extproc.sse import SSEParser
-from tests.integration.conftest import clear_upstream, upstream_requests
+from tests.integration.conftest import clear_upstream, comment_fields, raw_post, replay, upstream_requests
 
 KEY = "sk-test-not-a-real-key"
 COMMENT = re.compile(rb"(?:: x-nadir-[a-z-]+=[^\r\n]*\r?\n)+\r?\n")
@@ -56,31 +55,17 @@ NO_COMMENTS = {"38-gemini-stream-usage"}  # opt-in JSON field only
 
 def _queue_replay(stack, data: bytes, cuts: list[int], delay_ms: int = 2) -> None:
     chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
-    spec = {"status": 200, "headers": {"content-type": "text/event-stream; charset=utf-8"},
-            "chunks_base64": [base64.b64encode(c).decode() for c in chunks], "delay_ms": delay_ms}
-    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                 method="POST", headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
+    replay(stack, chunks, "text/event-stream; charset=utf-8", delay_ms=delay_ms)
 
 
 def _post_stream(stack, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[dict[str, str], bytes]:
-    req = urllib.request.Request(stack.base_url + path, data=body, method="POST",
-                                 headers={"content-type": "application/json", **(headers or {})})
-    with urllib.request.urlopen(req, timeout=20) as r:
-        return {k.lower(): v for k, v in r.headers.items()}, r.read()
+    status, h, received = raw_post(stack.base_url + path, body, headers, timeout_s=20)
+    assert status == 200, (status, received[:500])
+    return h, received
 
 
 def sent_stream_options(stack):
     return json.loads(upstream_requests(stack)[-1]["body"]).get("stream_options")
-
-
-def _fields(block: bytes) -> dict[str, str]:
-    out = {}
-    for line in block.splitlines():
-        if line.startswith(b": "):
-            k, _, v = line[2:].decode().partition("=")
-            out[k] = v
-    return out
 
 
 @pytest.mark.parametrize("rid", sorted(STREAMS))
@@ -107,7 +92,7 @@ def test_recorded_stream_replayed_rechunked_through_envoy(stack, provider_respon
         headers, received = _post_stream(stack, path, request)
         blocks = COMMENT.findall(received)
         assert len(blocks) == 1, received[-600:]
-        fields = _fields(blocks[0])
+        fields = comment_fields(blocks[0])
         for k, v in expected.items():
             assert fields.get(k) == v, (k, fields)
         if "x-nadir-cost-usd" not in expected:
@@ -155,7 +140,7 @@ def test_openai_sdk_stream_with_usage_keeps_the_usage_chunk_and_gets_cost_in_ban
         extra_headers={"x-emulator-usage": json.dumps({"input": 1000, "output": 500})},
     ) as resp:
         raw = b"".join(resp.iter_bytes())
-    assert _fields(COMMENT.findall(raw)[0])["x-nadir-cost-usd"] == "0.00045"
+    assert comment_fields(COMMENT.findall(raw)[0])["x-nadir-cost-usd"] == "0.00045"
     stream_chunks = [json.loads(e.data) for e in SSEParser().feed(raw)[0] if e.has_data and e.data != "[DONE]"]
     assert stream_chunks[-1]["choices"] == [] and stream_chunks[-1]["usage"]["prompt_tokens"] == 1000
 
@@ -177,7 +162,7 @@ def test_anthropic_sdk_stream_is_unaffected_and_priced(stack):
     ) as resp:
         assert resp.headers["x-nadir-routed-to"] == "claude-haiku-4-5"
         raw = b"".join(resp.iter_bytes())
-    assert _fields(COMMENT.findall(raw)[0])["x-nadir-cost-usd"] == "0.0007"
+    assert comment_fields(COMMENT.findall(raw)[0])["x-nadir-cost-usd"] == "0.0007"
 
 
 def test_responses_sdk_stream_events_unaffected(stack):
@@ -223,7 +208,7 @@ def test_error_event_after_200_ends_the_stream_unpriced(stack):
     )
     block = COMMENT.findall(received)[0]
     assert received.replace(block, b"", 1) == data
-    fields = _fields(block)
+    fields = comment_fields(block)
     assert fields["x-nadir-unpriced-reason"] == "stream_error" and "x-nadir-cost-usd" not in fields
     # With nothing reported before the error, the stream is unpriced (provider_error), never 0.
     err_only = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
@@ -231,7 +216,7 @@ def test_error_event_after_200_ends_the_stream_unpriced(stack):
     _, received = _post_stream(
         stack, "/v1/messages", b'{"model":"claude-haiku-4-5","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
     )
-    fields = _fields(COMMENT.findall(received)[0])
+    fields = comment_fields(COMMENT.findall(received)[0])
     assert fields["x-nadir-unpriced-reason"] == "provider_error" and "x-nadir-cost-usd" not in fields
 
 

@@ -7,15 +7,13 @@ tests price at today's date): gpt-5 standard $1.25 in / $10 out, flex $0.625 / $
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-import urllib.request
 
 import pytest
 
 from nadir_extproc.stack import Stack
-from tests.integration.conftest import raw_post
+from tests.integration.conftest import raw_post, replay
 
 COMMENT = re.compile(rb"(?:: x-nadir-[a-z-]+=[^\r\n]*\r?\n)+\r?\n")
 
@@ -26,19 +24,11 @@ def stack():
         yield s
 
 
-def replay(stack: Stack, ctype: str, chunks: list[bytes]) -> None:
-    spec = {"status": 200, "headers": {"content-type": ctype},
-            "chunks_base64": [base64.b64encode(c).decode() for c in chunks], "delay_ms": 1}
-    req = urllib.request.Request(f"{stack.emulator_url}/__emulator/replay", data=json.dumps(spec).encode(),
-                                 method="POST", headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
-
-
 def test_json_response_served_on_flex_is_priced_at_flex(stack):
     body = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-5-2025-08-07", "service_tier": "flex",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}
-    replay(stack, "application/json", [json.dumps(body).encode()])
+    replay(stack, [json.dumps(body).encode()], "application/json", delay_ms=1)
     status, h, _ = raw_post(f"{stack.base_url}/v1/chat/completions",
                             json.dumps({"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}).encode())
     assert status == 200
@@ -49,7 +39,7 @@ def test_json_response_served_on_flex_is_priced_at_flex(stack):
 
 def test_recorded_flex_stream_is_priced_at_flex(stack, provider_responses):
     data = (provider_responses / "21-openai-responses-stream-gpt-5-usage.response.sse").read_bytes()
-    replay(stack, "text/event-stream; charset=utf-8", [data[i:i + 700] for i in range(0, len(data), 700)])
+    replay(stack, [data[i:i + 700] for i in range(0, len(data), 700)], "text/event-stream; charset=utf-8", delay_ms=1)
     req = json.loads((provider_responses / "21-openai-responses-stream-gpt-5-usage.request.json").read_text())
     status, _, out = raw_post(f"{stack.base_url}/v1/responses", json.dumps(req).encode())
     assert status == 200
