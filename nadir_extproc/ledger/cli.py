@@ -51,8 +51,9 @@ def _fail(msg: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, create: bool) -> Any:
-    """The ledger store the options or settings name, migrated to this version; one-line errors."""
+def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, create: bool, with_tables: bool = False) -> Any:
+    """The ledger store the options or settings name; one-line errors (exit 1), also for a ledger
+    without tables when ``with_tables``."""
     from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.ledger.store import open_store
 
@@ -68,7 +69,7 @@ def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, crea
         elif not (sqlite_dir / "ledger.sqlite3").exists() and (sqlite_dir / "ledger" / "ledger.sqlite3").is_file():
             sqlite_dir = sqlite_dir / "ledger"
     try:
-        return open_store(sqlite_dir=sqlite_dir, postgres_dsn=dsn, migrate=False, create=create)
+        store = open_store(sqlite_dir=sqlite_dir, postgres_dsn=dsn, migrate=False, create=create)
     except FileNotFoundError:
         _fail(f"no ledger yet at {Path(sqlite_dir) / 'ledger.sqlite3'}: `nadir-extproc serve` writes it with the first "
               f"request (or name one with --sqlite-dir, --dsn or --config)")
@@ -76,6 +77,10 @@ def _open(config: Path | None, sqlite_dir: Path | None, dsn: str | None, *, crea
         _fail(f"cannot open the ledger at {_where(sqlite_dir, dsn)}: {_first_line(e, dsn)} "
               "(check --dsn / $NADIR_LEDGER_DSN or ledger.postgres_dsn, and that the server is up)" if dsn else
               f"cannot open the ledger at {_where(sqlite_dir, dsn)}: {_first_line(e, dsn)}")
+    if with_tables and store.schema_version() == 0:
+        store.close()
+        _fail("the ledger has no tables yet: `nadir-extproc serve` creates them with the first request")
+    return store
 
 
 def _where(sqlite_dir: Path | None, dsn: str | None) -> str:
@@ -141,10 +146,8 @@ def report(
     t0, t1 = parse_when(since, "--since", now), parse_when(until, "--until", now)
     if t0 is not None and t1 is not None and t0 >= t1:
         raise typer.BadParameter(f"--since ({t0.isoformat()}) must be before --until ({t1.isoformat()})")
-    store = _open(config, sqlite_dir, dsn, create=False)
+    store = _open(config, sqlite_dir, dsn, create=False, with_tables=True)
     try:
-        if store.schema_version() == 0:
-            _fail("the ledger has no tables yet: `nadir-extproc serve` creates them with the first request")
         if opportunity:
             try:
                 orep = op.from_store(store, by, t0, t1) if _upgrade(store) else op.build(store.rows(t0, t1), by)
@@ -218,10 +221,8 @@ def rebuild_rollups(
     """Recompute the daily rollups from the raw rows (after a migration or a fix), in one transaction; days whose raw rows retention removed keep their rollups unless named with --since."""
     now = datetime.now(timezone.utc)
     d0, d1 = parse_when(since, "--since", now), parse_when(until, "--until", now)
-    store = _open(config, sqlite_dir, dsn, create=False)
+    store = _open(config, sqlite_dir, dsn, create=False, with_tables=True)
     try:
-        if store.schema_version() == 0:
-            _fail("the ledger has no tables yet: `nadir-extproc serve` creates them with the first request")
         store.migrate()
         n = store.rebuild_rollups(d0.date() if d0 else None, d1.date() if d1 else None)
     finally:

@@ -139,20 +139,12 @@ def from_store(store: Any, by: list[str], since: datetime | None = None, until: 
     unpriced: dict[str, int] = {}
     i_unpriced = names.index("unpriced")
 
-    def add(d: dict, k: Any, sums: list) -> None:
-        have = d.get(k)
-        if have is None:
-            d[k] = list(sums)
-        else:
-            for i, v in enumerate(sums):
-                have[i] += v
-
     def add_reason(reason: str | None, sums: list) -> None:
         if sums[i_unpriced]:
             unpriced[reason or "unknown"] = unpriced.get(reason or "unknown", 0) + sums[i_unpriced]
 
     for key, sums in store.aggregate(by, since, until, extra_dims=("unpriced_reason",) if one_pass else ()):
-        add(acc, tuple(ru.time_key(key[p], b) if b in ru.TIME_GROUPS else key[p] for b, p in zip(by, pos)), sums)
+        ru.add_sums(acc, tuple(ru.time_key(key[p], b) if b in ru.TIME_GROUPS else key[p] for b, p in zip(by, pos)), sums)
         if one_pass:
             total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
             add_reason(key[nk], sums)

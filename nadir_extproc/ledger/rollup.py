@@ -182,6 +182,16 @@ def fold(rows: Iterable[LedgerRow]) -> tuple[dict[tuple, list], dict[tuple, list
     return daily, tagged
 
 
+def add_sums(acc: dict[Any, list], key: Any, sums: Sequence) -> None:
+    """Add ``sums`` (``MEASURES`` order) element-wise into ``acc[key]`` (a copy of ``sums`` when new)."""
+    have = acc.get(key)
+    if have is None:
+        acc[key] = list(sums)
+    else:
+        for i, v in enumerate(sums):
+            have[i] += v
+
+
 # ---------------------------------------------------------------------------- SQL per store
 @dataclass(frozen=True)
 class Dialect:

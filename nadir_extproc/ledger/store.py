@@ -95,15 +95,6 @@ def _row_values(r: LedgerRow, text: bool) -> list[Any]:
     return v
 
 
-def _add(acc: dict[tuple, list], key: tuple, sums: list) -> None:
-    have = acc.get(key)
-    if have is None:
-        acc[key] = list(sums)
-    else:
-        for i, v in enumerate(sums):
-            have[i] += v
-
-
 def _month(d: date) -> date:
     return date(d.year, d.month, 1)
 
@@ -225,15 +216,15 @@ class _SQLStore:
                 tby = [by[tpos]] if tpos is not None else []
                 tagged: dict[tuple, list] = {}
                 for key, sums in got.items():
-                    _add(tagged, (key[tpos],) if tpos is not None else (), sums)
+                    ru.add_sums(tagged, (key[tpos],) if tpos is not None else (), sums)
                 dwhere, dargs = self._day_where(p.day0, p.day1)
                 for tkey, tsums in self._group_sums(tby, ru.DAILY, dwhere, dargs, (), 0 if tby else None).items():
                     rest = [a - b for a, b in zip(tsums, tagged.get(tkey, [0] * len(tsums)))]
                     if rest[0]:  # requests
                         key = tuple(tkey[0] if (tpos is not None and i == tpos) else None for i in range(len(ru.key_positions(by)[1])))
-                        _add(got, key, rest)
+                        ru.add_sums(got, key, rest)
             for key, sums in got.items():
-                _add(out, key, sums)
+                ru.add_sums(out, key, sums)
         return list(out.items())
 
     def _group_sums(self, by: Sequence[str], table: str | None, where: str, wargs: list[Any], extra_dims: Sequence[str],
@@ -242,7 +233,7 @@ class _SQLStore:
         got: dict[tuple, list] = {}
         for rec in self._query(sql.format(where=where), [*gargs, *wargs]):
             key = tuple(self._norm_key(v, i == tpos) for i, v in enumerate(rec[:nkeys]))
-            _add(got, key, self._sums(rec[nkeys:], table))
+            ru.add_sums(got, key, self._sums(rec[nkeys:], table))
         return got
 
     @staticmethod

@@ -138,6 +138,14 @@ def test_error_terminated_stream_is_not_priced(stack):
     assert "x-nadir-cost-usd" not in fields and fields["x-nadir-unpriced-reason"] == "stream_error"
 
 
+def stream_chat(stack) -> tuple[int, bytes]:
+    """A streamed gpt-4o-mini Chat Completions call (with include_usage) through Envoy: (status, body)."""
+    req = {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True},
+           "messages": [{"role": "user", "content": "hi"}]}
+    status, _, out = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(req).encode())
+    return status, out
+
+
 def test_error_chunk_ends_a_chat_stream_unpriced(stack):
     chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18",
              "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
@@ -145,9 +153,7 @@ def test_error_chunk_ends_a_chat_stream_unpriced(stack):
     err = {"error": {"message": "The server had an error", "type": "server_error"}}
     sse = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(err)}\n\ndata: [DONE]\n\n"
     replay(stack, sse, "text/event-stream")
-    req = {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True},
-           "messages": [{"role": "user", "content": "hi"}]}
-    status, _, out = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(req).encode())
+    status, out = stream_chat(stack)
     assert status == 200
     fields = parse_fields(out)
     assert "x-nadir-cost-usd" not in fields and fields["x-nadir-unpriced-reason"] == "stream_error"
@@ -163,9 +169,7 @@ def test_empty_leading_model_does_not_hide_the_served_model(stack):
            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}
     sse = "".join(f"data: {json.dumps(x)}\n\n" for x in (filt, first, use)) + "data: [DONE]\n\n"
     replay(stack, sse, "text/event-stream")
-    req = {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True},
-           "messages": [{"role": "user", "content": "hi"}]}
-    status, _, out = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(req).encode())
+    status, out = stream_chat(stack)
     fields = parse_fields(out)
     # gpt-4o-mini: 1000 x 0.15 + 100 x 0.60 = 210 millionths
     assert (status, fields["x-nadir-routed-to"], fields["x-nadir-cost-usd"]) == (200, "gpt-4o-mini-2024-07-18", "0.00021")
@@ -179,9 +183,7 @@ def test_crlf_stream_gets_a_crlf_inband_block(stack):
              "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
     sse = f"data: {json.dumps(first)}\r\n\r\ndata: {json.dumps(use)}\r\n\r\n"
     replay(stack, sse, "text/event-stream")
-    req = {"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True},
-           "messages": [{"role": "user", "content": "hi"}]}
-    status, _, out = raw_post(f"{stack.base_url}/v1/chat/completions", json.dumps(req).encode())
+    status, out = stream_chat(stack)
     assert status == 200
     block = out[out.index(b": x-nadir-"):]
     assert b"\n" not in block.replace(b"\r\n", b"") and block.endswith(b"\r\n\r\n")

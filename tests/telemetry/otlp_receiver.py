@@ -96,6 +96,13 @@ class OTLPReceiver(tsvc_grpc.TraceServiceServicer, msvc_grpc.MetricsServiceServi
         self.server.start()
         return self.port
 
+    def __enter__(self) -> "OTLPReceiver":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def hold(self) -> None:
         self.held_export.clear()
         self._open.clear()

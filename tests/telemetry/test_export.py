@@ -16,11 +16,9 @@ from tests.telemetry.test_metrics import tagged
 
 
 @pytest.fixture
-def receiver():
-    r = OTLPReceiver()
-    r.start()
-    yield r
-    r.stop()
+def receiver():  # one per test here (the module's tests hold and count its exports)
+    with OTLPReceiver() as r:
+        yield r
 
 
 @pytest.fixture
