@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,8 @@ def receiver():
     the module's stack to export to; stopped after the module."""
     from tests.telemetry.otlp_receiver import OTLPReceiver
 
-    r = OTLPReceiver()
-    r.start()
-    yield r
-    r.stop()
+    with OTLPReceiver() as r:
+        yield r
 
 
 # ----------------------------------------------------------------------------- in-memory telemetry
@@ -97,17 +96,53 @@ PROCESS_PATHS = (
     "pricing/test_cost_cli.py", "pricing/test_provider_cases_cli.py", "pricing/test_served_tier_through_envoy.py",
     "routing/test_cli.py", "routing/test_router_envoy.py",
     "telemetry/test_export.py", "telemetry/test_through_envoy.py", "telemetry/test_trace_context.py",
+    "telemetry/test_prometheus_dashboard.py", "reliability/test_secrets.py", "reliability/test_soak.py",
+    "test_demo_upstream_down.py", "test_newcomer_commands.py", "test_piped_tables.py",
 )
+#: Parameter values that run a test against a real server (``request.getfixturevalue("pg_dsn")``
+#: or ``"redis_server"`` inside a parametrized fixture, which ``fixturenames`` does not show).
+PROCESS_PARAMS = frozenset({"postgres", "redis"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test ``process`` (starts real processes or servers) or ``pure`` (in memory and
-    temp files only): ``make test-fast`` runs ``-m pure``; ``make test`` runs both."""
+    temp files only): ``make test-fast`` runs ``-m pure``; ``make test`` runs both. A test in an
+    otherwise pure file that starts one says so itself with ``@pytest.mark.process``. A pure test
+    that starts a process or binds a socket fails (``_refuse_processes_in_pure_tests`` below)."""
     root = Path(__file__).resolve().parent
     for item in items:
         try:
             rel = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
         except ValueError:
             rel = ""
-        proc = bool(set(getattr(item, "fixturenames", ())) & PROCESS_FIXTURES) or rel.startswith(PROCESS_PATHS)
+        callspec = getattr(item, "callspec", None)
+        params = {str(v) for v in callspec.params.values()} if callspec else set()
+        proc = (item.get_closest_marker("process") is not None or bool(set(getattr(item, "fixturenames", ())) & PROCESS_FIXTURES)
+                or rel.startswith(PROCESS_PATHS) or bool(params & PROCESS_PARAMS))
         item.add_marker(pytest.mark.process if proc else pytest.mark.pure)
+
+
+#: Audit events (PEP 578) by which Python code starts a process or binds a socket (a server, or a
+#: free-port probe for one). A ``pure`` test that raises one is mis-marked: it fails, naming it.
+PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
+                            "os.forkpty", "socket.bind"})
+_running_pure: list[str] = []  # the node id of the pure test being run (setup, call and teardown)
+
+
+def _refuse_processes_in_pure_tests(event: str, args: tuple) -> None:
+    if _running_pure and event in PROCESS_EVENTS:
+        raise RuntimeError(f"pure test {_running_pure[0]} raised {event} {str(args)[:200]}: it starts a process or a "
+                           "server, so mark it process (PROCESS_FIXTURES / PROCESS_PATHS in tests/conftest.py)")
+
+
+sys.addaudithook(_refuse_processes_in_pure_tests)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    if item.get_closest_marker("pure") is not None:
+        _running_pure.append(item.nodeid)
+    try:
+        yield
+    finally:
+        _running_pure.clear()

@@ -86,6 +86,7 @@ def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nadir_extproc.cli", *args], capture_output=True, text=True, timeout=180, env=env)
 
 
+@pytest.mark.process  # runs the stack / the CLI as a process
 def test_check_command_exit_codes(tmp_path):
     ok = _cli("check", "--config", str(EXAMPLE), tmp_path=tmp_path)
     assert ok.returncode == 0, ok.stderr
@@ -101,6 +102,7 @@ def test_check_command_exit_codes(tmp_path):
     assert r.returncode == 2 and "tiers.openai.weak" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.process  # runs the stack / the CLI as a process
 def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
     bad = tmp_path / "broken.yaml"
     # line 2 opens a flow sequence that never closes: PyYAML reports the problem at the end of
