@@ -126,7 +126,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 #: free-port probe for one). A ``pure`` test that raises one is mis-marked: it fails, naming it.
 PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
                             "os.forkpty", "socket.bind"})
-_running_pure: list[str] = []  # the node id of the pure test being run (setup, call and teardown)
+_running_pure: list[str] = []  # the node id of the pure test being set up or run (not its teardown,
+#                                where the session's and module's servers are stopped)
 
 
 def _refuse_processes_in_pure_tests(event: str, args: tuple) -> None:
@@ -138,11 +139,20 @@ def _refuse_processes_in_pure_tests(event: str, args: tuple) -> None:
 sys.addaudithook(_refuse_processes_in_pure_tests)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+def _guarded(item: pytest.Item):
     if item.get_closest_marker("pure") is not None:
         _running_pure.append(item.nodeid)
     try:
         yield
     finally:
         _running_pure.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    yield from _guarded(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    yield from _guarded(item)
