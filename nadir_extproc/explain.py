@@ -112,11 +112,6 @@ def dialect_from_path(path: str) -> Dialect | None:
     return next((d for d in DIALECTS.values() if d.matches_suffix(bare)), None)
 
 
-#: Batch output files: OpenAI ``GET /v1/files/{id}/content``, Anthropic
-#: ``GET /v1/messages/batches/{id}/results`` (JSONL, one result per line).
-_BATCH_OUTPUT = re.compile(r"/files/[^/]+/content$|/messages/batches/[^/]+/results$")
-
-
 def _read_stream(d: Dialect, raw: bytes, entry: known.Entry | None) -> Any:
     """The dialect's stream accumulator after reading a raw SSE body (``usage()``, ``model``,
     ``failed``, ``service_tier``, ``price_variant()``), or ``None`` when streams cannot be read.
@@ -182,7 +177,8 @@ def explain(
     when = when or datetime.now(UTC)
     parts = urlsplit(url)
     raw = gzip.decompress(response) if response[:2] == b"\x1f\x8b" else response
-    if dialect is None and _BATCH_OUTPUT.search(parts.path.rstrip("/")):
+    bare = parts.path.rstrip("/")
+    if dialect is None and any(d.batch_results is not None and d.batch_results.search(bare) for d in DIALECTS.values()):
         return _explain_batch_file(url, raw, provider=provider, when=when, batch=batch, baseline=baseline, candidates=candidates)
     d = DIALECTS.get(dialect) if dialect else dialect_from_path(parts.path)
     entry = known.lookup(provider) if provider else known.from_url(url)

@@ -168,6 +168,8 @@ class AnthropicMessages(Dialect):
     needs_shape = NeedsShape(roots=("messages", "system"), image_types=frozenset({"image"}),
                              tool_types=frozenset({"tool_use", "tool_result", "server_tool_use"}))
     object_kinds = ("message",)
+    #: Message Batches results: ``GET /v1/messages/batches/{id}/results`` (JSONL).
+    batch_results = re.compile(r"/messages/batches/[^/]+/results$")
     # Anthropic API reference, Messages "Create".
     param_keys = (("max_tokens", "max_tokens", "int"), ("temperature", "temperature", "float"),
                   ("top_p", "top_p", "float"), ("top_k", "top_k", "float"),

@@ -8,6 +8,7 @@ listing it in ``nadir_extproc.dialects.DIALECTS``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -396,6 +397,8 @@ class Dialect:
     path_suffixes: ClassVar[tuple[str, ...]] = ()
     #: The ``object`` / ``type`` of its response bodies (a batch result line names its API so).
     object_kinds: ClassVar[tuple[str, ...]] = ()
+    #: The path (its end) that fetches a batch's results file (JSONL, one result per line), if any.
+    batch_results: ClassVar[re.Pattern[str] | None] = None
 
     def matches_suffix(self, bare_path: str) -> bool:
         """True when ``bare_path`` (no query, no trailing ``/``) ends like this API's paths."""

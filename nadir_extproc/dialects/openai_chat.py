@@ -210,8 +210,10 @@ class ChatStreamUsage(StreamUsage):
 
 
 class OpenAIShapes(Dialect):
-    """What OpenAI's two APIs (Chat Completions, Responses) share: the body's ``user`` and the 429
-    error object."""
+    """What OpenAI's two APIs (Chat Completions, Responses) share: the body's ``user``, the 429
+    error object, and the Batch API's output file (``GET /v1/files/{id}/content``)."""
+
+    batch_results = re.compile(r"/files/[^/]+/content$")
 
     def request_user(self, body: dict[str, Any]) -> Any:
         """OpenAI's top-level ``user``."""
