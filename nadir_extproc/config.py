@@ -264,6 +264,10 @@ class ListenerTLS(BaseModel):
     allowed_client_sans: list[str] = Field(default_factory=list)
 
 
+#: The ``log_level`` values: Python's logging level names (``WARN`` and ``FATAL`` are aliases).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
+
+
 class Settings(BaseModel):
     """All settings of the ext_proc service (units in the field names)."""
 
@@ -318,6 +322,7 @@ class Settings(BaseModel):
     baseline_models: dict[str, str] = Field(default_factory=dict)
     #: Operator price file (YAML/TOML) merged over the catalogue (``nadir_extproc.pricing.pricefile``).
     price_file: str | None = None
+    #: Python logging level (``LOG_LEVELS``, any case). Env ``NADIR_LOG_LEVEL``.
     log_level: str = "INFO"
     #: Dialects whose streamed requests get ``stream_options.include_usage`` added when the client
     #: did not ask (OpenAI sends streamed usage only then); the added usage chunk is removed from
@@ -346,6 +351,14 @@ class Settings(BaseModel):
     @classmethod
     def _shadow_bool(cls, v: Any) -> Any:
         return {"enabled": v} if isinstance(v, bool) else v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_known(cls, v: Any) -> Any:
+        """A Python logging level name, any case (``logging.basicConfig`` would raise at start-up)."""
+        if isinstance(v, str) and v.strip().upper() in LOG_LEVELS:
+            return v.strip().upper()
+        raise ValueError(f"log_level {v!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
 
     @field_validator("listen", "health_listen", "uds", mode="before")
     @classmethod

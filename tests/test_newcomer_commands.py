@@ -258,3 +258,32 @@ def test_demo_and_serve_with_a_file_where_a_folder_goes_say_so(tmp_path):
         r = subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "serve", "--listen", "127.0.0.1:0"], capture_output=True,
                            text=True, timeout=120, env={**env, "NADIR_STATE_DIR": state}, cwd=tmp_path)
         assert r.returncode == 2 and r.stderr == want + "\n", r.stderr[-2000:]
+
+
+def test_a_log_level_python_does_not_know_is_a_settings_error(tmp_path):
+    # `check` said ok and `serve` died in logging.basicConfig with a boxed traceback
+    (tmp_path / "s.yaml").write_text("log_level: LOUD\n", encoding="utf-8")
+    for cmd in ("check", "serve"):
+        r = _cli(tmp_path, cmd, "--config", "s.yaml")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+        assert "log_level 'LOUD' is not a log level" in r.stderr and "WARNING" in r.stderr
+    from nadir_extproc.config import load_settings
+
+    (tmp_path / "ok.yaml").write_text("log_level: debug\n", encoding="utf-8")
+    assert load_settings(tmp_path / "ok.yaml", env={}).log_level == "DEBUG"
+
+
+def test_tls_files_that_cannot_be_read_are_refused_before_start_up(tmp_path):
+    # `check` said ok; `serve` opened the ledger, printed a boxed ListenerError traceback and then
+    # waited ~18 s on its OTLP exporters before exiting
+    (tmp_path / "s.yaml").write_text(
+        "tls: {cert_file: nope.pem, key_file: nope.key, client_ca_file: nope.ca}\n", encoding="utf-8")
+    for cmd in ("check", "serve"):
+        r = _cli(tmp_path, cmd, "--config", "s.yaml")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+        assert r.stderr.startswith("error: tls.cert_file: cannot read nope.pem: No such file"), r.stderr
+        assert not (tmp_path / "state").exists()
+    for name in ("nope.pem", "nope.key", "nope.ca"):
+        (tmp_path / name).write_text("not a certificate\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "s.yaml")
+    assert r.returncode == 2 and "tls.cert_file: no PEM data in nope.pem" in r.stderr, r.stderr
