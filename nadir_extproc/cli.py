@@ -44,10 +44,12 @@ def serve(
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
     from nadir_extproc.config import check_models
+    from nadir_extproc.listeners import ListenerError, check_tls_files
 
     try:
         check_models(settings)  # the price file, and every model the settings name, fail fast
-    except ConfigError as e:
+        check_tls_files(settings)  # before the ledger writer and exporters start
+    except (ConfigError, ListenerError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -113,6 +115,7 @@ def check(
 ) -> None:
     """Validate a settings file without serving: every key, the listeners, the price file, the router policy, and every model in tiers / default_models / baseline_models. Exit 0 valid, 2 invalid."""
     from nadir_extproc.config import ConfigError, check_models, load_settings
+    from nadir_extproc.listeners import ListenerError, check_tls_files
 
     if config is not None and not config.is_file():
         typer.echo(f"error: no settings file at {config} (start from settings.example.yaml)", err=True)
@@ -120,7 +123,8 @@ def check(
     try:
         settings = load_settings(config)
         check_models(settings)
-    except ConfigError as e:
+        check_tls_files(settings)
+    except (ConfigError, ListenerError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(CHECK_INVALID) from None
     where = config or os.environ.get("NADIR_CONFIG") or "defaults (no file)"

@@ -220,6 +220,13 @@ class _CertFiles:
         return self.config
 
 
+def check_tls_files(settings: Settings) -> None:
+    """Raise ``ListenerError`` naming the ``tls`` file that cannot be read or holds no PEM data
+    (what ``server_credentials`` would raise once the service has started); nothing without ``tls``."""
+    if settings.tls is not None:
+        _CertFiles(settings.tls)
+
+
 def server_credentials(tls: ListenerTLS) -> grpc.ServerCredentials:
     """mTLS server credentials for ``tls``: our certificate, client certificates required and
     verified against ``tls.client_ca_file``; files re-read when they change. Raises
