@@ -60,5 +60,10 @@ def new_table(console: Any, title: str, **kwargs: Any) -> Any:
     from rich.table import Table
 
     if is_plain(console):
-        return Table(title=title, box=None, title_justify="left", show_lines=False, **{k: v for k, v in kwargs.items() if k != "show_lines"})
+        from rich.text import Text
+
+        # The title whole on its line, even above a table narrower than it (rich wraps a title
+        # to the table's width: "Unpriced requests by" / "reason").
+        whole = Text(title, no_wrap=True, overflow="ignore") if isinstance(title, str) else title
+        return Table(title=whole, box=None, title_justify="left", show_lines=False, **{k: v for k, v in kwargs.items() if k != "show_lines"})
     return Table(title=title, **kwargs)

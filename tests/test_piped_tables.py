@@ -89,3 +89,19 @@ def test_a_terminal_too_narrow_for_borders_gets_the_borderless_table(tmp_path):
     lines = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout).splitlines()
     assert lines[2].split() == [LONG, "1", "0.0021", "0", "100", "20", "0"] and lines[4].split()[0] == "total", lines
     assert max(len(x) for x in lines) <= 126 and not any(c in "".join(lines) for c in "│┃━•")
+
+
+def test_a_title_wider_than_its_table_stays_on_one_line():
+    # "Unpriced requests by reason" above its two narrow columns came out as "Unpriced requests by" / "reason"
+    from rich.console import Console
+
+    from nadir_extproc.tables import new_table
+
+    out = io.StringIO()
+    console = Console(file=out, width=200, no_color=True, force_terminal=False)
+    t = new_table(console, "Unpriced requests by reason")
+    t.add_column("reason")
+    t.add_column("requests", justify="right")
+    t.add_row("provider_error", "21")
+    console.print(t)
+    assert out.getvalue().splitlines()[0] == "Unpriced requests by reason", out.getvalue()
