@@ -162,7 +162,10 @@ def _explicit_traffic_and_opportunity(stack: Stack, console: Console, real: dict
             rep = op.from_store(st, ["model"], since=since)
         finally:
             st.close()
-        if rep.total.shadow_requests >= len(EXPLICIT) - failures:
+        # Every call that reached Envoy has its row, a failed one too (provider_error, scored in
+        # shadow like the rest): counting only the calls that succeeded stopped before the last
+        # rows were written (4 failed gpt-4o rows met "2 left", one Claude row was missing).
+        if rep.total.requests >= len(EXPLICIT):
             break
         time.sleep(0.3)
     if rep is not None:

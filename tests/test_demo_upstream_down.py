@@ -28,3 +28,7 @@ def test_demo_with_unreachable_real_upstream_exits_1_without_traceback(tmp_path)
     assert "Traceback" not in out, out[-3000:]
     assert "Latency probe failed" in out, out[-3000:]
     assert "All processes stopped." in out and "Ledger rows kept in" in out, out[-3000:]
+    # The opportunity table waits for every explicit call's row, the failed ones too: both Claude
+    # requests (served by the emulator) are in it, not one (it stopped once the failures were in).
+    row = next(x.split() for x in r.stdout.splitlines() if x.split()[:1] == ["claude-sonnet-4-5-20250929"])
+    assert row[1] == "2", out[-3000:]
