@@ -89,3 +89,28 @@ def test_flush_returns_an_unterminated_tail():
     p = SSEParser()
     assert p.feed(b"data: a\n\ndata: b") [0][0].data == "a"
     assert p.flush() == b"data: b" and p.pending == b""
+
+
+def test_blank_lines_with_no_event_in_progress_dispatch_nothing_and_every_byte_comes_back():
+    """WHATWG HTML 9.2.6: a blank line with an empty data buffer dispatches no event. A stream of
+    bare line ends (a broken or hostile upstream) used to make one Event per line: 2 MiB of them
+    was two million events. The bytes still all come back, in order, for forwarding."""
+    p = SSEParser()
+    chunks = [b"\n\n\r\n", b"\r", b"\n: ping\n\n", b"\n" * 5000, b"data: {\"a\": 1}\n\n", b"\n\n"]
+    events, out = [], []
+    for c in chunks:
+        evs, passthrough = p.feed(c)
+        events += evs
+        out += [e.raw for e in evs] + [passthrough]
+    out.append(p.flush())
+    assert b"".join(out) == b"".join(chunks)
+    assert [(e.data, e.has_data) for e in events] == [("", False), ('{"a": 1}', True)]
+    assert events[0].raw == b"\n\n\r\n\r\n: ping\n\n"
+    assert events[1].raw == b"\n" * 5000 + b"data: {\"a\": 1}\n\n"
+
+    big = SSEParser()
+    n = 0
+    for _ in range(32):  # 2 MiB of "\n" in 64 KiB chunks: bounded by max_event_bytes, not per line
+        evs, _ = big.feed(b"\n" * 65536)
+        n += len(evs)
+    assert n <= 2
