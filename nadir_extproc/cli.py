@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -77,6 +76,8 @@ def serve(
     _writable_folder_or_exit(Path(settings.state_dir).expanduser(), "state_dir (or $NADIR_STATE_DIR)")
     if settings.ledger.enabled and settings.ledger.sqlite_dir and not settings.ledger.postgres_dsn:
         _writable_folder_or_exit(Path(settings.ledger.sqlite_dir).expanduser(), "ledger.sqlite_dir")
+    import asyncio
+
     try:
         preflight(settings)  # before the ledger writer and exporters start: a busy port fails at once
         asyncio.run(run(settings, config_path=str(config) if config else os.environ.get("NADIR_CONFIG") or None))
@@ -318,7 +319,15 @@ app.add_typer(router_app, name="router")
 def main() -> None:
     """Console-script entry point. A usage error (missing or unknown option or command, bad value)
     is one line on stderr naming the fix and the command's ``--help``, exit 2 — not the boxed
-    panel. (typer >= 0.20 carries its own copy of click: its exceptions are matched by class name.)"""
+    panel. (typer >= 0.20 carries its own copy of click: its exceptions are matched by class name.)
+    ``report`` with well-formed options skips typer's parser (``ledger.cli.report_fast``); any
+    ``report`` it declines goes to typer like every other command."""
+    if sys.argv[1:2] == ["report"]:
+        from nadir_extproc.ledger.cli import report_fast
+
+        code = report_fast(sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
     try:
         rc = app(standalone_mode=False)
     except typer.Abort:  # Ctrl-C at a prompt

@@ -336,7 +336,11 @@ def writer_rate(store, gen: Gen, n: int, t1: float) -> dict:
 
 
 class Postgres:
-    """A throwaway PostgreSQL server (as tests/ledger/conftest.py starts one)."""
+    """A throwaway PostgreSQL server (as tests/ledger/conftest.py starts one); kept in
+    ``root_dir`` (and reused by the next run) when one is given."""
+
+    def __init__(self, root_dir: Path | None = None) -> None:
+        self.root_dir = root_dir
 
     def __enter__(self) -> str:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -344,14 +348,20 @@ class Postgres:
             raise SystemExit("PostgreSQL binaries not found (apt-get install postgresql)")
         self.bin = Path(found[-1]).parent
         self.user = "postgres" if os.geteuid() == 0 else None
-        self.root = Path(tempfile.mkdtemp(prefix="nadir-bench-pg-", dir=os.environ.get("BENCH_TMP")))
+        self.keep = self.root_dir is not None
+        if self.keep:
+            self.root = self.root_dir
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root = Path(tempfile.mkdtemp(prefix="nadir-bench-pg-", dir=os.environ.get("BENCH_TMP")))
         if self.user:
             import pwd
 
             pw = pwd.getpwnam(self.user)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self.port = free_port()
-        self._run([str(self.bin / "initdb"), "-D", str(self.root / "data"), "-A", "trust", "-U", "nadir", "-E", "UTF8"])
+        if not (self.root / "data" / "PG_VERSION").is_file():
+            self._run([str(self.bin / "initdb"), "-D", str(self.root / "data"), "-A", "trust", "-U", "nadir", "-E", "UTF8"])
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=8GB "
                 f"-c work_mem=64MB -c maintenance_work_mem=512MB")
         self._run([str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-o", opts, "-l", str(self.root / "log"), "-w", "start"])
@@ -365,41 +375,69 @@ class Postgres:
 
     def __exit__(self, *exc) -> None:
         self._run([str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"])
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
-def open_bench_store(kind: str, n: int, dsn: str | None):
+def open_bench_store(kind: str, n: int, dsn: str | None, data_dir: Path | None = None):
+    """(store, report CLI target args, SQLite folder or None, already loaded?). With ``data_dir``
+    the loaded ledger is kept there (SQLite: ``<data_dir>/sqlite-<n>``; PostgreSQL: database
+    ``bench_<n>`` of the server in ``<data_dir>/pg``) and a later run with the same ``data_dir``
+    reuses it: the raw rows are not generated again (``open_store`` migrates it to this code's
+    schema, then the rollups are rebuilt and timed as usual)."""
     import psycopg
 
     if kind == "sqlite":
-        tmp = Path(tempfile.mkdtemp(prefix="nadir-bench-sqlite-", dir=os.environ.get("BENCH_TMP")))
-        return open_store(sqlite_dir=tmp), ["--sqlite-dir", str(tmp)], tmp
+        if data_dir is not None:
+            tmp = data_dir / f"sqlite-{n}"
+            loaded = (tmp / "loaded.json").is_file()
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp, loaded = Path(tempfile.mkdtemp(prefix="nadir-bench-sqlite-", dir=os.environ.get("BENCH_TMP"))), False
+        return open_store(sqlite_dir=tmp), ["--sqlite-dir", str(tmp)], tmp, loaded
     name = f"bench_{n}"
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name}")
-        c.execute(f"CREATE DATABASE {name}")
+    loaded = data_dir is not None and (data_dir / f"pg-{n}.loaded.json").is_file()
+    if not loaded:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name}")
+            c.execute(f"CREATE DATABASE {name}")
     db = dsn.rsplit("/", 1)[0] + "/" + name
-    return open_store(postgres_dsn=db), ["--dsn", db], None
+    return open_store(postgres_dsn=db), ["--dsn", db], None, loaded
 
 
-def bench_size(kinds: list[str], n: int, dsn: str | None, with_writer: int, now: float) -> list[dict]:
+def bench_size(kinds: list[str], n: int, dsn: str | None, with_writer: int, now: float, data_dir: Path | None = None,
+               load_only: bool = False) -> list[dict]:
     import psycopg
 
-    t0, t1 = now - 30 * 86400, now
     gen = Gen()
-    opened = [open_bench_store(k, n, dsn) for k in kinds]
+    opened = [open_bench_store(k, n, dsn, data_dir) for k in kinds]
     results = []
+    marker = {"sqlite": lambda tmp: tmp / "loaded.json", "postgres": lambda tmp: data_dir / f"pg-{n}.loaded.json"}
     try:
-        spent, gen_s = bulk_load([o[0] for o in opened], n, t0, t1, gen)
-        for store, target, tmp in opened:
-            res = bench_loaded(store, target, tmp, n, spent[store.kind], gen_s, gen, with_writer, now)
+        fresh = [o[0] for o in opened if not o[3]]
+        t0, t1 = now - 30 * 86400, now
+        spent, gen_s = bulk_load(fresh, n, t0, t1, gen) if fresh else ({}, 0.0)
+        for store, _, tmp, loaded in opened:
+            if data_dir is not None and not loaded:
+                marker[store.kind](tmp).write_text(json.dumps({"rows": n, "now": now, "bulk_load_s": spent[store.kind]}))
+        if load_only:
+            return []
+        for store, target, tmp, loaded in opened:
+            load_s = spent.get(store.kind)
+            data_now = now
+            if loaded:
+                m = json.loads(marker[store.kind](tmp).read_text())
+                load_s, data_now = m["bulk_load_s"], m["now"]
+            res = bench_loaded(store, target, tmp, n, load_s, gen_s, gen, with_writer, now)
+            if loaded:
+                res["data_loaded_before_s"] = round(now - data_now)  # rows end this long before the run
             results.append(res)
     finally:
-        for store, _, tmp in opened:
+        for store, _, tmp, _ in opened:
             store.close()
-            if tmp:
+            if tmp and data_dir is None:
                 shutil.rmtree(tmp, ignore_errors=True)
-        if "postgres" in kinds:
+        if "postgres" in kinds and data_dir is None:
             with psycopg.connect(dsn, autocommit=True) as c:
                 c.execute(f"DROP DATABASE IF EXISTS bench_{n}")
     return results
@@ -496,6 +534,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "ledger" / "results")
     ap.add_argument("--merge", action="store_true", help="add to today's results file instead of replacing it")
     ap.add_argument("--render", type=Path, help="only rewrite the .md from this results .json")
+    ap.add_argument("--data-dir", type=Path, help="keep the loaded ledgers (and the PostgreSQL server's data) here and "
+                    "reuse them in later runs with the same folder: the raw rows are generated once")
+    ap.add_argument("--load-only", action="store_true", help="with --data-dir: only generate and load the rows")
     a = ap.parse_args()
     if a.render:
         doc = json.loads(a.render.read_text())
@@ -510,7 +551,8 @@ def main() -> None:
     meta = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": "python bench/ledger/" + " ".join(
         [Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
         "sqlite": sqlite3.sqlite_version, "postgres": "PostgreSQL (not run)"}
-    pg = Postgres() if "postgres" in stores else None
+    data_dir = a.data_dir.resolve() if a.data_dir else None
+    pg = Postgres(data_dir / "pg" if data_dir else None) if "postgres" in stores else None
     dsn = pg.__enter__() if pg else None
     if pg:
         meta["postgres"] = pg.version
@@ -523,7 +565,9 @@ def main() -> None:
             meta["command"] = doc["meta"]["command"] + "` then `" + meta["command"]
     try:
         for i, n in enumerate(sizes):
-            results.extend(bench_size(stores, n, dsn, a.writer_rows if i == 0 else 0, now))
+            results.extend(bench_size(stores, n, dsn, a.writer_rows if i == 0 else 0, now, data_dir, a.load_only))
+            if a.load_only:
+                continue
             write_results(a.out, prev + results, meta)  # after each size: a cut-short run keeps what it measured
             print(f"wrote {a.out}/ledger-*.md", flush=True)
     finally:

@@ -132,7 +132,7 @@ def from_store(store: Any, by: list[str], since: datetime | None = None, until: 
 
     # One pass gives the groups, the total and unpriced-by-reason (the reason is one more key
     # column), except for tag rollups, which have no reason column: a second, cheap query there.
-    one_pass = ru.plan(by, since, until).rollup != ru.DAILY_TAG
+    one_pass = not ru.plan(by, since, until).tagged
     nk = len(ru.key_positions(by)[1])
     acc: dict[tuple[str | None, ...], list] = {}
     total: list | None = None

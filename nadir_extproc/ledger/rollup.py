@@ -28,7 +28,7 @@ folded from days here (``time_key``), so both stores group identically.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -38,6 +38,13 @@ from nadir_extproc.ledger.schema import TAG_COLUMNS, LedgerRow
 
 DAILY = "nadir_rollup_daily"
 DAILY_TAG = "nadir_rollup_daily_tag"
+#: Schema v4: the same totals per UTC hour; they answer the whole hours of a range's partial edge
+#: days, so a report reads raw rows for at most the partial hour at either end.
+HOURLY = "nadir_rollup_hourly"
+HOURLY_TAG = "nadir_rollup_hourly_tag"
+#: Each rollup table's time column, and the table without tags over the same time unit.
+TIME_COL = {DAILY: "day", DAILY_TAG: "day", HOURLY: "hour", HOURLY_TAG: "hour"}
+MAIN_OF = {DAILY_TAG: DAILY, HOURLY_TAG: HOURLY}
 META = "nadir_ledger_meta"
 
 #: Rollup dimensions: name -> raw-table column (the report's group names, except ``model``).
@@ -144,44 +151,6 @@ def day_of(ts: datetime) -> date:
     return ts.astimezone(timezone.utc).date()
 
 
-# ---------------------------------------------------------------------------- writer side
-def dims_of(r: LedgerRow) -> tuple[str, ...]:
-    """A row's rollup key (without the day); ``''`` for a missing value."""
-    t = r.tags
-    return (t.get("team") or "", t.get("feature") or "", t.get("env") or "", r.key_id or "", r.provider or "",
-            r.served_model or "", r.status or "", r.unpriced_reason or "")
-
-
-_OF = tuple(m.of for m in MEASURES)
-_ZERO = tuple(Decimal(0) if m.kind == "money" else 0 for m in MEASURES)
-_OFZ = tuple(zip(_OF, _ZERO))
-
-
-def fold(rows: Iterable[LedgerRow]) -> tuple[dict[tuple, list], dict[tuple, list]]:
-    """A batch's contribution to the two rollups: ``{(day, *dims): sums}`` and
-    ``{(day, tag, value): sums}``, sums in ``MEASURES`` order (money ``Decimal``, counts ints)."""
-    daily: dict[tuple, list] = {}
-    tagged: dict[tuple, list] = {}
-    days: dict[tuple, str] = {}
-    for r in rows:
-        vals = [f(r) or z for f, z in _OFZ]
-        ts = r.ts
-        d = days.get(k := (ts.year, ts.month, ts.day, ts.utcoffset()))
-        if d is None:
-            d = days[k] = day_of(ts).isoformat()
-        t = r.tags
-        k = (d, t.get("team") or "", t.get("feature") or "", t.get("env") or "", r.key_id or "", r.provider or "",
-             r.served_model or "", r.status or "", r.unpriced_reason or "")
-        acc = daily.get(k)
-        daily[k] = vals if acc is None else [a + b for a, b in zip(acc, vals)]
-        for name, value in t.items():
-            if name in TAG_COLUMNS or not value:
-                continue
-            acc = tagged.get(k := (d, name, value))
-            tagged[k] = list(vals) if acc is None else [a + b for a, b in zip(acc, vals)]
-    return daily, tagged
-
-
 def add_sums(acc: dict[Any, list], key: Any, sums: Sequence) -> None:
     """Add ``sums`` (``MEASURES`` order) element-wise into ``acc[key]`` (a copy of ``sums`` when new)."""
     have = acc.get(key)
@@ -209,6 +178,10 @@ class Dialect:
     tag: str
     tag_rows: str
     int_type: str
+    #: the UTC hour of ``ts`` (its start), its type, and the UTC day of an ``hour`` column
+    hour: str = ""
+    hour_type: str = ""
+    day_of_hour: str = ""
 
     def measure_sql(self, m: Measure) -> str:
         return m.raw.format(**{n: self.money(n) for n in MONEY_MEASURES})
@@ -216,11 +189,14 @@ class Dialect:
 
 SQLITE = Dialect(
     kind="sqlite", ph="?", day="substr(ts, 1, 10)", day_type="TEXT", money_type="INTEGER", money=pico_name,
-    tag="json_extract(tags, '$.\"' || ? || '\"')", tag_rows="json_each(nadir_requests.tags) AS j", int_type="INTEGER",
+    tag="json_extract(tags, '$.\"' || ? || '\"')", tag_rows="json_each({src}.tags) AS j", int_type="INTEGER",
+    hour="substr(ts, 1, 13)", hour_type="TEXT", day_of_hour="substr(hour, 1, 10)",
 )
 POSTGRES = Dialect(
     kind="postgres", ph="%s", day="((ts AT TIME ZONE 'UTC')::date)", day_type="DATE", money_type="NUMERIC", money=lambda n: n,
-    tag="(tags::jsonb ->> %s)", tag_rows="jsonb_each_text(nadir_requests.tags::jsonb) AS j(key, value)", int_type="BIGINT",
+    tag="(tags::jsonb ->> %s)", tag_rows="jsonb_each_text({src}.tags::jsonb) AS j(key, value)", int_type="BIGINT",
+    hour="(date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')", hour_type="TIMESTAMPTZ",
+    day_of_hour="((hour AT TIME ZONE 'UTC')::date)",
 )
 
 
@@ -257,73 +233,115 @@ def ddl(kind: str) -> list[str]:
     ]
 
 
-def upsert_sql(kind: str, table: str) -> str:
-    """INSERT … ON CONFLICT DO UPDATE adding a batch's sums to ``table``."""
+def ddl_hourly(kind: str) -> list[str]:
+    """CREATE statements of the hourly rollup tables (schema v4) and their indexes."""
     dl = dialect(kind)
-    keys = ["day", *DIMS] if table == DAILY else ["day", "tag", "value"]
-    meas = [c for c, _ in _measure_cols(dl)]
-    cols = keys + meas
-    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in meas)
-    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([dl.ph] * len(cols))}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
+    meas = ",\n  ".join(f"{c} {t} NOT NULL DEFAULT 0" for c, t in _measure_cols(dl))
+    dims = ",\n  ".join(f"{d} TEXT NOT NULL" for d in DIMS)
+    return [
+        f"CREATE TABLE {HOURLY} (\n  hour {dl.hour_type} NOT NULL,\n  {dims},\n  {meas}\n)",
+        f"CREATE UNIQUE INDEX {HOURLY}_key ON {HOURLY} (hour, {', '.join(DIMS)})",
+        f"CREATE TABLE {HOURLY_TAG} (\n  hour {dl.hour_type} NOT NULL,\n  tag TEXT NOT NULL,\n  value TEXT NOT NULL,\n  {meas}\n)",
+        f"CREATE UNIQUE INDEX {HOURLY_TAG}_key ON {HOURLY_TAG} (hour, tag, value)",
+        f"CREATE INDEX {HOURLY_TAG}_tag ON {HOURLY_TAG} (tag, hour)",
+    ]
 
 
-def upsert_unnest_sql(table: str) -> str:
-    """PostgreSQL: the same upsert for a whole batch in one statement, one array parameter per
-    column (``unnest``), so its text is fixed and parsed once."""
-    keys = ["day", *DIMS] if table == DAILY else ["day", "tag", "value"]
-    meas = _measure_cols(POSTGRES)
-    types = ["date"] + ["text"] * (len(keys) - 1) + [("numeric" if t == "NUMERIC" else "bigint") for _, t in meas]
-    cols = keys + [c for c, _ in meas]
-    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c, _ in meas)
-    return (f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
+def _keys(table: str) -> list[str]:
+    t = TIME_COL[table]
+    return [t, *DIMS] if table in (DAILY, HOURLY) else [t, "tag", "value"]
 
 
-def upsert_params(kind: str, sums: dict[tuple, list]) -> tuple[list[tuple], int]:
-    """Parameters for ``upsert_sql`` in a stable key order (so concurrent writers lock rollup rows
-    in the same order) and how many money amounts were not whole pico-USD (SQLite only)."""
-    inexact = 0
+def add_sql(kind: str, src: str, where: str, src_from: str | None = None) -> list[str]:
+    """The writer's rollup maintenance: INSERT … SELECT … ON CONFLICT DO UPDATE statements adding
+    the raw rows of ``src`` (a table with the raw table's columns) matching ``where`` to all four
+    rollups (hourly, daily, hourly per tag, daily per tag), summed in the database (exact:
+    NUMERIC / integer pico-USD). One statement per table whatever the batch size; the rollup rows
+    a batch touches are its distinct (hour, dimensions) keys. ``src_from``: what the FROM clause
+    names instead of ``src`` (SQLite: ``nadir_requests NOT INDEXED``, so the planner reads the
+    batch by rowid and never walks an index on the hour expression across the whole table)."""
+    src_from = src_from or src
+    dl = dialect(kind)
+    meas_cols = [c for c, _ in _measure_cols(dl)]
+    meas_sql = [dl.measure_sql(m) for m in MEASURES]
+    dim_sql = [f"COALESCE({col}, '')" for col in DIMS.values()]
+    sets = ", ".join(f"{c} = {{t}}.{c} + excluded.{c}" for c in meas_cols)
+    skip = ", ".join(f"'{t}'" for t in TAG_COLUMNS)
+    groups = ", ".join(str(i) for i in range(1, 2 + len(DIMS)))
+    # PostgreSQL: rows locked in key order, so concurrent writers (sidecars) cannot deadlock
+    order = f" ORDER BY {groups}" if kind == "postgres" else ""
     out = []
-    money_idx = {i for i, m in enumerate(MEASURES) if m.kind == "money"}
-    for k in sorted(sums):
-        vals = list(sums[k])
-        if kind == "sqlite":
-            for i in money_idx:
-                vals[i], ok = to_pico(vals[i])
-                inexact += not ok
-        out.append((*k, *vals))
-    return out, inexact
+    for table, texpr in ((HOURLY, dl.hour), (DAILY, dl.day)):
+        keys = _keys(table)
+        out.append(f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(meas_cols)}) "
+                   f"SELECT {texpr}, {', '.join(dim_sql)}, {', '.join(meas_sql)} FROM {src_from} WHERE {where} "
+                   f"GROUP BY {groups}{order} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets.format(t=table)}")
+    for table, texpr in ((HOURLY_TAG, dl.hour), (DAILY_TAG, dl.day)):
+        keys = _keys(table)
+        out.append(f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(meas_cols)}) "
+                   f"SELECT {texpr}, j.key, j.value, {', '.join(meas_sql)} FROM {src_from}, {dl.tag_rows.format(src=src)} "
+                   f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3"
+                   f"{' ORDER BY 1, 2, 3' if order else ''} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets.format(t=table)}")
+    return out
 
 
-def rebuild_sql(kind: str, where: str) -> list[str]:
-    """INSERT … SELECT statements rebuilding both rollups from the raw rows matching ``where``
-    (a condition on ``nadir_requests``)."""
+def rebuild_sql(kind: str, where: str, hour_where: str | None) -> list[str]:
+    """INSERT … SELECT statements rebuilding the rollups from the raw rows matching ``where`` (a
+    condition on ``nadir_requests``): the hourly ones from the raw rows (one pass each), the daily
+    ones from the hourly rows matching ``hour_where`` (the same range; sums of sums, exact).
+    ``hour_where=None`` (a ledger before schema v4, mid-migration): the daily ones from the raw rows."""
     dl = dialect(kind)
     meas_cols = [c for c, _ in _measure_cols(dl)]
     meas_sql = [dl.measure_sql(m) for m in MEASURES]
     dim_sql = [f"COALESCE({col}, '')" for col in DIMS.values()]
     groups = ", ".join(str(i) for i in range(1, 2 + len(DIMS)))
-    daily = (f"INSERT INTO {DAILY} (day, {', '.join(DIMS)}, {', '.join(meas_cols)}) "
-             f"SELECT {dl.day}, {', '.join(dim_sql)}, {', '.join(meas_sql)} FROM nadir_requests WHERE {where} GROUP BY {groups}")
     skip = ", ".join(f"'{t}'" for t in TAG_COLUMNS)
-    tagged = (f"INSERT INTO {DAILY_TAG} (day, tag, value, {', '.join(meas_cols)}) "
-              f"SELECT {dl.day}, j.key, j.value, {', '.join(meas_sql)} FROM nadir_requests, {dl.tag_rows} "
-              f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3")
-    return [daily, tagged]
+    tag_rows = dl.tag_rows.format(src="nadir_requests")
+
+    def from_raw(table: str, texpr: str) -> str:
+        col = TIME_COL[table]
+        if table in MAIN_OF:
+            return (f"INSERT INTO {table} ({col}, tag, value, {', '.join(meas_cols)}) "
+                    f"SELECT {texpr}, j.key, j.value, {', '.join(meas_sql)} FROM nadir_requests, {tag_rows} "
+                    f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3")
+        return (f"INSERT INTO {table} ({col}, {', '.join(DIMS)}, {', '.join(meas_cols)}) "
+                f"SELECT {texpr}, {', '.join(dim_sql)}, {', '.join(meas_sql)} FROM nadir_requests WHERE {where} GROUP BY {groups}")
+
+    if hour_where is None:
+        return [from_raw(DAILY, dl.day), from_raw(DAILY_TAG, dl.day)]
+    sums = ", ".join(f"SUM({c})" for c in meas_cols)
+    daily = (f"INSERT INTO {DAILY} (day, {', '.join(DIMS)}, {', '.join(meas_cols)}) "
+             f"SELECT {dl.day_of_hour}, {', '.join(DIMS)}, {sums} FROM {HOURLY} WHERE {hour_where} GROUP BY {groups}")
+    daily_tag = (f"INSERT INTO {DAILY_TAG} (day, tag, value, {', '.join(meas_cols)}) "
+                 f"SELECT {dl.day_of_hour}, tag, value, {sums} FROM {HOURLY_TAG} WHERE {hour_where} GROUP BY 1, 2, 3")
+    return [from_raw(HOURLY, dl.hour), from_raw(HOURLY_TAG, dl.hour), daily, daily_tag]
 
 
 # ---------------------------------------------------------------------------- report side
 @dataclass
 class Plan:
     """How one report range is answered: ``rollup`` (``DAILY`` or ``DAILY_TAG``) for the whole UTC
-    days in ``[day0, day1)``, raw rows for the partial days at either edge (``raw_ranges``), or raw
-    rows for all of it (``rollup`` None)."""
+    days in ``[day0, day1)``; ``hourly`` (``HOURLY`` or ``HOURLY_TAG``) for the whole UTC hours of
+    the partial days at either edge (``hour_ranges``); raw rows for the partial hours at either
+    edge (``raw_ranges``), or raw rows for all of it (neither rollup: a grouping the rollups do not
+    hold). So a rollup-backed range reads at most two partial hours of raw rows."""
 
     rollup: str | None
     day0: date | None = None
     day1: date | None = None
     raw_ranges: tuple[tuple[datetime | None, datetime | None], ...] = ()
+    hourly: str | None = None
+    hour_ranges: tuple[tuple[datetime, datetime], ...] = ()
+
+    @property
+    def raw_only(self) -> bool:
+        """Whether every row comes from the raw table (a grouping the rollups cannot answer)."""
+        return self.rollup is None and self.hourly is None
+
+    @property
+    def tagged(self) -> bool:
+        """Whether the per-tag rollups answer it (they have no ``unpriced_reason`` column)."""
+        return self.rollup == DAILY_TAG or self.hourly == HOURLY_TAG
 
 
 def _ceil_day(t: datetime) -> date:
@@ -335,25 +353,45 @@ def midnight(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
 
 
+def floor_hour(t: datetime) -> datetime:
+    """The start of ``t``'s UTC hour."""
+    return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: datetime) -> datetime:
+    """The first UTC hour start at or after ``t``."""
+    h = floor_hour(t)
+    return h if h == t.astimezone(timezone.utc) else h + timedelta(hours=1)
+
+
 def plan(by: Sequence[str], since: datetime | None, until: datetime | None) -> Plan:
-    """Which table answers grouping ``by`` over ``[since, until)``."""
+    """Which tables answer grouping ``by`` over ``[since, until)`` (see ``Plan``)."""
     other = [b for b in by if b not in TIME_GROUPS]
     if all(b in ROLLUP_GROUPS for b in other):
-        table = DAILY
+        table, hourly = DAILY, HOURLY
     elif len(other) == 1 and other[0].startswith("tag:") and other[0][4:] not in TAG_COLUMNS:
-        table = DAILY_TAG
+        table, hourly = DAILY_TAG, HOURLY_TAG
     else:
         return Plan(None, raw_ranges=((since, until),))
-    day0 = _ceil_day(since) if since is not None else None
-    day1 = day_of(until) if until is not None else None
-    if day0 is not None and day1 is not None and day0 >= day1:  # less than one whole day: raw only
+    h0 = ceil_hour(since) if since is not None else None
+    h1 = floor_hour(until) if until is not None else None
+    if h0 is not None and h1 is not None and h0 >= h1:  # less than one whole hour: raw only
         return Plan(None, raw_ranges=((since, until),))
     raw = []
-    if since is not None and midnight(day0) != since:
-        raw.append((since, midnight(day0)))
-    if until is not None and midnight(day1) != until:
-        raw.append((midnight(day1), until))
-    return Plan(table, day0, day1, tuple(raw))
+    if since is not None and h0 != since:
+        raw.append((since, h0))
+    if until is not None and h1 != until:
+        raw.append((h1, until))
+    day0 = _ceil_day(since) if since is not None else None
+    day1 = day_of(until) if until is not None else None
+    if day0 is not None and day1 is not None and day0 >= day1:  # no whole day: whole hours, raw edges
+        return Plan(None, raw_ranges=tuple(raw), hourly=hourly, hour_ranges=((h0, h1),))  # type: ignore[arg-type]
+    hours = []
+    if h0 is not None and h0 < midnight(day0):  # type: ignore[arg-type]
+        hours.append((h0, midnight(day0)))  # type: ignore[arg-type]
+    if h1 is not None and midnight(day1) < h1:  # type: ignore[arg-type]
+        hours.append((midnight(day1), h1))  # type: ignore[arg-type]
+    return Plan(table, day0, day1, tuple(raw), hourly if hours else None, tuple(hours))
 
 
 RAW_GROUP_COLS = {**{k: v for k, v in DIMS.items()}, "user": "tag_user", "session": "tag_session"}
@@ -363,10 +401,12 @@ def group_sql(dl: Dialect, name: str, table: str | None) -> tuple[str, list[Any]
     """SQL expression (and its parameters) of report group ``name`` in ``table`` (``None``: raw).
     Time groups all read the UTC day; ``time_key`` folds it into weeks or months."""
     if name in TIME_GROUPS:
+        if table in (HOURLY, HOURLY_TAG):
+            return dl.day_of_hour, []
         return ("day" if table else dl.day), []
-    if table == DAILY:
+    if table in (DAILY, HOURLY):
         return name, []
-    if table == DAILY_TAG:
+    if table in (DAILY_TAG, HOURLY_TAG):
         return "value", []
     if name in RAW_GROUP_COLS:
         return RAW_GROUP_COLS[name], []

@@ -184,14 +184,14 @@ def test_version_1_and_2_ledgers_migrate_in_place_and_take_shadow_rows(kind, tmp
         assert "opportunity_pusd" not in cols and "cost_pusd" in cols  # a true v2 rollup table
     res = CliRunner().invoke(app, ["report", "--opportunity", *args, "--format", "json"])
     assert res.exit_code == 0, res.output
-    assert "upgraded from v2 to v3" in res.stderr
+    assert "upgraded from v2 to v4" in res.stderr
     t = json.loads(res.stdout)["total"]
     # the old rows: cost 0.00045 + 0.0075 + 0.00115 + 0.000000015 (tests/ledger/test_store_report.py), none scored in shadow
     assert (t["requests"], t["cost_usd"], t["shadow_requests"], t["opportunity_usd"], t["downgradable_share"]) == (
         6, "0.009100015", 0, "0", "0.000000")
     s = open_it()
     try:
-        assert s.schema_version() == LATEST == 3
+        assert s.schema_version() == LATEST == 4
         assert list(s.rows()) == OLD  # old rows read back unchanged, shadow fields None
         s.insert(ROWS)
         rep = op.from_store(s, [])

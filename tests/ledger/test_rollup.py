@@ -63,8 +63,11 @@ RANGES = [
     (None, None),
     (datetime(2026, 12, 28, tzinfo=UTC), datetime(2027, 1, 11, tzinfo=UTC)),  # whole days: rollups only
     (datetime(2026, 12, 27, 13, 5, 1, 250000, tzinfo=UTC), datetime(2027, 1, 20, 6, 30, tzinfo=UTC)),  # partial edge days
-    (datetime(2027, 1, 3, 1, tzinfo=UTC), datetime(2027, 1, 3, 23, tzinfo=UTC)),  # inside one day: raw only
+    (datetime(2027, 1, 3, 1, tzinfo=UTC), datetime(2027, 1, 3, 23, tzinfo=UTC)),  # inside one day, whole hours: hourly only
+    (datetime(2027, 1, 6, 8, 31, tzinfo=UTC), datetime(2027, 1, 6, 18, 1, 43, tzinfo=UTC)),  # hours + partial hours (rows in each)
+    (datetime(2027, 1, 6, 14, 10, tzinfo=UTC), datetime(2027, 1, 6, 14, 55, tzinfo=UTC)),  # under an hour: raw only
     (datetime(2027, 1, 15, 12, tzinfo=UTC), None),
+    (datetime(2027, 1, 15, 12, 30, tzinfo=UTC), None),
 ]
 
 
@@ -100,7 +103,22 @@ def test_plan_uses_rollups_whenever_the_grouping_allows():
     assert ru.plan(["user"], None, None).rollup is None
     assert ru.plan(["tag:user"], None, None).rollup is None
     p = ru.plan(["team"], d, datetime(2027, 1, 5, tzinfo=UTC))
-    assert (p.rollup, p.day0, p.day1, p.raw_ranges) == (ru.DAILY, date(2027, 1, 3), date(2027, 1, 5), ((d, datetime(2027, 1, 3, tzinfo=UTC)),))
+    assert (p.rollup, p.day0, p.day1, p.raw_ranges) == (ru.DAILY, date(2027, 1, 3), date(2027, 1, 5), ())
+    assert (p.hourly, p.hour_ranges) == (ru.HOURLY, ((d, datetime(2027, 1, 3, tzinfo=UTC)),))
+    # "--since 30d" at 14:27:10: whole days from the daily rollup, 9 whole hours of the first day from
+    # the hourly one, and only the 32 min 50 s before 15:00 from raw rows
+    now = datetime(2027, 2, 1, 14, 27, 10, tzinfo=UTC)
+    p = ru.plan(["key_id"], now - timedelta(days=30), None)
+    assert (p.rollup, p.day0, p.day1) == (ru.DAILY, date(2027, 1, 3), None)
+    assert p.hour_ranges == ((datetime(2027, 1, 2, 15, tzinfo=UTC), datetime(2027, 1, 3, tzinfo=UTC)),)
+    assert p.raw_ranges == ((now - timedelta(days=30), datetime(2027, 1, 2, 15, tzinfo=UTC)),)
+    # inside one day: whole hours from the hourly rollup, partial hours from raw rows
+    p = ru.plan(["tag:project"], datetime(2027, 1, 5, 2, 17, tzinfo=UTC), datetime(2027, 1, 5, 19, 44, tzinfo=UTC))
+    assert (p.rollup, p.hourly, p.tagged) == (None, ru.HOURLY_TAG, True)
+    assert p.hour_ranges == ((datetime(2027, 1, 5, 3, tzinfo=UTC), datetime(2027, 1, 5, 19, tzinfo=UTC)),)
+    assert p.raw_ranges == ((datetime(2027, 1, 5, 2, 17, tzinfo=UTC), datetime(2027, 1, 5, 3, tzinfo=UTC)),
+                            (datetime(2027, 1, 5, 19, tzinfo=UTC), datetime(2027, 1, 5, 19, 44, tzinfo=UTC)))
+    assert ru.plan(["team"], datetime(2027, 1, 5, 2, 17, tzinfo=UTC), datetime(2027, 1, 5, 3, 16, tzinfo=UTC)).raw_only
 
 
 def test_iso_weeks_and_months_across_the_year_end():
@@ -110,7 +128,7 @@ def test_iso_weeks_and_months_across_the_year_end():
 
 def _rollup_tables(store):
     out = {}
-    for t in (ru.DAILY, ru.DAILY_TAG):
+    for t in (ru.DAILY, ru.DAILY_TAG, ru.HOURLY, ru.HOURLY_TAG):
         rows = store._query(f"SELECT * FROM {t}")
         out[t] = sorted(tuple(str(v) for v in r) for r in rows)
     return out
@@ -118,7 +136,7 @@ def _rollup_tables(store):
 
 def test_rollups_kept_by_the_writer_equal_a_rebuild_from_raw_rows(filled):
     kept = _rollup_tables(filled)
-    assert len(kept[ru.DAILY]) > 50 and len(kept[ru.DAILY_TAG]) > 50
+    assert len(kept[ru.DAILY]) > 50 and len(kept[ru.DAILY_TAG]) > 50 and len(kept[ru.HOURLY]) > len(kept[ru.DAILY])
     assert filled.rebuild_rollups() == len(ROWS)
     assert _rollup_tables(filled) == kept
 
@@ -127,10 +145,11 @@ def test_money_in_the_rollups_is_exact(filled):
     # the whole ledger's cost from the rollup table equals the Decimal sum of the generated rows
     want = sum((r.cost_usd for r in ROWS if r.cost_usd is not None), D(0))
     col = filled.dl.money("cost_usd")
-    (got,) = filled._query(f"SELECT SUM({col}) FROM {ru.DAILY}")[0]
-    assert (ru.from_pico(got) if filled.kind == "sqlite" else got) == want
-    if filled.kind == "sqlite":
-        assert isinstance(got, int)
+    for table in (ru.DAILY, ru.HOURLY):
+        (got,) = filled._query(f"SELECT SUM({col}) FROM {table}")[0]
+        assert (ru.from_pico(got) if filled.kind == "sqlite" else got) == want
+        if filled.kind == "sqlite":
+            assert isinstance(got, int)
 
 
 def test_rows_and_rollups_are_one_transaction(tmp_path):
@@ -147,6 +166,7 @@ def test_rebuild_command_restores_rollups(filled, tmp_path):
     kept = _rollup_tables(filled)
     filled.conn.execute(f"DELETE FROM {ru.DAILY} WHERE team = 'ads'")
     filled.conn.execute(f"UPDATE {ru.DAILY_TAG} SET requests = 999")
+    filled.conn.execute(f"DELETE FROM {ru.HOURLY} WHERE team = 'search'")
     r = CliRunner().invoke(app, ["ledger", "rebuild-rollups", *args])
     assert r.exit_code == 0, r.output
     assert f"from {len(ROWS)} raw rows" in r.output
@@ -160,6 +180,6 @@ def test_sqlite_money_twins_are_integer_pico_usd(tmp_path):
     assert ru.to_pico(D("0.0000000000001")) == (0, False)  # finer than 1e-12: flagged inexact (TEXT keeps it)
 
 
-def test_schema_is_version_3(store):
-    assert store.schema_version() == LATEST == 3  # 3: shadow routing columns (issue 21)
-    assert store.migrate() == 3
+def test_schema_is_version_4(store):
+    assert store.schema_version() == LATEST == 4  # 3: shadow routing columns (issue 21); 4: hourly rollups
+    assert store.migrate() == 4

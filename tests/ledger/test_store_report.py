@@ -162,11 +162,11 @@ def _totals_2(rep):
 
 
 def test_migrations_are_versioned_and_idempotent(store):
-    assert store.schema_version() == LATEST == 3
-    assert store.migrate() == 3  # second run applies nothing
-    assert store.schema_version() == 3
+    assert store.schema_version() == LATEST == 4
+    assert store.migrate() == 4  # second run applies nothing
+    assert store.schema_version() == 4
     store.insert(ROWS[:1])
-    assert store.migrate() == 3
+    assert store.migrate() == 4
     assert len(list(store.rows())) == 1
 
 
@@ -193,7 +193,7 @@ def test_postgres_money_columns_are_numeric(pg_dsn):
         ).fetchall())
         assert types == {"cost_usd": "numeric", "baseline_usd": "numeric", "saved_usd": "numeric", "ts": "timestamp with time zone"}
         assert c.execute("SELECT cost_usd::text, saved_usd::text FROM nadir_requests").fetchone() == ("0.000000015", "-0.000000005")
-        assert c.execute("SELECT version FROM nadir_schema_version ORDER BY 1").fetchall() == [(1,), (2,), (3,)]
+        assert c.execute("SELECT version FROM nadir_schema_version ORDER BY 1").fetchall() == [(1,), (2,), (3,), (4,)]
 
 
 def test_postgres_repr_hides_the_dsn_password(pg_dsn):
