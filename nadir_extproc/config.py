@@ -112,8 +112,11 @@ class LedgerSettings(BaseModel):
     postgres_dsn: str | None = None
     #: Rows waiting to be written; when full, new rows are dropped and counted.
     queue_size: int = Field(default=10000, ge=1)
-    #: Rows per write transaction.
-    batch_size: int = Field(default=500, ge=1)
+    #: Rows per write transaction (at most: a batch is written after flush_interval_s however
+    #: small). Each transaction updates one rollup row per distinct (hour, team, feature, env, key,
+    #: model, status) in it, so bigger batches share those updates (bench/ledger: 2000 rows cost
+    #: about a quarter less CPU per row than 500).
+    batch_size: int = Field(default=2000, ge=1)
     #: Longest time a row waits before it is written, in seconds.
     flush_interval_s: float = Field(default=1.0, gt=0)
     #: On shutdown, how long to wait for the queue to be written, in seconds.

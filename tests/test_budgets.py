@@ -268,3 +268,43 @@ def test_body_user_becomes_a_budget_scope():
     r = run(proc, body("request_body", MSGS_BODY))
     assert r.WhichOneof("response") == "immediate_response"
     assert proc.out.tags == {"user": "end-user-3"}
+
+
+def test_seed_from_store_reads_hourly_rollups_where_exact_and_equals_a_row_by_row_seed(tmp_path):
+    """Start-up seeding from a ledger: a 30-day team rule (12 h buckets: every hour in one bucket)
+    and a key_id one read the hourly rollups plus the partial first hour of raw rows; a 7-day
+    key rule (2.8 h buckets split hours) and a user rule read raw rows. Every window's total and
+    every bucket must equal seeding row by row."""
+    import random
+
+    from nadir_extproc.budgets.memory import MemoryStore
+    from nadir_extproc.ledger.store import open_store
+
+    now = datetime(2026, 3, 31, 14, 27, 13, tzinfo=timezone.utc).timestamp()
+    rnd = random.Random(5)
+    rows = [LedgerRow(ts=datetime.fromtimestamp(now - rnd.uniform(0, 35 * 86400), timezone.utc), request_id=f"r{i}",
+                      key_id=rnd.choice(["k1", "k2", None]), cost_usd=rnd.choice([None, D(rnd.randrange(1, 10**7)).scaleb(-9)]),
+                      tags={"team": rnd.choice(["a", "b"]), "user": rnd.choice(["u1", "u2"])}) for i in range(3000)]
+    store = open_store(sqlite_dir=tmp_path)
+    store.insert(rows)
+    rules = [rule(name="team-month", scope="team", window="month", limit_usd="1000"),
+             rule(name="key-2.5d", scope="key_id", window=216000, limit_usd="1000", match="k1"),
+             rule(name="key-week", scope="key_id", window="7d", limit_usd="1000"),
+             rule(name="user-day", scope="user", window="1d", limit_usd="1000")]
+    calls = []
+    real_rows = store.rows
+    store.rows = lambda since=None, until=None: calls.append((since, until)) or real_rows(since, until)  # count raw reads
+    fast = Budgets(rules, clock=Clock(now))
+    fast.seed_from_store(store, now)
+    slow = Budgets(rules, clock=Clock(now))
+    slow.seed(real_rows(datetime.fromtimestamp(now - 30 * 86400, timezone.utc)))
+
+    def state(m: MemoryStore):
+        return {k: (w.total, w.bucket_list()) for k, w in m.windows.items() if w.total}
+
+    assert state(fast.local) == state(slow.local)
+    assert len(state(fast.local)) == 7  # 2 teams, k1, k1 + k2 weekly, 2 users
+    # raw rows read: the 33 minutes before 15:00 for each rollup rule, and 7 days for the others
+    edge = datetime(2026, 3, 1, 15, tzinfo=timezone.utc)
+    assert (datetime.fromtimestamp(now - 30 * 86400, timezone.utc), edge) in calls
+    assert (datetime.fromtimestamp(now - 7 * 86400, timezone.utc), None) in calls and len(calls) == 3

@@ -322,7 +322,10 @@ def writer_rate(store, gen: Gen, n: int, t1: float) -> dict:
         def close(self):
             pass
 
-    w = LedgerWriter(Keep(store), queue_size=n + 10, batch_size=500, flush_interval_s=1.0)
+    from nadir_extproc.config import LedgerSettings
+
+    batch = LedgerSettings().batch_size  # the service's default
+    w = LedgerWriter(Keep(store), queue_size=n + 10, batch_size=batch, flush_interval_s=1.0)
     t, c = time.perf_counter(), time.process_time()
     for r in rows:
         w.submit(r)
@@ -332,7 +335,7 @@ def writer_rate(store, gen: Gen, n: int, t1: float) -> dict:
     # CPU seconds of this process (writer thread + the submitting loop; the database server's
     # own CPU not included): what the rate would be with a core to itself, on a shared machine.
     return {"rows": n, "seconds": round(dt, 2), "rows_per_s": round(n / dt), "cpu_s": round(dc, 2),
-            "rows_per_cpu_s": round(n / dc), "dropped": w.dropped, "failed": w.failed, "batch_size": 500}
+            "rows_per_cpu_s": round(n / dc), "dropped": w.dropped, "failed": w.failed, "batch_size": batch}
 
 
 class Postgres:
@@ -394,7 +397,7 @@ def open_bench_store(kind: str, n: int, dsn: str | None, data_dir: Path | None =
             tmp.mkdir(parents=True, exist_ok=True)
         else:
             tmp, loaded = Path(tempfile.mkdtemp(prefix="nadir-bench-sqlite-", dir=os.environ.get("BENCH_TMP"))), False
-        return open_store(sqlite_dir=tmp), ["--sqlite-dir", str(tmp)], tmp, loaded
+        return open_store(sqlite_dir=tmp, migrate=not loaded), ["--sqlite-dir", str(tmp)], tmp, loaded
     name = f"bench_{n}"
     loaded = data_dir is not None and (data_dir / f"pg-{n}.loaded.json").is_file()
     if not loaded:
@@ -402,7 +405,7 @@ def open_bench_store(kind: str, n: int, dsn: str | None, data_dir: Path | None =
             c.execute(f"DROP DATABASE IF EXISTS {name}")
             c.execute(f"CREATE DATABASE {name}")
     db = dsn.rsplit("/", 1)[0] + "/" + name
-    return open_store(postgres_dsn=db), ["--dsn", db], None, loaded
+    return open_store(postgres_dsn=db, migrate=not loaded), ["--dsn", db], None, loaded
 
 
 def bench_size(kinds: list[str], n: int, dsn: str | None, with_writer: int, now: float, data_dir: Path | None = None,
@@ -447,7 +450,14 @@ def bench_loaded(store, target, tmp, n, load_s, gen_s, gen, with_writer, now) ->
     kind = store.kind
     res: dict = {"store": kind, "rows": n, "bulk_load_s": round(load_s, 1), "generate_s": round(gen_s, 1)}
     t = time.perf_counter()
-    store.rebuild_rollups()
+    from nadir_extproc.ledger.store import LATEST
+
+    before = store.schema_version()
+    if before < LATEST:  # a kept ledger of an older schema: migrating it rebuilds the rollups
+        store.migrate()
+        res["migrated_from"] = before
+    else:
+        store.rebuild_rollups()
     if kind == "postgres":
         store.conn.execute(f"ANALYZE {ru.DAILY}")
         store.conn.execute(f"ANALYZE {ru.DAILY_TAG}")
@@ -516,7 +526,7 @@ def write_results(out: Path, results: list[dict], meta: dict) -> None:
                      f"{r['rollup_tag_rows']:,} | {r.get('file_gb', r.get('db_gb'))} |")
     w = [r for r in results if "writer" in r]
     if w:
-        lines += ["", "## writer, rollups on (LedgerWriter, batch 500, into the loaded ledger)", "",
+        lines += ["", f"## writer, rollups on (LedgerWriter, batch {w[0]['writer'].get('batch_size', 500)}, into the loaded ledger)", "",
                   "| store | ledger rows | rows written | wall s | rows/s (wall) | writer CPU s | rows per CPU s | dropped | failed |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in w:

@@ -232,6 +232,50 @@ class Budgets:
                 n += 1
         return n
 
+    def seed_from_store(self, store: Any, now: float | None = None) -> int:
+        """Load spend into the local totals from a ledger store (``ledger.store``), reading as few
+        raw rows as possible. A rule whose scope is a rollup dimension (``team``, ``feature``,
+        ``env``, ``key_id``) and whose time buckets are whole hours (``bucket_width`` a multiple
+        of 3600 s, e.g. a 30-day window: 12 h buckets) reads the hourly rollups for the whole
+        hours of its window, each hour's spend at the hour's start (every request of that hour
+        falls in the same bucket, so the totals equal a row-by-row seed exactly), and raw rows
+        only for the partial first hour. Other rules (``user``, ``session``, ``trace``, other
+        tags, or buckets that split an hour) read raw rows of their window, once for all of them.
+        ``now``: UNIX seconds (default: the clock). Returns the rollup rows and raw rows used."""
+        from nadir_extproc.ledger.rollup import DIMS, ceil_hour
+
+        now = self.clock() if now is None else now
+        n = 0
+        raw_rules: list[tuple[int, Any]] = []
+        hourly = getattr(store, "hourly_spend", None)
+        for i, rule in enumerate(self.rules):
+            since = datetime.fromtimestamp(now - rule.window, timezone.utc)
+            if hourly is None or rule.scope not in DIMS or bucket_width(rule.window) % 3600:
+                raw_rules.append((i, rule))
+                continue
+            edge = ceil_hour(since)
+            for hour, value, usd in hourly(rule.scope, edge):
+                if usd and (rule.match is None or value == rule.match):
+                    self.local.settle([(i, rule, value)], None, usd, hour.timestamp())
+                    n += 1
+            n += self._seed_rules(store.rows(since=since, until=edge), [(i, rule)])
+        if raw_rules:
+            since = datetime.fromtimestamp(now - max(r.window for _, r in raw_rules), timezone.utc)
+            n += self._seed_rules(store.rows(since=since), raw_rules)
+        return n
+
+    def _seed_rules(self, rows: Iterable[Any], rules: list[tuple[int, Any]]) -> int:
+        n = 0
+        only = [r for _, r in rules]
+        for r in rows:
+            if r.cost_usd:
+                # applicable() over these rules only, keeping each rule's index among all rules
+                apps = [(rules[j][0], rule, v) for j, rule, v in applicable(only, _scopes_of_row(r))]
+                if apps:
+                    self.local.settle(apps, None, r.cost_usd, r.ts.timestamp())
+                n += 1
+        return n
+
     # ------------------------------------------------------------------ Redis life cycle
     async def start(self) -> None:
         """Connect to Redis (bounded) and seed it from the ledger when it is cold; on failure

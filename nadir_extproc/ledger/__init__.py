@@ -36,7 +36,8 @@ def open_ledger(settings: Any) -> LedgerWriter:
 
 def attach(settings: Any, ctx: Any) -> LedgerWriter | None:
     """Open the ledger ``settings.ledger`` names (``None`` when disabled), seed ``ctx.budgets``
-    from its rows inside the longest budget window, and add the writer as an ``on_complete``
+    from it (``Budgets.seed_from_store``: hourly rollups, raw rows where they are not exact) inside
+    the longest budget window, and add the writer as an ``on_complete``
     sink of ``ctx``. Raises what ``open_store`` raises."""
     if not settings.ledger.enabled:
         return None
@@ -46,8 +47,8 @@ def attach(settings: Any, ctx: Any) -> LedgerWriter | None:
         from datetime import datetime, timedelta, timezone
 
         since = datetime.now(timezone.utc) - timedelta(seconds=budgets.max_window_s)
-        n = budgets.seed(writer.store.rows(since=since))
-        log.info("budgets: seeded from %d ledger rows since %s", n, since.isoformat())
+        n = budgets.seed_from_store(writer.store)  # hourly rollups where exact, raw rows otherwise
+        log.info("budgets: seeded from %d ledger rollup and raw rows since %s", n, since.isoformat())
         cfg = settings.ledger
 
         def rows(since: datetime) -> list[Any]:  # seeds a cold shared (Redis) store; own connection

@@ -285,11 +285,12 @@ def add_sql(kind: str, src: str, where: str, src_from: str | None = None) -> lis
     return out
 
 
-def rebuild_sql(kind: str, where: str, hour_where: str | None) -> list[str]:
+def rebuild_sql(kind: str, where: str, hour_where: str | None, src_from: str = "nadir_requests") -> list[str]:
     """INSERT … SELECT statements rebuilding the rollups from the raw rows matching ``where`` (a
     condition on ``nadir_requests``): the hourly ones from the raw rows (one pass each), the daily
     ones from the hourly rows matching ``hour_where`` (the same range; sums of sums, exact).
-    ``hour_where=None`` (a ledger before schema v4, mid-migration): the daily ones from the raw rows."""
+    ``hour_where=None`` (a ledger before schema v4, mid-migration): the daily ones from the raw rows.
+    ``src_from``: the raw table as the FROM clause names it (SQLite: with an index hint)."""
     dl = dialect(kind)
     meas_cols = [c for c, _ in _measure_cols(dl)]
     meas_sql = [dl.measure_sql(m) for m in MEASURES]
@@ -302,10 +303,10 @@ def rebuild_sql(kind: str, where: str, hour_where: str | None) -> list[str]:
         col = TIME_COL[table]
         if table in MAIN_OF:
             return (f"INSERT INTO {table} ({col}, tag, value, {', '.join(meas_cols)}) "
-                    f"SELECT {texpr}, j.key, j.value, {', '.join(meas_sql)} FROM nadir_requests, {tag_rows} "
+                    f"SELECT {texpr}, j.key, j.value, {', '.join(meas_sql)} FROM {src_from}, {tag_rows} "
                     f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3")
         return (f"INSERT INTO {table} ({col}, {', '.join(DIMS)}, {', '.join(meas_cols)}) "
-                f"SELECT {texpr}, {', '.join(dim_sql)}, {', '.join(meas_sql)} FROM nadir_requests WHERE {where} GROUP BY {groups}")
+                f"SELECT {texpr}, {', '.join(dim_sql)}, {', '.join(meas_sql)} FROM {src_from} WHERE {where} GROUP BY {groups}")
 
     if hour_where is None:
         return [from_raw(DAILY, dl.day), from_raw(DAILY_TAG, dl.day)]

@@ -172,6 +172,7 @@ class _SQLStore:
             return self._rebuild(since, until)
 
     def _rebuild(self, since: date | None, until: date | None) -> int:
+        everything = since is None and until is None
         if since is None:
             first = self._query(f"SELECT MIN(ts) FROM {TABLE}")[0][0]
             if first is None:
@@ -190,7 +191,10 @@ class _SQLStore:
                 self.conn.execute(f"DELETE FROM {t} WHERE {hwhere}", hargs)
         rwhere, rargs = self._range_where(t0, t1)
         n = self._query(f"SELECT COUNT(*) FROM {TABLE} WHERE {rwhere}", rargs)[0][0]
-        for sql in ru.rebuild_sql(self.kind, rwhere, hwhere if hourly else None):
+        src = TABLE
+        if self.kind == "sqlite":  # a plain scan for everything, else the time index (never the hour-cost one)
+            src = f"{TABLE} NOT INDEXED" if everything else f"{TABLE} INDEXED BY {TABLE}_ts"
+        for sql in ru.rebuild_sql(self.kind, rwhere, hwhere if hourly else None, src):
             self.conn.execute(sql, hargs if hourly and sql.startswith(f"INSERT INTO {ru.DAILY}") else rargs)
         return int(n)
 
@@ -283,6 +287,21 @@ class _SQLStore:
         sql = (f"SELECT {', '.join(COLUMNS)} FROM {TABLE}{hint} WHERE {col} IS NOT NULL AND {w} "
                f"ORDER BY {col} DESC, ts LIMIT {int(n)}")
         return [from_db(v) for v in self._query(sql, a)]
+
+    def hourly_spend(self, dim: str, since: datetime) -> list[tuple[datetime, str, Decimal]]:
+        """``(hour start, value, cost USD)`` per UTC hour ``>= since`` (a whole hour) and value of
+        rollup dimension ``dim`` (``team``, ``key_id``, …; rows without one left out), from the
+        hourly rollup (budgets seed from it). Raises ``KeyError`` for another ``dim``."""
+        if dim not in ru.DIMS:
+            raise KeyError(dim)
+        col = dim  # the rollup's column is named after the dimension
+        w, a = self._range_where(since, None, col="hour")
+        out = []
+        for hour, value, usd in self._query(
+                f"SELECT hour, {col}, SUM({self.dl.money('cost_usd')}) FROM {ru.HOURLY} WHERE {w} AND {col} <> '' GROUP BY 1, 2", a):
+            t = hour if isinstance(hour, datetime) else datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+            out.append((t.astimezone(timezone.utc), value, ru.from_pico(usd) if self.kind == "sqlite" else Decimal(usd or 0)))
+        return out
 
     def meta(self, key: str) -> str | None:
         """A value of ``nadir_ledger_meta`` (e.g. ``raw_pruned_before``), or ``None``."""
