@@ -1,8 +1,8 @@
-"""Daily rollups of the ledger, and exact aggregation in the database.
+"""Daily and hourly rollups of the ledger, and exact aggregation in the database.
 
-Two rollup tables, maintained by the store in the same transaction as the raw rows
-(``Store.insert``) and rebuildable from the raw rows (``Store.rebuild_rollups``,
-``nadir-extproc ledger rebuild-rollups``):
+Four rollup tables, maintained by the store in the same transaction as the raw rows
+(``Store.insert``, with the statements of ``add_sql``) and rebuildable from the raw rows
+(``Store.rebuild_rollups``, ``nadir-extproc ledger rebuild-rollups``; ``rebuild_sql``):
 
 - ``nadir_rollup_daily``: one row per (UTC day, ``DIMS``): team, feature, env, key id, provider,
   served model, status, unpriced reason;
@@ -12,6 +12,10 @@ Two rollup tables, maintained by the store in the same transaction as the raw ro
   allowed tag names. ``user`` and ``session`` are not rolled up (one row per user per day would be
   as big as the raw table); groupings by them read the raw rows.
 
+- ``nadir_rollup_hourly`` / ``nadir_rollup_hourly_tag`` (schema v4): the same per UTC hour. A
+  report range is answered from the daily tables for its whole days, the hourly ones for the whole
+  hours of its partial edge days and raw rows only for its partial edge hours (``plan``).
+
 A missing dimension is stored as ``''`` (so the unique key works; tag values are never empty) and
 read back as ``None``.
 
@@ -20,7 +24,7 @@ PostgreSQL ``NUMERIC``; SQLite an INTEGER count of pico-USD (``PICO`` = 10^-12 U
 ``<name>`` with ``_usd`` replaced by ``_pusd``), summed as integers and turned back into
 ``Decimal`` (see ``to_pico``). **Adding a money column** (as schema v3 did for shadow routing) = add it to
 ``LedgerRow`` and ``schema.MONEY``, add one ``Measure`` here, and a store migration that adds the
-column to the raw table (SQLite: the ``_pusd`` twin) and to both rollup tables, then rebuilds.
+column to the raw table (SQLite: the ``_pusd`` twin) and to the rollup tables, then rebuilds.
 
 Time grouping: UTC days in the database; ISO weeks (``2026-W10``) and months (``2026-03``) are
 folded from days here (``time_key``), so both stores group identically.

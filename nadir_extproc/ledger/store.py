@@ -1,4 +1,6 @@
-"""Ledger stores: SQLite (embedded default, WAL) and PostgreSQL (fleets of sidecars), same schema.
+"""Ledger stores: SQLite (embedded default, WAL, ``synchronous=NORMAL``: a committed batch
+survives a crash of the process, the last ones may roll back on power loss; docs/ledger.md) and
+PostgreSQL (fleets of sidecars), same schema.
 
 Both apply the versioned migrations on ``migrate()`` (idempotent; the applied versions are
 recorded in ``nadir_schema_version``; PostgreSQL serialises concurrent sidecars with an advisory
@@ -12,8 +14,11 @@ the partition ``nadir_requests_legacy`` covering everything before the month aft
 attached without copying); 3 = shadow routing (issue 21): ``shadow_tier``, ``shadow_model``,
 ``shadow_score``, ``shadow_cost_usd``, ``opportunity_usd`` on the raw table (SQLite: their
 ``_pusd`` twins) and the shadow measures on both rollups (``rollup.MEASURES``), added in place
-(old rows: NULL, i.e. not scored). Every migration that runs ends by rebuilding the rollups from
-the raw rows. A ledger written by version 1 or 2 is migrated in place on open.
+(old rows: NULL, i.e. not scored); 4 = hourly rollups (``rollup.HOURLY``), the raw table's unread
+``(key_id, ts)`` / ``(tag_team, ts)`` indexes dropped and, on SQLite, the cost index replaced by
+``(hour, cost DESC, ts)`` (``HOUR_COST``; see docs/ledger.md "Writer throughput"). Every migration
+that runs ends by rebuilding the rollups from the raw rows. A ledger written by version 1, 2 or 3
+is migrated in place on open.
 
 ``insert`` writes the raw rows and adds them to the rollups in one transaction. ``prune`` applies
 retention: raw rows older than a cut-off (PostgreSQL: whole monthly partitions, dropped once
