@@ -448,7 +448,8 @@ def bench_size(kinds: list[str], n: int, dsn: str | None, with_writer: int, now:
 
 def bench_loaded(store, target, tmp, n, load_s, gen_s, gen, with_writer, now) -> dict:
     kind = store.kind
-    res: dict = {"store": kind, "rows": n, "bulk_load_s": round(load_s, 1), "generate_s": round(gen_s, 1)}
+    res: dict = {"store": kind, "rows": n, "bulk_load_s": round(load_s, 1), "generate_s": round(gen_s, 1),
+                 "load_avg_start": [round(x, 1) for x in os.getloadavg()]}
     t = time.perf_counter()
     from nadir_extproc.ledger.store import LATEST
 
@@ -488,6 +489,7 @@ def bench_loaded(store, target, tmp, n, load_s, gen_s, gen, with_writer, now) ->
         inproc = time_inprocess(store, by, parse_when(opt.get("--since"), "", t_now), parse_when(opt.get("--until"), "", t_now))
         res["report_s"][label], res["report_cpu_s"][label], res["from_store_s"][label] = round(secs, 2), round(cpu, 2), round(inproc, 3)
         print(f"  {kind} {n:>11,} {label:<40} {secs:6.2f} s wall, {cpu:5.2f} s CPU, in-process {inproc:6.3f} s", flush=True)
+    res["load_avg_reports"] = [round(x, 1) for x in os.getloadavg()]
     t = time.perf_counter()
     subprocess.run([*CLI, "--help"], capture_output=True, check=True)
     res["cli_startup_s"] = round(time.perf_counter() - t, 2)
@@ -517,6 +519,8 @@ def write_results(out: Path, results: list[dict], meta: dict) -> None:
             f"{r['report_s'].get(lb, float('nan')):.2f} / {r.get('report_cpu_s', {}).get(lb, float('nan')):.2f} / "
             f"{r.get('from_store_s', {}).get(lb, float('nan')):.2f}" for r in results) + " |")
     lines.append("| (`nadir-extproc --help`: start-up alone, wall) | " + " | ".join(f"{r['cli_startup_s']:.2f}" for r in results) + " |")
+    lines.append("| (machine load average, 1/5/15 min, after the reports) | " + " | ".join(
+        " / ".join(str(x) for x in r.get("load_avg_reports", [])) or "-" for r in results) + " |")
     lines += ["", "## loading and rollups", "", "(`bulk load s`: generating and inserting inside the database, secondary indexes built "
               "after the load; `rollup rebuild s`: `nadir-extproc ledger rebuild-rollups` over all rows, the one-time cost of upgrading a ledger.)", "",
               "| store | rows | bulk load s | rollup rebuild s | rollup rows | tag rollup rows | size GB |",
