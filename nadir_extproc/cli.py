@@ -13,8 +13,6 @@ from typing import Optional
 
 import typer
 
-from nadir_extproc.dialects import DIALECTS
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Envoy ext_proc that routes model=\"auto\" LLM calls and prices every request.")
 
 
@@ -185,7 +183,7 @@ def cost_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
     explain_: bool = typer.Option(True, "--explain/--brief", help="Table: name each catalogue correction applied, with its source (default)."),
     provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
-    dialect: Optional[str] = typer.Option(None, "--dialect", help=f"Override the dialect ({', '.join(DIALECTS)})."),
+    dialect: Optional[str] = typer.Option(None, "--dialect", help="Override the dialect (e.g. openai_chat; an unknown name is refused with the list of known ones)."),
     status: Optional[int] = typer.Option(None, "--status", help="HTTP status of the response (>= 400: provider error)."),
     when: Optional[str] = typer.Option(None, "--when", help="Request time: ISO 8601 (UTC unless it has an offset), a duration ago (3d, 12h), today or yesterday; default now. Picks dated prices."),
     batch: Optional[bool] = typer.Option(None, "--batch/--no-batch", help="Force batch rates on/off (default: detected)."),
@@ -225,6 +223,8 @@ def cost_command(
     pf = price_file
     if config is not None:
         pf = pf or (Path(settings.price_file) if settings.price_file else None)
+    from nadir_extproc.dialects import DIALECTS  # not at import: `report` does not need the dialects
+
     if dialect is not None and dialect not in DIALECTS:
         typer.echo(f"error: --dialect {dialect!r}: known dialects are {', '.join(DIALECTS)}", err=True)
         raise typer.Exit(2)
