@@ -113,6 +113,10 @@ def build(rows: Iterable[LedgerRow], by: list[str], top_n: int = 10) -> Report:
     return rep
 
 
+#: The rollup measures a spend report shows (``Totals``); the database sums only these.
+SPEND_MEASURES = ("requests", "unpriced", "cost_usd", "saved_usd", "input_tokens", "output_tokens")
+
+
 def from_store(store: Any, by: list[str], since: datetime | None = None, until: datetime | None = None, top_n: int = 10) -> Report:
     """The report of ``[since, until)`` grouped by ``by``, aggregated by ``store`` (see module
     doc); equal to ``build(store.rows(since, until), by, top_n)``. Raises ``ValueError`` for an
@@ -143,13 +147,13 @@ def from_store(store: Any, by: list[str], since: datetime | None = None, until: 
         if sums[i_unpriced]:
             unpriced[reason or "unknown"] = unpriced.get(reason or "unknown", 0) + sums[i_unpriced]
 
-    for key, sums in store.aggregate(by, since, until, extra_dims=("unpriced_reason",) if one_pass else ()):
+    for key, sums in store.aggregate(by, since, until, extra_dims=("unpriced_reason",) if one_pass else (), measures=SPEND_MEASURES):
         ru.add_sums(acc, tuple(ru.time_key(key[p], b) if b in ru.TIME_GROUPS else key[p] for b, p in zip(by, pos)), sums)
         if one_pass:
             total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
             add_reason(key[nk], sums)
     if not one_pass:
-        for (reason,), sums in store.aggregate([], since, until, extra_dims=("unpriced_reason",)):
+        for (reason,), sums in store.aggregate([], since, until, extra_dims=("unpriced_reason",), measures=SPEND_MEASURES):
             total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
             add_reason(reason, sums)
     rep = Report(by=list(by))

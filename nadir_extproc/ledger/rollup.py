@@ -447,7 +447,8 @@ def time_position(by: Sequence[str]) -> int | None:
     return cols.index("day") if "day" in cols else None
 
 
-def aggregate_sql(dl: Dialect, by: Sequence[str], table: str | None, extra_dims: Sequence[str] = ()) -> tuple[str, list[Any], int]:
+def aggregate_sql(dl: Dialect, by: Sequence[str], table: str | None, extra_dims: Sequence[str] = (),
+                  measures: Sequence[str] | None = None) -> tuple[str, list[Any], int]:
     """SELECT of the group values (time groups share one ``day`` column), ``extra_dims`` (rollup
     dimension columns, e.g. ``unpriced_reason``) and the sums of ``MEASURES``, with a ``{where}``
     slot. Returns (sql, group parameters, number of key columns)."""
@@ -461,8 +462,10 @@ def aggregate_sql(dl: Dialect, by: Sequence[str], table: str | None, extra_dims:
         exprs.append(d if table else DIMS[d])
     if table:
         sums = [f"SUM({c})" for c, _ in _measure_cols(dl)]
+        if measures is not None:  # the others as constant 0: the database adds only what is asked
+            sums = [x if m.name in measures else "0" for x, m in zip(sums, MEASURES)]
     else:
-        sums = [dl.measure_sql(m) for m in MEASURES]
+        sums = [dl.measure_sql(m) if measures is None or m.name in measures else "0" for m in MEASURES]
     src = table or "nadir_requests"
     sel = ", ".join([*exprs, *sums])
     group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(exprs)))}" if exprs else ""

@@ -204,13 +204,14 @@ class _SQLStore:
         return int(n)
 
     def aggregate(self, by: Sequence[str], since: datetime | None = None, until: datetime | None = None,
-                  extra_dims: Sequence[str] = ()) -> list[tuple[tuple, list]]:
+                  extra_dims: Sequence[str] = (), measures: Sequence[str] | None = None) -> list[tuple[tuple, list]]:
         """Sums of ``rollup.MEASURES`` grouped by report groups ``by`` over ``[since, until)``,
         computed in the database: from the rollups for whole UTC days when the grouping allows,
         from raw rows otherwise and for partial edge days. Returns ``[(key, sums)]``: ``key`` has
         the values of ``by`` in order, every time group sharing one UTC day (``date``; see
         ``rollup.key_positions``), then ``extra_dims``; missing values are ``None``; sums in
-        ``rollup.MEASURES`` order, money ``Decimal`` USD, counts ints.
+        ``rollup.MEASURES`` order, money ``Decimal`` USD, counts ints; with ``measures`` (names) only
+        those are summed, the others are 0.
         Raises ``ValueError`` for an unknown group."""
         p = ru.plan(by, since, until)
         tpos = ru.time_position(by)
@@ -226,26 +227,26 @@ class _SQLStore:
             parts.append((None, *self._range_where(s, u)))
         for table, where, wargs in parts:
             if table in ru.MAIN_OF:
-                got = self._group_sums(by, table, f"tag = {self.dl.ph} AND {where}", [tag, *wargs], extra_dims, tpos)
+                got = self._group_sums(by, table, f"tag = {self.dl.ph} AND {where}", [tag, *wargs], extra_dims, tpos, measures)
                 # rows without the tag: the untagged table's totals minus the tagged sums
                 tby = [by[tpos]] if tpos is not None else []
                 tagged: dict[tuple, list] = {}
                 for key, sums in got.items():
                     ru.add_sums(tagged, (key[tpos],) if tpos is not None else (), sums)
-                for tkey, tsums in self._group_sums(tby, ru.MAIN_OF[table], where, wargs, (), 0 if tby else None).items():
+                for tkey, tsums in self._group_sums(tby, ru.MAIN_OF[table], where, wargs, (), 0 if tby else None, measures).items():
                     rest = [a - b for a, b in zip(tsums, tagged.get(tkey, [0] * len(tsums)))]
                     if rest[0]:  # requests
                         key = tuple(tkey[0] if (tpos is not None and i == tpos) else None for i in range(len(ru.key_positions(by)[1])))
                         ru.add_sums(got, key, rest)
             else:
-                got = self._group_sums(by, table, where, wargs, extra_dims, tpos)
+                got = self._group_sums(by, table, where, wargs, extra_dims, tpos, measures)
             for key, sums in got.items():
                 ru.add_sums(out, key, sums)
         return list(out.items())
 
     def _group_sums(self, by: Sequence[str], table: str | None, where: str, wargs: list[Any], extra_dims: Sequence[str],
-                    tpos: int | None) -> dict[tuple, list]:
-        sql, gargs, nkeys = ru.aggregate_sql(self.dl, by, table, extra_dims)
+                    tpos: int | None, measures: Sequence[str] | None = None) -> dict[tuple, list]:
+        sql, gargs, nkeys = ru.aggregate_sql(self.dl, by, table, extra_dims, measures)
         got: dict[tuple, list] = {}
         for rec in self._query(sql.format(where=where), [*gargs, *wargs]):
             key = tuple(self._norm_key(v, i == tpos) for i, v in enumerate(rec[:nkeys]))
@@ -373,7 +374,9 @@ class SQLiteStore(_SQLStore):
         hour's part of that index, so the writer's inserts touch few pages (a plain cost index
         took a random page per row: about half of a row's insert cost)."""
         w, a = self._range_where(since, until)
-        lo, hi = self._query(f"SELECT min(ts), max(ts) FROM {TABLE} WHERE {w}", a)[0]
+        # two queries: SQLite answers a lone min() or max() from the index end, both together by a scan
+        lo = self._query(f"SELECT min(ts) FROM {TABLE} WHERE {w}", a)[0][0]
+        hi = self._query(f"SELECT max(ts) FROM {TABLE} WHERE {w}", a)[0][0]
         if lo is None:
             return []
         from nadir_extproc.ledger.schema import parse_ts
