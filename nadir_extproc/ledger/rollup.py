@@ -256,37 +256,61 @@ def _keys(table: str) -> list[str]:
     return [t, *DIMS] if table in (DAILY, HOURLY) else [t, "tag", "value"]
 
 
+#: Per-connection temporary tables holding one batch's hourly sums (``add_sql``).
+BATCH_H = "nadir_batch_hourly"
+BATCH_HT = "nadir_batch_hourly_tag"
+
+
+def batch_tables_sql(kind: str) -> list[str]:
+    """CREATE TEMP TABLE statements of ``BATCH_H`` / ``BATCH_HT`` (same columns as the hourly
+    rollups, no constraints), run once per connection after the hourly rollups exist."""
+    if kind == "postgres":
+        return [f"CREATE TEMP TABLE IF NOT EXISTS {t} (LIKE {src}) ON COMMIT DELETE ROWS" for t, src in ((BATCH_H, HOURLY), (BATCH_HT, HOURLY_TAG))]
+    return [f"CREATE TEMP TABLE IF NOT EXISTS {t} AS SELECT * FROM {src} WHERE 0" for t, src in ((BATCH_H, HOURLY), (BATCH_HT, HOURLY_TAG))]
+
+
 def add_sql(kind: str, src: str, where: str, src_from: str | None = None) -> list[str]:
-    """The writer's rollup maintenance: INSERT … SELECT … ON CONFLICT DO UPDATE statements adding
-    the raw rows of ``src`` (a table with the raw table's columns) matching ``where`` to all four
-    rollups (hourly, daily, hourly per tag, daily per tag), summed in the database (exact:
-    NUMERIC / integer pico-USD). One statement per table whatever the batch size; the rollup rows
-    a batch touches are its distinct (hour, dimensions) keys. ``src_from``: what the FROM clause
-    names instead of ``src`` (SQLite: ``nadir_requests NOT INDEXED``, so the planner reads the
-    batch by rowid and never walks an index on the hour expression across the whole table)."""
+    """The writer's rollup maintenance, summed in the database (exact: NUMERIC / integer
+    pico-USD): the raw rows of ``src`` (a table with the raw table's columns) matching ``where``
+    are read once per kind of rollup — grouped by (hour, dimensions) into ``BATCH_H`` and by
+    (hour, tag, value) into ``BATCH_HT`` — and those few batch rows are added to the hourly
+    rollups and, summed by day, to the daily ones (INSERT … SELECT … ON CONFLICT DO UPDATE). The
+    rollup rows a batch touches are its distinct keys, whatever its size. ``src_from``: what the
+    FROM clause names instead of ``src`` (SQLite: ``nadir_requests NOT INDEXED``, so the planner
+    reads the batch by rowid and never walks an index on the hour expression across the table)."""
     src_from = src_from or src
     dl = dialect(kind)
     meas_cols = [c for c, _ in _measure_cols(dl)]
+    mcols = ", ".join(meas_cols)
     meas_sql = [dl.measure_sql(m) for m in MEASURES]
+    sums = ", ".join(f"SUM({c})" for c in meas_cols)
     dim_sql = [f"COALESCE({col}, '')" for col in DIMS.values()]
     sets = ", ".join(f"{c} = {{t}}.{c} + excluded.{c}" for c in meas_cols)
     skip = ", ".join(f"'{t}'" for t in TAG_COLUMNS)
     groups = ", ".join(str(i) for i in range(1, 2 + len(DIMS)))
-    # PostgreSQL: rows locked in key order, so concurrent writers (sidecars) cannot deadlock
-    order = f" ORDER BY {groups}" if kind == "postgres" else ""
-    out = []
-    for table, texpr in ((HOURLY, dl.hour), (DAILY, dl.day)):
-        keys = _keys(table)
-        out.append(f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(meas_cols)}) "
-                   f"SELECT {texpr}, {', '.join(dim_sql)}, {', '.join(meas_sql)} FROM {src_from} WHERE {where} "
-                   f"GROUP BY {groups}{order} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets.format(t=table)}")
-    for table, texpr in ((HOURLY_TAG, dl.hour), (DAILY_TAG, dl.day)):
-        keys = _keys(table)
-        out.append(f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(meas_cols)}) "
-                   f"SELECT {texpr}, j.key, j.value, {', '.join(meas_sql)} FROM {src_from}, {dl.tag_rows.format(src=src)} "
-                   f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3"
-                   f"{' ORDER BY 1, 2, 3' if order else ''} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets.format(t=table)}")
-    return out
+    dims = ", ".join(DIMS)
+    pg = kind == "postgres"
+    # PostgreSQL: rollup rows locked in key order, so concurrent writers (sidecars) cannot deadlock.
+    # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT (a parsing ambiguity).
+    order = f" ORDER BY {groups}" if pg else ""
+    order3 = " ORDER BY 1, 2, 3" if pg else ""
+    return [
+        f"DELETE FROM {BATCH_H}",
+        f"DELETE FROM {BATCH_HT}",
+        f"INSERT INTO {BATCH_H} (hour, {dims}, {mcols}) SELECT {dl.hour}, {', '.join(dim_sql)}, {', '.join(meas_sql)} "
+        f"FROM {src_from} WHERE {where} GROUP BY {groups}",
+        f"INSERT INTO {BATCH_HT} (hour, tag, value, {mcols}) SELECT {dl.hour}, j.key, j.value, {', '.join(meas_sql)} "
+        f"FROM {src_from}, {dl.tag_rows.format(src=src)} "
+        f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3",
+        f"INSERT INTO {HOURLY} (hour, {dims}, {mcols}) SELECT hour, {dims}, {mcols} FROM {BATCH_H} WHERE true{order} "
+        f"ON CONFLICT (hour, {dims}) DO UPDATE SET {sets.format(t=HOURLY)}",
+        f"INSERT INTO {DAILY} (day, {dims}, {mcols}) SELECT {dl.day_of_hour}, {dims}, {sums} FROM {BATCH_H} GROUP BY {groups}{order} "
+        f"ON CONFLICT (day, {dims}) DO UPDATE SET {sets.format(t=DAILY)}",
+        f"INSERT INTO {HOURLY_TAG} (hour, tag, value, {mcols}) SELECT hour, tag, value, {mcols} FROM {BATCH_HT} WHERE true{order3} "
+        f"ON CONFLICT (hour, tag, value) DO UPDATE SET {sets.format(t=HOURLY_TAG)}",
+        f"INSERT INTO {DAILY_TAG} (day, tag, value, {mcols}) SELECT {dl.day_of_hour}, tag, value, {sums} FROM {BATCH_HT} "
+        f"GROUP BY 1, 2, 3{order3} ON CONFLICT (day, tag, value) DO UPDATE SET {sets.format(t=DAILY_TAG)}",
+    ]
 
 
 def rebuild_sql(kind: str, where: str, hour_where: str | None, src_from: str = "nadir_requests") -> list[str]:

@@ -360,6 +360,7 @@ class SQLiteStore(_SQLStore):
         self.conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._batch_tables = False  # the writer's temporary tables (created at the first insert)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -500,10 +501,14 @@ class SQLiteStore(_SQLStore):
             count("ledger_money_inexact", "amount finer than 1e-12 USD rounded in the integer column")
         # In this BEGIN IMMEDIATE transaction nobody else writes: the new rows are those after
         # the current last rowid (rowids grow), and the rollups are summed from exactly them.
+        if not self._batch_tables:
+            for stmt in ru.batch_tables_sql(self.kind):
+                self.conn.execute(stmt)
+            self._batch_tables = True
         last = self.conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
         self.conn.executemany(sql, params)
         for stmt in _SQLITE_ADD:
-            self.conn.execute(stmt, (last,))
+            self.conn.execute(stmt, (last,) if "?" in stmt else ())
 
     def rows(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[LedgerRow]:
         w, args = self._range_where(since, until)
@@ -670,6 +675,8 @@ class PostgresStore(_SQLStore):
         c = self.conn
         if self._stage_of is not c:
             c.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {TABLE}) ON COMMIT DELETE ROWS")
+            for stmt in ru.batch_tables_sql(self.kind):
+                c.execute(stmt)
             self._stage_of = c
         cols = ", ".join(COLUMNS)
         with c.cursor() as cur:  # COPY: several times faster than INSERT per row
