@@ -253,6 +253,7 @@ def test_cli_negative_top_is_a_bad_argument(filled, tmp_path):
     assert CliRunner().invoke(app, ["report", *args, "--top", "0", "--format", "json"]).exit_code == 0
 
 
+@pytest.mark.process  # runs the console script
 def test_console_script_fast_path_answers_like_typer(filled, tmp_path):
     """``nadir-extproc report`` with well-formed options skips typer's parser (``report_fast``):
     same output as the typer command; a usage error (bad --top, unknown option, bad group, --help)
