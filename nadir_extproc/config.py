@@ -390,6 +390,23 @@ class Settings(BaseModel):
                 raise ValueError(f"path {path!r}: unknown dialect {name!r} (known: {sorted(DIALECTS)})")
         return v
 
+    @field_validator("tiers", "default_models", "baseline_models")
+    @classmethod
+    def _provider_ids(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
+        """Keys are provider ids: a name the README uses for a known provider (``gemini``,
+        ``Vertex AI``, ``xAI``) becomes its registry id (``google``, ``vertex_ai``, ``xai``), so
+        the request path, ``cost`` and ``check`` find it; other keys (price-file providers) stay."""
+        from nadir_extproc.providers.known import lookup
+
+        out: dict[str, Any] = {}
+        for name, value in v.items():
+            entry = lookup(name)
+            key = entry.id if entry is not None else name
+            if key in out:
+                raise ValueError(f"{info.field_name}: {name!r} and another key both name provider {key!r}")
+            out[key] = value
+        return out
+
     @field_validator("tiers")
     @classmethod
     def _tiers_complete(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:

@@ -287,3 +287,23 @@ def test_tls_files_that_cannot_be_read_are_refused_before_start_up(tmp_path):
         (tmp_path / name).write_text("not a certificate\n", encoding="utf-8")
     r = _cli(tmp_path, "check", "--config", "s.yaml")
     assert r.returncode == 2 and "tls.cert_file: no PEM data in nope.pem" in r.stderr, r.stderr
+
+
+def test_settings_keys_take_every_readme_name_of_a_provider(tmp_path):
+    """baseline_models keyed `gemini` (the README's name) applies to a Gemini API URL, whose
+    registry id is `google`: keys are read through the provider registry."""
+    resp = ('{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],'
+            '"usageMetadata":{"promptTokenCount":1000,"candidatesTokenCount":100,"totalTokenCount":1100},'
+            '"modelVersion":"gemini-2.5-flash"}')
+    (tmp_path / "resp.json").write_text(resp, encoding="utf-8")
+    # not the default baseline (the dearest tier model, gemini-2.5-pro): a key the code missed would show
+    (tmp_path / "s.yaml").write_text("baseline_models: {gemini: gemini-2.5-flash-lite}\n", encoding="utf-8")
+    r = _cli(tmp_path, "cost", "--url",
+             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent",
+             "--response", "resp.json", "--config", "s.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # gemini-2.5-flash: 1000 x $0.30/M + 100 x $2.50/M = 0.0003 + 0.00025 = 0.00055
+    # baseline gemini-2.5-flash-lite: 1000 x $0.10/M + 100 x $0.40/M = 0.0001 + 0.00004 = 0.00014;
+    # saved 0.00014 - 0.00055 = -0.00041
+    assert "0.00055" in r.stdout and "gemini-2.5-flash-lite" in r.stdout, r.stdout
+    assert "0.00014" in r.stdout and "-0.00041" in r.stdout, r.stdout
