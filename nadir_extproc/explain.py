@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 
 from nadir_extproc import dialects
 from nadir_extproc.dialects import DIALECTS, Dialect
+from nadir_extproc.dialects.base import TERMINAL
 from nadir_extproc.providers import known
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.pricing.context import unwrap_batch_result
@@ -82,6 +83,8 @@ _WHY = {
     "result is fetched (GET /v1/responses/{{id}})",
     "unknown_price_variant": "served under price variant {variant}, for which the catalogue has no rates",
     "stream_error": "the stream ended with an error event: not a complete response",
+    "cut_stream": "the stream ends before its terminal event ({terminal}): cut, not a complete response "
+    "(usage shows the tokens known so far)",
 }
 
 
@@ -124,9 +127,10 @@ def _read_stream(d: Dialect, raw: bytes, entry: known.Entry | None) -> Any:
         return None
     parser = SSEParser(max_event_bytes=len(raw) + 1)
     events, _ = parser.feed(raw + (b"" if raw.endswith((b"\n\n", b"\r\n\r\n")) else b"\n\n"))
+    terminal = False
     for ev in events:
-        acc.on_event(ev)
-    return acc
+        terminal = bool(acc.on_event(ev) & TERMINAL) or terminal
+    return acc, terminal
 
 
 def _usage_json(u: Usage | None) -> dict[str, int] | None:
@@ -242,9 +246,10 @@ def explain(
     reported: Decimal | None = None
     raw_usage: Any = None
     if text[:5] in (b"data:", b"event") or text[:1] == b":":
-        acc = _read_stream(d, raw, entry)
-        if acc is None:
+        read = _read_stream(d, raw, entry)
+        if read is None:
             return unpriced(STREAM_NOT_SUPPORTED)
+        acc, terminal = read
         usage, served, failed, tier = acc.usage(), acc.model, acc.failed, acc.service_tier
         out["response_id"] = acc.response_id
         variant = dict(acc.price_variant())
@@ -254,6 +259,13 @@ def explain(
             out["served_model"] = served or out["requested_model"]
             out["usage"] = _usage_json(usage)
             return unpriced("stream_error" if usage is not None else PROVIDER_ERROR, error="error event in the stream")
+        if d.stream_terminal is not None and not terminal:
+            # Cut before its terminal event (client gone, upstream reset): not a complete response,
+            # so its price is not the request's (through Envoy it is recorded ``cut`` with the
+            # tokens known so far; here those tokens are shown under usage).
+            out["served_model"] = served or out["requested_model"]
+            out["usage"] = _usage_json(usage)
+            return unpriced("cut_stream", terminal=d.stream_terminal)
         stream_body = {"usage": raw_usage} if isinstance(raw_usage, dict) else {}
     else:
         try:

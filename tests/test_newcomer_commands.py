@@ -3,6 +3,7 @@ exit status a script can test, nothing left behind on failure."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -307,3 +308,27 @@ def test_settings_keys_take_every_readme_name_of_a_provider(tmp_path):
     # saved 0.00014 - 0.00055 = -0.00041
     assert "0.00055" in r.stdout and "gemini-2.5-flash-lite" in r.stdout, r.stdout
     assert "0.00014" in r.stdout and "-0.00041" in r.stdout, r.stdout
+
+
+def test_cost_on_a_stream_cut_before_its_terminal_event_is_not_priced_as_complete(tmp_path):
+    """An Anthropic stream that stops after message_start (no message_stop) was priced at its
+    placeholder output count and exit 0; it is cut: unpriced (exit 3), tokens known so far shown."""
+    start = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+             "model": "claude-haiku-4-5", "content": [], "stop_reason": None,
+             "usage": {"input_tokens": 25, "output_tokens": 1}}}
+    cut = f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()
+    (tmp_path / "cut.sse").write_bytes(cut)
+    url = "https://api.anthropic.com/v1/messages"
+    r = _cli(tmp_path, "cost", "--url", url, "--response", "cut.sse", "--json")
+    assert r.returncode == 3, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["unpriced_reason"] == "cut_stream" and "message_stop" in out["explanation"]
+    assert out["usage"]["input_tokens"] == 25
+    # the same stream whole: message_delta (final output count 10) and message_stop -> priced
+    # claude-haiku-4-5: 25 x $1/M + 10 x $5/M = 0.000025 + 0.00005 = 0.000075
+    whole = cut + (b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+                   b'"usage":{"output_tokens":10}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n')
+    (tmp_path / "whole.sse").write_bytes(whole)
+    r = _cli(tmp_path, "cost", "--url", url, "--response", "whole.sse", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["cost_usd"] == "0.000075"

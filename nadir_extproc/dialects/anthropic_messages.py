@@ -160,6 +160,7 @@ class MessagesStreamUsage(StreamUsage):
 
 class AnthropicMessages(Dialect):
     name = "anthropic_messages"
+    stream_terminal = "message_stop"  # Anthropic "Streaming messages": the final event
     provider = "anthropic"
     operation = "chat"
     paths = ("/v1/messages",)

@@ -270,6 +270,9 @@ class Dialect:
     #: Whether this API's streams may carry the in-band SSE comment block (``nadir_extproc.inband``).
     #: False where real clients treat a non-``data:`` line as an error (Gemini).
     sse_comments: ClassVar[bool] = True
+    #: The event that ends a whole stream of this API (its reader answers ``TERMINAL`` to it), or
+    #: ``None`` where a stream just stops (Gemini). A saved stream without it was cut.
+    stream_terminal: ClassVar[str | None] = None
 
     # --- request ---------------------------------------------------------------------------
     def request_info(self, body: dict[str, Any], path: str = "") -> RequestInfo:

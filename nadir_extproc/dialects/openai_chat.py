@@ -232,6 +232,7 @@ class OpenAIShapes(Dialect):
 
 class OpenAIChat(OpenAIShapes):
     name = "openai_chat"
+    stream_terminal = "data: [DONE]"  # OpenAI "Streaming": the stream ends with data: [DONE]
     provider = "openai"
     operation = "chat"
     paths = ("/v1/chat/completions", "/chat/completions")

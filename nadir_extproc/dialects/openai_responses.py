@@ -112,6 +112,7 @@ _BY_ID_SUFFIX = re.compile(r"/responses/[A-Za-z0-9_-]+$")
 
 class OpenAIResponses(OpenAIShapes):
     name = "openai_responses"
+    stream_terminal = "response.completed"  # or response.incomplete / response.failed
     provider = "openai"
     operation = "chat"
     paths = ("/v1/responses", "/responses")
