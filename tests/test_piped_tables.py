@@ -105,3 +105,16 @@ def test_a_title_wider_than_its_table_stays_on_one_line():
     t.add_row("provider_error", "21")
     console.print(t)
     assert out.getvalue().splitlines()[0] == "Unpriced requests by reason", out.getvalue()
+
+
+def test_a_repeated_by_is_one_column_and_a_same_day_range_says_how_to_ask(tmp_path):
+    store = open_store(sqlite_dir=tmp_path / "ledger")
+    store.insert([_row(1, "gpt-4o", "openai", "0.0021", 100, 20), _row(2, "gpt-4o", "openai", "0.0009", 50, 10)])
+    store.close()
+    r = _cli(tmp_path, "report", "--by", "day", "--by", "day", "--top", "0")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1].split()[:2] == ["day", "requests"]  # one day column
+    assert lines[2].split()[:3] == ["2026-03-02", "2", "0.003"]  # 0.0021 + 0.0009
+    r = _cli(tmp_path, "report", "--since", "2026-03-02", "--until", "2026-03-02")
+    assert r.returncode == 2 and "give the next day" in r.stderr and "Traceback" not in r.stderr

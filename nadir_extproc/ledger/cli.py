@@ -143,10 +143,12 @@ def report(
             rp.group_key(b)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
+    by = list(dict.fromkeys(by))  # --by day --by day: one day column
     now = datetime.now(timezone.utc)
     t0, t1 = parse_when(since, "--since", now), parse_when(until, "--until", now)
     if t0 is not None and t1 is not None and t0 >= t1:
-        raise typer.BadParameter(f"--since ({t0.isoformat()}) must be before --until ({t1.isoformat()})")
+        same_day = " (a date means its first instant: for the whole of one day, omit --until or give the next day)" if t0 == t1 else ""
+        raise typer.BadParameter(f"--since ({t0.isoformat()}) must be before --until ({t1.isoformat()}){same_day}")
     store = _open(config, sqlite_dir, dsn, create=False, with_tables=True)
     try:
         if opportunity:
