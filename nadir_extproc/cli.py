@@ -319,15 +319,7 @@ app.add_typer(router_app, name="router")
 def main() -> None:
     """Console-script entry point. A usage error (missing or unknown option or command, bad value)
     is one line on stderr naming the fix and the command's ``--help``, exit 2 — not the boxed
-    panel. (typer >= 0.20 carries its own copy of click: its exceptions are matched by class name.)
-    ``report`` with well-formed options skips typer's parser (``ledger.cli.report_fast``); any
-    ``report`` it declines goes to typer like every other command."""
-    if sys.argv[1:2] == ["report"]:
-        from nadir_extproc.ledger.cli import report_fast
-
-        code = report_fast(sys.argv[2:])
-        if code is not None:
-            sys.exit(code)
+    panel. (typer >= 0.20 carries its own copy of click: its exceptions are matched by class name.)"""
     try:
         rc = app(standalone_mode=False)
     except typer.Abort:  # Ctrl-C at a prompt

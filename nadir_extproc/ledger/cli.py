@@ -189,66 +189,6 @@ def report(
         typer.echo(pruned, err=True)
 
 
-#: ``report`` options the fast path knows: option -> (parameter, takes a value, repeatable).
-_REPORT_OPTS = {
-    "--by": ("by", True, True), "-b": ("by", True, True), "--since": ("since", True, False), "--until": ("until", True, False),
-    "--top": ("top", True, False), "--format": ("fmt", True, False), "-f": ("fmt", True, False), "--view": ("view", True, False),
-    "--config": ("config", True, False), "-c": ("config", True, False), "--sqlite-dir": ("sqlite_dir", True, False),
-    "--dsn": ("dsn", True, False), "--opportunity": ("opportunity", False, False),
-}
-
-
-def report_fast(args: list[str]) -> int | None:
-    """Run ``report`` with ``args`` (what follows ``report`` on the command line) without building
-    typer's parser: typer 0.29 builds a pydantic adapter per option on every run, ~0.4 s of CPU,
-    more than a rollup-backed report itself. Returns the exit code, or ``None`` when the arguments
-    are anything but well-formed options (``--help``, an unknown option, a bad ``--top``, a value
-    ``report`` rejects with a usage error): then the caller runs the typer command, which parses
-    them again and answers exactly as it always has. Nothing is printed before ``None``."""
-    kw: dict[str, Any] = {"by": [], "since": None, "until": None, "top": 10, "fmt": "table", "view": "all", "config": None,
-                          "sqlite_dir": None, "dsn": None, "opportunity": False}
-    i = 0
-    while i < len(args):
-        a = args[i]
-        name, eq, val = a.partition("=") if a.startswith("--") else (a, "", "")
-        spec = _REPORT_OPTS.get(name)
-        if spec is None:
-            return None
-        param, takes, many = spec
-        if not takes:
-            if eq:
-                return None
-            kw[param] = True
-            i += 1
-            continue
-        if not eq:
-            if i + 1 >= len(args):
-                return None
-            val = args[i + 1]
-            i += 1
-        i += 1
-        if many:
-            kw[param].append(val)
-        else:
-            kw[param] = val
-    try:
-        kw["top"] = int(kw["top"])
-    except ValueError:
-        return None
-    if kw["top"] < 0:
-        return None
-    for p in ("config", "sqlite_dir"):
-        if kw[p] is not None:
-            kw[p] = Path(kw[p])
-    try:
-        report(**kw)
-    except typer.BadParameter:  # raised before the store is opened, before any output
-        return None
-    except typer.Exit as e:
-        return e.exit_code
-    return 0
-
-
 def _pruned_note(store: Any, since: datetime | None, by: list[str], top: int) -> str | None:
     """A note when the range reaches before the raw rows retention removed and the report needed them."""
     from nadir_extproc.ledger import rollup as ru

@@ -251,30 +251,3 @@ def test_cli_negative_top_is_a_bad_argument(filled, tmp_path):
     r = CliRunner().invoke(app, ["report", *args, "--top", "-1"])
     assert r.exit_code == 2, r.output
     assert CliRunner().invoke(app, ["report", *args, "--top", "0", "--format", "json"]).exit_code == 0
-
-
-@pytest.mark.process  # runs the console script
-def test_console_script_fast_path_answers_like_typer(filled, tmp_path):
-    """``nadir-extproc report`` with well-formed options skips typer's parser (``report_fast``):
-    same output as the typer command; a usage error (bad --top, unknown option, bad group, --help)
-    still gets the typer path's one-line usage error and exit code."""
-    import os
-    import subprocess
-    import sys
-
-    args = _cli_args(filled, tmp_path)
-
-    def run(*a: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "report", *args, *a], capture_output=True, text=True,
-                              timeout=120, env={**os.environ, "COLUMNS": "200"})
-
-    for a in (["--by", "team", "--format", "json", "--top", "1"], ["-b", "month", "-f", "csv"],
-              ["--format=csv", "--view=unpriced", "--since", "2026-04-01"], ["--by", "model"]):
-        p = run(*a)
-        want = CliRunner().invoke(app, ["report", *args, *a], env={"COLUMNS": "200"})
-        assert (p.returncode, p.stdout) == (want.exit_code, want.output), a
-    assert json.loads(run("--by", "team", "--format", "json").stdout)["total"]["cost_usd"] == "0.009100015"
-    for bad, code in ((["--top", "-1"], 2), (["--frobnicate"], 2), (["--by", "planet"], 2), (["--format", "xml"], 2)):
-        p = run(*bad)
-        assert p.returncode == code and p.stdout == "" and p.stderr.startswith("error:") and "--help" in p.stderr, (bad, p.stderr)
-    assert "--opportunity" in run("--help").stdout
