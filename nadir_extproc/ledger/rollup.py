@@ -223,32 +223,28 @@ def measure_columns(kind: str) -> list[tuple[str, str]]:
     return _measure_cols(dialect(kind))
 
 
-def ddl(kind: str) -> list[str]:
-    """CREATE statements of the rollup tables and their indexes."""
-    dl = dialect(kind)
-    meas = ",\n  ".join(f"{c} {t} NOT NULL DEFAULT 0" for c, t in _measure_cols(dl))
+def _ddl_pair(kind: str, main: str, tag: str, col: str, col_type: str) -> list[str]:
+    """CREATE statements of one rollup pair (``main`` by dimensions, ``tag`` by tag value), keyed
+    by the time column ``col`` of SQL type ``col_type``, and their indexes."""
+    meas = ",\n  ".join(f"{c} {t} NOT NULL DEFAULT 0" for c, t in _measure_cols(dialect(kind)))
     dims = ",\n  ".join(f"{d} TEXT NOT NULL" for d in DIMS)
     return [
-        f"CREATE TABLE {DAILY} (\n  day {dl.day_type} NOT NULL,\n  {dims},\n  {meas}\n)",
-        f"CREATE UNIQUE INDEX {DAILY}_key ON {DAILY} (day, {', '.join(DIMS)})",
-        f"CREATE TABLE {DAILY_TAG} (\n  day {dl.day_type} NOT NULL,\n  tag TEXT NOT NULL,\n  value TEXT NOT NULL,\n  {meas}\n)",
-        f"CREATE UNIQUE INDEX {DAILY_TAG}_key ON {DAILY_TAG} (day, tag, value)",
-        f"CREATE INDEX {DAILY_TAG}_tag ON {DAILY_TAG} (tag, day)",
+        f"CREATE TABLE {main} (\n  {col} {col_type} NOT NULL,\n  {dims},\n  {meas}\n)",
+        f"CREATE UNIQUE INDEX {main}_key ON {main} ({col}, {', '.join(DIMS)})",
+        f"CREATE TABLE {tag} (\n  {col} {col_type} NOT NULL,\n  tag TEXT NOT NULL,\n  value TEXT NOT NULL,\n  {meas}\n)",
+        f"CREATE UNIQUE INDEX {tag}_key ON {tag} ({col}, tag, value)",
+        f"CREATE INDEX {tag}_tag ON {tag} (tag, {col})",
     ]
+
+
+def ddl(kind: str) -> list[str]:
+    """CREATE statements of the daily rollup tables and their indexes."""
+    return _ddl_pair(kind, DAILY, DAILY_TAG, "day", dialect(kind).day_type)
 
 
 def ddl_hourly(kind: str) -> list[str]:
     """CREATE statements of the hourly rollup tables (schema v4) and their indexes."""
-    dl = dialect(kind)
-    meas = ",\n  ".join(f"{c} {t} NOT NULL DEFAULT 0" for c, t in _measure_cols(dl))
-    dims = ",\n  ".join(f"{d} TEXT NOT NULL" for d in DIMS)
-    return [
-        f"CREATE TABLE {HOURLY} (\n  hour {dl.hour_type} NOT NULL,\n  {dims},\n  {meas}\n)",
-        f"CREATE UNIQUE INDEX {HOURLY}_key ON {HOURLY} (hour, {', '.join(DIMS)})",
-        f"CREATE TABLE {HOURLY_TAG} (\n  hour {dl.hour_type} NOT NULL,\n  tag TEXT NOT NULL,\n  value TEXT NOT NULL,\n  {meas}\n)",
-        f"CREATE UNIQUE INDEX {HOURLY_TAG}_key ON {HOURLY_TAG} (hour, tag, value)",
-        f"CREATE INDEX {HOURLY_TAG}_tag ON {HOURLY_TAG} (tag, hour)",
-    ]
+    return _ddl_pair(kind, HOURLY, HOURLY_TAG, "hour", dialect(kind).hour_type)
 
 
 def _keys(table: str) -> list[str]:
