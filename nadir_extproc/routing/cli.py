@@ -147,7 +147,8 @@ def _request(line: dict[str, Any]) -> tuple[str, str, str, dict[str, Any] | None
 def score_stream(src: TextIO, dst: TextIO, router: Any, provider: str | None = None) -> int:
     """Route every line of ``src`` (a JSON object, or a plain-text prompt: a line that does not
     start with ``{`` and is not JSON, or a JSON string); write ``{"score", "tier", "model", "reason", "router"}`` per
-    line to ``dst``, in order. A line that is not a JSON object, or has no prompt, gets ``{"error": ...}``. Returns the
+    non-blank line to ``dst``, in order (blank lines are skipped). A line that is not a JSON object, or has no prompt
+    or an empty one, gets ``{"error": ...}``. Returns the
     number of error lines."""
     errors = 0
     for raw in src:
@@ -163,6 +164,9 @@ def score_prompts(prompts: list[str], dst: TextIO, router: Any, provider: str | 
 
     errors = 0
     for p in prompts:
+        if not p.strip():
+            errors += _write_decision(dst, router, _empty_prompt)
+            continue
         errors += _write_decision(dst, router, lambda p=p: RouteRequest(provider=provider or "openai", dialect="openai_chat", prompt=p))
     dst.flush()
     return errors
@@ -185,7 +189,13 @@ def _line_request(raw: str, provider: str | None) -> Any:
     if not isinstance(line, dict):
         raise ValueError("line is not a JSON object")
     prov, dialect, prompt, body, n = _request(line)
+    if body is None and not prompt.strip():
+        _empty_prompt()
     return RouteRequest(provider=provider or prov, dialect=dialect, prompt=prompt, message_count=n, body=body)
+
+
+def _empty_prompt() -> Any:
+    raise ValueError("empty prompt: nothing to score")
 
 
 def _write_decision(dst: TextIO, router: Any, request: Any) -> int:
@@ -207,7 +217,7 @@ def score(
     provider: Optional[str] = typer.Option(None, help="Provider whose tiers to use: openai, anthropic, google (or gemini); default: from each line's shape."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Settings YAML (router model, policy)."),
 ) -> None:
-    """Score prompts given as arguments, or lines from --file or standard input (a plain-text prompt, or JSONL: {"prompt": ...} or request bodies) with the service's router; one JSON line out per prompt/line, in order. Exit 1 if a line could not be scored."""
+    """Score prompts given as arguments, or lines from --file or standard input (a plain-text prompt, or JSONL: {"prompt": ...} or request bodies) with the service's router; one JSON line out per prompt/non-blank line, in order (blank lines are skipped; an empty prompt is an error line). Exit 1 if a line could not be scored."""
     from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.routing.onnx_router import load_router
 

@@ -158,3 +158,14 @@ def test_line_without_a_prompt_is_an_error_not_an_empty_prompt():
     assert r.exit_code == 1 and len(out) == 4
     assert all("prompt" in o["error"] for o in out[:3]), out
     assert out[3]["tier"] == tier_of(out[3]["score"])
+
+
+def test_an_empty_prompt_is_an_error_line_and_blank_lines_are_skipped():
+    # Found by a newcomer: "" was scored like any prompt; blank input lines give no output line.
+    r = run(EASY + "\n\n" + json.dumps({"prompt": "  "}) + "\n" + EASY + "\n")
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1 and len(out) == 3
+    assert "score" in out[0] and out[1] == {"error": "ValueError: empty prompt: nothing to score"} and "score" in out[2]
+    r = CliRunner().invoke(app, ["router", "score", "", EASY], env={"NADIR_CONFIG": ""})
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1 and "empty prompt" in out[0]["error"] and "score" in out[1]
