@@ -32,7 +32,7 @@ import heapq
 import json
 import operator
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -124,6 +124,22 @@ class _SQLStore:
     kind: str
     dl: ru.Dialect
     conn: Any
+
+    # --- schema versions
+    def _upgrade(self, record: Callable[[int], Any]) -> None:
+        """Inside the caller's migration transaction (version table present): apply every schema
+        version after the one recorded (``_v1`` … ``_v{LATEST}``), ``record(v)`` each, then rebuild
+        the rollups from the raw rows when an older ledger was upgraded."""
+        have = self.conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
+        for v in range(have + 1, LATEST + 1):
+            getattr(self, f"_v{v}")()
+            record(v)
+        if 0 < have < LATEST:
+            self._rebuild(None, None)  # rollups (with every measure of this version) from the raw rows
+
+    def _v1(self) -> None:
+        for stmt in statements(self.kind, 1):
+            self.conn.execute(stmt)
 
     # --- per store
     def _tx(self) -> contextlib.AbstractContextManager[Any]:
@@ -433,25 +449,17 @@ class SQLiteStore(_SQLStore):
         c = self.conn
         with self._tx():  # BEGIN IMMEDIATE: one migrating process at a time
             c.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-            have = c.execute(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
-            for v in range(have + 1, LATEST + 1):
-                if v == 1:
-                    for stmt in statements(self.kind, 1):
-                        c.execute(stmt)
-                elif v == 2:
-                    self._v2()
-                elif v == 3:
-                    self._v3()
-                elif v == 4:
-                    for stmt in ru.ddl_hourly(self.kind):
-                        c.execute(stmt)
-                    for old in ("cost", "key_ts", "team_ts"):  # no query reads them now (see _SQLITE_ADD's note)
-                        c.execute(f"DROP INDEX IF EXISTS {TABLE}_{old}")
-                    c.execute(f"CREATE INDEX {HOUR_COST} ON {TABLE} (substr(ts, 1, 13), {ru.pico_name('cost_usd')} DESC, ts)")
-                c.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (v, datetime.now(timezone.utc).isoformat()))
-            if 0 < have < LATEST:
-                self._rebuild(None, None)  # rollups (with every measure of this version) from the raw rows
+            self._upgrade(lambda v: c.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)",
+                                              (v, datetime.now(timezone.utc).isoformat())))
         return LATEST
+
+    def _v4(self) -> None:
+        c = self.conn
+        for stmt in ru.ddl_hourly(self.kind):
+            c.execute(stmt)
+        for old in ("cost", "key_ts", "team_ts"):  # no query reads them now (see _SQLITE_ADD's note)
+            c.execute(f"DROP INDEX IF EXISTS {TABLE}_{old}")
+        c.execute(f"CREATE INDEX {HOUR_COST} ON {TABLE} (substr(ts, 1, 13), {ru.pico_name('cost_usd')} DESC, ts)")
 
     def _v2(self) -> None:
         c = self.conn
@@ -584,25 +592,15 @@ class PostgresStore(_SQLStore):
             self.conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
-            have = self.conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
-            for v in range(have + 1, LATEST + 1):
-                if v == 1:
-                    for stmt in statements(self.kind, 1):
-                        self.conn.execute(stmt)
-                elif v == 2:
-                    self._v2()
-                elif v == 3:
-                    self._v3()
-                elif v == 4:
-                    for stmt in ru.ddl_hourly(self.kind):
-                        self.conn.execute(stmt)
-                    for old in ("key_ts_p", "team_ts_p"):  # no query reads them now (see _SQLITE_ADD's note)
-                        self.conn.execute(f"DROP INDEX IF EXISTS {TABLE}_{old}")
-                self.conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (v,))
-            if 0 < have < LATEST:
-                self._rebuild(None, None)  # rollups (with every measure of this version) from the raw rows
+            self._upgrade(lambda v: self.conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (%s)", (v,)))
         self._load_partitions()
         return LATEST
+
+    def _v4(self) -> None:
+        for stmt in ru.ddl_hourly(self.kind):
+            self.conn.execute(stmt)
+        for old in ("key_ts_p", "team_ts_p"):  # no query reads them now (see _SQLITE_ADD's note)
+            self.conn.execute(f"DROP INDEX IF EXISTS {TABLE}_{old}")
 
     def _v2(self) -> None:
         c = self.conn
