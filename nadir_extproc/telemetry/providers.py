@@ -98,6 +98,43 @@ class _CountingExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+#: The SDK's OTLP gRPC exporter logger (opentelemetry-exporter-otlp-proto-grpc,
+#: ``exporter.py``): on an unreachable collector it logs "Transient error … retrying" and
+#: "Failed to export …" for every batch, every few seconds, for as long as the collector is away.
+OTLP_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.grpc.exporter"
+
+
+class _OnceFilter(logging.Filter):
+    """Lets the first record of each repeating OTLP export message through (with a note that
+    repeats are counted, not logged) and drops the rest, counting them as
+    ``otlp_export_log_suppressed`` (``/metrics``, ``nadir.events``)."""
+
+    _REPEATING = ("Transient error", "Failed to export")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        kind = next((k for k in self._REPEATING if msg.startswith(k)), None)
+        if kind is None:
+            return True
+        if kind in self.seen:
+            COUNTS["otlp_export_log_suppressed"] += 1
+            return False
+        self.seen.add(kind)
+        record.msg = msg + " (repeats of this message are counted as otlp_export_log_suppressed, not logged)"
+        return True
+
+
+def quiet_otlp_export_logs() -> None:
+    """Install ``_OnceFilter`` on the SDK's OTLP exporter logger (once per process)."""
+    lg = logging.getLogger(OTLP_EXPORTER_LOGGER)
+    if not any(isinstance(f, _OnceFilter) for f in lg.filters):
+        lg.addFilter(_OnceFilter())
+
+
 def _fast_otlp_span_exporter(endpoint: str | None) -> SpanExporter:
     """The SDK's ``OTLPSpanExporter`` with the span encoding of ``telemetry.otlp_encode`` (same
     bytes, ~3x less CPU on the export thread)."""
@@ -109,6 +146,7 @@ def _fast_otlp_span_exporter(endpoint: str | None) -> SpanExporter:
         def _translate_data(self, data: Any) -> Any:
             return encode_spans(data)
 
+    quiet_otlp_export_logs()
     return FastOTLPSpanExporter(endpoint=endpoint)
 
 
@@ -189,6 +227,7 @@ class Telemetry:
         if metric_readers is None and not _exporter_off("METRICS"):
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
+            quiet_otlp_export_logs()
             self._otlp_metric_exporter = OTLPMetricExporter(endpoint=endpoint)
             readers.append(PeriodicExportingMetricReader(self._otlp_metric_exporter))
             where = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or os.environ.get(
