@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from nadir_extproc import headers as hn
 from nadir_extproc.inband import parse_fields
@@ -83,6 +84,21 @@ def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str])
         return {**resp.headers, **parse_fields(b"".join(resp.iter_bytes()))}, "—", "—"
 
 
+def _why(e: Exception) -> str:
+    """A failed SDK call in one line: its HTTP status and the first line of the answer's body
+    (Envoy's own 503 names the cause: ``upstream connect error … Connection refused``), else the
+    exception's class and message."""
+    status = getattr(e, "status_code", None)
+    resp = getattr(e, "response", None)
+    try:
+        body = (resp.text or "").strip().splitlines()[0][:160] if resp is not None and (resp.text or "").strip() else ""
+    except Exception:  # noqa: BLE001 — a streamed or unread body: the status alone
+        body = ""
+    if status is not None:
+        return f"HTTP {status}: {body}" if body else f"HTTP {status}"
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+
+
 def _call(dialect: str, prompt: str, base_url: str, real: dict[str, str]):
     """One SDK call with model="auto"; returns (headers, input tokens, output tokens)."""
     if dialect.endswith("+stream"):
@@ -143,7 +159,7 @@ def _explicit_traffic_and_opportunity(stack: Stack, console: Console, real: dict
                     model=model, messages=[{"role": "user", "content": prompt}])
         except Exception as e:  # noqa: BLE001 — report and keep going
             failures += 1
-            console.print(f"[red]{model}: {type(e).__name__}[/red]")
+            console.print(f"[red]{escape(model)}: {escape(_why(e))}[/red]", highlight=False)
     console.print(f"\n[bold]Explicit-model traffic[/bold]: {len(EXPLICIT)} requests naming gpt-4o / claude-sonnet-4-5, "
                   "served as asked; shadow routing scored each prompt. What routing would save "
                   "(nadir-extproc report --opportunity --by model):")
@@ -209,6 +225,7 @@ def run_demo(
         total_cost = Decimal(0)
         total_saved = Decimal(0)
         ours = []
+        why: dict[str, int] = {}  # each distinct failure, once, under the table
         for dialect, prompt in PROMPTS:
             snippet = prompt.replace("\n", " ")[:31] + ("…" if len(prompt) > 31 else "")
             api = {"openai_chat": "chat", "openai_responses": "responses", "anthropic_messages": "messages"}[
@@ -217,6 +234,7 @@ def run_demo(
                 h, tin, tout = _call(dialect, prompt, stack.base_url, real)
             except Exception as e:  # noqa: BLE001 — show the failure in the table, keep going
                 failures += 1
+                why[_why(e)] = why.get(_why(e), 0) + 1
                 table.add_row(snippet, api, f"[red]{type(e).__name__}[/red]", "", "", "", "", "")
                 continue
             cost = h.get(hn.COST)
@@ -233,6 +251,8 @@ def run_demo(
             table.add_row(snippet, api, h.get(hn.ROUTED_TO, "?"), str(tin), str(tout),
                           cost or f"[yellow]{h.get(hn.UNPRICED, 'n/a')}[/yellow]", saved or "", lat)
         console.print(table)
+        for reason, k in why.items():
+            console.print(f"[red]{k} call(s) failed:[/red] {escape(reason)}", highlight=False)
         console.print(f"Total cost [bold]${total_cost}[/bold], saved by routing vs the baseline models [bold]${total_saved}[/bold] "
                       f"over {len(PROMPTS)} requests.")
         failures += _explicit_traffic_and_opportunity(stack, console, real, (state_dir or stack.dir / "state") / "ledger")

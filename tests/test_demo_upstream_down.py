@@ -5,6 +5,7 @@ never a traceback (found by a newcomer following the README's first hour without
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,6 +28,8 @@ def test_demo_with_unreachable_real_upstream_exits_1_without_traceback(tmp_path)
     assert r.returncode == 1, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
     assert "Latency probe failed" in out, out[-3000:]
+    # the cause, once under the table: Envoy's own 503 body names it (not only the SDK's class name)
+    assert re.search(r"\d+ call\(s\) failed: HTTP 503: upstream connect error", out), out[-3000:]
     assert "All processes stopped." in out and "Ledger rows kept in" in out, out[-3000:]
     # The opportunity table waits for every explicit call's row, the failed ones too: both Claude
     # requests (served by the emulator) are in it, not one (it stopped once the failures were in).
