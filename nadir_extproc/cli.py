@@ -47,7 +47,9 @@ def serve(
         check_models(settings)  # the price file, and every model the settings name, fail fast
         check_tls_files(settings)  # before the ledger writer and exporters start
     except (ConfigError, ListenerError) as e:
-        typer.echo(f"error: {e}", err=True)
+        from nadir_extproc.config import settings_error
+
+        typer.echo(f"error: {settings_error(str(e), config or os.environ.get('NADIR_CONFIG'))}", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers > 1:
@@ -113,18 +115,22 @@ def check(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file to check (else $NADIR_CONFIG)."),
 ) -> None:
     """Validate a settings file without serving: every key, the listeners, the price file, the router policy, and every model in tiers / default_models / baseline_models. Exit 0 valid, 2 invalid."""
-    from nadir_extproc.config import ConfigError, check_models, load_settings
+    from nadir_extproc.config import ConfigError, check_models, load_settings, settings_error
     from nadir_extproc.listeners import ListenerError, check_tls_files
 
-    if config is not None and not config.is_file():
-        typer.echo(f"error: no settings file at {config} (start from settings.example.yaml)", err=True)
+    path = config or os.environ.get("NADIR_CONFIG") or None
+    if path is not None and Path(path).is_dir():
+        typer.echo(f"error: {settings_error('is a folder, not a file (give the settings file path)', path)}", err=True)
+        raise typer.Exit(CHECK_INVALID)
+    if path is not None and not Path(path).is_file():
+        typer.echo(f"error: {settings_error('no settings file here (start from settings.example.yaml)', path)}", err=True)
         raise typer.Exit(CHECK_INVALID)
     try:
         settings = load_settings(config)
         check_models(settings)
         check_tls_files(settings)
     except (ConfigError, ListenerError) as e:
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {settings_error(str(e), path)}", err=True)
         raise typer.Exit(CHECK_INVALID) from None
     where = config or os.environ.get("NADIR_CONFIG") or "defaults (no file)"
     typer.echo(f"ok: {where}")

@@ -410,10 +410,32 @@ class Settings(BaseModel):
     @field_validator("tiers")
     @classmethod
     def _tiers_complete(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        import difflib
+
+        from nadir_extproc.routing.policy import TIER_ORDER
+
+        known = [t for t in ("strong", "mid", "weak") if t in TIER_ORDER] or list(TIER_ORDER)
         for provider, t in v.items():
             for tier in ("strong", "weak"):
                 if not t.get(tier):
-                    raise ValueError(f"tiers.{provider}: missing model for tier {tier!r}")
+                    # a typo (``strongest``) is the usual cause: name the unknown key, closest known name
+                    unknown = [k for k in t if k not in known]
+                    hints = []
+                    for k in unknown:
+                        close = difflib.get_close_matches(k, known, n=1, cutoff=0.4)
+                        hints.append(f"unknown tier {k!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+                    extra = f"; {', '.join(hints)}; tiers are {', '.join(known)}" if hints else ""
+                    raise ValueError(f"tiers.{provider}: missing model for tier {tier!r}{extra}")
+        return v
+
+    @field_validator("budgets")
+    @classmethod
+    def _budget_names_unique(cls, v: list[BudgetRule]) -> list[BudgetRule]:
+        seen: set[str] = set()
+        for rule in v:
+            if rule.name in seen:
+                raise ValueError(f"budgets: two rules are named {rule.name!r}; each rule needs its own name")
+            seen.add(rule.name)
         return v
 
     @field_validator("router_policy")
@@ -461,6 +483,36 @@ def yaml_error_line(e: Exception) -> str:
     return " ".join(str(e).split())
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing a mapping that repeats a key (PyYAML alone keeps the last
+    silently). Merge keys (``<<``) are left to PyYAML: an explicit key may override a merged one."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=False)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: PyYAML reports it itself
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first + 1}); PyYAML would keep "
+                        "only the last", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def settings_error(message: str, path: str | Path | None) -> str:
+    """``config file PATH: <message>`` (``settings: <message>`` without a file): every settings
+    error line from ``check`` and ``serve`` starts the same way. Already prefixed: unchanged."""
+    where = f"config file {path}" if path else "settings"
+    return message if message.startswith(f"{where}: ") else f"{where}: {message}"
+
+
 def _no_file(path: str) -> str:
     """``no such file X`` with where a relative path was looked for."""
     p = Path(path).expanduser()
@@ -478,7 +530,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     path = path or env.get("NADIR_CONFIG")
     if path:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            loaded = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path}: is a folder, not a file (give the settings file's path)") from None
         except FileNotFoundError:
             raise ConfigError(f"config file {path}: no such file (copy settings.example.yaml from the repository "
                               "to start one)") from None
@@ -508,9 +562,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     try:
         return Settings(**data)
     except ValidationError as e:
-        where = f"config file {path}" if path else "settings"
         msgs = "; ".join(_error_text(err) for err in e.errors())
-        raise ConfigError(f"{where}: {msgs}") from e
+        raise ConfigError(settings_error(msgs, path)) from e
 
 
 def _error_text(err: Any) -> str:

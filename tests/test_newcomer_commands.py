@@ -282,7 +282,7 @@ def test_tls_files_that_cannot_be_read_are_refused_before_start_up(tmp_path):
     for cmd in ("check", "serve"):
         r = _cli(tmp_path, cmd, "--config", "s.yaml")
         assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
-        assert r.stderr.startswith("error: tls.cert_file: cannot read nope.pem: No such file"), r.stderr
+        assert r.stderr.startswith("error: config file s.yaml: tls.cert_file: cannot read nope.pem: No such file"), r.stderr
         assert not (tmp_path / "state").exists()
     for name in ("nope.pem", "nope.key", "nope.ca"):
         (tmp_path / name).write_text("not a certificate\n", encoding="utf-8")
@@ -332,3 +332,20 @@ def test_cost_on_a_stream_cut_before_its_terminal_event_is_not_priced_as_complet
     r = _cli(tmp_path, "cost", "--url", url, "--response", "whole.sse", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["cost_usd"] == "0.000075"
+
+
+def test_check_settings_errors_all_start_with_the_file(tmp_path):
+    """Every settings error from check is one line starting ``error: config file PATH:`` -- a folder,
+    a missing file, a duplicate key, a bad entry and a bad model alike."""
+    (tmp_path / "dup.yaml").write_text("listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n", encoding="utf-8")
+    (tmp_path / "tier.yaml").write_text("tiers: {openai: {strongest: gpt-4o, weak: gpt-4o-mini}}\n", encoding="utf-8")
+    (tmp_path / "model.yaml").write_text("baseline_models: {openai: gpt-4oo}\n", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    cases = {"folder": "is a folder, not a file", "missing.yaml": "no settings file",
+             "dup.yaml": "duplicate key 'listen'", "tier.yaml": "unknown tier 'strongest' (did you mean strong?)",
+             "model.yaml": "baseline_models.openai: no model 'gpt-4oo'"}
+    for name, needle in cases.items():
+        r = _cli(tmp_path, "check", "--config", name)
+        assert r.returncode == 2, (name, r.stderr)
+        assert r.stderr.startswith(f"error: config file {name}: "), (name, r.stderr)
+        assert needle in r.stderr and r.stderr.count("\n") == 1, (name, r.stderr)
