@@ -188,7 +188,7 @@ def cost_command(
     request: Optional[Path] = typer.Option(None, "--request", help="Request body file (JSON; - = standard input), optional."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
     explain_: bool = typer.Option(True, "--explain/--brief", help="Table: name each catalogue correction applied, with its source (default)."),
-    provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider (genai-prices id)."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="Override the provider: any provider name the README uses (openai, Vertex AI, Azure OpenAI, xAI …; registry names) or a genai-prices provider id."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help="Override the dialect (e.g. openai_chat; an unknown name is refused with the list of known ones)."),
     status: Optional[int] = typer.Option(None, "--status", help="HTTP status of the response (>= 400: provider error)."),
     when: Optional[str] = typer.Option(None, "--when", help="Request time: ISO 8601 (UTC unless it has an offset), a duration ago (3d, 12h), today or yesterday; default now. Picks dated prices."),

@@ -61,15 +61,28 @@ UNSUPPORTED_API = "unsupported_api"
 RESPONSE_NOT_JSON = "response_not_json"
 STREAM_NOT_SUPPORTED = "stream_not_supported"
 BACKGROUND_PENDING = "background_pending"
+WRONG_DIALECT = "wrong_dialect"
+#: Names people use for each dialect (messages only).
+_DIALECT_TITLES = {"openai_chat": "OpenAI Chat Completions", "openai_responses": "OpenAI Responses",
+                   "anthropic_messages": "Anthropic Messages", "gemini": "Gemini generateContent"}
+
+
+def _title(d: Dialect) -> str:
+    return _DIALECT_TITLES.get(d.name, d.name)
+
+
+def _a(title: str) -> str:
+    return ("an " if title[:1] in "AEIOU" else "a ") + title
 #: Exit status of ``nadir-extproc cost`` when the answer is unpriced (2 is a usage error).
 EXIT_UNPRICED = 3
 
 _WHY = {
     "unknown_provider": "no catalogue provider serves {host}; list the model in a price file "
     "(--price-file FILE with `models: [{{provider: NAME, model: MODEL, input_mtok: .., output_mtok: ..}}]`; "
-    "README 'The cost command') or pass --provider (a genai-prices provider id)",
+    "README 'The cost command') or pass --provider (a provider name the README uses, or a genai-prices provider id)",
     "unknown_model": "{source} has no model named {served!r} for provider {provider}; add it to a price file",
     "no_usage": "the response reports no token usage{hint}",
+    "wrong_dialect": "the body does not look like a response of {expected}, the API {url_or_dialect} implies{other}",
     "invalid_usage": "the usage is inconsistent (negative counts, or more reasoning than output)",
     "missing_rate": "the catalogue has no rate for a token class this usage has (e.g. 1-hour cache writes)",
     "provider_error": "the provider answered with an error ({error}); nothing was billed",
@@ -189,7 +202,8 @@ def explain(
     prov = (entry.catalogue_id if entry is not None else provider) if provider else provider_from_url(url)
     out: dict[str, Any] = {
         "url": url,
-        "provider": prov,
+        "provider": entry.id if entry is not None else prov,
+        "catalogue_provider": prov,
         "dialect": d.name if d else None,
         "otel_provider_name": entry.otel_name if entry is not None else (known.otel_name(prov) if prov else None),
         "requested_model": None,
@@ -213,6 +227,7 @@ def explain(
         "explanation": None,
         "price_source": None,
         "baseline_model": None,
+        "baseline_note": None,
         "baseline_cost_usd": None,
         "cost_saved_usd": None,
     }
@@ -312,6 +327,17 @@ def explain(
         hint = d.no_usage_hint(req_body if isinstance(req_body, dict) else None)
         if isinstance(body, dict) and d.is_pending(body):
             return unpriced(BACKGROUND_PENDING, status=body.get("status"))
+        if isinstance(body, dict):
+            # Usage in another API's shape: the --url (or --dialect) names the wrong API.
+            kind = body.get("object") or body.get("type")
+            # The dialect whose object kind the body names first (an Anthropic "message" has usage
+            # Responses could read too), then any that reads usage from it.
+            others = sorted((o for o in DIALECTS.values() if o is not d), key=lambda o: kind not in o.object_kinds)
+            other = next((o for o in others if _reads_usage(o, body)), None)
+            if other is not None:
+                flag = "--dialect" if dialect else "--url"
+                return unpriced(WRONG_DIALECT, expected=_title(d), url_or_dialect=flag,
+                                other=f"; this looks like {_a(_title(other))} response; check {flag}")
         return unpriced("no_usage", hint=hint)
     if not served:
         return unpriced("unknown_model", source=catalogue.CATALOGUE, served="", provider=prov)
@@ -331,6 +357,14 @@ def explain(
     return out
 
 
+def _reads_usage(d: Dialect, body: dict[str, Any]) -> bool:
+    """Whether dialect ``d`` reads token usage from ``body`` (never raises)."""
+    try:
+        return d.usage(body) is not None
+    except Exception:  # noqa: BLE001 - a foreign shape may trip another dialect's reader
+        return False
+
+
 def _price_file_provider(model: str) -> str | None:
     """The provider under which the installed price file lists ``model`` (exact name,
     case-insensitive), when exactly one provider does: a self-hosted server at an unknown host
@@ -345,7 +379,9 @@ def _price_file_provider(model: str) -> str | None:
 
 def _cost_fields(out: dict[str, Any], cost: Cost) -> None:
     """Fill ``out`` from a ``Cost``: provider, rates, breakdown, totals, corrections."""
-    out["provider"] = cost.provider
+    if out.get("provider") in (None, out.get("catalogue_provider")):
+        out["provider"] = cost.provider  # no registry name of its own (OpenRouter's x-ai/… models: x-ai)
+    out["catalogue_provider"] = cost.provider
     out["price_source"] = cost.catalogue
     out["corrections"] = list(cost.corrections)
     if cost.rates is not None:
@@ -435,6 +471,15 @@ def _baseline(
     pool = candidates.get(cost.provider) or candidates.get(provider) or []
     base = baseline_cost(provider, usage, pool, configured=configured, when=when, service_tier=tier, batch=batch)
     if base is None:
+        if configured:
+            out["baseline_note"] = f"the configured baseline {configured} could not be priced"
+        elif not pool:
+            out["baseline_note"] = (f"no routing tier models for provider {out.get('provider') or provider} "
+                                    "(set baseline_models in the settings or pass --baseline)")
+        else:
+            under = f"service tier {tier}" if tier else ("batch" if batch else "standard rates")
+            out["baseline_note"] = (f"the candidate models ({', '.join(dict.fromkeys(pool))}) have no "
+                                    f"rates under {under}")
         return
     out["baseline_model"] = base.model
     out["baseline_cost_usd"] = usd_text(base.total_usd)
@@ -445,7 +490,9 @@ def render_table(e: dict[str, Any], sources: bool = True) -> str:
     """``explain``'s result as a plain-text table: one line per token class with its tokens, rate
     (USD per MTok) and cost (USD), then the total, the baseline and the saving."""
     lines = [
-        f"provider     {e['provider'] or '-'}    dialect {e['dialect'] or '-'}",
+        f"provider     {e['provider'] or '-'}    dialect {e['dialect'] or '-'}"
+        + (f"    priced from catalogue: {e['catalogue_provider']}"
+           if e.get("catalogue_provider") and e["catalogue_provider"] != e["provider"] else ""),
         f"model        {e['served_model'] or '-'}"
         + (f"  (priced as {e['priced_as']}, {e['price_source']})" if e.get("priced_as") else ""),
     ]
@@ -502,4 +549,6 @@ def render_table(e: dict[str, Any], sources: bool = True) -> str:
             "(baseline cost at the same usage - actual cost; the request path reports 0 when the "
             "client named the model itself)"
         )
+    elif e.get("baseline_note"):
+        lines.append(f"baseline     none: {e['baseline_note']}")
     return "\n".join(lines)
