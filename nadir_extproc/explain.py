@@ -10,14 +10,18 @@ says why when it cannot. The result is a plain ``dict`` (``--json`` prints it):
 
 - ``cost_usd``: plain decimal string (USD), or ``None`` when unpriced;
 - ``unpriced_reason`` (``cost.py`` constants, plus ``unsupported_api``, ``response_not_json``,
-  ``stream_not_supported``) and ``explanation`` (one sentence for people);
-- ``served_model``, ``priced_as``, ``provider``, ``dialect``, ``requested_model``,
+  ``stream_not_supported``, ``wrong_dialect``: the URL's API reads no usage but another dialect
+  does) and ``explanation`` (one sentence for people);
+- ``provider`` (the registry id: ``vertex_ai``), ``catalogue_provider`` (the catalogue provider it
+  is priced from: ``google``);
+- ``served_model``, ``priced_as``, ``dialect``, ``requested_model``,
   ``service_tier``, ``batch``, ``when`` (ISO time whose prices apply), ``price_source``;
 - ``usage``: ``input_tokens`` (all input, cache included), ``cache_read_tokens``,
   ``cache_write_5m_tokens``, ``cache_write_1h_tokens``, ``output_tokens`` (reasoning included),
   ``reasoning_tokens``, ``web_search_requests``; ``None`` when the response has none;
 - ``rates_usd_per_mtok`` (per class, decimal strings; ``web_search`` is USD per 1000 calls),
   ``long_context_above`` (the threshold crossed, tokens) and ``breakdown_usd``;
+- ``baseline_note`` (why there is no baseline, when there is none for a priced answer);
 - ``baseline_model``, ``baseline_cost_usd``, ``cost_saved_usd`` (baseline − actual, signed; see
   ``savings.py`` for the definition). This is the what-if for the recorded usage whatever the
   request asked for; the request path's ``x-nadir-cost-saved`` is 0 when the client named the

@@ -349,3 +349,68 @@ def test_check_settings_errors_all_start_with_the_file(tmp_path):
         assert r.returncode == 2, (name, r.stderr)
         assert r.stderr.startswith(f"error: config file {name}: "), (name, r.stderr)
         assert needle in r.stderr and r.stderr.count("\n") == 1, (name, r.stderr)
+
+ANT = ('{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text",'
+       '"text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1000,"output_tokens":200}}')
+GPT5_FLEX = ('{"id":"x","object":"chat.completion","model":"gpt-5","service_tier":"flex","choices":[{"index":0,'
+             '"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+             '"usage":{"prompt_tokens":1000,"completion_tokens":200,"total_tokens":1200}}')
+GEM = ('{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],'
+       '"usageMetadata":{"promptTokenCount":1000,"candidatesTokenCount":200,"totalTokenCount":1200},'
+       '"modelVersion":"gemini-2.5-flash"}')
+
+
+def test_cost_on_a_body_of_another_api_names_the_api_the_url_implies_and_the_one_it_looks_like(tmp_path):
+    (tmp_path / "ant.json").write_text(ANT)
+    (tmp_path / "oa.json").write_text(GPT5_FLEX)
+    r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/chat/completions", "--response", "ant.json", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 3 and out["unpriced_reason"] == "wrong_dialect", r.stdout
+    assert out["explanation"] == ("the body does not look like a response of OpenAI Chat Completions, the API --url "
+                                  "implies; this looks like an Anthropic Messages response; check --url")
+    r = _cli(tmp_path, "cost", "--url", "https://api.anthropic.com/v1/messages", "--response", "oa.json", "--brief")
+    assert r.returncode == 3
+    assert ("unpriced: wrong_dialect - the body does not look like a response of Anthropic Messages, the API --url "
+            "implies; this looks like an OpenAI Chat Completions response; check --url") in r.stdout, r.stdout
+    assert "no_usage" not in r.stdout
+
+
+def test_cost_without_a_baseline_says_why(tmp_path):
+    (tmp_path / "oa.json").write_text(GPT5_FLEX)
+    # gpt-5 flex: 1000 x 0.625 / 1e6 + 200 x 5 / 1e6 = 0.000625 + 0.001 = 0.001625; the baseline
+    # candidates (routing tiers: gpt-4o …) have no flex rate.
+    r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/chat/completions", "--response", "oa.json", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["cost_usd"] == "0.001625" and out["baseline_model"] is None
+    note = out["baseline_note"]
+    assert note.startswith("the candidate models (gpt-4o") and note.endswith("have no rates under service tier flex")
+    r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/chat/completions", "--response", "oa.json", "--brief")
+    assert f"baseline     none: {note}" in r.stdout.splitlines()
+    # Azure: no routing tiers for azure, so no candidate at all.
+    r = _cli(tmp_path, "cost", "--url", "https://res.openai.azure.com/openai/deployments/d/chat/completions",
+             "--response", "oa.json", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["provider"] == "azure" and out["baseline_model"] is None
+    assert out["baseline_note"] == ("no routing tier models for provider azure (set baseline_models in the settings "
+                                    "or pass --baseline)")
+
+
+def test_cost_on_vertex_ai_shows_the_registry_provider_and_the_catalogue_it_is_priced_from(tmp_path):
+    (tmp_path / "gem.json").write_text(GEM)
+    url = ("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/"
+           "models/gemini-2.5-flash:generateContent")
+    # gemini-2.5-flash: 1000 x 0.30 / 1e6 + 200 x 2.50 / 1e6 = 0.0003 + 0.0005 = 0.0008
+    r = _cli(tmp_path, "cost", "--url", url, "--response", "gem.json", "--brief")
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.splitlines()[0].split()
+    assert first[:2] == ["provider", "vertex_ai"] and "priced from catalogue: google" in r.stdout.splitlines()[0]
+    assert re.search(r"^total\s+0\.0008$", r.stdout, re.M), r.stdout
+    gurl = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+    r = _cli(tmp_path, "cost", "--url", gurl, "--response", "gem.json", "--provider", "Vertex AI", "--json")
+    out = json.loads(r.stdout)
+    assert (out["provider"], out["catalogue_provider"], out["cost_usd"]) == ("vertex_ai", "google", "0.0008")
+    # The plain Gemini API stays one name.
+    out = json.loads(_cli(tmp_path, "cost", "--url", gurl, "--response", "gem.json", "--json").stdout)
+    assert (out["provider"], out["catalogue_provider"]) == ("google", "google")
+    help_text = " ".join(_cli(tmp_path, "cost", "--help").stdout.replace("│", " ").split())
+    assert "registry names" in help_text and "(genai-prices id)" not in help_text
