@@ -350,6 +350,7 @@ def test_check_settings_errors_all_start_with_the_file(tmp_path):
         assert r.stderr.startswith(f"error: config file {name}: "), (name, r.stderr)
         assert needle in r.stderr and r.stderr.count("\n") == 1, (name, r.stderr)
 
+
 ANT = ('{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text",'
        '"text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1000,"output_tokens":200}}')
 GPT5_FLEX = ('{"id":"x","object":"chat.completion","model":"gpt-5","service_tier":"flex","choices":[{"index":0,'
