@@ -61,6 +61,19 @@ def _key(provider: str, real: dict[str, str]) -> str:
     return os.environ.get(KEY_ENV[provider], API_KEY) if provider in real else API_KEY
 
 
+def _streamed(dialect: str, raw: bytes) -> tuple[dict[str, str], int | str, int | str]:
+    """The in-band cost fields of a streamed answer and its input / output tokens, as its API's
+    stream reader counts them (``Dialect.read_stream``; "—" when the stream reports no usage).
+    Input counts cache reads and writes, as the non-streamed rows do."""
+    from nadir_extproc.dialects import DIALECTS
+
+    u = DIALECTS[dialect].read_stream(raw)[0].usage()
+    if u is None:
+        return parse_fields(raw), "—", "—"
+    return (parse_fields(raw), u.uncached_input_tokens + u.cache_read_tokens + u.cache_write_tokens + u.cache_write_1h_tokens,
+            u.output_tokens)
+
+
 def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str]):
     """One streamed SDK call with model="auto"; the cost fields come from the in-band comment."""
     if dialect == "anthropic_messages":
@@ -70,7 +83,8 @@ def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str])
         with c.messages.with_streaming_response.create(
             model="auto", max_tokens=256, stream=True, messages=[{"role": "user", "content": prompt}]
         ) as resp:
-            return {**resp.headers, **parse_fields(b"".join(resp.iter_bytes()))}, "—", "—"
+            fields, tin, tout = _streamed(dialect, b"".join(resp.iter_bytes()))
+            return {**resp.headers, **fields}, tin, tout
     import openai
 
     c = openai.OpenAI(base_url=f"{base_url}/v1", api_key=_key("openai", real), max_retries=0)
@@ -81,7 +95,8 @@ def _call_stream(dialect: str, prompt: str, base_url: str, real: dict[str, str])
             model="auto", stream=True, messages=[{"role": "user", "content": prompt}]
         )
     with cm as resp:
-        return {**resp.headers, **parse_fields(b"".join(resp.iter_bytes()))}, "—", "—"
+        fields, tin, tout = _streamed(dialect, b"".join(resp.iter_bytes()))
+        return {**resp.headers, **fields}, tin, tout
 
 
 def _why(e: Exception) -> str:

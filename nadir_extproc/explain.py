@@ -52,7 +52,6 @@ from urllib.parse import urlsplit
 
 from nadir_extproc import dialects
 from nadir_extproc.dialects import DIALECTS, Dialect
-from nadir_extproc.dialects.base import TERMINAL
 from nadir_extproc.providers import known
 from nadir_extproc.pricing import catalogue
 from nadir_extproc.pricing.context import unwrap_batch_result
@@ -133,21 +132,14 @@ def dialect_from_path(path: str) -> Dialect | None:
 
 
 def _read_stream(d: Dialect, raw: bytes, entry: known.Entry | None) -> Any:
-    """The dialect's stream accumulator after reading a raw SSE body (``usage()``, ``model``,
-    ``failed``, ``service_tier``, ``price_variant()``), or ``None`` when streams cannot be read.
+    """``(accumulator, terminal_seen)`` after reading a raw SSE body (``Dialect.read_stream``:
+    ``usage()``, ``model``, ``failed``, ``service_tier``, ``price_variant()``), or ``None`` when
+    streams cannot be read.
     The provider says where a chunk's usage sits (``Entry.usage_object``, Groq)."""
     try:
-        from nadir_extproc.sse import SSEParser
-
-        acc = d.stream_usage(False, usage_object=entry.usage_object if entry is not None else None)
-    except (ImportError, NotImplementedError, AttributeError):
+        return d.read_stream(raw, usage_object=entry.usage_object if entry is not None else None)
+    except (NotImplementedError, AttributeError):
         return None
-    parser = SSEParser(max_event_bytes=len(raw) + 1)
-    events, _ = parser.feed(raw + (b"" if raw.endswith((b"\n\n", b"\r\n\r\n")) else b"\n\n"))
-    terminal = False
-    for ev in events:
-        terminal = bool(acc.on_event(ev) & TERMINAL) or terminal
-    return acc, terminal
 
 
 def _usage_json(u: Usage | None) -> dict[str, int] | None:

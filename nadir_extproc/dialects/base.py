@@ -481,6 +481,20 @@ class Dialect:
         differ there; ignored by the others."""
         raise NotImplementedError
 
+    def read_stream(self, raw: bytes, usage_object: Callable[[dict[str, Any]], Any] | None = None) -> tuple[StreamUsage, bool]:
+        """A whole saved SSE body read at once: ``(accumulator, terminal_seen)``; the accumulator
+        has ``usage()``, ``model``, ``failed``, ``service_tier``, ``price_variant()``;
+        ``terminal_seen``: its ``stream_terminal`` event came (a stream without it was cut).
+        ``NotImplementedError`` where the API has no SSE stream reader."""
+        from nadir_extproc.sse import SSEParser
+
+        acc = self.stream_usage(False, usage_object=usage_object)
+        events, _ = SSEParser(max_event_bytes=len(raw) + 1).feed(raw + (b"" if raw.endswith((b"\n\n", b"\r\n\r\n")) else b"\n\n"))
+        terminal = False
+        for ev in events:
+            terminal = bool(acc.on_event(ev) & TERMINAL) or terminal
+        return acc, terminal
+
     def inject_stream_usage(self, raw: bytes, body: dict[str, Any]) -> bytes | None:
         """The request body changed so a streamed response reports usage, or ``None`` when the API
         needs no change (the default) or the client already asked for it."""
