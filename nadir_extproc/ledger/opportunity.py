@@ -37,7 +37,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from nadir_extproc.ledger.report import group_key
+from nadir_extproc.ledger.report import group_key, group_plan
 from nadir_extproc.ledger.schema import LedgerRow
 from nadir_extproc.pricing.money import format_usd
 
@@ -116,10 +116,7 @@ def from_store(store: Any, by: list[str], since: datetime | None = None, until: 
     ``build(store.rows(since, until), by)``. Raises ``ValueError`` for an unknown group."""
     from nadir_extproc.ledger import rollup as ru
 
-    for b in by:
-        group_key(b)
-    names = [m.name for m in ru.MEASURES]
-    pos, _ = ru.key_positions(by)
+    names, pos = group_plan(by)
 
     def opp(sums: list) -> Opportunity:
         d = dict(zip(names, sums))

@@ -117,6 +117,17 @@ def build(rows: Iterable[LedgerRow], by: list[str], top_n: int = 10) -> Report:
 SPEND_MEASURES = ("requests", "unpriced", "cost_usd", "saved_usd", "input_tokens", "output_tokens")
 
 
+def group_plan(by: list[str]) -> tuple[list[str], Any]:
+    """For a database-summed report grouped by ``by``: the measure names in
+    ``rollup.MEASURES`` order (the order of each group's sums) and the key positions
+    (``rollup.key_positions``). Raises ``ValueError`` for an unknown group."""
+    from nadir_extproc.ledger import rollup as ru
+
+    for b in by:
+        group_key(b)
+    return [m.name for m in ru.MEASURES], ru.key_positions(by)[0]
+
+
 def from_store(store: Any, by: list[str], since: datetime | None = None, until: datetime | None = None, top_n: int = 10) -> Report:
     """The report of ``[since, until)`` grouped by ``by``, aggregated by ``store`` (see module
     doc); equal to ``build(store.rows(since, until), by, top_n)``. Raises ``ValueError`` for an
@@ -124,10 +135,7 @@ def from_store(store: Any, by: list[str], since: datetime | None = None, until: 
     2^63 pico-USD (9.2 million USD in one group and day): ``report`` then falls back to ``build``."""
     from nadir_extproc.ledger import rollup as ru
 
-    for b in by:
-        group_key(b)
-    names = [m.name for m in ru.MEASURES]
-    pos, _ = ru.key_positions(by)
+    names, pos = group_plan(by)
 
     def totals(sums: list) -> Totals:
         d = dict(zip(names, sums))

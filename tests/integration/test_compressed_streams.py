@@ -92,12 +92,3 @@ def _ledger(state: Path) -> list[dict]:
         return [dict(r) for r in c.execute("SELECT * FROM nadir_requests ORDER BY ts")]
     finally:
         c.close()
-
-
-def _ledger(state: Path) -> list[dict]:
-    c = sqlite3.connect(state / "ledger" / "ledger.sqlite3")
-    c.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in c.execute("SELECT * FROM nadir_requests ORDER BY ts")]
-    finally:
-        c.close()
