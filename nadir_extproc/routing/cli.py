@@ -48,13 +48,15 @@ def eval_(
     seed: Optional[int] = typer.Option(None, help="Cross-validation seed (default: the shipped model's)."),
     bootstrap: int = typer.Option(500, help="Bootstrap resamples for the 95 % intervals."),
     chat: Path = typer.Option(Path("docs/router-eval/chat_prompts.jsonl"), help="Hand-labelled chat prompts (JSONL prompt/label/kind); skipped when absent."),
+    external: Optional[list[Path]] = typer.Option(None, "--external", "-x", help="External set to measure (repeatable): JSONL {\"prompt\", \"strong\", \"weak\"[, \"category\"]} per line, e.g. MT-bench questions with two models' judge scores; scored by the fixed scorers (shipped, onnx:PATH, rules, length, random) only, never trained on."),
 ) -> None:
-    """Cross-validated APGR, CPT(50 %) and CPT(80 %) per data set and per category, for any scorers; curves as a PNG."""
+    """Cross-validated APGR, CPT(50 %) and CPT(80 %) per data set and per category, for any scorers; external sets measured; curves as a PNG."""
     from nadir_extproc.routing.evaluate import run_eval
     from nadir_extproc.routing.onnx_router import ModelError
 
     try:
-        run_eval(data, out, tuple(scorer), seed, bootstrap, log=lambda m: typer.echo(m, err=True), chat_prompts=chat)
+        run_eval(data, out, tuple(scorer), seed, bootstrap, log=lambda m: typer.echo(m, err=True), chat_prompts=chat,
+                 external=tuple(external or ()))
     except (FileNotFoundError, ModelError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -18,7 +18,9 @@ Definitions (RouteLLM, Ong et al. 2024, "RouteLLM: Learning to Route LLMs with P
 training recipe cross-validated, the shipped model, the rule router, prompt length, random; or
 ``onnx:PATH``) on each labelled data set (MMLU, GSM8K, arena-bench-v1: ``data.load``) with
 bootstrap confidence intervals and per category, checks the shipped model on prompts outside the
-data (``dev_checks``) and writes a Markdown report, a JSON file and a PNG of the curves
+data (``dev_checks``), measures fixed scorers on external sets handed to it (``read_external``,
+``external_summary``: e.g. MT-bench-style questions with two models' judge scores; measured only,
+never trained or calibrated on) and writes a Markdown report, a JSON file and a PNG of the curves
 (matplotlib, from the ``train`` extra).
 
 Quality may be correctness (0/1) or a judge score (1-10, arena-bench-v1): PGR is defined the same way.
@@ -234,6 +236,75 @@ def bootstrap(groups: np.ndarray, scores: np.ndarray, strong_q: np.ndarray, weak
             for k, v in vals.items()}
 
 
+def read_external(path: Path) -> list[dict[str, Any]]:
+    """Rows of an external evaluation set: JSONL, one object per line with a string ``prompt`` (what
+    the router scores: the first user turn), numbers ``strong`` and ``weak`` (the quality of each
+    model's answer: correctness 0/1 or a judge score, e.g. the mean over an MT-bench question's two
+    turns) and optionally a string ``category``; other keys are kept. Blank lines are skipped.
+
+    Raises ``ValueError`` naming the line for a row without those fields, and when the file has no
+    row or the two models have the same total quality (PGR undefined)."""
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{path}:{n}: not JSON ({e})") from None
+        ok = isinstance(row, dict) and isinstance(row.get("prompt"), str) and all(
+            isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in ("strong", "weak"))
+        if not ok or not isinstance(row.get("category", ""), str):
+            raise ValueError(f"{path}:{n}: need a string 'prompt', numbers 'strong' and 'weak' (optional string 'category')")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    if sum(float(r["strong"]) for r in rows) == sum(float(r["weak"]) for r in rows):
+        raise ValueError(f"{path}: strong and weak have the same total quality: PGR is undefined")
+    return rows
+
+
+def external_summary(rows: list[dict[str, Any]], scores: dict[str, np.ndarray], n_boot: int, seed: int,
+                     thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Routing metrics of each scorer (name -> scores aligned with ``rows``) on an external set.
+
+    Returns ``{"rows", "quality_strong", "quality_weak", "scorers": {name: {"apgr", "cpt50",
+    "cpt80", "ci95"}}, "categories": {category: {"rows", "gap", "quality_strong", "quality_weak",
+    name: {"apgr", "cpt50", "cpt80", "mean_score", "share_ge_mid", "share_ge_strong"} | None}}}``.
+    ``ci95`` resamples single prompts (``bootstrap``, ``n_boot`` times, seeded; ``None`` for a
+    scorer whose scores are all equal). A category whose models have the same total quality has
+    ``None`` routing figures; rows without a category are in no category. The ``share_ge_*`` fields
+    (share of the category at or above ``thresholds[mid|strong]``) are given with ``thresholds``."""
+    so = np.array([float(r["strong"]) for r in rows])
+    wo = np.array([float(r["weak"]) for r in rows])
+    out: dict[str, Any] = {"rows": len(rows), "quality_strong": float(so.mean()), "quality_weak": float(wo.mean()),
+                           "scorers": {}, "categories": {}}
+    groups = np.array([str(i) for i in range(len(rows))])
+    for name, sc in scores.items():
+        sc = np.asarray(sc, dtype=np.float64)
+        c = routing_curve(sc, so, wo)
+        out["scorers"][name] = {"apgr": c.apgr(), "cpt50": c.cpt(0.5), "cpt80": c.cpt(0.8),
+                                "ci95": None if np.all(sc == sc[0]) else bootstrap(groups, sc, so, wo, n_boot, seed)}
+    cats = sorted({r["category"] for r in rows if r.get("category")})
+    for cat in cats:
+        idx = np.array([i for i, r in enumerate(rows) if r.get("category") == cat])
+        row: dict[str, Any] = {"rows": int(idx.size), "gap": float(so[idx].mean() - wo[idx].mean()),
+                               "quality_strong": float(so[idx].mean()), "quality_weak": float(wo[idx].mean())}
+        for name, sc in scores.items():
+            sc = np.asarray(sc, dtype=np.float64)[idx]
+            try:
+                c = routing_curve(sc, so[idx], wo[idx])
+                row[name] = {"apgr": c.apgr(), "cpt50": c.cpt(0.5), "cpt80": c.cpt(0.8), "mean_score": float(sc.mean())}
+            except ValueError:
+                row[name] = None
+                continue
+            if thresholds:
+                row[name]["share_ge_mid"] = float(np.mean(sc >= thresholds["mid"])) if "mid" in thresholds else None
+                row[name]["share_ge_strong"] = float(np.mean(sc >= thresholds["strong"])) if "strong" in thresholds else None
+        out["categories"][cat] = row
+    return out
+
+
 #: Display names of the evaluated data sets (``data.Example.source``).
 SET_NAMES = {
     "arena": "arena-bench-v1 (chat; GPT-4-1106 vs Mixtral judge scores)",
@@ -276,7 +347,7 @@ def dev_checks(score_many, policy: Any, data_dir: Path, chat_prompts: Path | Non
 
 def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_SCORERS, seed: int | None = None,
              n_boot: int = 500, log=print, chat_prompts: Path | None = None,
-             calibration: Path | None = None) -> dict[str, Any]:
+             calibration: Path | None = None, external: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Evaluate ``scorers`` on MMLU, GSM8K and arena-bench-v1 and write ``report.md``,
     ``metrics.json`` and ``routing_curve.png`` into ``out_dir``; returns the metrics.
 
@@ -285,8 +356,12 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     Per set: AUC, APGR, CPT(50 %), CPT(80 %) with bootstrap 95 % intervals (``bootstrap``, ``n_boot``
     resamples), and a per-category table. ``calibration`` (default ``model/calibration.json``): the
     thresholds' strong share and PGR per set for the ``cv`` scores. Checks on prompts outside the
-    data (``dev_checks``) use the shipped model. Raises ``FileNotFoundError`` when data is missing,
-    ``ValueError`` for an unknown scorer."""
+    data (``dev_checks``) use the shipped model. Each file of ``external`` (``read_external``) is
+    scored by the fixed scorers only (the cross-validated recipes score the data's own rows; to
+    measure a trained candidate on an external set, pass it as ``onnx:PATH``) and summarised by
+    ``external_summary`` under ``metrics["external"][file stem]``: a measurement, never an input to
+    training, thresholds or model choice. Raises ``FileNotFoundError`` when data is missing,
+    ``ValueError`` for an unknown scorer or a malformed external file."""
     from nadir_extproc.routing import train as tr
     from nadir_extproc.routing.data import CATEGORY_SOURCES, SOURCES, load_all
     from nadir_extproc.routing.policy import TierPolicy
@@ -391,6 +466,19 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     for name in ("shipped",) + tuple(n for n in scorers if n.startswith("onnx:")):
         if name in fixed:
             metrics.setdefault("checks", {})[name] = dev_checks(fixed[name][0], policy, data_dir, chat_prompts)
+    for path in external:
+        rows = read_external(path)
+        texts_x = [r["prompt"] for r in rows]
+        xs = {name: np.asarray(fixed[name][0](texts_x), dtype=np.float64) for name in scorers if name in fixed}
+        summary = external_summary(rows, xs, n_boot, seed, dict(policy.thresholds))
+        summary["file"] = path.name
+        summary["not_scored"] = [n for n in scorers if n not in fixed]
+        metrics.setdefault("external", {})[path.stem] = summary
+        so = np.array([float(r["strong"]) for r in rows])
+        wo = np.array([float(r["weak"]) for r in rows])
+        curves[f"{path.stem} (external, measured only)"] = {n: routing_curve(sc, so, wo) for n, sc in xs.items()}
+        log(f"external {path.stem}: " + ", ".join(f"{n} APGR {v['apgr']:.3f} CPT50 {v['cpt50']:.3f}"
+                                                 for n, v in summary["scorers"].items()))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(_report(metrics), encoding="utf-8")
@@ -457,6 +545,29 @@ def _report(m: dict[str, Any]) -> str:
                     else f"{r['auc_vs_writing_roleplay']:.3f}"
                 cells.append(f"{a} / {_pct(r['share_ge_strong'])}")
             L.append(f"| {cat} | {row['rows']} | {row['label']} | " + " | ".join(cells) + " |")
+    for xname, x in m.get("external", {}).items():
+        xn = [n for n in names if n in x["scorers"]]
+        L += ["", f"## External set `{x['file']}` (measured only: never trained, calibrated or tuned on)", "",
+              f"{x['rows']} prompts; quality strong-only / weak-only {x['quality_strong']:.3f} / {x['quality_weak']:.3f}. "
+              "Scored by the fixed scorers only" + (f" (not by {', '.join(x['not_scored'])}: those score the data's own rows)"
+                                                   if x["not_scored"] else "") + "; 95 % bootstrap intervals by prompt.", "",
+              "| scorer | APGR | CPT(50 %) | CPT(80 %) |", "|---|---:|---:|---:|"]
+        for n in xn:
+            v = x["scorers"][n]
+            ci = v["ci95"] or {}
+            L.append(f"| {n} | {v['apgr']:.3f}{_ci(ci.get('apgr'), False)} | {_pct(v['cpt50'])}{_ci(ci.get('cpt50'), True)} | "
+                     f"{_pct(v['cpt80'])}{_ci(ci.get('cpt80'), True)} |")
+        if x["categories"]:
+            L += ["", "Per category: APGR / CPT(50 %) (a category's own routing curve; `gap` = strong-only minus weak-only "
+                  "quality, the denominator of a category's PGR: with a gap near 0 the category's APGR is noise and can leave 0–1; "
+                  "`≥ strong` = share of the category at or above the default `strong` threshold).", "",
+                  "| category | rows | gap | " + " | ".join(xn) + " | ≥ strong (" + ", ".join(xn) + ") |",
+                  "|---|---:|---:|" + "---:|" * len(xn) + "---:|"]
+            for cat, row in x["categories"].items():
+                cells = [("—" if row[n] is None else f"{row[n]['apgr']:.3f} / {_pct(row[n]['cpt50'])}") for n in xn]
+                shares = ", ".join("—" if row[n] is None or row[n].get("share_ge_strong") is None else _pct(row[n]["share_ge_strong"])
+                                   for n in xn)
+                L.append(f"| {cat} | {row['rows']} | {row['gap']:.2f} | " + " | ".join(cells) + f" | {shares} |")
     if "calibration" in m:
         c = m["calibration"]
         L += ["", "## Thresholds", "",
@@ -494,9 +605,13 @@ def _plot(curves: dict[str, dict[str, Curve]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.4), dpi=100)
+    ncol = min(3, len(curves))
+    nrow = -(-len(curves) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 4.4 * nrow), dpi=100, squeeze=False)
+    for ax in axes.flat[len(curves):]:
+        ax.set_visible(False)
     styles = {"cv": "-", "cv-difficulty": (0, (3, 1)), "shipped": "-.", "rules": "--", "length": (0, (5, 1, 1, 1)), "random": ":"}
-    for ax, (name, cs) in zip(np.atleast_1d(axes), curves.items()):
+    for ax, (name, cs) in zip(axes.flat, curves.items()):
         for scorer, c in cs.items():
             ax.plot(100 * c.x, 100 * c.pgr, linestyle=styles.get(scorer, "-"), label=f"{scorer} (APGR {c.apgr():.3f})")
         ax.set_title(SET_NAMES.get(name, name), fontsize=9)

@@ -57,3 +57,65 @@ def test_summarise_at_threshold():
 def test_undefined_gap_raises():
     with pytest.raises(ValueError):
         routing_curve(np.array([0.1, 0.2]), np.array([1, 0]), np.array([1, 0]))
+
+
+def _external_rows():
+    # strong 9, 8, 10, 6; weak 7, 8, 6, 6 -> gains 2, 0, 4, 0 (total 6); two categories of two prompts.
+    return [{"prompt": "a", "strong": 9, "weak": 7, "category": "math"},
+            {"prompt": "b", "strong": 8, "weak": 8, "category": "math"},
+            {"prompt": "c", "strong": 10, "weak": 6, "category": "writing"},
+            {"prompt": "d", "strong": 6, "weak": 6, "category": "writing"}]
+
+
+def test_external_summary_by_hand():
+    from nadir_extproc.routing.evaluate import external_summary
+
+    rows = _external_rows()
+    scores = {"m": np.array([0.9, 0.2, 0.5, 0.1]), "random": np.zeros(4)}
+    out = external_summary(rows, scores, n_boot=20, seed=1, thresholds={"weak": 0.0, "mid": 0.3, "strong": 0.6})
+    assert out["rows"] == 4 and out["quality_strong"] == 8.25 and out["quality_weak"] == 6.75
+    m = out["scorers"]["m"]
+    # Order 0.9 (gain 2), 0.5 (4), 0.2 (0), 0.1 (0): PGR 0, 1/3, 1, 1, 1 at x = 0, .25, .5, .75, 1.
+    # APGR = .25*(1/3)/2 + .25*(1/3 + 1)/2 + .25 + .25 = 1/24 + 1/6 + 1/2 = 17/24.
+    assert m["apgr"] == pytest.approx(17 / 24)
+    # CPT(50 %): .25 + (.5 - 1/3) * .25 / (2/3) = .3125; CPT(80 %): .25 + (.8 - 1/3) * .375 = .425.
+    assert m["cpt50"] == pytest.approx(0.3125) and m["cpt80"] == pytest.approx(0.425)
+    assert m["ci95"] is not None and out["scorers"]["random"] == {"apgr": 0.5, "cpt50": 0.5, "cpt80": pytest.approx(0.8), "ci95": None}
+    math_, writing = out["categories"]["math"], out["categories"]["writing"]
+    # math: scores .9 (gain 2), .2 (0) -> PGR 0, 1, 1 at x 0, .5, 1 -> APGR .75, CPT(50 %) .25; gap 8.5 - 7.5.
+    assert math_["rows"] == 2 and math_["gap"] == 1.0
+    assert math_["m"]["apgr"] == 0.75 and math_["m"]["cpt50"] == 0.25
+    assert math_["m"]["share_ge_mid"] == 0.5 and math_["m"]["share_ge_strong"] == 0.5
+    # writing: .5 (gain 4), .1 (0); gap 8 - 6; .5 reaches mid (.3) not strong (.6).
+    assert writing["gap"] == 2.0 and writing["m"]["apgr"] == 0.75
+    assert writing["m"]["share_ge_mid"] == 0.5 and writing["m"]["share_ge_strong"] == 0.0
+
+
+def test_external_category_without_a_gap_has_no_routing_figures():
+    from nadir_extproc.routing.evaluate import external_summary
+
+    rows = _external_rows()
+    rows[2]["category"] = "other"  # writing is now only prompt d: strong 6, weak 6
+    out = external_summary(rows, {"m": np.array([0.9, 0.2, 0.5, 0.1])}, n_boot=5, seed=1)
+    assert out["categories"]["writing"]["m"] is None and out["categories"]["writing"]["gap"] == 0.0
+    assert "share_ge_mid" not in out["categories"]["math"]["m"]
+
+
+def test_read_external_validates_and_names_the_line(tmp_path):
+    from nadir_extproc.routing.evaluate import read_external
+
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"prompt": "a", "strong": 9, "weak": 7, "question_id": 81}\n\n{"prompt": "b", "strong": 8, "weak": 8.5}\n')
+    rows = read_external(p)
+    assert [r["prompt"] for r in rows] == ["a", "b"] and rows[0]["question_id"] == 81
+    for bad, line in (('{"prompt": "a", "strong": 9}\n', 1), ('{"prompt": "a", "strong": 9, "weak": 7}\n{"prompt": "b", "strong": true, "weak": 1}\n', 2),
+                      ('{"prompt": "a", "strong": 9, "weak": 7, "category": 3}\n', 1), ("[1]\n", 1), ("{nope\n", 1)):
+        p.write_text(bad)
+        with pytest.raises(ValueError, match=f"x.jsonl:{line}:"):
+            read_external(p)
+    p.write_text('{"prompt": "a", "strong": 9, "weak": 7}\n{"prompt": "b", "strong": 7, "weak": 9}\n')
+    with pytest.raises(ValueError, match="PGR is undefined"):
+        read_external(p)
+    p.write_text("\n")
+    with pytest.raises(ValueError, match="no rows"):
+        read_external(p)
