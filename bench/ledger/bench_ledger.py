@@ -308,10 +308,46 @@ def time_inprocess(store, by: list[str], since, until, runs: int = 3) -> float:
     return statistics.median(times)
 
 
-def writer_rate(store, gen: Gen, n: int, t1: float) -> dict:
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(store) -> tuple[float, float] | None:
+    """PostgreSQL: (CPU seconds of this connection's backend, of every server process: backends,
+    WAL writer, checkpointer, …) so far; ``None`` for SQLite (its work is in this process's CPU)."""
+    if store.kind != "postgres":
+        return None
+    backend = store.conn.info.backend_pid
+    data = store._query("SHOW data_directory")[0][0]
+    try:
+        master = int(Path(data, "postmaster.pid").read_text().split()[0])
+    except OSError:  # another user's files: the backend only
+        return _cpu_of(backend), float("nan")
+    total = _cpu_of(master)
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == master:
+                total += _cpu_of(int(d))
+    return _cpu_of(backend), total
+
+
+def writer_rate(store, gen: Gen, n: int, t1: float, batch: int | None = None, rows: list | None = None) -> dict:
+    """Rows/s of a ``LedgerWriter`` (rollups on) writing ``n`` generated rows of the hour before
+    ``t1`` into ``store`` as fast as it can: wall, this process's CPU (writer thread, SQLite's
+    engine and the submitting loop) and, on PostgreSQL, the server's CPU (``server_cpu``)."""
     from nadir_extproc.ledger.writer import LedgerWriter
 
-    rows = gen.ledger_rows(n, t1 - 3600, t1)  # the last hour: rollup rows of today get updated, as in service
+    if rows is None:
+        rows = gen.ledger_rows(n, t1 - 3600, t1)  # the last hour: rollup rows of today get updated, as in service
     class Keep:  # the writer closes its store on close(); keep ours open for the caller
         def __init__(self, s):
             self.s = s
@@ -324,18 +360,27 @@ def writer_rate(store, gen: Gen, n: int, t1: float) -> dict:
 
     from nadir_extproc.config import LedgerSettings
 
-    batch = LedgerSettings().batch_size  # the service's default
+    batch = batch or LedgerSettings().batch_size  # the service's default
     w = LedgerWriter(Keep(store), queue_size=n + 10, batch_size=batch, flush_interval_s=1.0)
+    srv0 = server_cpu(store)
+    load0 = os.getloadavg()[0]
     t, c = time.perf_counter(), time.process_time()
     for r in rows:
         w.submit(r)
     assert w.flush(None)
     dt, dc = time.perf_counter() - t, time.process_time() - c
+    srv1 = server_cpu(store)
     w.close()
     # CPU seconds of this process (writer thread + the submitting loop; the database server's
     # own CPU not included): what the rate would be with a core to itself, on a shared machine.
-    return {"rows": n, "seconds": round(dt, 2), "rows_per_s": round(n / dt), "cpu_s": round(dc, 2),
-            "rows_per_cpu_s": round(n / dc), "dropped": w.dropped, "failed": w.failed, "batch_size": batch}
+    out = {"rows": n, "seconds": round(dt, 2), "rows_per_s": round(n / dt), "cpu_s": round(dc, 2),
+           "rows_per_cpu_s": round(n / dc), "dropped": w.dropped, "failed": w.failed, "batch_size": batch,
+           "load_avg_1m": [round(load0, 1), round(os.getloadavg()[0], 1)]}
+    if srv0 and srv1:
+        out["server_backend_cpu_s"] = round(srv1[0] - srv0[0], 2)
+        out["server_cpu_s"] = round(srv1[1] - srv0[1], 2)
+        out["rows_per_total_cpu_s"] = round(n / (dc + out["server_cpu_s"]))
+    return out
 
 
 class Postgres:
@@ -531,12 +576,14 @@ def write_results(out: Path, results: list[dict], meta: dict) -> None:
     w = [r for r in results if "writer" in r]
     if w:
         lines += ["", f"## writer, rollups on (LedgerWriter, batch {w[0]['writer'].get('batch_size', 500)}, into the loaded ledger)", "",
-                  "| store | ledger rows | rows written | wall s | rows/s (wall) | writer CPU s | rows per CPU s | dropped | failed |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| store | ledger rows | rows written | wall s | rows/s (wall) | writer CPU s | rows per CPU s | "
+                  "PG backend CPU s | PG server CPU s (all processes) | rows per CPU s, writer + server | dropped | failed |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in w:
             x = r["writer"]
             lines.append(f"| {r['store']} | {r['rows']:,} | {x['rows']:,} | {x['seconds']} | {x['rows_per_s']:,} | {x.get('cpu_s', '-')} | "
-                         f"{x.get('rows_per_cpu_s', 0):,} | {x['dropped']} | {x['failed']} |")
+                         f"{x.get('rows_per_cpu_s', 0):,} | {x.get('server_backend_cpu_s', '-')} | {x.get('server_cpu_s', '-')} | "
+                         f"{x.get('rows_per_total_cpu_s', x.get('rows_per_cpu_s', 0)):,} | {x['dropped']} | {x['failed']} |")
     (out / f"ledger-{day}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -1,7 +1,7 @@
 """Daily and hourly rollups of the ledger, and exact aggregation in the database.
 
 Four rollup tables, maintained by the store in the same transaction as the raw rows
-(``Store.insert``, with the statements of ``add_sql``) and rebuildable from the raw rows
+(``Store.insert``: ``batch_sums`` then the statements of ``upsert_sql``) and rebuildable from the raw rows
 (``Store.rebuild_rollups``, ``nadir-extproc ledger rebuild-rollups``; ``rebuild_sql``):
 
 - ``nadir_rollup_daily``: one row per (UTC day, ``DIMS``): team, feature, env, key id, provider,
@@ -33,12 +33,13 @@ folded from days here (``time_key``), so both stores group identically.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import operator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from typing import Any
 
-from nadir_extproc.ledger.schema import TAG_COLUMNS, LedgerRow
+from nadir_extproc.ledger.schema import COLUMNS, TAG_COLUMNS, LedgerRow
 
 DAILY = "nadir_rollup_daily"
 DAILY_TAG = "nadir_rollup_daily_tag"
@@ -252,7 +253,7 @@ def _keys(table: str) -> list[str]:
     return [t, *DIMS] if table in (DAILY, HOURLY) else [t, "tag", "value"]
 
 
-#: Per-connection temporary tables holding one batch's hourly sums (``add_sql``).
+#: Per-connection temporary tables holding one batch's hourly sums (``batch_sums``, ``upsert_sql``).
 BATCH_H = "nadir_batch_hourly"
 BATCH_HT = "nadir_batch_hourly_tag"
 
@@ -265,24 +266,17 @@ def batch_tables_sql(kind: str) -> list[str]:
     return [f"CREATE TEMP TABLE IF NOT EXISTS {t} AS SELECT * FROM {src} WHERE 0" for t, src in ((BATCH_H, HOURLY), (BATCH_HT, HOURLY_TAG))]
 
 
-def add_sql(kind: str, src: str, where: str, src_from: str | None = None) -> list[str]:
-    """The writer's rollup maintenance, summed in the database (exact: NUMERIC / integer
-    pico-USD): the raw rows of ``src`` (a table with the raw table's columns) matching ``where``
-    are read once per kind of rollup — grouped by (hour, dimensions) into ``BATCH_H`` and by
-    (hour, tag, value) into ``BATCH_HT`` — and those few batch rows are added to the hourly
-    rollups and, summed by day, to the daily ones (INSERT … SELECT … ON CONFLICT DO UPDATE). The
-    rollup rows a batch touches are its distinct keys, whatever its size. ``src_from``: what the
-    FROM clause names instead of ``src`` (SQLite: ``nadir_requests NOT INDEXED``, so the planner
-    reads the batch by rowid and never walks an index on the hour expression across the table)."""
-    src_from = src_from or src
+def upsert_sql(kind: str) -> list[str]:
+    """The writer's rollup maintenance from one batch's hourly sums (already in ``BATCH_H`` and
+    ``BATCH_HT``, see ``batch_sums``): they are added to the hourly rollups and, summed by day, to
+    the daily ones (INSERT … SELECT … ON CONFLICT DO UPDATE; exact: NUMERIC / integer pico-USD).
+    The rollup rows a batch touches are its distinct keys, whatever its size. Then the batch
+    tables are emptied (PostgreSQL also empties them at commit)."""
     dl = dialect(kind)
     meas_cols = [c for c, _ in _measure_cols(dl)]
     mcols = ", ".join(meas_cols)
-    meas_sql = [dl.measure_sql(m) for m in MEASURES]
     sums = ", ".join(f"SUM({c})" for c in meas_cols)
-    dim_sql = [f"COALESCE({col}, '')" for col in DIMS.values()]
     sets = ", ".join(f"{c} = {{t}}.{c} + excluded.{c}" for c in meas_cols)
-    skip = ", ".join(f"'{t}'" for t in TAG_COLUMNS)
     groups = ", ".join(str(i) for i in range(1, 2 + len(DIMS)))
     dims = ", ".join(DIMS)
     pg = kind == "postgres"
@@ -291,13 +285,6 @@ def add_sql(kind: str, src: str, where: str, src_from: str | None = None) -> lis
     order = f" ORDER BY {groups}" if pg else ""
     order3 = " ORDER BY 1, 2, 3" if pg else ""
     return [
-        f"DELETE FROM {BATCH_H}",
-        f"DELETE FROM {BATCH_HT}",
-        f"INSERT INTO {BATCH_H} (hour, {dims}, {mcols}) SELECT {dl.hour}, {', '.join(dim_sql)}, {', '.join(meas_sql)} "
-        f"FROM {src_from} WHERE {where} GROUP BY {groups}",
-        f"INSERT INTO {BATCH_HT} (hour, tag, value, {mcols}) SELECT {dl.hour}, j.key, j.value, {', '.join(meas_sql)} "
-        f"FROM {src_from}, {dl.tag_rows.format(src=src)} "
-        f"WHERE ({where}) AND j.key NOT IN ({skip}) AND j.value IS NOT NULL AND j.value <> '' GROUP BY 1, 2, 3",
         f"INSERT INTO {HOURLY} (hour, {dims}, {mcols}) SELECT hour, {dims}, {mcols} FROM {BATCH_H} WHERE true{order} "
         f"ON CONFLICT (hour, {dims}) DO UPDATE SET {sets.format(t=HOURLY)}",
         f"INSERT INTO {DAILY} (day, {dims}, {mcols}) SELECT {dl.day_of_hour}, {dims}, {sums} FROM {BATCH_H} GROUP BY {groups}{order} "
@@ -306,7 +293,97 @@ def add_sql(kind: str, src: str, where: str, src_from: str | None = None) -> lis
         f"ON CONFLICT (hour, tag, value) DO UPDATE SET {sets.format(t=HOURLY_TAG)}",
         f"INSERT INTO {DAILY_TAG} (day, tag, value, {mcols}) SELECT {dl.day_of_hour}, tag, value, {sums} FROM {BATCH_HT} "
         f"GROUP BY 1, 2, 3{order3} ON CONFLICT (day, tag, value) DO UPDATE SET {sets.format(t=DAILY_TAG)}",
+        f"DELETE FROM {BATCH_H}",
+        f"DELETE FROM {BATCH_HT}",
     ]
+
+
+#: Decimal addition without rounding (the default context keeps 28 digits).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_BUILTIN_TAGS = frozenset(TAG_COLUMNS)
+_AT = {c: i for i, c in enumerate(COLUMNS)}
+_DIMS_OF = operator.itemgetter(*(_AT[c] for c in DIMS.values()))
+_TOKENS_AT = [_AT[c] for c in ("uncached_input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                               "output_tokens", "reasoning_tokens")]
+_SHADOW_AT = _AT["shadow_model"]
+
+
+def batch_sums(values: Sequence[Sequence[Any]], hours: Sequence[Any], tags: Sequence[dict[str, str]],
+               money_at: Sequence[int], hour_value: Callable[[Any], Any] | None = None) -> tuple[list[tuple], list[tuple]]:
+    """One batch's hourly sums, computed here from the rows the store is writing, with exactly
+    the semantics of the SQL that rebuilds them from the raw rows (``rebuild_sql``, ``MEASURES[].raw``).
+    Returns ``(main, tagged)``: rows of ``BATCH_H`` (hour, ``DIMS`` with ``''`` for a missing
+    value, ``MEASURES``) and of ``BATCH_HT`` (hour, tag name, tag value, ``MEASURES``; every tag
+    but the built-in ``schema.TAG_COLUMNS``, non-empty values only).
+
+    ``values``: each row's raw-table values in ``schema.COLUMNS`` order (as the store writes
+    them; more may follow); ``money_at``: the positions in them of the ``schema.MONEY`` amounts as
+    the store sums them (SQLite: the pico-USD integers of the ``_pusd`` columns, so the sums equal
+    a rebuild's, rounding included; PostgreSQL: the ``Decimal`` USD); ``hours``: each row's UTC
+    hour as a key (SQLite: the stored text ``2026-03-02T10``), turned into the stored hour by
+    ``hour_value`` once per group; ``tags``: each row's tags. Sums are exact (integers;
+    ``Decimal`` added without rounding)."""
+    groups: dict[tuple, list] = {}
+    tgroups: dict[tuple, list] = {}
+    builtin = _BUILTIN_TAGS
+    dims_of = _DIMS_OF
+    for v, h, t in zip(values, hours, tags):
+        k = (h, *dims_of(v))
+        g = groups.get(k)
+        if g is None:
+            groups[k] = [v]
+        else:
+            g.append(v)
+        if not t.keys() <= builtin:
+            for name, tv in t.items():
+                if name not in builtin and tv is not None and tv != "":
+                    tk = (h, name, tv if isinstance(tv, str) else str(tv))
+                    g = tgroups.get(tk)
+                    if g is None:
+                        tgroups[tk] = [v]
+                    else:
+                        g.append(v)
+    hv = hour_value or (lambda h: h)
+    with localcontext(_EXACT):
+        main = [(hv(k[0]), *[x or "" for x in k[1:]], *_measures(vs, money_at)) for k, vs in groups.items()]
+        tagged = [(hv(k[0]), k[1], k[2], *_measures(vs, money_at)) for k, vs in tgroups.items()]
+    return main, tagged
+
+
+def _measures(vs: list[Sequence[Any]], money_at: Sequence[int]) -> tuple:
+    """``MEASURES`` of the rows ``vs`` (see ``batch_sums``)."""
+    cols = list(zip(*vs))
+    n = len(vs)
+    cost, base, saved, shadow, opp = (cols[i] for i in money_at)
+    unc, cr, cw, cw1h, out, rsn = (sum(filter(None, cols[i])) for i in _TOKENS_AT)
+    if any(opp):
+        pos = [c for c, o in zip(cost, opp) if o is not None and o > 0]
+        down, down_cost = len(pos), sum(filter(None, pos))
+    else:
+        down, down_cost = 0, 0
+    return (
+        n,                                  # requests
+        sum(x is None for x in cost),       # unpriced (not cost.count(None): Decimal == None is slow)
+        sum(filter(None, cost)),
+        sum(filter(None, base)),
+        sum(filter(None, saved)),
+        unc + cr + cw + cw1h,               # input tokens
+        out,
+        cr,
+        cw + cw1h,                          # cache-write tokens (5 min + 1 h)
+        rsn,
+        n - cols[_SHADOW_AT].count(None),   # shadow requests
+        down,                               # downgradable requests (opportunity > 0)
+        down_cost,                          # their cost
+        sum(filter(None, shadow)),
+        sum(filter(None, opp)),
+    )
+
+
+assert [m.name for m in MEASURES] == ["requests", "unpriced", "cost_usd", "baseline_usd", "saved_usd", "input_tokens", "output_tokens",
+                                      "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "shadow_requests",
+                                      "downgradable_requests", "downgradable_cost_usd", "shadow_cost_usd", "opportunity_usd"]
+assert tuple(DIMS) == ("team", "feature", "env", "key_id", "provider", "model", "status", "unpriced_reason")  # batch_sums' key
 
 
 def rebuild_sql(kind: str, where: str, hour_where: str | None, src_from: str = "nadir_requests") -> list[str]:

@@ -84,6 +84,14 @@ def _utc(t: datetime) -> datetime:
 _FIELDS = operator.attrgetter(*ROW_FIELDS)
 _TS = ROW_FIELDS.index("ts")
 _MONEY_AT = [ROW_FIELDS.index(m) for m in MONEY]
+_MONEY_OF = operator.attrgetter(*MONEY)
+#: SQLite: where a row's pico-USD twins sit in the values it writes (after ``COLUMNS``).
+_PICO_AT = [len(COLUMNS) + i for i in range(len(MONEY))]
+
+
+def _pg_hour(h: int) -> datetime:
+    """The start of UTC hour number ``h`` (hours since the epoch) as PostgreSQL's hourly rollups key it."""
+    return datetime.fromtimestamp(h * 3600, _UTC)
 
 
 _TAGS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode  # = json.dumps(…, ensure_ascii=False, sort_keys=True)
@@ -163,8 +171,9 @@ class _SQLStore:
     # --- shared
     def insert(self, rows: Sequence[LedgerRow]) -> None:
         """Write ``rows`` and add them to the hourly and daily rollups, in one transaction (all or
-        none). The rollups are summed in the database from the rows just written
-        (``rollup.add_sql``): exact, and no per-row work in Python."""
+        none). The batch's hourly sums are computed from the rows in hand (``rollup.batch_sums``:
+        exact, the same semantics as a rebuild from raw rows) and added to the rollups by the
+        database (``rollup.upsert_sql``), so each row is written once and never read back."""
         if not rows:
             return
         with self._tx():
@@ -346,16 +355,25 @@ class _SQLStore:
         return n
 
 
-#: Schema v4 drops the raw table's (key_id, ts) and (tag_team, ts) indexes: every report reads
+#: Schema v4 dropped the raw table's (key_id, ts) and (tag_team, ts) indexes: every report reads
 #: raw rows by time only (whole days and hours come from the rollups; a grouping by key or team
 #: never scans raw rows by key), and the two cost the writer about a fifth of its time per row.
-_SQLITE_ADD = ru.add_sql("sqlite", TABLE, f"{TABLE}.rowid > ?", f"{TABLE} NOT INDEXED")
 #: SQLite, schema v4: the index ``top`` reads (replaces v2's ``nadir_requests_cost``).
 HOUR_COST = f"{TABLE}_hour_cost"
-#: PostgreSQL: a batch is COPied into this per-connection temporary table (emptied at commit),
-#: moved into the raw table and summed into the rollups from there, all inside the server.
-STAGE = "nadir_stage"
-_PG_ADD = ru.add_sql("postgres", STAGE, "true")
+_SQLITE_UPSERT = ru.upsert_sql("sqlite")
+_SQLITE_INSERT = (f"INSERT INTO {TABLE} ({', '.join([*COLUMNS, *PICO_COLUMNS])}) "
+                  f"VALUES ({', '.join('?' * (len(COLUMNS) + len(PICO_COLUMNS)))})")
+_MCOLS = [c for c, _ in ru.measure_columns("sqlite")]
+_SQLITE_BATCH_H = (f"INSERT INTO {ru.BATCH_H} (hour, {', '.join(ru.DIMS)}, {', '.join(_MCOLS)}) "
+                   f"VALUES ({', '.join('?' * (1 + len(ru.DIMS) + len(_MCOLS)))})")
+_SQLITE_BATCH_HT = (f"INSERT INTO {ru.BATCH_HT} (hour, tag, value, {', '.join(_MCOLS)}) "
+                    f"VALUES ({', '.join('?' * (3 + len(_MCOLS)))})")
+_PG_COPY = f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN"
+_PG_MCOLS = ", ".join(c for c, _ in ru.measure_columns("postgres"))
+_PG_COPY_H = f"COPY {ru.BATCH_H} (hour, {', '.join(ru.DIMS)}, {_PG_MCOLS}) FROM STDIN"
+_PG_COPY_HT = f"COPY {ru.BATCH_HT} (hour, tag, value, {_PG_MCOLS}) FROM STDIN"
+_PG_UPSERT = ru.upsert_sql("postgres")
+assert MONEY == ("cost_usd", "baseline_usd", "saved_usd", "shadow_cost_usd", "opportunity_usd")  # rollup.batch_sums' order
 
 
 class SQLiteStore(_SQLStore):
@@ -457,7 +475,7 @@ class SQLiteStore(_SQLStore):
         c = self.conn
         for stmt in ru.ddl_hourly(self.kind):
             c.execute(stmt)
-        for old in ("cost", "key_ts", "team_ts"):  # no query reads them now (see _SQLITE_ADD's note)
+        for old in ("cost", "key_ts", "team_ts"):  # no query reads them now (see HOUR_COST's note)
             c.execute(f"DROP INDEX IF EXISTS {TABLE}_{old}")
         c.execute(f"CREATE INDEX {HOUR_COST} ON {TABLE} (substr(ts, 1, 13), {ru.pico_name('cost_usd')} DESC, ts)")
 
@@ -494,29 +512,33 @@ class SQLiteStore(_SQLStore):
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {col} {t} NOT NULL DEFAULT 0")
 
     def _insert_raw(self, rows: Sequence[LedgerRow]) -> None:
-        cols = [*COLUMNS, *PICO_COLUMNS]
-        sql = f"INSERT INTO {TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         params = []
         inexact = 0
+        pico = ru.to_pico
         for r in rows:
             v = _row_values(r, True)
-            for m in MONEY:
-                n, ok = ru.to_pico(getattr(r, m))
-                inexact += not ok
-                v.append(n)
+            m = []
+            for x in _MONEY_OF(r):
+                if x is not None:
+                    x, ok = pico(x)
+                    inexact += not ok
+                m.append(x)
+            v += m
             params.append(v)
         if inexact:
             count("ledger_money_inexact", "amount finer than 1e-12 USD rounded in the integer column")
-        # In this BEGIN IMMEDIATE transaction nobody else writes: the new rows are those after
-        # the current last rowid (rowids grow), and the rollups are summed from exactly them.
+        c = self.conn
         if not self._batch_tables:
             for stmt in ru.batch_tables_sql(self.kind):
-                self.conn.execute(stmt)
+                c.execute(stmt)
             self._batch_tables = True
-        last = self.conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
-        self.conn.executemany(sql, params)
-        for stmt in _SQLITE_ADD:
-            self.conn.execute(stmt, (last,) if "?" in stmt else ())
+        c.executemany(_SQLITE_INSERT, params)
+        main, tagged = ru.batch_sums(params, [v[_TS][:13] for v in params], [r.tags for r in rows], _PICO_AT)
+        c.executemany(_SQLITE_BATCH_H, main)
+        if tagged:
+            c.executemany(_SQLITE_BATCH_HT, tagged)
+        for stmt in _SQLITE_UPSERT:
+            c.execute(stmt)
 
     def rows(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[LedgerRow]:
         w, args = self._range_where(since, until)
@@ -562,7 +584,7 @@ class PostgresStore(_SQLStore):
         self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         self._months: set[date] = set()
         self._legacy_until: date | None = None
-        self._stage_of: Any = None
+        self._batch_of: Any = None
 
     def __repr__(self) -> str:  # never show the DSN (it may hold a password)
         info = self.conn.info
@@ -599,7 +621,7 @@ class PostgresStore(_SQLStore):
     def _v4(self) -> None:
         for stmt in ru.ddl_hourly(self.kind):
             self.conn.execute(stmt)
-        for old in ("key_ts_p", "team_ts_p"):  # no query reads them now (see _SQLITE_ADD's note)
+        for old in ("key_ts_p", "team_ts_p"):  # no query reads them now (see HOUR_COST's note)
             self.conn.execute(f"DROP INDEX IF EXISTS {TABLE}_{old}")
 
     def _v2(self) -> None:
@@ -671,25 +693,34 @@ class PostgresStore(_SQLStore):
     def _insert_raw(self, rows: Sequence[LedgerRow]) -> None:
         self._ensure_partitions({_month(ru.day_of(r.ts)) for r in rows})
         c = self.conn
-        if self._stage_of is not c:
-            c.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {TABLE}) ON COMMIT DELETE ROWS")
+        if self._batch_of is not c:
             for stmt in ru.batch_tables_sql(self.kind):
                 c.execute(stmt)
-            self._stage_of = c
-        cols = ", ".join(COLUMNS)
-        with c.cursor() as cur:  # COPY: several times faster than INSERT per row
-            with cur.copy(f"COPY {STAGE} ({cols}) FROM STDIN") as cp:
+            self._batch_of = c
+        vals = []
+        with c.cursor() as cur:  # COPY straight into the (partitioned) raw table: once per row
+            with cur.copy(_PG_COPY) as cp:
                 for r in rows:
-                    cp.write_row(_row_values(r, False))
-        c.execute(f"INSERT INTO {TABLE} ({cols}) SELECT {cols} FROM {STAGE}")
-        for stmt in _PG_ADD:
+                    v = _row_values(r, False)
+                    vals.append(v)
+                    cp.write_row(v)
+            main, tagged = ru.batch_sums(vals, [int(v[_TS].timestamp()) // 3600 for v in vals], [r.tags for r in rows],
+                                         _MONEY_AT, _pg_hour)
+            with cur.copy(_PG_COPY_H) as cp:
+                for t in main:
+                    cp.write_row(t)
+            if tagged:
+                with cur.copy(_PG_COPY_HT) as cp:
+                    for t in tagged:
+                        cp.write_row(t)
+        for stmt in _PG_UPSERT:
             c.execute(stmt)
 
     def insert(self, rows: Sequence[LedgerRow]) -> None:
         try:
             super().insert(rows)
         except BaseException:
-            self._stage_of = None  # a rolled-back CREATE TEMP TABLE: create it again
+            self._batch_of = None  # a rolled-back CREATE TEMP TABLE: create it again
             self._months = set()  # a rolled-back partition may be in the cache: re-read next time
             with contextlib.suppress(Exception):
                 self._load_partitions()

@@ -183,3 +183,78 @@ def test_sqlite_money_twins_are_integer_pico_usd(tmp_path):
 def test_schema_is_version_4(store):
     assert store.schema_version() == LATEST == 4  # 3: shadow routing columns (issue 21); 4: hourly rollups
     assert store.migrate() == 4
+
+
+def _hourly(store, hour: datetime) -> dict:
+    """The hourly rollup rows of ``hour`` as {(team, key_id, model, status, reason): {measure: value}}."""
+    cols = [c for c, _ in ru.measure_columns(store.kind)]
+    got = {}
+    for rec in store._query(f"SELECT team, key_id, model, status, unpriced_reason, {', '.join(cols)} FROM {ru.HOURLY} "
+                            f"WHERE hour = {store.dl.ph}", [store._hour(hour)]):
+        vals = {m.name: (ru.from_pico(v) if store.kind == "sqlite" else v) if m.kind == "money" else v
+                for m, v in zip(ru.MEASURES, rec[5:])}
+        got[tuple(rec[:5])] = vals
+    return got
+
+
+def test_writer_batch_sums_by_hand(store):
+    """The writer computes each batch's hourly sums from the rows it writes (rollup.batch_sums);
+    values worked out by hand, every measure, then the same tables as a rebuild from raw rows."""
+    h = datetime(2026, 12, 31, 23, tzinfo=UTC)  # the batch spans two hours, two days, two ISO weeks' days
+    # > 28 significant digits on PostgreSQL (Decimal's default context would round the sum); SQLite: < 2^63 pico-USD
+    big, big_cost, big_shadow = ((D("1234567.000000000001"), D("1234567.000001000001"), D("1234567.000000400001"))
+                                 if store.kind == "sqlite" else (D("123456789012345678.000000000001"),
+                                                                 D("123456789012345678.000001000001"), D("123456789012345678.000000400001")))
+    rows = [
+        LedgerRow(ts=h + timedelta(minutes=1), request_id="a", provider="openai", served_model="m1", uncached_input_tokens=100,
+                  cache_read_tokens=20, cache_write_tokens=3, cache_write_1h_tokens=4, output_tokens=50, reasoning_tokens=7,
+                  cost_usd=D("0.000001"), baseline_usd=D("0.000003"), saved_usd=D("0.000002"), key_id="k1",
+                  shadow_model="small", shadow_cost_usd=D("0.0000004"), opportunity_usd=D("0.0000006"),
+                  tags={"team": "t1", "user": "u", "project": "p1"}),
+        LedgerRow(ts=h + timedelta(minutes=59, seconds=59, microseconds=999999), request_id="b", provider="openai",
+                  served_model="m1", output_tokens=5, cost_usd=big, saved_usd=D("-0.000000000001"), key_id="k1",
+                  shadow_model="small", shadow_cost_usd=big, opportunity_usd=D("0"),
+                  tags={"team": "t1", "project": "p1", "empty": ""}),
+        LedgerRow(ts=h + timedelta(minutes=30), request_id="c", provider="openai", served_model="m1", status="provider_error",
+                  unpriced_reason="provider_error", key_id="k1", tags={"team": "t1", "project": "p2"}),
+        LedgerRow(ts=h + timedelta(hours=1), request_id="d", provider="openai", served_model="m1", cost_usd=D("0.5"),
+                  opportunity_usd=D("-0.1"), key_id="k1", tags={"team": "t1"}),
+    ]
+    store.insert(rows[:2])
+    store.insert(rows[2:])  # a second batch adds to the rows the first created
+    got = _hourly(store, h)
+    assert set(got) == {("t1", "k1", "m1", "ok", ""), ("t1", "k1", "m1", "provider_error", "provider_error")}
+    ok = got[("t1", "k1", "m1", "ok", "")]
+    assert ok == {
+        "requests": 2, "unpriced": 0, "cost_usd": big_cost, "baseline_usd": D("0.000003"),
+        "saved_usd": D("0.000001999999"), "input_tokens": 127, "output_tokens": 55, "cache_read_tokens": 20,
+        "cache_write_tokens": 7, "reasoning_tokens": 7, "shadow_requests": 2, "downgradable_requests": 1,
+        "downgradable_cost_usd": D("0.000001"), "shadow_cost_usd": big_shadow, "opportunity_usd": D("0.0000006"),
+    }
+    err = got[("t1", "k1", "m1", "provider_error", "provider_error")]
+    assert (err["requests"], err["unpriced"], err["cost_usd"], err["input_tokens"]) == (1, 1, 0, 0)
+    nxt = _hourly(store, h + timedelta(hours=1))[("t1", "k1", "m1", "ok", "")]
+    assert (nxt["requests"], nxt["cost_usd"], nxt["downgradable_requests"], nxt["opportunity_usd"]) == (1, D("0.5"), 0, D("-0.1"))
+    # tags other than the built-in five, non-empty values only, per hour and per day
+    tag = {(t, v): (n, c) for t, v, n, c in store._query(
+        f"SELECT tag, value, requests, {store.dl.money('cost_usd')} FROM {ru.HOURLY_TAG} WHERE hour = {store.dl.ph}", [store._hour(h)])}
+    money = ru.from_pico if store.kind == "sqlite" else (lambda v: v)
+    assert {k: (n, money(c)) for k, (n, c) in tag.items()} == {("project", "p1"): (2, big_cost), ("project", "p2"): (1, 0)}
+    days = {str(d)[:10]: n for d, n in store._query(f"SELECT day, SUM(requests) FROM {ru.DAILY} GROUP BY day")}
+    assert days == {"2026-12-31": 3, "2027-01-01": 1}
+    kept = _rollup_tables(store)
+    assert store.rebuild_rollups() == 4
+    assert _rollup_tables(store) == kept
+
+
+def test_writer_batch_sums_round_like_the_integer_column_on_sqlite(tmp_path):
+    """SQLite sums the pico-USD twins: an amount finer than 1e-12 USD is rounded in the rollups
+    exactly as in the raw row's integer column (so a rebuild gives the same tables)."""
+    s = open_store(sqlite_dir=tmp_path)
+    s.insert([LedgerRow(ts=START, request_id="a", cost_usd=D("0.0000000000016"), opportunity_usd=D("0.0000000000004")),
+              LedgerRow(ts=START, request_id="b", cost_usd=D("0.0000000000025"))])
+    (cost, n_down), = s._query(f"SELECT cost_pusd, downgradable_requests FROM {ru.HOURLY}")
+    assert (cost, n_down) == (2 + 2, 0)  # 1.6 -> 2, 2.5 -> 2 (half-even); opportunity 0.4 -> 0: not downgradable
+    kept = _rollup_tables(s)
+    s.rebuild_rollups()
+    assert _rollup_tables(s) == kept
