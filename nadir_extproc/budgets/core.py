@@ -94,7 +94,10 @@ class Budgets:
             self.redis = RedisStore(self.redis_cfg)
         #: Whether Redis decides (False while it is unreachable).
         self.up = self.redis is not None
-        #: ``since (datetime) -> ledger rows``, set by ``ledger.attach``; seeds a cold Redis.
+        #: ``() -> ledger store`` (its own connection, closed after use), set by ``ledger.attach``:
+        #: seeds a cold Redis from the hourly rollups where exact (``seed_items``).
+        self.ledger_store: Callable[[], Any] | None = None
+        #: ``since (datetime) -> ledger rows``: seeds a cold Redis row by row when there is no ``ledger_store``.
         self.ledger_rows: Callable[[datetime], Iterable[Any]] | None = None
         self._backlog: deque[tuple[list[tuple[int, Any, str]], Decimal, float]] = deque(maxlen=BACKLOG_MAX)
         self._tasks: set[asyncio.Task] = set()
@@ -234,18 +237,28 @@ class Budgets:
 
     def seed_from_store(self, store: Any, now: float | None = None) -> int:
         """Load spend into the local totals from a ledger store (``ledger.store``), reading as few
-        raw rows as possible. A rule whose scope is a rollup dimension (``team``, ``feature``,
-        ``env``, ``key_id``) and whose time buckets are whole hours (``bucket_width`` a multiple
-        of 3600 s, e.g. a 30-day window: 12 h buckets) reads the hourly rollups for the whole
-        hours of its window, each hour's spend at the hour's start (every request of that hour
-        falls in the same bucket, so the totals equal a row-by-row seed exactly), and raw rows
-        only for the partial first hour. Other rules (``user``, ``session``, ``trace``, other
-        tags, or buckets that split an hour) read raw rows of their window, once for all of them.
-        ``now``: UNIX seconds (default: the clock). Returns the rollup rows and raw rows used."""
+        raw rows as possible (``seed_items``). ``now``: UNIX seconds (default: the clock).
+        Returns the rollup rows and raw rows used."""
+        items = self.seed_items(store, now)
+        for apps, usd, ts in items:
+            self.local.settle(apps, None, usd, ts)
+        return len(items)
+
+    def seed_items(self, store: Any, now: float | None = None) -> list[tuple[list[tuple[int, Any, str]], Decimal, float]]:
+        """The spend inside every rule's window, as ``(applicable rules, USD, UNIX seconds)`` items
+        (what ``MemoryStore.settle`` and ``RedisStore.settle_many`` take), from a ledger store. A
+        rule whose scope is a rollup dimension (``team``, ``feature``, ``env``, ``key_id``) and
+        whose time buckets are whole hours (``bucket_width`` a multiple of 3600 s, e.g. a 30-day
+        window: 12 h buckets) reads the hourly rollups for the whole hours of its window, each
+        hour's spend at the hour's start (every request of that hour falls in the same bucket, so
+        the totals equal a row-by-row seed exactly), and raw rows only for the partial first
+        hour. Other rules (``user``, ``session``, ``trace``, other tags, or buckets that split an
+        hour) read raw rows of their window, once for all of them. A store without hourly
+        rollups: raw rows for every rule."""
         from nadir_extproc.ledger.rollup import DIMS, ceil_hour
 
         now = self.clock() if now is None else now
-        n = 0
+        items: list[tuple[list[tuple[int, Any, str]], Decimal, float]] = []
         raw_rules: list[tuple[int, Any]] = []
         hourly = getattr(store, "hourly_spend", None)
         for i, rule in enumerate(self.rules):
@@ -256,25 +269,21 @@ class Budgets:
             edge = ceil_hour(since)
             for hour, value, usd in hourly(rule.scope, edge):
                 if usd and (rule.match is None or value == rule.match):
-                    self.local.settle([(i, rule, value)], None, usd, hour.timestamp())
-                    n += 1
-            n += self._seed_rules(store.rows(since=since, until=edge), [(i, rule)])
+                    items.append(([(i, rule, value)], usd, hour.timestamp()))
+            self._seed_rules(store.rows(since=since, until=edge), [(i, rule)], items)
         if raw_rules:
             since = datetime.fromtimestamp(now - max(r.window for _, r in raw_rules), timezone.utc)
-            n += self._seed_rules(store.rows(since=since), raw_rules)
-        return n
+            self._seed_rules(store.rows(since=since), raw_rules, items)
+        return items
 
-    def _seed_rules(self, rows: Iterable[Any], rules: list[tuple[int, Any]]) -> int:
-        n = 0
+    def _seed_rules(self, rows: Iterable[Any], rules: list[tuple[int, Any]], items: list) -> None:
         only = [r for _, r in rules]
         for r in rows:
             if r.cost_usd:
                 # applicable() over these rules only, keeping each rule's index among all rules
                 apps = [(rules[j][0], rule, v) for j, rule, v in applicable(only, _scopes_of_row(r))]
                 if apps:
-                    self.local.settle(apps, None, r.cost_usd, r.ts.timestamp())
-                n += 1
-        return n
+                    items.append((apps, r.cost_usd, r.ts.timestamp()))
 
     # ------------------------------------------------------------------ Redis life cycle
     async def start(self) -> None:
@@ -364,12 +373,19 @@ class Budgets:
 
     async def _seed_if_cold(self) -> bool:
         """When the Redis marker is missing, claim it; the claimer seeds the shared totals from the
-        ledger rows inside the longest window. Returns whether the store was cold."""
+        ledger: ``seed_items`` (hourly rollups where exact, raw rows otherwise) with a
+        ``ledger_store``, else the rows ``ledger_rows`` gives inside the longest window. Returns
+        whether the store was cold."""
         assert self.redis is not None
         if not await asyncio.wait_for(self.redis.is_cold(), max(self.timeout_s, 0.5)):
             return False
         if not await asyncio.wait_for(self.redis.claim_seeding(), max(self.timeout_s, 0.5)):
             return True  # another process seeds it
+        if self.ledger_store is not None:
+            items = await asyncio.to_thread(self._ledger_items)
+            await asyncio.wait_for(self.redis.settle_many(items, self.cfg.ttl_s), 60)
+            log.info("budgets: Redis was empty; seeded from %d ledger rollup and raw rows", len(items))
+            return True
         if self.ledger_rows is None:
             log.info("budgets: Redis was empty; no ledger to seed it from")
             return True
@@ -384,6 +400,15 @@ class Budgets:
         await asyncio.wait_for(self.redis.settle_many(items, self.cfg.ttl_s), 60)
         log.info("budgets: Redis was empty; seeded from %d ledger rows since %s", len(items), since.isoformat())
         return True
+
+    def _ledger_items(self) -> list[tuple[list[tuple[int, Any, str]], Decimal, float]]:
+        """``seed_items`` over a store opened by ``ledger_store`` (closed after)."""
+        assert self.ledger_store is not None
+        store = self.ledger_store()
+        try:
+            return self.seed_items(store)
+        finally:
+            store.close()
 
     # ------------------------------------------------------------------ inspection (tests, CLI)
     async def shared_totals(self, scopes: Mapping[str, str]) -> list[RuleState]:

@@ -51,14 +51,10 @@ def attach(settings: Any, ctx: Any) -> LedgerWriter | None:
         log.info("budgets: seeded from %d ledger rollup and raw rows since %s", n, since.isoformat())
         cfg = settings.ledger
 
-        def rows(since: datetime) -> list[Any]:  # seeds a cold shared (Redis) store; own connection
-            store = open_store(sqlite_dir=None if cfg.postgres_dsn else sqlite_dir(settings), postgres_dsn=cfg.postgres_dsn, migrate=False)
-            try:
-                return list(store.rows(since=since))
-            finally:
-                store.close()
+        def store() -> Any:  # seeds a cold shared (Redis) store from the rollups; its own connection
+            return open_store(sqlite_dir=None if cfg.postgres_dsn else sqlite_dir(settings), postgres_dsn=cfg.postgres_dsn, migrate=False)
 
-        budgets.ledger_rows = rows
+        budgets.ledger_store = store
     ctx.add_on_complete(writer.submit)
     log.info("ledger: %r", writer.store)
     return writer

@@ -290,3 +290,40 @@ async def test_a_burst_larger_than_the_connection_pool_waits_for_connections_not
     (st,) = await b.shared_totals(QA)
     assert st.reserved == D("0.01")  # 100 x 0.0001
     await b.aclose()
+
+
+async def test_cold_redis_is_seeded_from_the_hourly_rollups_of_the_ledger(redis_server, tmp_path):
+    """A cold shared store is seeded like the local totals at start-up (``Budgets.seed_items``):
+    a 30-day team rule (12 h buckets, whole hours) reads the ledger's hourly rollups and raw rows
+    only for the partial first hour of its window; values by hand."""
+    from datetime import timedelta
+
+    from nadir_extproc.ledger.store import open_store
+
+    now = datetime.now(timezone.utc)
+    ledger = tmp_path / "ledger"
+    s = open_store(sqlite_dir=ledger)
+    s.insert([
+        LedgerRow(ts=now - timedelta(days=2), request_id="a", tags={"team": "qa"}, cost_usd=D("0.001")),
+        LedgerRow(ts=now - timedelta(days=2, minutes=1), request_id="b", tags={"team": "qa"}, cost_usd=D("0.0002")),
+        LedgerRow(ts=now - timedelta(hours=1), request_id="c", tags={"team": "qa", "user": "u"}, cost_usd=D("0.00003")),
+        LedgerRow(ts=now - timedelta(hours=1), request_id="d", tags={"team": "ads"}, cost_usd=D("0.5")),
+        LedgerRow(ts=now - timedelta(days=31), request_id="e", tags={"team": "qa"}, cost_usd=D("7")),  # outside the window
+    ])
+    s.close()
+    raw_reads = []
+
+    def store():
+        st = open_store(sqlite_dir=ledger, migrate=False)
+        real = st.rows
+        st.rows = lambda since=None, until=None: raw_reads.append((since, until)) or real(since, until)
+        return st
+
+    b = Budgets([rule(window="month", limit_usd="1")], redis=redis_cfg(redis_server.url))
+    b.ledger_store = store
+    await b.start()
+    (st,) = await b.shared_totals(QA)
+    assert st.spent == D("0.00123")  # 0.001 + 0.0002 + 0.00003; not ads' 0.5, not the 31-day-old 7
+    ((since, until),) = raw_reads  # raw rows: only from the window's start to the next whole hour
+    assert until is not None and until - since < timedelta(hours=1) and until.minute == until.second == 0
+    await b.aclose()
