@@ -79,7 +79,10 @@ def apply_envoyfilter(bootstrap: dict[str, Any], envoyfilter: dict[str, Any]) ->
     - ``HTTP_FILTER`` / ``INSERT_BEFORE`` matched by listener ``portNumber`` + HCM ``subFilter``:
       insert ``value`` before that filter in every matching listener's HCM;
     - ``VIRTUAL_HOST`` / ``MERGE`` matched by ``routeConfiguration.vhost.name``: proto-merge ``value``
-      (maps merged key by key, lists appended, scalars replaced) into that virtual host.
+      (maps merged key by key, lists appended, scalars replaced) into that virtual host;
+    - ``NETWORK_FILTER`` / ``MERGE`` matched by listener ``portNumber`` + ``filterChain.filter.name``:
+      proto-merge ``value.typed_config`` into that filter's ``typed_config`` (the ``@type`` must be
+      the filter's own, as istiod requires for a merge).
 
     Raises ``AssertionError`` when a patch matches nothing (istiod would silently skip it, which is
     exactly the bug we want to catch) or uses an operation not covered here."""
@@ -113,6 +116,19 @@ def apply_envoyfilter(bootstrap: dict[str, Any], envoyfilter: dict[str, Any]) ->
                             if vh["name"] == name:
                                 _merge(vh, value)
                                 applied += 1
+        elif patch["applyTo"] == "NETWORK_FILTER" and op == "MERGE":
+            lmatch = match["listener"]
+            for listener in cfg["static_resources"]["listeners"]:
+                if listener["address"]["socket_address"]["port_value"] != lmatch["portNumber"]:
+                    continue
+                for chain in listener["filter_chains"]:
+                    for f in chain["filters"]:
+                        if f["name"] != lmatch["filterChain"]["filter"]["name"]:
+                            continue
+                        tc = value["typed_config"]
+                        assert tc["@type"] == f["typed_config"]["@type"], tc["@type"]
+                        _merge(f["typed_config"], {k: v for k, v in tc.items() if k != "@type"})
+                        applied += 1
         else:
             raise AssertionError(f"patch {patch['applyTo']}/{op} not covered by apply_envoyfilter")
         assert applied, f"EnvoyFilter patch matched nothing: {json.dumps(patch)[:300]}"
@@ -193,6 +209,22 @@ def eg_http_filters(policy: dict[str, Any], proxy: dict[str, Any] | None) -> lis
         at = anchors[0] if "before" in pos else anchors[-1] + 1
         names = rest[:at] + moving + rest[at:]
     return names
+
+
+def eg_early_header_mutation(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """The HCM ``early_header_mutation_extensions`` Envoy Gateway builds for a ClientTrafficPolicy's
+    ``headers.earlyRequestHeaders`` (its API: "early request header modification, before envoy
+    performs routing, tracing and built-in header manipulation"): Envoy's
+    ``envoy.http.early_header_mutation.header_mutation`` with one ``remove`` per name. Only
+    ``remove`` is covered (what our overlay uses); documented equivalent, Envoy Gateway is not
+    installable here."""
+    early = policy["spec"].get("headers", {}).get("earlyRequestHeaders", {})
+    assert set(early) <= {"remove"}, f"earlyRequestHeaders {sorted(early)} not covered by eg_early_header_mutation"
+    if not early.get("remove"):
+        return []
+    return [{"name": "envoy.http.early_header_mutation.header_mutation",
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                              "mutations": [{"remove": h} for h in early["remove"]]}}]
 
 
 # ----------------------------------------------------------------------------- Grafana dashboards

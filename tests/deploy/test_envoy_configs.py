@@ -18,7 +18,8 @@ import yaml
 
 from nadir_extproc.stack import envoy_binary, free_port
 from tests.deploy.conftest import start_envoy, stop_process
-from tests.deploy.k8s_tools import BUILDS, REPO, apply_envoyfilter, diff_paths, eg_http_filters, find, kustomize, one, point_cluster_at
+from tests.deploy.k8s_tools import (BUILDS, REPO, apply_envoyfilter, diff_paths, eg_early_header_mutation, eg_http_filters, find, kustomize,
+                                    one, point_cluster_at)
 from tests.integration.conftest import raw_post
 
 KEY = "sk-test-not-a-real-key"
@@ -230,6 +231,12 @@ def test_istio_patch_fails_closed_for_auto_when_the_extproc_is_down(upstreams, t
         status, headers, _ = raw_post(url, auto, {"host": "internal-service.example", "authorization": f"Bearer {KEY}"})
         assert status != 503 and "x-nadir-error" not in headers
         assert _models_seen(upstreams)[-2:] == ["gpt-4o-mini", "auto"]
+        # A client's own x-nadir-provider (the header the guard reads as "the ext_proc answered")
+        # was removed before the filters ran: still the 503, the provider not called.
+        before = len(_models_seen(upstreams))
+        status, headers, _ = raw_post(url, auto, {"host": "api.openai.com", "authorization": f"Bearer {KEY}", "x-nadir-provider": "openai"})
+        assert status == 503 and headers["x-nadir-error"] == "extproc_unavailable"
+        assert len(_models_seen(upstreams)) == before
     finally:
         stop_process(envoy)
 
@@ -265,15 +272,17 @@ def test_overlays_carry_the_fail_closed_guard_of_envoy_yaml():
         assert [n.split("/")[0] for n in eg_http_filters(policy, None)][:2] == ["envoy.filters.http.lua", "envoy.filters.http.ext_proc"]
 
 
-def _start_eg(upstreams, tmp_path: Path, extproc_port: int, with_filter_order: bool) -> tuple[subprocess.Popen, str]:
+def _start_eg(upstreams, tmp_path: Path, extproc_port: int, with_filter_order: bool) -> tuple[subprocess.Popen, str, int]:
     """What the Gateway's Envoy runs for the envoy-gateway overlay, as far as these filters go:
     envoy/gateway.yaml (the Gateway-equivalent config: its ext_proc filter is the policy's extProc
     entry, checked in test_manifests) with its HTTP filters replaced by Envoy Gateway's translation
     of the overlay's EnvoyExtensionPolicy -- the ext_proc filter, the policy's Lua as written, in
-    the order Envoy Gateway sorts them (with or without the EnvoyProxy's filterOrder). Addresses
-    point at loopback (the ext_proc at ``extproc_port``, plain TCP); (process, chat URL)."""
+    the order Envoy Gateway sorts them (with or without the EnvoyProxy's filterOrder) -- and its
+    early header mutation by the translation of the overlay's ClientTrafficPolicy. Addresses
+    point at loopback (the ext_proc at ``extproc_port``, plain TCP); (process, chat URL, admin port)."""
     docs = kustomize("overlays/envoy-gateway")
     policy = one(docs, "EnvoyExtensionPolicy", "nadir-extproc")
+    early = eg_early_header_mutation(one(docs, "ClientTrafficPolicy", "llm-gateway-buffer"))
     names = eg_http_filters(policy, one(docs, "EnvoyProxy", "llm-gateway") if with_filter_order else None)
     cfg = yaml.safe_load((REPO / "envoy" / "gateway.yaml").read_text())
     listen, admin = free_port(), free_port()
@@ -282,6 +291,9 @@ def _start_eg(upstreams, tmp_path: Path, extproc_port: int, with_filter_order: b
         lst["address"]["socket_address"].update(address="127.0.0.1", port_value=listen if lst["name"] == "llm_gateway" else free_port())
         if lst["name"] == "llm_gateway":
             hcm = lst["filter_chains"][0]["filters"][0]["typed_config"]
+            hcm.pop("early_header_mutation_extensions", None)  # the overlay's own, translated, instead
+            if early:
+                hcm["early_header_mutation_extensions"] = early
             shipped = {h["name"]: h for h in hcm["http_filters"]}
             lua = {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
                    "default_source_code": {"inline_string": policy["spec"]["lua"][0]["inline"]}}
@@ -300,7 +312,7 @@ def _start_eg(upstreams, tmp_path: Path, extproc_port: int, with_filter_order: b
             point_cluster_at(c, "127.0.0.1", upstreams.emulator_port if c["name"] != "otel_collector" else free_port())
     path = tmp_path / f"eg-{extproc_port}-{with_filter_order}.json"
     path.write_text(json.dumps(cfg))
-    return start_envoy(path, tmp_path / f"envoy-{extproc_port}.log", admin), f"http://127.0.0.1:{listen}/v1/chat/completions"
+    return start_envoy(path, tmp_path / f"envoy-{extproc_port}.log", admin), f"http://127.0.0.1:{listen}/v1/chat/completions", admin
 
 
 def test_envoy_gateway_policy_fails_closed_for_auto_only_in_filter_order(upstreams, tmp_path):
@@ -310,14 +322,14 @@ def test_envoy_gateway_policy_fails_closed_for_auto_only_in_filter_order(upstrea
     auto = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
     explicit = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
     hdrs = {"authorization": f"Bearer {KEY}", "x-nadir-tier": "weak"}
-    envoy, url = _start_eg(upstreams, tmp_path, upstreams.extproc_port, with_filter_order=True)
+    envoy, url, _ = _start_eg(upstreams, tmp_path, upstreams.extproc_port, with_filter_order=True)
     try:
         status, headers, _ = raw_post(url, auto, hdrs)
         assert status == 200 and headers["x-nadir-routed-to"].startswith("gpt-4o-mini")
         assert _models_seen(upstreams)[-1] == "gpt-4o-mini"
     finally:
         stop_process(envoy)
-    envoy, url = _start_eg(upstreams, tmp_path, free_port(), with_filter_order=True)  # nothing listens there
+    envoy, url, _ = _start_eg(upstreams, tmp_path, free_port(), with_filter_order=True)  # nothing listens there
     try:
         before = len(_models_seen(upstreams))
         status, headers, body = raw_post(url, auto, hdrs)
@@ -328,12 +340,101 @@ def test_envoy_gateway_policy_fails_closed_for_auto_only_in_filter_order(upstrea
         assert status == 200 and "x-nadir-cost-usd" not in headers and _models_seen(upstreams)[-1] == "gpt-4o-mini"
     finally:
         stop_process(envoy)
-    envoy, url = _start_eg(upstreams, tmp_path, upstreams.extproc_port, with_filter_order=False)
+    envoy, url, _ = _start_eg(upstreams, tmp_path, upstreams.extproc_port, with_filter_order=False)
     try:
         status, _, body = raw_post(url, auto, hdrs)
         # (the guard's reply then crosses the ext_proc's response phase, which strips x-nadir-*
         # headers it did not set: the body names the cause)
         assert status == 503 and json.loads(body)["error"]["code"] == "nadir_extproc_unavailable"
+    finally:
+        stop_process(envoy)
+
+
+# --- a client's x-nadir-provider never routes ------------------------------------------------------
+# The header is the ext_proc's (set with clear_route_cache; the fail-closed guard reads it as "the
+# ext_proc answered"). Every config we ship removes a client's copy before route selection and
+# before any filter (Envoy's early header mutation); tests/security/test_provider_header.py proves
+# it through envoy/envoy.yaml, the tests below through the other configs that carry traffic.
+_EARLY = [{"name": "envoy.http.early_header_mutation.header_mutation",
+           "typed_config": {"@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                            "mutations": [{"remove": "x-nadir-provider"}]}}]
+
+
+def _ext_proc_hcms(cfg: dict) -> list[dict]:
+    """The connection managers of ``cfg`` that run the ext_proc filter."""
+    return [f["typed_config"] for lst in cfg["static_resources"]["listeners"] for ch in lst["filter_chains"] for f in ch["filters"]
+            if any(h["name"].startswith("envoy.filters.http.ext_proc") for h in f["typed_config"].get("http_filters", []))]
+
+
+def test_every_shipped_config_removes_a_client_provider_header_before_routing():
+    for f in ("envoy.yaml", "sidecar.yaml", "sidecar-tcp.yaml", "gateway.yaml"):
+        hcms = _ext_proc_hcms(yaml.safe_load((REPO / "envoy" / f).read_text()))
+        assert hcms and all(h.get("early_header_mutation_extensions") == _EARLY for h in hcms), f
+    hcms = _ext_proc_hcms(_istio_config())
+    assert hcms and all(h.get("early_header_mutation_extensions") == _EARLY for h in hcms)
+    for build in ("overlays/envoy-gateway", "overlays/envoy-gateway-sidecar"):
+        docs = kustomize(build)
+        ctps = find(docs, "ClientTrafficPolicy")
+        assert [c["spec"]["targetRefs"] for c in ctps] == [[{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "llm-gateway"}]]
+        assert eg_early_header_mutation(ctps[0]) == _EARLY, build
+
+
+def _cluster_requests(admin: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=upstream_rq_total", timeout=5) as r:
+        rows = dict(ln.split(": ", 1) for ln in r.read().decode().splitlines() if ": " in ln)
+    return {c: int(rows.get(f"cluster.{c}.upstream_rq_total", "0")) for c in ("openai", "anthropic")}
+
+
+def _served_by(admin: int, send) -> tuple[tuple[int, dict[str, str], bytes], dict[str, int]]:
+    """``send()``'s answer and which provider clusters served it (Envoy's counter deltas)."""
+    before = _cluster_requests(admin)
+    out = send()
+    after = _cluster_requests(admin)
+    return out, {c: after[c] - before[c] for c in after if after[c] != before[c]}
+
+
+_AUTO = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
+_EXPLICIT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def test_sidecar_config_a_client_provider_header_neither_routes_nor_passes_the_guard(upstreams, tmp_path):
+    """envoy/sidecar.yaml with the ext_proc down (its socket path leads nowhere)."""
+    listen, admin, health, collector = free_port(), free_port(), free_port(), free_port()
+    cfg = _sidecar_on_loopback(upstreams, listen, admin, health, collector)
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] == "nadir_extproc":
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]["path"] = str(tmp_path / "none.sock")
+    path = tmp_path / "sidecar-down.json"
+    path.write_text(json.dumps(cfg))
+    envoy = start_envoy(path, tmp_path / "envoy.log", admin)
+    try:
+        url = f"http://127.0.0.1:{listen}/v1/chat/completions"
+        (status, h, _), used = _served_by(admin, lambda: raw_post(url, _AUTO, {"authorization": f"Bearer {KEY}", "x-nadir-provider": "openai"}))
+        assert status == 503 and h["x-nadir-error"] == "extproc_unavailable" and used == {}
+        (status, h, _), used = _served_by(admin, lambda: raw_post(url, _EXPLICIT, {"authorization": f"Bearer {KEY}", "x-nadir-provider": "anthropic"}))
+        assert status == 200 and used == {"openai": 1} and "x-nadir-cost-usd" not in h
+    finally:
+        stop_process(envoy)
+
+
+def test_envoy_gateway_a_client_provider_header_neither_routes_nor_passes_the_guard(upstreams, tmp_path):
+    """The envoy-gateway overlay (its ClientTrafficPolicy's early header removal, translated):
+    ext_proc down, a client's header neither lets ``auto`` past the guard nor picks the cluster;
+    ext_proc up, its own header routes ``auto`` (200, rewritten) past the guard."""
+    hdrs = {"authorization": f"Bearer {KEY}"}
+    envoy, url, admin = _start_eg(upstreams, tmp_path, free_port(), with_filter_order=True)  # nothing listens there
+    try:
+        (status, h, _), used = _served_by(admin, lambda: raw_post(url, _AUTO, {**hdrs, "x-nadir-provider": "openai"}))
+        assert status == 503 and h["x-nadir-error"] == "extproc_unavailable" and used == {}
+        (status, _, _), used = _served_by(admin, lambda: raw_post(url, _EXPLICIT, {**hdrs, "x-nadir-provider": "anthropic"}))
+        assert status == 200 and used == {"openai": 1}
+    finally:
+        stop_process(envoy)
+    envoy, url, admin = _start_eg(upstreams, tmp_path, upstreams.extproc_port, with_filter_order=True)
+    try:
+        (status, h, _), used = _served_by(admin, lambda: raw_post(url, _AUTO, {**hdrs, "x-nadir-tier": "weak", "x-nadir-provider": "anthropic"}))
+        assert status == 200 and used == {"openai": 1} and h["x-nadir-routed-to"].startswith("gpt-4o-mini")
+        assert _models_seen(upstreams)[-1] == "gpt-4o-mini"
     finally:
         stop_process(envoy)
 
