@@ -415,3 +415,14 @@ def test_cost_on_vertex_ai_shows_the_registry_provider_and_the_catalogue_it_is_p
     assert (out["provider"], out["catalogue_provider"]) == ("google", "google")
     help_text = " ".join(_cli(tmp_path, "cost", "--help").stdout.replace("│", " ").split())
     assert "registry names" in help_text and "(genai-prices id)" not in help_text
+
+
+def test_router_train_and_eval_with_a_missing_data_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "prompts.jsonl").write_text("{}\n", encoding="utf-8")
+    for cmd in ("train", "eval"):
+        r = _cli(tmp_path, "router", cmd, "--data", "missing", "--out", str(tmp_path / "out"))
+        assert r.returncode == 2, (cmd, r.stderr)
+        assert r.stderr == f"error: --data missing: no such folder (looked in {tmp_path})\n", (cmd, r.stderr)
+        r = _cli(tmp_path, "router", cmd, "--data", str(tmp_path / "prompts.jsonl"))
+        assert r.returncode == 2 and r.stderr == f"error: --data {tmp_path / 'prompts.jsonl'}: is a file, not a folder\n", (cmd, r.stderr)
+    assert not (tmp_path / "out").exists()  # nothing left behind

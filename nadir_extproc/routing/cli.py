@@ -30,12 +30,17 @@ def train(
     label: str = typer.Option("gap", help="Label rule: gap (the strong side wins) or difficulty (the weak side fails)."),
 ) -> None:
     """Train the router (needs the 'train' extra: wordllama, scikit-learn, onnx) and write the ONNX model."""
+    from nadir_extproc.cliutil import folder_or_exit, missing_in_folder_exit
+
+    folder_or_exit(data, "--data")  # before the train extra is imported: a typo is a usage error either way
     from nadir_extproc.routing.train import train as run
 
     try:
         run(data, out, seed, log=lambda m: typer.echo(m, err=True), calibrate_target={"mid": target_mid, "strong": target_strong},
             label=label)
-    except (FileNotFoundError, ValueError) as e:
+    except FileNotFoundError as e:
+        missing_in_folder_exit(e, data, "--data")
+    except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
@@ -51,13 +56,21 @@ def eval_(
     external: Optional[list[Path]] = typer.Option(None, "--external", "-x", help="External set to measure (repeatable): JSONL {\"prompt\", \"strong\", \"weak\"[, \"category\"]} per line, e.g. MT-bench questions with two models' judge scores; scored by the fixed scorers (shipped, onnx:PATH, rules, length, random) only, never trained on."),
 ) -> None:
     """Cross-validated APGR, CPT(50 %) and CPT(80 %) per data set and per category, for any scorers; external sets measured; curves as a PNG."""
+    from nadir_extproc.cliutil import folder_or_exit, missing_in_folder_exit
+
+    folder_or_exit(data, "--data")
     from nadir_extproc.routing.evaluate import run_eval
     from nadir_extproc.routing.onnx_router import ModelError
 
     try:
         run_eval(data, out, tuple(scorer), seed, bootstrap, log=lambda m: typer.echo(m, err=True), chat_prompts=chat,
                  external=tuple(external or ()))
-    except (FileNotFoundError, ModelError, ValueError) as e:
+    except FileNotFoundError as e:
+        if e.filename is None:  # a scorer's model file named without errno details: its own message
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        missing_in_folder_exit(e, data, "--data")
+    except (ModelError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
