@@ -132,6 +132,11 @@ def check(
     except (ConfigError, ListenerError) as e:
         typer.echo(f"error: {settings_error(str(e), path)}", err=True)
         raise typer.Exit(CHECK_INVALID) from None
+    from nadir_extproc.routing.policy import stray_tiers
+
+    for prov, tier, _ in stray_tiers(settings.policy()):  # typos of a declared tier failed above
+        typer.echo(f"warning: tiers.{prov}.{tier}: tier {tier!r} is in no threshold or order, so the router never "
+                   f"picks it; only a request pinned with x-nadir-tier: {tier} reaches it", err=True)
     where = config or os.environ.get("NADIR_CONFIG") or "defaults (no file)"
     typer.echo(f"ok: {where}")
 

@@ -598,7 +598,10 @@ def check_models(settings: Settings) -> None:
     Raises ``ConfigError`` naming every bad key, each with the closest catalogue names
     (``difflib``), e.g. ``tiers.openai.weak: no model 'gpt-4o-mni' for provider openai (closest:
     gpt-4o-mini, ...)``. A provider key the registry knows (``vertex_ai``, ``azure``, ``gemini``)
-    is looked up under its catalogue id.
+    is looked up under its catalogue id. A tier name that is a likely typo of a declared tier
+    (``routing.policy.stray_tiers``: ``midd`` next to ``weak``/``strong``, tiers declared by the
+    policy's ``order`` and ``thresholds``) is an error too, naming the closest tier; an undeclared
+    name unlike any declared one is a pin-only tier (``check`` warns about it, exit 0).
     """
     import difflib
 
@@ -619,12 +622,17 @@ def check_models(settings: Settings) -> None:
         policy = settings.policy()  # the router_policy file's tiers too, where settings do not set them
     except ValueError as e:
         raise ConfigError(f"router_policy: {e}") from None
+    from nadir_extproc.routing.policy import stray_tiers
+
+    declared = ", ".join(dict.fromkeys([*policy.order, *policy.thresholds]))
+    problems = [f"tiers.{prov}.{tier}: unknown tier (did you mean {close}?); tiers are {declared} "
+                "(a tier of your own needs its name in a router_policy file's order or thresholds)"
+                for prov, tier, close in stray_tiers(policy) if close is not None]
     named: list[tuple[str, str, str]] = []  # (key, provider, model)
     for prov, tiers in policy.tiers.items():
         named += [(f"tiers.{prov}.{tier}", prov, m) for tier, m in tiers.items()]
     named += [(f"default_models.{prov}", prov, m) for prov, m in policy.default_models.items()]
     named += [(f"baseline_models.{prov}", prov, m) for prov, m in settings.baseline_models.items()]
-    problems = []
     for key, prov, model in named:
         entry = known.get(prov)
         pid = entry.catalogue_id if entry is not None else catalogue.PROVIDER_IDS.get(prov.strip().lower(), prov.strip().lower())

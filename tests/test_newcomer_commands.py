@@ -426,3 +426,27 @@ def test_router_train_and_eval_with_a_missing_data_folder_is_a_usage_error(tmp_p
         r = _cli(tmp_path, "router", cmd, "--data", str(tmp_path / "prompts.jsonl"))
         assert r.returncode == 2 and r.stderr == f"error: --data {tmp_path / 'prompts.jsonl'}: is a file, not a folder\n", (cmd, r.stderr)
     assert not (tmp_path / "out").exists()  # nothing left behind
+
+
+def test_check_names_a_misspelt_tier_and_keeps_tiers_a_policy_declares(tmp_path):
+    (tmp_path / "typo.yaml").write_text("tiers:\n  openai: {weak: gpt-4o-mini, midd: gpt-4.1-mini, strong: gpt-4o}\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "typo.yaml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "tiers.openai.midd: unknown tier (did you mean mid?); tiers are weak, mid, strong" in r.stderr
+    # A name of its own is a pin-only tier: valid, with a warning saying what it means.
+    (tmp_path / "pin.yaml").write_text("tiers:\n  openai: {weak: gpt-4o-mini, reasoning: o3, strong: gpt-4o}\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "pin.yaml")
+    assert r.returncode == 0 and r.stdout == "ok: pin.yaml\n", r.stdout + r.stderr
+    assert r.stderr.startswith("warning: tiers.openai.reasoning: ") and "x-nadir-tier: reasoning" in r.stderr
+    # A router_policy file that names its own tiers in order/thresholds: valid, no warning; the
+    # same file with a typo in a provider's map fails naming the file's own tier.
+    pol = ("thresholds: {nano: 0.0, weak: 0.1, strong: 0.6}\norder: [nano, weak, strong]\n"
+           "tiers:\n  openai: {nano: gpt-5-nano, weak: gpt-4o-mini, strong: gpt-4o}\n"
+           "  google: {nano: gemini-2.5-flash-lite, weak: gemini-2.5-flash, strong: gemini-2.5-pro}\n")
+    (tmp_path / "pol.yaml").write_text(pol, encoding="utf-8")
+    (tmp_path / "own.yaml").write_text("router_policy: pol.yaml\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "own.yaml")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    (tmp_path / "pol.yaml").write_text(pol.replace("{nano: gpt-5-nano", "{nanoo: gpt-5-nano"), encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "own.yaml")
+    assert r.returncode == 2 and "tiers.openai.nanoo: unknown tier (did you mean nano?); tiers are nano, weak, strong" in r.stderr

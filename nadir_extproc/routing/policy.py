@@ -252,6 +252,34 @@ class TierPolicy:
         return Pick(first, have[first], ("unsatisfiable",))
 
 
+#: How close (``difflib`` ratio) an undeclared tier name must be to a declared one to be read as a
+#: typo of it (``midd`` -> ``mid`` 0.86, ``strnog`` -> ``strong`` 0.83; ``medium`` -> ``mid`` 0.44
+#: is a name of its own).
+TYPO_CUTOFF = 0.75
+
+
+def stray_tiers(policy: TierPolicy) -> list[tuple[str, str, str | None]]:
+    """``(provider, tier, closest)`` for every tier key in ``policy.tiers`` that the policy does not
+    declare. A policy declares its tiers in ``order`` and ``thresholds`` (built-in: ``weak``,
+    ``mid``, ``strong``; a ``router_policy`` file may name its own there). An undeclared tier has no
+    threshold, so the router never picks it and only an ``x-nadir-tier`` pin naming it exactly
+    reaches it; ``pick`` ranks it above every declared tier. ``closest`` is the declared tier the
+    name is a likely typo of (same name in another case, or ``difflib`` ratio >= ``TYPO_CUTOFF``),
+    else ``None`` (a pin-only tier of the operator's own)."""
+    import difflib
+
+    declared = list(dict.fromkeys([*policy.order, *policy.thresholds]))
+    out: list[tuple[str, str, str | None]] = []
+    for provider, tiers in policy.tiers.items():
+        for tier in tiers:
+            if tier in declared:
+                continue
+            same = [d for d in declared if d.lower() == tier.strip().lower()]
+            close = same or difflib.get_close_matches(tier.lower(), declared, n=1, cutoff=TYPO_CUTOFF)
+            out.append((provider, tier, close[0] if close else None))
+    return out
+
+
 def _catalogue_context(provider: str, model: str) -> int | None:
     try:
         from nadir_extproc.pricing import catalogue

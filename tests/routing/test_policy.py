@@ -15,6 +15,7 @@ from nadir_extproc.routing.policy import (
     load_policy,
     policy_from_mapping,
     request_needs,
+    stray_tiers,
 )
 from nadir_extproc.routing.rules import RuleRouter
 
@@ -190,3 +191,16 @@ def test_shipped_example_policy_loads():
     assert [p.model("anthropic", t) for t in ("weak", "mid", "strong")] == ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"]
     assert [p.model("openai", t) for t in ("weak", "mid", "strong")] == ["gpt-5-nano", "gpt-5-mini", "gpt-5"]
     assert [p.model("google", t) for t in ("weak", "mid", "strong")] == ["gemini-2.5-flash-lite", "gemini-2.5-flash", "gemini-2.5-pro"]
+
+
+def test_stray_tiers_tell_a_typo_from_a_pin_only_tier():
+    # Declared: the built-in order and thresholds (weak, mid, strong). "midd" and "Strong" are
+    # typos (ratio 6/7 = 0.86 to "mid"; "strong" in another case); "reasoning" is its own name.
+    p = TierPolicy(tiers={"openai": {"weak": "gpt-4o-mini", "midd": "gpt-4.1-mini", "strong": "gpt-4o", "reasoning": "o3"},
+                          "anthropic": {"weak": "claude-haiku-4-5", "Strong": "claude-sonnet-4-5", "strong": "claude-sonnet-4-5"}})
+    assert stray_tiers(p) == [("openai", "midd", "mid"), ("openai", "reasoning", None), ("anthropic", "Strong", "strong")]
+    # A policy that names its own tiers (order + thresholds) declares them: nothing is stray.
+    own = policy_from_mapping({"thresholds": {"nano": 0.0, "weak": 0.1, "strong": 0.6}, "order": ["nano", "weak", "strong"],
+                               "tiers": {"openai": {"nano": "gpt-5-nano", "weak": "gpt-4o-mini", "strong": "gpt-4o"}}})
+    assert stray_tiers(own) == []
+    assert stray_tiers(TierPolicy()) == []
