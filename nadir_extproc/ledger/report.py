@@ -240,19 +240,35 @@ def to_csv(rep: Report, view: str = "spend") -> str:
     return buf.getvalue()
 
 
-def _table(console: Any, title: str, header: list[tuple[str, bool]], rows: list[list[str]], bold_last: bool = False) -> Any:
+#: Shorter column names of the spend table, used on a terminal too narrow for the table with its
+#: full names even borderless (80 columns and the demo's dated model names); the title then
+#: says what they mean. Pipes and files always get the full names (scripts read them).
+SHORT_HEADERS = {"requests": "reqs", "in tok": "in", "out tok": "out"}
+SHORT_NOTE = " (in/out: tokens)"
+
+
+def _table(console: Any, title: str, header: list[tuple[str, bool]], rows: list[list[str]], bold_last: bool = False,
+           short: dict[str, str] | None = None, short_note: str = "") -> Any:
     """A rich table that fits ``console.width`` without cutting a value: numbers (``True`` in
     ``header``) never wrap; text columns wrap (fold) when the table is too wide, and then every row
     is ruled off so a wrapped value cannot be read as two rows. When even that cannot fit (numbers
     alone too wide), each row becomes a two-line card: ``• name: value · …`` then the numbers.
     Not a terminal (``tables.is_plain``), or a terminal wide enough for every value whole without
-    the borders: a borderless table at its natural width (``nadir_extproc.tables``)."""
+    the borders: a borderless table at its natural width (``nadir_extproc.tables``). ``short``
+    (header -> shorter header): on a terminal too narrow for the table even without borders, the
+    columns take those names first (and the title ``short_note``), before anything wraps."""
     from rich.table import Table
     from rich.text import Text
 
     from nadir_extproc.tables import is_plain, new_table
 
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(header)]
+    def measure(hdr: list[tuple[str, bool]]) -> list[int]:
+        return [max([len(h)] + [len(r[i]) for r in rows]) for i, (h, _) in enumerate(hdr)]
+
+    widths = measure(header)
+    if short and not is_plain(console) and sum(widths) + 2 * len(widths) > console.width:
+        header = [(short.get(h, h), num) for h, num in header]
+        title, widths = title + short_note, measure(header)
     bordered = sum(widths) + 3 * len(widths) + 1
     borderless = sum(widths) + 2 * len(widths)
     # A pipe or a file: the whole table at its natural width, one line per row. A terminal too
@@ -301,7 +317,8 @@ def print_tables(rep: Report, console: Any = None, views: tuple[str, ...] = ("sp
 
         rows = [[str(rec[b]) if rec[b] is not None else "-" for b in rep.by] + nums(rec) for rec in spend_records(rep)] if rep.by else []
         rows.append((["total"] + [""] * (len(rep.by) - 1) if rep.by else []) + nums(_totals_dict(rep.total)))
-        console.print(_table(console, "Spend" + (f" by {', '.join(rep.by)}" if rep.by else " (total)"), header, rows, bold_last=True))
+        console.print(_table(console, "Spend" + (f" by {', '.join(rep.by)}" if rep.by else " (total)"), header, rows, bold_last=True,
+                             short=SHORT_HEADERS, short_note=SHORT_NOTE))
     if "top" in views and rep.top:
         header = [("time (UTC)", False), ("model", False), ("cost USD", True), ("tok in/out", True), ("key id", False),
                   ("tags", False), ("request id", False)]

@@ -219,3 +219,29 @@ def test_report_since_a_duration_and_bad_input_is_one_line(tmp_path):
     assert json.loads(r.stdout)["total"] == {"requests": 2, "cost_usd": "4", "saved_usd": "0", "input_tokens": 0, "output_tokens": 0, "unpriced_requests": 0}
     r = CliRunner().invoke(app, ["report", "--sqlite-dir", str(tmp_path), "--since", "last tuesday"])
     assert r.exit_code == 2 and "7d" in r.output and "Traceback" not in r.output
+
+
+def test_report_by_model_fits_an_80_column_terminal_as_one_line_per_model(tmp_path):
+    # The demo's widths: a 26-character dated model name, 9-character money, 4-digit token counts.
+    # With the full column names the borderless table is 26+8+9+9+6+7+8 + 7x2 = 87 columns (it
+    # used to fall back to cards); with reqs / in / out it is 26+4+9+9+4+4+8 + 14 = 78.
+    s = open_store(sqlite_dir=tmp_path)
+    s.insert([LedgerRow(ts=datetime(2026, 3, 2, 1, tzinfo=UTC), request_id="a", served_model="claude-sonnet-4-5-20250929",
+                        cost_usd=D("0.0072135"), saved_usd=D("0.0117885"), uncached_input_tokens=1997, output_tokens=1289),
+              LedgerRow(ts=datetime(2026, 3, 2, 2, tzinfo=UTC), request_id="b", served_model="gpt-4o-mini-2024-07-18",
+                        cost_usd=D("0.0000784"), saved_usd=D("0.0004116"), uncached_input_tokens=28, output_tokens=42)])
+    s.close()
+    env = {"COLUMNS": "80", "TTY_COMPATIBLE": "1", "TERM": "dumb"}  # a terminal 80 columns wide
+    r = CliRunner().invoke(app, ["report", "--sqlite-dir", str(tmp_path), "--by", "model", "--view", "spend"], env=env)
+    assert r.exit_code == 0, r.output
+    lines = [x.rstrip() for x in r.output.splitlines()]
+    assert "•" not in r.output and max(len(x) for x in lines) <= 80
+    assert lines[0] == "Spend by model (in/out: tokens)"
+    assert lines[1].split() == ["model", "reqs", "cost", "USD", "saved", "USD", "in", "out", "unpriced"]
+    assert lines[2].split() == ["claude-sonnet-4-5-20250929", "1", "0.0072135", "0.0117885", "1997", "1289", "0"]
+    assert lines[3].split() == ["gpt-4o-mini-2024-07-18", "1", "0.0000784", "0.0004116", "28", "42", "0"]
+    # totals by hand: 0.0072135 + 0.0000784; 0.0117885 + 0.0004116; 1997 + 28; 1289 + 42
+    assert lines[4].split() == ["total", "2", "0.0072919", "0.0122001", "2025", "1331", "0"] and len(lines) == 5
+    # Wide enough for the full names: they stay.
+    r = CliRunner().invoke(app, ["report", "--sqlite-dir", str(tmp_path), "--by", "model", "--view", "spend"], env={**env, "COLUMNS": "87", "TERM": "xterm"})  # (dumb is 80 wide)
+    assert re.sub(r"\x1b\[[0-9;]*m", "", r.output).splitlines()[1].split() == ["model", "requests", "cost", "USD", "saved", "USD", "in", "tok", "out", "tok", "unpriced"]
