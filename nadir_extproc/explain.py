@@ -235,6 +235,11 @@ def explain(
         out["explanation"] = _WHY.get(reason, reason).format(**values)
         return out
 
+    def wrong_dialect(other: Dialect) -> dict[str, Any]:
+        flag = "--dialect" if dialect else "--url"
+        return unpriced(WRONG_DIALECT, expected=_title(d), url_or_dialect=flag,
+                        other=f"; this looks like {_a(_title(other))} response; check {flag}")
+
     req_body: Any = None
     if request:
         try:
@@ -291,6 +296,12 @@ def explain(
         err = d.error_summary(body)
         if (status is not None and status >= 400) or err is not None:
             return unpriced(PROVIDER_ERROR, error=err or f"HTTP {status}")
+        named = _named_dialect(d, body)
+        if named is not None:
+            # The body names another API's object kind: read as this API it could still yield
+            # tokens (Anthropic's usage and Responses' both say input_tokens / output_tokens), but
+            # that would be another API's counting rule priced as this one's.
+            return wrong_dialect(named)
         served = d.response_model(body)
         usage = d.usage(body)
         if isinstance(body, list):  # Gemini's JSON-array stream: the element that reports usage
@@ -331,9 +342,7 @@ def explain(
             others = sorted((o for o in DIALECTS.values() if o is not d), key=lambda o: kind not in o.object_kinds)
             other = next((o for o in others if _reads_usage(o, body)), None)
             if other is not None:
-                flag = "--dialect" if dialect else "--url"
-                return unpriced(WRONG_DIALECT, expected=_title(d), url_or_dialect=flag,
-                                other=f"; this looks like {_a(_title(other))} response; check {flag}")
+                return wrong_dialect(other)
         return unpriced("no_usage", hint=hint)
     if not served:
         return unpriced("unknown_model", source=catalogue.CATALOGUE, served="", provider=prov)
@@ -351,6 +360,18 @@ def explain(
         )
     _baseline(out, prov, cost, usage, when, tier, is_batch, baseline, candidates)
     return out
+
+
+def _named_dialect(d: Dialect, body: Any) -> Dialect | None:
+    """The other dialect whose object kind ``body`` names (``"object": "response"`` for Responses,
+    ``"type": "message"`` for Anthropic Messages, ``"object": "chat.completion"`` for Chat
+    Completions: ``Dialect.object_kinds``), when ``d`` does not list that kind; else ``None``."""
+    if not isinstance(body, dict):
+        return None
+    kind = body.get("object") or body.get("type")
+    if not isinstance(kind, str) or kind in d.object_kinds:
+        return None
+    return next((o for o in DIALECTS.values() if o is not d and kind in o.object_kinds), None)
 
 
 def _reads_usage(d: Dialect, body: dict[str, Any]) -> bool:

@@ -376,6 +376,33 @@ def test_cost_on_a_body_of_another_api_names_the_api_the_url_implies_and_the_one
     assert "no_usage" not in r.stdout
 
 
+RESPONSES = ('{"id":"resp_1","object":"response","status":"completed","model":"gpt-4o-mini","output":[{"type":"message",'
+             '"role":"assistant","content":[{"type":"output_text","text":"hi"}]}],'
+             '"usage":{"input_tokens":1000,"output_tokens":200,"total_tokens":1200}}')
+
+
+def test_cost_tells_anthropic_and_responses_bodies_apart_by_their_object_kind(tmp_path):
+    # Both carry usage.input_tokens / output_tokens, so each reads the other's usage; the body's
+    # "type": "message" (Anthropic) or "object": "response" (Responses) says which API it is.
+    (tmp_path / "ant.json").write_text(ANT)
+    (tmp_path / "resp.json").write_text(RESPONSES)
+    r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/responses", "--response", "ant.json", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 3 and out["unpriced_reason"] == "wrong_dialect" and out["cost_usd"] is None, r.stdout
+    assert out["explanation"] == ("the body does not look like a response of OpenAI Responses, the API --url "
+                                  "implies; this looks like an Anthropic Messages response; check --url")
+    r = _cli(tmp_path, "cost", "--url", "https://api.anthropic.com/v1/messages", "--response", "resp.json", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 3 and out["unpriced_reason"] == "wrong_dialect", r.stdout
+    assert out["explanation"].endswith("this looks like an OpenAI Responses response; check --url")
+    # Each at its own URL is priced: claude-sonnet-4-5 $3 in / $15 out per 1M tokens: 0.003 + 0.003;
+    # gpt-4o-mini $0.15 / $0.60: 0.00015 + 0.00012.
+    r = _cli(tmp_path, "cost", "--url", "https://api.anthropic.com/v1/messages", "--response", "ant.json", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["cost_usd"] == "0.006", r.stdout
+    r = _cli(tmp_path, "cost", "--url", "https://api.openai.com/v1/responses", "--response", "resp.json", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["cost_usd"] == "0.00027", r.stdout
+
+
 def test_cost_without_a_baseline_says_why(tmp_path):
     (tmp_path / "oa.json").write_text(GPT5_FLEX)
     # gpt-5 flex: 1000 x 0.625 / 1e6 + 200 x 5 / 1e6 = 0.000625 + 0.001 = 0.001625; the baseline
