@@ -37,10 +37,8 @@ MAX_TOKENS = 8192
 #: The tokenizer shipped beside the model.
 DEFAULT_TOKENIZER_PATH = Path(__file__).parent / "model" / "tokenizer.json"
 
-_SYMBOLS = np.zeros(256, dtype=bool)
-_SYMBOLS[np.frombuffer(b"=+-*/^<>{}[]()_\\$|&%#;", dtype=np.uint8)] = True
-_DIGITS = np.zeros(256, dtype=bool)
-_DIGITS[ord("0") : ord("9") + 1] = True
+_SYMBOL_BYTES = b"=+-*/^<>{}[]()_\\$|&%#;"
+_DIGIT_BYTES = b"0123456789"
 
 DENSE_NAMES = ("log_chars", "log_newlines", "log_questions", "code_fence", "digit_share", "symbol_share")
 
@@ -78,9 +76,12 @@ def load_tokenizer(path: str | Path = DEFAULT_TOKENIZER_PATH) -> Any:
 
 
 def dense(text: str, short: str) -> np.ndarray:
-    """The dense statistics (module docstring) of ``text`` and its bounded form ``short``."""
-    b = np.frombuffer(short.encode("utf-8", errors="replace"), dtype=np.uint8)
-    nb = b.size
+    """The dense statistics (module docstring) of ``text`` and its bounded form ``short``.
+
+    The byte shares are counted with ``bytes.translate`` (delete the digits / symbols, compare
+    lengths): the same counts as a numpy lookup over the bytes, several µs cheaper per prompt."""
+    b = short.encode("utf-8", errors="replace")
+    nb = len(b)
     return np.array(
         [
             [
@@ -88,8 +89,8 @@ def dense(text: str, short: str) -> np.ndarray:
                 math.log1p(text.count("\n")),
                 math.log1p(text.count("?")),
                 1.0 if "```" in text else 0.0,
-                float(_DIGITS[b].sum()) / nb if nb else 0.0,
-                float(_SYMBOLS[b].sum()) / nb if nb else 0.0,
+                float(nb - len(b.translate(None, _DIGIT_BYTES))) / nb if nb else 0.0,
+                float(nb - len(b.translate(None, _SYMBOL_BYTES))) / nb if nb else 0.0,
             ]
         ],
         dtype=np.float32,
