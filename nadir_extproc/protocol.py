@@ -45,7 +45,8 @@ def headers_map(msg: ep.HttpHeaders) -> dict[str, str]:
     latin-1 from ``raw_value``, falling back to ``value``)."""
     out: dict[str, str] = {}
     for h in msg.headers.headers:
-        out[h.key.lower()] = h.raw_value.decode("latin-1") if h.raw_value else h.value
+        raw = h.raw_value  # one attribute read per field: each is a upb lookup
+        out[h.key.lower()] = raw.decode("latin-1") if raw else h.value
     return out
 
 

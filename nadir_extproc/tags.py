@@ -19,7 +19,6 @@ generated (32 random bytes, hex) with mode 0600 on first start if absent.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -208,7 +207,8 @@ class KeyIdentity:
 
     def of(self, key: str) -> str:
         """The key id of ``key``."""
-        return hmac.new(self._secret, key.encode("utf-8"), hashlib.sha256).hexdigest()[: self.length]
+        # hmac.digest: the one-shot C path, the same bytes as hmac.new(...).digest(), ~3x cheaper.
+        return hmac.digest(self._secret, key.encode("utf-8"), "sha256").hex()[: self.length]
 
     def key_id(self, headers: Mapping[str, str]) -> str | None:
         """The key id of the request's API key (see ``api_key``), ``None`` when it has none."""
