@@ -1,7 +1,8 @@
 """The ONNX router: the trained prompt classifier scores P(strong model needed); the policy picks the model.
 
-Scoring = ``features.featurise`` (the ``tokenizers`` tokenizer + dense statistics, numpy) + one
-onnxruntime session over the graph written by ``train.export_onnx``::
+Scoring = ``features.featurise`` (the ``tokenizers`` tokenizer + dense statistics) + the graph
+written by ``train.export_onnx``, computed by ``routing.direct`` (numpy, the weights read from the
+file) when it is exactly that graph, else by one onnxruntime session::
 
     inputs   ids int64 [n] (token ids), dense float32 [1, 6]
     rows   = float32(table[ids])                 table: float16 [32000, 256] (wordllama l2_supercat)
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from nadir_extproc.routing.base import Decision, RouteRequest, Router
+from nadir_extproc.routing.direct import MAX_DIFF, DirectGraph
 from nadir_extproc.routing.features import DENSE_NAMES, featurise, load_tokenizer
 from nadir_extproc.routing.policy import TierPolicy
 from nadir_extproc.routing.rules import RuleRouter
@@ -35,6 +37,9 @@ from nadir_extproc.stats import count
 #: The model shipped inside the package (see ``model/MODEL_CARD.md``).
 DEFAULT_MODEL_PATH = Path(__file__).parent / "model" / "router.onnx"
 INPUTS = ("ids", "dense")
+#: Prompts on which the numpy graph must match session.run at load (empty, short, code, long).
+PROBES = ("", "warm-up", "What's the capital of France?", "Why does this fail?\n```python\nprint(1/0)\n```",
+          "Prove that the square root of 2 is irrational. " * 120)
 OUTPUT = "score"
 
 
@@ -50,9 +55,15 @@ class OnnxScorer:
     not the one the graph was trained with (``tokenizer_sha256`` metadata), the graph does not have
     the router's inputs and output, or a trial run fails. ``metadata`` holds the graph's metadata
     properties (``version``, ``trained``, ``seed`` … as written by training).
+
+    ``direct`` (default): score with ``routing.direct.DirectGraph`` — the same graph in numpy,
+    ~50 µs cheaper per request than ``session.run`` on the request path, +33 MB resident — when
+    the file is the graph ``train.export_onnx`` writes and both agree on ``PROBES`` at load
+    (``direct`` is then set; else ``None`` and ``session.run`` scores).
     """
 
-    def __init__(self, path: str | Path = DEFAULT_MODEL_PATH, tokenizer_path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path = DEFAULT_MODEL_PATH, tokenizer_path: str | Path | None = None,
+                 direct: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -88,16 +99,39 @@ class OnnxScorer:
         except Exception as e:  # missing file, not a tokenizer (tokenizers raises its own types)
             raise ModelError(f"router tokenizer {self.tokenizer_path} cannot be loaded: {type(e).__name__}") from e
         self._run = self.session.run
+        self.direct: DirectGraph | None = None
         try:
             self.score("warm-up")
         except Exception as e:
             raise ModelError(f"router model {self.path}: trial run failed: {type(e).__name__}") from e
+        if direct:
+            self.direct = self._checked_direct()
+
+    def _checked_direct(self) -> DirectGraph | None:
+        """The graph computed with numpy (``routing.direct``) when this file is the exported
+        graph and agrees with ``session.run`` on ``PROBES`` (within ``direct.MAX_DIFF``); else
+        ``None`` (``session.run`` scores every prompt)."""
+        g = DirectGraph.load(self.path)
+        if g is None:
+            return None
+        try:
+            for text in PROBES:
+                f = featurise(text, self.tokenizer)
+                want = float(self._run(None, {"ids": f.ids, "dense": f.dense})[0].reshape(-1)[0])
+                if not abs(g.score(f.ids, f.dense) - want) <= MAX_DIFF:
+                    return None
+        except Exception:  # noqa: BLE001 — any doubt: session.run
+            return None
+        return g
 
     def score(self, text: str) -> float:
         """P(strong needed) in [0, 1] for ``text``; raises on an inference error (or a NaN score)."""
         f = featurise(text, self.tokenizer)
-        out = self._run(None, {"ids": f.ids, "dense": f.dense})[0]
-        s = float(out.reshape(-1)[0])
+        g = self.direct
+        if g is not None:
+            s = g.score(f.ids, f.dense)
+        else:
+            s = float(self._run(None, {"ids": f.ids, "dense": f.dense})[0].reshape(-1)[0])
         if not math.isfinite(s):
             raise ValueError("router model returned a non-finite score")
         return s
