@@ -4,10 +4,14 @@ headers, response body, finish) with the product's default context (ONNX router,
 ids, telemetry span + metrics to bench/otlp_sink.py, SQLite ledger in a temp folder).
 
     .venv/bin/python bench/hotpath.py [--n 3000] [--profile] [--stream] [--model gpt-4o] [--no-gc-tuning]
+                                      [--phases] [--repeat 5]
 
 Prints CPU µs per request (process CPU, all threads: includes the ledger writer and the span
 export threads) and, with ``--profile``, the top functions by own time. Used to measure each
-hot-path lever (bench/results/levers-*.md).
+hot-path lever (bench/results/levers-*.md). ``--phases``: instead, the request thread's CPU per
+phase (``rh`` request headers, ``rb`` request body, ``sh`` response headers, ``sb`` response body,
+``finish``), the minimum over ``--repeat`` runs of ``--n`` requests. ``BENCH_TREE=/path``
+measures another source tree's package with this harness (A/B).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+#: The source tree measured (A/B of two trees with this one harness): $BENCH_TREE, else this one.
+TREE = Path(os.environ.get("BENCH_TREE") or REPO).resolve()
+sys.path.insert(0, str(TREE))
 
 from nadir_extproc import protocol as p  # noqa: E402
 from nadir_extproc.pb import base_pb2  # noqa: E402
@@ -75,6 +81,8 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--model", default="auto", help="the request's model (auto: routed; a name: shadow routing)")
     ap.add_argument("--no-gc-tuning", action="store_true", help="leave the collector as Python starts it (serve tunes it)")
+    ap.add_argument("--phases", action="store_true", help="request-thread CPU per phase (min over --repeat runs)")
+    ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="nadir-hotpath-")
     os.environ.setdefault("NADIR_STATE_DIR", tmp)
@@ -116,6 +124,34 @@ def main() -> None:
     for _ in range(200):
         one()
     time.sleep(1.5)  # let the ledger writer and span exporter drain the warm-up
+    if a.phases:
+        names = ["rh", "rb", "sh"] + (["sb", "sb-end"] if a.stream else ["sb"]) + ["finish"]
+        tt, parse = time.thread_time_ns, p.ProcessingRequest.FromString
+        runs = []
+        for _ in range(a.repeat):
+            acc = [0] * len(names)
+            for _ in range(a.n):
+                proc = RequestProcessor(ctx)
+                for k, w in enumerate(wire):
+                    m = parse(w)
+                    t0 = tt()
+                    proc.handle(m).SerializeToString()
+                    acc[k] += tt() - t0
+                t0 = tt()
+                proc.finish()
+                acc[-1] += tt() - t0
+            runs.append([x / a.n / 1000 for x in acc])
+            time.sleep(0.3)
+        tot = sorted(sum(r) for r in runs)
+        print(f"{a.n} requests x {a.repeat} ({'stream' if a.stream else 'json'}), request-thread µs per phase, min: "
+              + " ".join(f"{nm} {min(r[i] for r in runs):.1f}" for i, nm in enumerate(names))
+              + f" | total min {tot[0]:.0f} median {tot[len(tot) // 2]:.0f}")
+        import asyncio
+
+        asyncio.run(svc.stop(0))
+        sink.terminate()
+        sink.wait(5)
+        return
     prof = cProfile.Profile(time.thread_time) if a.profile else None  # CPU of this thread, not wall
     c0, t0, th0 = time.process_time(), time.perf_counter(), time.thread_time()
     per0 = thread_cpu()
