@@ -272,6 +272,10 @@ class _SQLStore:
     def _group_sums(self, by: Sequence[str], table: str | None, where: str, wargs: list[Any], extra_dims: Sequence[str],
                     tpos: int | None, measures: Sequence[str] | None = None) -> dict[tuple, list]:
         sql, gargs, nkeys = ru.aggregate_sql(self.dl, by, table, extra_dims, measures)
+        if self.kind == "sqlite" and table and where == "1=1":
+            # every rollup row: a plain scan, not the unique key's index plus a table lookup per
+            # row (SQLite picks the index for its order; ~25 % less CPU over 70 K daily rows)
+            sql = sql.replace(f" FROM {table} WHERE ", f" FROM {table} NOT INDEXED WHERE ")
         got: dict[tuple, list] = {}
         for rec in self._query(sql.format(where=where), [*gargs, *wargs]):
             key = tuple(self._norm_key(v, i == tpos) for i, v in enumerate(rec[:nkeys]))
