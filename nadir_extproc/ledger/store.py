@@ -544,6 +544,13 @@ class SQLiteStore(_SQLStore):
         for stmt in _SQLITE_UPSERT:
             c.execute(stmt)
 
+    def insert(self, rows: Sequence[LedgerRow]) -> None:
+        try:
+            super().insert(rows)
+        except BaseException:
+            self._batch_tables = False  # a rolled-back CREATE TEMP TABLE: create it again
+            raise
+
     def rows(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[LedgerRow]:
         w, args = self._range_where(since, until)
         cur = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {w} ORDER BY ts", args)

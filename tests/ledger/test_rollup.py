@@ -159,6 +159,8 @@ def test_rows_and_rollups_are_one_transaction(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):
         s.insert([good, bad])
     assert list(s.rows()) == [] and _rollup_tables(s)[ru.DAILY] == []
+    s.insert([good])  # the store writes again after a rolled-back batch (its temporary tables made anew)
+    assert [r.request_id for r in s.rows()] == [good.request_id] and len(_rollup_tables(s)[ru.HOURLY]) == 1
 
 
 def test_rebuild_command_restores_rollups(filled, tmp_path):
