@@ -170,10 +170,11 @@ class DirectGraph:
         table = init["table"]
         if table.ndim != 2:
             raise ValueError("router graph: table is not a matrix")
-        self.table = np.ascontiguousarray(table, dtype=np.float32)
-        self.mean = np.ascontiguousarray(init["mean"], dtype=np.float32).reshape(-1)
-        self.std = np.ascontiguousarray(init["std"], dtype=np.float32).reshape(-1)
-        self.w = np.ascontiguousarray(init["w"], dtype=np.float32).reshape(-1)
+        # Copies (np.array), never views: a view would keep the whole file's bytes alive (+16 MB).
+        self.table = np.array(table, dtype=np.float32)
+        self.mean = np.array(init["mean"], dtype=np.float32).reshape(-1)
+        self.std = np.array(init["std"], dtype=np.float32).reshape(-1)
+        self.w = np.array(init["w"], dtype=np.float32).reshape(-1)
         self.b = float(np.float32(init["b"].reshape(-1)[0]))
         self.eps = np.float32(init["eps"].reshape(-1)[0])
         self.lo = np.float32(init["lo"].reshape(-1)[0])
