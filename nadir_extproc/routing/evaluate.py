@@ -502,7 +502,8 @@ def _report(m: dict[str, Any]) -> str:
         "# Router evaluation: cost–quality curves, cross-validated",
         "",
         "Made by `.venv/bin/nadir-extproc router eval --out docs/router-eval "
-        + " ".join(f"-s {n}" for n in m["scorers"]) + "` (repo root, `train` extra, "
+        + " ".join(f"-s {n}" for n in m["scorers"]) + "".join(f" -x {x['file']}" for x in m.get("external", {}).values())
+        + "` (repo root, `train` extra, "
         f"`../shared/data/prompts` present); {m['k']}-fold cross-validation, seed {m['seed']}, "
         f"{m['bootstrap']} bootstrap resamples (MMLU resampled by subject). How to read it: `README.md` here.",
         "",
