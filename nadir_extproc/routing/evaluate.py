@@ -369,6 +369,7 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     model_dir = Path(__file__).parent / "model"
     calibration = calibration or model_dir / "calibration.json"
     fixed = {n: fixed_scorer(n) for n in scorers if n not in ("cv", "cv-difficulty")}
+    seed_given = seed
     if seed is None:
         seed = tr.DEFAULT_SEED
         if "shipped" in fixed:
@@ -381,7 +382,8 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
         examples, x, _ = tr.prepare(data_dir, Path(tmp) / "tokenizer.json")
     texts = [e.prompt for e in examples]
     all_scores: dict[str, np.ndarray] = {}
-    metrics: dict[str, Any] = {"seed": seed, "k": tr.K, "bootstrap": n_boot, "scorers": {}, "sets": {}, "categories": {}}
+    metrics: dict[str, Any] = {"seed": seed, "k": tr.K, "bootstrap": n_boot, "scorers": {}, "sets": {}, "categories": {},
+                               "command": eval_command(out_dir, scorers, n_boot, external, seed_given)}
     for name in scorers:
         if name in ("cv", "cv-difficulty"):
             log(f"cross-validating the recipe, {name} ({tr.K} folds, selection inside each fold) …")
@@ -486,6 +488,21 @@ def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_S
     return metrics
 
 
+def eval_command(out_dir: Path, scorers: tuple[str, ...], n_boot: int = 500, external: tuple[Path, ...] = (),
+                 seed: int | None = None) -> str:
+    """The ``router eval`` command line that makes a report with these arguments (the report's
+    "Made by" line): ``--out`` as given, every ``-s``, and ``--seed`` / ``--bootstrap`` / ``-x`` only
+    when they differ from the defaults (seed: the shipped model's; 500 resamples; no external set)."""
+    parts = [".venv/bin/nadir-extproc router eval", f"--out {out_dir}"]
+    parts += [f"-s {n}" for n in scorers]
+    if seed is not None:
+        parts.append(f"--seed {seed}")
+    if n_boot != 500:
+        parts.append(f"--bootstrap {n_boot}")
+    parts += [f"-x {p}" for p in external]
+    return " ".join(parts)
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.1f} %"
 
@@ -501,8 +518,8 @@ def _report(m: dict[str, Any]) -> str:
     L = [
         "# Router evaluation: cost–quality curves, cross-validated",
         "",
-        "Made by `.venv/bin/nadir-extproc router eval --out docs/router-eval "
-        + " ".join(f"-s {n}" for n in m["scorers"]) + "".join(f" -x {x['file']}" for x in m.get("external", {}).values())
+        "Made by `" + m.get("command", eval_command(Path("docs/router-eval"), tuple(m["scorers"]), 500,
+                                                    tuple(Path(x["file"]) for x in m.get("external", {}).values())))
         + "` (repo root, `train` extra, "
         f"`../shared/data/prompts` present); {m['k']}-fold cross-validation, seed {m['seed']}, "
         f"{m['bootstrap']} bootstrap resamples (MMLU resampled by subject). How to read it: `README.md` here.",

@@ -119,3 +119,21 @@ def test_read_external_validates_and_names_the_line(tmp_path):
     p.write_text("\n")
     with pytest.raises(ValueError, match="no rows"):
         read_external(p)
+
+
+def test_report_made_by_line_is_the_command_that_was_run() -> None:
+    """The report's "Made by" line reproduces the run: a report written with ``--out /tmp/x
+    --bootstrap 50`` used to claim ``--out docs/router-eval`` and hide the 50 resamples."""
+    from pathlib import Path
+
+    from nadir_extproc.routing.evaluate import _report, eval_command
+
+    cmd = eval_command(Path("/tmp/fresh/eval"), ("shipped", "rules"), 50, (Path("mt.jsonl"),), 7)
+    assert cmd == (".venv/bin/nadir-extproc router eval --out /tmp/fresh/eval -s shipped -s rules "
+                   "--seed 7 --bootstrap 50 -x mt.jsonl")
+    # the defaults give the committed report's command unchanged
+    assert eval_command(Path("docs/router-eval"), ("cv", "shipped")) == \
+        ".venv/bin/nadir-extproc router eval --out docs/router-eval -s cv -s shipped"
+    m = {"seed": 7, "k": 5, "bootstrap": 50, "scorers": {"shipped": {"help": "h"}, "rules": {"help": "h"}},
+         "sets": {}, "categories": {}, "command": cmd}
+    assert f"Made by `{cmd}` (repo root" in _report(m)
