@@ -414,7 +414,7 @@ class Settings(BaseModel):
 
         from nadir_extproc.routing.policy import TIER_ORDER
 
-        known = [t for t in ("strong", "mid", "weak") if t in TIER_ORDER] or list(TIER_ORDER)
+        known = [t for t in ("weak", "mid", "strong") if t in TIER_ORDER] or list(TIER_ORDER)
         for provider, t in v.items():
             for tier in ("strong", "weak"):
                 if not t.get(tier):

@@ -460,6 +460,13 @@ def test_check_names_a_misspelt_tier_and_keeps_tiers_a_policy_declares(tmp_path)
     r = _cli(tmp_path, "check", "--config", "typo.yaml")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "tiers.openai.midd: unknown tier (did you mean mid?); tiers are weak, mid, strong" in r.stderr
+    # A misspelt required tier (``Weak``: tier names are case-sensitive) lists the tiers in the same
+    # order (it said "strong, mid, weak" while the line above says "weak, mid, strong").
+    (tmp_path / "case.yaml").write_text("tiers:\n  openai: {Weak: gpt-4o-mini, mid: gpt-4.1-mini, strong: gpt-4o}\n", encoding="utf-8")
+    r = _cli(tmp_path, "check", "--config", "case.yaml")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert ("tiers.openai: missing model for tier 'weak'; unknown tier 'Weak' (did you mean weak?); "
+            "tiers are weak, mid, strong\n") in r.stderr
     # A name of its own is a pin-only tier: valid, with a warning saying what it means.
     (tmp_path / "pin.yaml").write_text("tiers:\n  openai: {weak: gpt-4o-mini, reasoning: o3, strong: gpt-4o}\n", encoding="utf-8")
     r = _cli(tmp_path, "check", "--config", "pin.yaml")
