@@ -118,3 +118,25 @@ def test_a_repeated_by_is_one_column_and_a_same_day_range_says_how_to_ask(tmp_pa
     assert lines[2].split()[:3] == ["2026-03-02", "2", "0.003"]  # 0.0021 + 0.0009
     r = _cli(tmp_path, "report", "--since", "2026-03-02", "--until", "2026-03-02")
     assert r.returncode == 2 and "give the next day" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cards_on_an_80_column_terminal_are_not_all_italic(tmp_path):
+    # At 80 columns the top-N table becomes cards; the card list was built as Text(title, style="italic")
+    # and every card after the title came out in italics (and the total card bold-italic).
+    from typer.testing import CliRunner
+
+    from nadir_extproc.cli import app
+
+    store = open_store(sqlite_dir=tmp_path / "ledger")
+    store.insert([_row(1, LONG, "anthropic", "0.0021", 100, 20)])
+    store.close()
+    r = CliRunner().invoke(app, ["report", "--sqlite-dir", str(tmp_path / "ledger"), "--by", "model", "--top", "1"],
+                           env={"COLUMNS": "80", "TTY_COMPATIBLE": "1", "TERM": "xterm", "FORCE_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    title = out.index("Top 1 requests by cost")
+    assert "\x1b[3m" in out[max(0, title - 12):title]  # the title is italic …
+    card = out.index("• ", title)
+    # … and nothing from the card's bullet on is: no italic SGR (3) in any escape sequence after it
+    assert not re.search(r"\x1b\[(?:[0-9]+;)*3(?:;[0-9]+)*m", out[card:]), repr(out[card:card + 200])
+    assert LONG in re.sub(r"\x1b\[[0-9;]*m", "", out[card:])  # the card itself is there, whole

@@ -282,7 +282,8 @@ def _table(console: Any, title: str, header: list[tuple[str, bool]], rows: list[
         return t
     need = sum(w if num else min(w, 12) for (_, num), w in zip(header, widths)) + 3 * len(widths) + 1
     if need > console.width:
-        out = Text(title + "\n", style="italic")
+        out = Text()  # the title alone in italics: Text(title, style=…) would style every card after it
+        out.append(title + "\n", style="italic")
         for i, r in enumerate(rows):
             last = bold_last and i == len(rows) - 1
             style = "bold" if last else ""
