@@ -165,6 +165,11 @@ def test_usage_errors_are_one_line_with_the_commands_help(tmp_path):
         r = _cli(tmp_path, *args)
         assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, (args, r.stderr)
         assert r.stderr.startswith("error: ") and want in r.stderr and "--help`)" in r.stderr and "╭" not in r.stderr, r.stderr
+    # a near miss names the group; a plain word that is no group may be a tag of the caller's own
+    for by, hint in (("teams", "or tag:<name> (did you mean team?)"), ("Model", "(did you mean model?)"),
+                     ("project", "or tag:<name> (a tag? --by tag:project)"), ("tag:", "or tag:<name> (see")):
+        r = _cli(tmp_path, "report", "--by", by)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and hint in r.stderr, (by, r.stderr)
     for args in ((), ("router",), ("ledger",)):  # no command: the help, exit 2
         r = _cli(tmp_path, *args)
         assert r.returncode == 2 and "Usage: " in r.stdout and "COMMAND" in r.stdout, (args, r.stdout, r.stderr)

@@ -48,7 +48,12 @@ def group_key(name: str) -> Callable[[LedgerRow], str | None]:
     if name.startswith("tag:") and len(name) > 4:
         tag = name[4:]
         return lambda r: r.tags.get(tag)
-    raise ValueError(f"unknown group {name!r}; use one of {', '.join(GROUPS)} or tag:<name>")
+    import difflib
+
+    close = difflib.get_close_matches(name, GROUPS, n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]}?)" if close else \
+        f" (a tag? --by tag:{name})" if name.isidentifier() and not name.startswith("tag") else ""
+    raise ValueError(f"unknown group {name!r}; use one of {', '.join(GROUPS)} or tag:<name>{hint}")
 
 
 @dataclass
