@@ -59,7 +59,12 @@ def serve(
         from nadir_extproc.workers import Supervisor
 
         args = [a for a in (["--config", str(config)] if config else [])]
-        raise typer.Exit(Supervisor(settings, workers, args).run())
+        try:
+            code = Supervisor(settings, workers, args).run()
+        except RuntimeError as e:  # a worker that did not start (its own error line is above): one line
+            typer.echo(f"error: serve --workers {workers}: {e}", err=True)
+            raise typer.Exit(1) from None
+        raise typer.Exit(code)
     index = int(os.environ.get("NADIR_WORKER_INDEX", "0"))
     if index and settings.telemetry.prometheus_port:
         # One /metrics endpoint per worker process: worker i serves prometheus_port + i.

@@ -65,17 +65,21 @@ def preflight(settings: Settings) -> None:
     """Raise ``BindError`` (the message ``_add_port`` would give) when a listener cannot bind, before
     the service starts its ledger writer and telemetry exporters: a Unix socket whose folder is
     missing or not writable, or a ``listen`` / ``health_listen`` TCP port another process listens on
-    (tested with ``SO_REUSEADDR`` as gRPC binds, so a port in TIME_WAIT passes). Skipped for port 0
-    and for ``serve --workers`` processes (``NADIR_REUSEPORT=1``: they share the port on purpose)."""
+    (tested with ``SO_REUSEADDR`` as gRPC binds, so a port in TIME_WAIT passes), or the
+    ``telemetry.prometheus_port`` (a ``serve --workers`` worker's own ``prometheus_port + i``).
+    Skipped for port 0; ``serve --workers`` processes (``NADIR_REUSEPORT=1``) skip ``listen`` and
+    ``health_listen``, which they share on purpose."""
     import socket
 
     if settings.uds:
         folder = os.path.dirname(settings.uds) or "."
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             _add_port_error("uds", f"unix:{settings.uds}")
-    if os.environ.get("NADIR_REUSEPORT") == "1":
-        return
-    for what, address in (("listen", settings.listen), ("health_listen", settings.health_listen)):
+    tel = settings.telemetry
+    checks = [("telemetry.prometheus_port", f"{tel.prometheus_host}:{tel.prometheus_port}")] if tel.prometheus_port else []
+    if os.environ.get("NADIR_REUSEPORT") != "1":  # a worker's own /metrics port is never shared
+        checks[:0] = [("listen", settings.listen), ("health_listen", settings.health_listen)]
+    for what, address in checks:
         if not address or address.startswith("unix:"):
             continue
         host, _, port = address.rpartition(":")

@@ -252,7 +252,7 @@ class Stack:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{self.otlp_endpoint.split('://')[-1]}"
         env.update(self.extproc_env)
         p = self._spawn("extproc", [sys.executable, "-m", "nadir_extproc.cli", "serve"], env=env)
-        _read_ready_line(p, r"nadir-extproc listening on", 30, "nadir-extproc")
+        _read_ready_line(p, r"nadir-extproc listening on", 90, "nadir-extproc")
 
     def stop_process(self, name: str, timeout_s: float = 10) -> int | None:
         """SIGTERM one process, wait, SIGKILL if needed; returns its exit code."""

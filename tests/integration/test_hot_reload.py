@@ -72,6 +72,28 @@ def all_events(ports: list[int], name: str) -> list[float | None]:
     return [events(p).get(name) for p in ports]
 
 
+def free_port_run(n: int) -> int:
+    """The first of ``n`` consecutive loopback ports that were all free a moment ago (worker i
+    serves /metrics on prometheus_port + i: a lone free port's neighbour may be taken)."""
+    import socket
+
+    for _ in range(200):
+        first = free_port()
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", first + i))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
 @pytest.mark.parametrize("trigger", ["file", "sighup", "sighup_workers"])
 def test_configmap_swap_reloads_and_a_bad_version_is_rejected(tmp_path, trigger):
     """``sighup_workers``: ``serve --workers 2``; the SIGHUP goes to the supervisor (what
@@ -80,7 +102,7 @@ def test_configmap_swap_reloads_and_a_bad_version_is_rejected(tmp_path, trigger)
     cm = tmp_path / "cm"
     cm.mkdir()
     configmap_version(cm, "2026_11_30_01", weak="gpt-4o-mini", discount_model="gpt-4o-mini", discount=50)
-    prom = free_port()
+    prom = free_port_run(2 if trigger == "sighup_workers" else 1)
     ports = [prom, prom + 1] if trigger == "sighup_workers" else [prom]
     env = {"NADIR_CONFIG": str(cm / "settings.yaml"), "NADIR_PROMETHEUS_PORT": str(prom),
            "NADIR_RELOAD_INTERVAL_S": "0.5" if trigger == "file" else "0",

@@ -141,6 +141,34 @@ def test_busy_port_is_one_error_line_not_a_traceback(tmp_path, setting):
     assert f"error: {setting}: cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_busy_prometheus_port_is_one_error_line_also_under_workers(tmp_path, workers):
+    # Worker i of `serve --workers N` serves /metrics on prometheus_port + i. With that port taken
+    # the worker said "cannot start: Address already in use (check state_dir …)" and the supervisor
+    # then printed a traceback; now the port is named and the supervisor's failure is one line.
+    import os
+    import socket
+
+    from nadir_extproc.stack import free_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        prom = taken - (workers - 1)  # worker `workers - 1` meets the busy port
+        env = {**os.environ, "NADIR_STATE_DIR": str(tmp_path / "state"), "OTEL_TRACES_EXPORTER": "none",
+               "OTEL_METRICS_EXPORTER": "none", "NADIR_PROMETHEUS_PORT": str(prom), "NADIR_WORKERS": str(workers),
+               "NADIR_LISTEN": f"127.0.0.1:{free_port()}"}
+        r = subprocess.run([sys.executable, "-m", "nadir_extproc.cli", "serve"], capture_output=True, text=True,
+                           timeout=180, env=env)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "─" not in r.stderr, r.stderr[-2000:]
+    assert f"error: telemetry.prometheus_port: cannot listen on 127.0.0.1:{taken}: the port is in use" in r.stderr, r.stderr[-2000:]
+    if workers > 1:
+        assert r.stderr.rstrip().splitlines()[-1].startswith("error: serve --workers 2: worker "), r.stderr[-2000:]
+        assert "exited before listening (code 1)" in r.stderr, r.stderr[-2000:]
+
+
 @pytest.mark.parametrize("setting,env_var", [("listen", "NADIR_LISTEN"), ("health_listen", "NADIR_HEALTH_LISTEN")])
 @pytest.mark.parametrize("addr", ["garbage", "127.0.0.1", "127.0.0.1:99999", "127.0.0.1:http"])
 def test_an_address_that_is_not_host_port_says_so(setting, env_var, addr):
