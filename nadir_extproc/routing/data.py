@@ -58,7 +58,7 @@ ARENA_PAIR = ("gpt-4-1106-preview", "Mixtral-8x7B-Instruct-v0.1")
 SOURCES = ("mmlu", "gsm8k", "arena")
 #: Category-labelled (weakly supervised) sources (``category_rows``): trained on, never evaluated
 #: as routing curves (no model answers), reported per category from out-of-fold scores.
-CATEGORY_SOURCES = ("arena_hard_v2", "vicuna", "humaneval")
+CATEGORY_SOURCES = ("arena_hard_v2", "vicuna", "humaneval", "templates")
 #: Label rules (module docstring); the first is the default.
 LABELS = ("gap", "difficulty")
 #: Categories whose prompts are labelled "strong needed" / "weak enough" in ``category_rows``
@@ -247,10 +247,21 @@ def category_rows(data_dir: Path, bad: set[str] | None = None) -> list[Example]:
     return out
 
 
+def template_source() -> list[Example]:
+    """The hand-written ``templates`` rows (``routing.templates``): generic easy requests 0, generic
+    short hard requests 1; weak labels by construction, no model answers, ``group`` = ``templates/<n>``."""
+    from nadir_extproc.routing.templates import SOURCE, template_rows
+
+    return [Example(SOURCE, f"{SOURCE}/{i}", p, label, None, None, kind)
+            for i, (p, label, kind) in enumerate(template_rows())]
+
+
 def load_all(data_dir: Path, label: str = "gap") -> list[Example]:
-    """The training rows: ``load`` (answer-labelled) then ``category_rows`` (category-labelled)."""
+    """The training rows: ``load`` (answer-labelled), ``category_rows`` (category-labelled), then
+    the hand-written ``templates`` rows (``template_source``)."""
     bad = contaminated(data_dir)
-    return mmlu_gsm8k(data_dir, bad, label) + arena_bench(data_dir, bad, label) + category_rows(data_dir, bad)
+    return (mmlu_gsm8k(data_dir, bad, label) + arena_bench(data_dir, bad, label) + category_rows(data_dir, bad)
+            + template_source())
 
 
 def folds(examples: list[Example], k: int, seed: int) -> list[int]:

@@ -6,7 +6,9 @@ Training-only module (the ``train`` extra: scikit-learn, onnx, wordllama). Recip
 1. **Data** (``data.load_all``): MMLU + GSM8K correctness and arena-bench-v1 judge scores, labelled
    by the ``gap`` rule (the strong side wins; ``data`` module docstring), plus prompts labelled by
    their chat-benchmark category (``data.category_rows``: arena-hard v2.0, vicuna-bench, HumanEval;
-   math/coding 1, writing/roleplay/knowledge 0); nothing is labelled "strong" by default.
+   math/coding 1, writing/roleplay/knowledge 0), and the hand-written ``templates`` rows
+   (``routing.templates``: generic easy requests 0, short hard requests 1); nothing is labelled
+   "strong" by default.
 2. **Embeddings**: the ``l2_supercat`` 32,000 x 256 float16 table and the Llama 2 tokenizer are
    read straight from the files inside the installed ``wordllama`` wheel (``wordllama_files``; the
    package is located, never imported, so nothing reaches for a model hub).
@@ -56,7 +58,8 @@ GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.01, 0.1) for a 
 #: hyper-parameter). The category-labelled sources (``data.category_rows``) together weigh as much
 #: as the chat prompts; MMLU and GSM8K half as much, so 14,000 multiple-choice rows do not decide
 #: what a chat prompt looks like (issue 15).
-SHARES: dict[str, float] = {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3}
+SHARES: dict[str, float] = {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3,
+                            "templates": 0.3}
 EMBED_DIM = 256
 EPS = 1e-12
 #: Standardised features are clipped to [-CLIP, CLIP] (step 3).
@@ -349,7 +352,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
         "arena_share": str(model.arena_share),
         "label": label,
         "features": "wordllama l2_supercat 256 mean-pool + dense6",
-        "data": "mmlu+gsm8k+arena-bench-v1 answer labels, arena-hard-v2/vicuna/humaneval/gsm8k-train category labels",
+        "data": "mmlu+gsm8k+arena-bench-v1 answer labels, arena-hard-v2/vicuna/humaneval category labels, hand-written templates",
         "tokenizer_sha256": sha256(tok_out),
     }
     onnx_path = out_dir / "router.onnx"

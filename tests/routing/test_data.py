@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nadir_extproc.routing.data import (MMLU_CATEGORY, arena_bench, category_rows, contaminated, folds, load, load_all,
-                                       mmlu_gsm8k)
+                                       mmlu_gsm8k, template_source)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "prompts"
 pytestmark = pytest.mark.skipif(not (DATA / "arena_bench_v1_scores.jsonl").exists(), reason=f"prompt data not found at {DATA}")
@@ -119,5 +119,6 @@ def test_category_rows_by_hand():
     assert all(e.strong_q is None and e.weak_q is None for e in rows)
     first = json.loads((DATA / "HumanEval.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert [e for e in rows if e.source == "humaneval"][0].prompt == first["prompt"]
-    # load_all = the answer-labelled rows, then these, in this order.
-    assert [e.group for e in load_all(DATA)] == [e.group for e in load(DATA)] + [e.group for e in rows]
+    # load_all = the answer-labelled rows, then these, then the hand-written templates, in this order.
+    assert [e.group for e in load_all(DATA)] == ([e.group for e in load(DATA)] + [e.group for e in rows]
+                                                 + [e.group for e in template_source()])
