@@ -253,6 +253,17 @@ def _breakdown(usage: Usage, r: catalogue.Rates) -> dict[str, Decimal]:
     return breakdown
 
 
+def total_at(usage: Usage, r: catalogue.Rates) -> Decimal | None:
+    """``usage`` priced at rates ``r``: the USD total ``price`` reports for them (the sum of
+    ``_breakdown``), with no ``Cost`` built; ``None`` when a class with tokens or calls has no
+    rate (``price`` then says ``missing_rate``). Used by ``pricing.savings`` to rule out a tie
+    between baseline candidates from rates it has already read."""
+    try:
+        return sum(_breakdown(usage, r).values(), _ZERO)
+    except _MissingRate:
+        return None
+
+
 def saving(actual: Cost, baseline: Cost | None) -> Decimal | None:
     """USD saved by ``actual`` against ``baseline`` (``baseline.total_usd - actual.total_usd``):
     the one savings function (``pricing.savings`` defines the baseline).

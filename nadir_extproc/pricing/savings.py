@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
 
 from nadir_extproc.pricing.catalogue import Rates
-from nadir_extproc.pricing.cost import Cost, _breakdown, _MissingRate, price, rates_for, saving
+from nadir_extproc.pricing.cost import Cost, price, rates_for, saving, total_at
 from nadir_extproc.pricing.usage import Usage
 
 
@@ -61,10 +60,10 @@ def baseline_cost(
             c = price(provider, models[i], usage, **kw)
             if c.total_usd is not None:
                 # An earlier candidate can only tie with it (dominated): the first on a tie wins.
-                # Its total from the rates already read (``_total``) rules a tie out without
+                # Its total from the rates already read (``cost.total_at``) rules a tie out without
                 # pricing it in full (a ``Cost`` each: ~2/3 of a request's pricing time).
                 for m, r in zip(models[:i], rates[:i]):
-                    t = _total(usage, r)
+                    t = total_at(usage, r)
                     if t is None or t < c.total_usd:
                         continue
                     e = price(provider, m, usage, **kw)
@@ -82,15 +81,6 @@ def baseline_cost(
 _RATE_FIELDS = tuple(f for f in Rates.__dataclass_fields__ if f not in ("tier_start", "corrections"))
 _DOMINANT: dict[tuple[Rates, ...], int | None] = {}
 _DOMINANT_MAX = 4096
-
-
-def _total(usage: Usage, r: Rates) -> Decimal | None:
-    """``usage`` at rates ``r`` in USD, as ``price`` totals it (``cost._breakdown``); ``None``
-    when a class with tokens has no rate."""
-    try:
-        return sum(_breakdown(usage, r).values(), Decimal(0))
-    except _MissingRate:
-        return None
 
 
 def _dominates(a: Rates, b: Rates) -> bool:
