@@ -52,7 +52,7 @@ def eval_(
     scorer: list[str] = typer.Option(list(BUILTIN), "--scorer", "-s", help="Scorer to evaluate (repeatable): cv, cv-difficulty, shipped, rules, length, random, or onnx:PATH."),
     seed: Optional[int] = typer.Option(None, help="Cross-validation seed (default: the shipped model's)."),
     bootstrap: int = typer.Option(500, help="Bootstrap resamples for the 95 % intervals."),
-    chat: Path = typer.Option(Path("docs/router-eval/chat_prompts.jsonl"), help="Hand-labelled chat prompts (JSONL prompt/label/kind); skipped when absent."),
+    chat: list[Path] = typer.Option([Path("docs/router-eval/chat_prompts.jsonl"), Path("docs/router-eval/kinds_val.jsonl"), Path("docs/router-eval/kinds_test.jsonl")], help="Hand-labelled chat prompts (JSONL prompt/label/kind), repeatable; absent files are skipped."),
     external: Optional[list[Path]] = typer.Option(None, "--external", "-x", help="External set to measure (repeatable): JSONL {\"prompt\", \"strong\", \"weak\"[, \"category\"]} per line, e.g. MT-bench questions with two models' judge scores; scored by the fixed scorers (shipped, onnx:PATH, rules, length, random) only, never trained on."),
 ) -> None:
     """Cross-validated APGR, CPT(50 %) and CPT(80 %) per data set and per category, for any scorers; external sets measured; curves as a PNG."""
@@ -63,7 +63,7 @@ def eval_(
     from nadir_extproc.routing.onnx_router import ModelError
 
     try:
-        run_eval(data, out, tuple(scorer), seed, bootstrap, log=lambda m: typer.echo(m, err=True), chat_prompts=chat,
+        run_eval(data, out, tuple(scorer), seed, bootstrap, log=lambda m: typer.echo(m, err=True), chat_prompts=tuple(chat),
                  external=tuple(external or ()))
     except FileNotFoundError as e:
         if e.filename is None:  # a scorer's model file named without errno details: its own message

@@ -140,7 +140,8 @@ def chat_summary(rows: list[dict[str, Any]], scores: np.ndarray, policy: Any,
                  held_out: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """How ``policy`` routes a labelled chat set with these ``scores`` (one per row).
 
-    Returns ``auc``; ``by_provider``: provider -> ``{"easy": {tier: n}, "hard": {tier: n}}`` for
+    Returns ``auc``; ``by_kind``: kind -> ``[n on the intended side, n]`` (an easy prompt in the weak
+    tier, a hard one in the strong tier, under ``policy``'s thresholds); ``by_provider``: provider -> ``{"easy": {tier: n}, "hard": {tier: n}}`` for
     ``openai`` (has a mid tier) and ``anthropic`` (no mid tier: the mid band goes to strong), the
     final tier of ``policy.pick``; and ``mid_sweep``: for each mid threshold in ``MID_SWEEP``, easy
     prompts sent weak, hard prompts sent weak (both counts), and, given ``held_out`` (set name ->
@@ -149,7 +150,13 @@ def chat_summary(rows: list[dict[str, Any]], scores: np.ndarray, policy: Any,
     from nadir_extproc.routing.policy import TierPolicy
 
     y = np.array([r["label"] for r in rows])
-    out: dict[str, Any] = {"rows": len(rows), "hard": int(y.sum()), "auc": auc(y, scores), "by_provider": {}}
+    out: dict[str, Any] = {"rows": len(rows), "hard": int(y.sum()), "auc": auc(y, scores), "by_provider": {}, "by_kind": {}}
+    for r, lab, sc in zip(rows, y, scores):
+        # kind -> [rows on the intended side (easy: weak tier; hard: strong tier, OpenAI policy), rows]
+        tier = policy.tier_for_score(float(sc))
+        k = out["by_kind"].setdefault(str(r.get("kind", "?")), [0, 0])
+        k[0] += int(tier == ("strong" if lab else "weak"))
+        k[1] += 1
     for provider in ("openai", "anthropic"):
         tally: dict[str, dict[str, int]] = {"easy": {}, "hard": {}}
         for lab, sc in zip(y, scores):
@@ -313,18 +320,24 @@ SET_NAMES = {
 }
 
 
-def dev_checks(score_many, policy: Any, data_dir: Path, chat_prompts: Path | None) -> dict[str, Any]:
-    """Out-of-sample checks on prompts no model here trains on: the hand-labelled chat set (AUC, and
-    tiers of easy/hard prompts under ``policy``), arena-hard v2.0 categories (AUC of math and coding
+def dev_checks(score_many, policy: Any, data_dir: Path, chat_prompts: Path | tuple[Path, ...] | list[Path] | None) -> dict[str, Any]:
+    """Out-of-sample checks on prompts no model here trains on: the hand-labelled chat sets
+    ``chat_prompts`` (one path or several; absent files skipped; AUC, per-kind counts and tiers of
+    easy/hard prompts under ``policy``: ``chat_sets``, the first also as ``chat``), arena-hard v2.0 categories (AUC of math and coding
     prompts over creative-writing ones: the category structure of chat benchmarks, where the strong
     model's lead is in math/reasoning/coding), and the demo's prompts (score and tier each)."""
     from nadir_extproc.demo import PROMPTS
 
     out: dict[str, Any] = {}
-    if chat_prompts is not None and chat_prompts.is_file():
-        rows = read_chat_set(chat_prompts)
-        out["chat"] = chat_summary(rows, score_many([r["prompt"] for r in rows]), policy)
-        out["chat"]["file"] = chat_prompts.name
+    paths = [chat_prompts] if isinstance(chat_prompts, Path) else list(chat_prompts or ())
+    for path in paths:
+        if not path.is_file():
+            continue
+        rows = read_chat_set(path)
+        summary = chat_summary(rows, score_many([r["prompt"] for r in rows]), policy)
+        summary["file"] = path.name
+        out.setdefault("chat", summary)
+        out.setdefault("chat_sets", []).append(summary)
     p = data_dir / "arena_hard_v2.0_question.jsonl"
     if p.is_file():
         rows = [json.loads(x) for x in p.read_text(encoding="utf-8").split("\n") if x.strip()]
@@ -346,7 +359,7 @@ def dev_checks(score_many, policy: Any, data_dir: Path, chat_prompts: Path | Non
 
 
 def run_eval(data_dir: Path, out_dir: Path, scorers: tuple[str, ...] = BUILTIN_SCORERS, seed: int | None = None,
-             n_boot: int = 500, log=print, chat_prompts: Path | None = None,
+             n_boot: int = 500, log=print, chat_prompts: Path | tuple[Path, ...] | None = None,
              calibration: Path | None = None, external: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Evaluate ``scorers`` on MMLU, GSM8K and arena-bench-v1 and write ``report.md``,
     ``metrics.json`` and ``routing_curve.png`` into ``out_dir``; returns the metrics.
@@ -597,12 +610,14 @@ def _report(m: dict[str, Any]) -> str:
             L.append(f"| {s} | " + " | ".join(f"{_pct(at[t]['strong_share'])} / {_pct(at[t]['pgr'])}" if t in at else "—" for t in ("mid", "strong")) + " |")
     for name, ch in m.get("checks", {}).items():
         L += ["", f"## Prompts outside the data ({name} model, default thresholds {m['thresholds']})", ""]
-        if "chat" in ch:
-            c = ch["chat"]
+        for c in ch.get("chat_sets", [ch["chat"]] if "chat" in ch else []):
             L.append(f"- Hand-labelled chat set `{c['file']}` ({c['rows'] - c['hard']} easy, {c['hard']} hard): AUC {c['auc']:.3f}; "
                      f"tiers weak/mid/strong — OpenAI easy {_tiers(c['by_provider']['openai']['easy'])}, hard "
                      f"{_tiers(c['by_provider']['openai']['hard'])}; two-tier providers easy {_tiers(c['by_provider']['anthropic']['easy'])}, "
                      f"hard {_tiers(c['by_provider']['anthropic']['hard'])}.")
+            if c.get("by_kind"):
+                L.append("  On the intended side per kind (easy: weak tier; hard: strong tier): "
+                         + ", ".join(f"{k} {a}/{b}" for k, (a, b) in c["by_kind"].items()) + ".")
         if "arena_hard_categories" in ch:
             L.append("- arena-hard v2.0: AUC of " + ", ".join(f"{k} prompts over creative writing {v:.3f}" for k, v in ch["arena_hard_categories"].items())
                      + " (0.5 = no separation; in-sample for a model trained on these categories, as the shipped one is: "

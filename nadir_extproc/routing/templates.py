@@ -1,5 +1,6 @@
 """Hand-written template prompts: generic trivially-easy requests (label 0) and generic short hard
-requests (label 1) — the ``templates`` training source (issue 15, third round).
+requests (label 1) — the ``templates`` training source (issue 15, third round; v2.3 adds sums
+written with operators, short "why does this algorithm cost that" questions and series to sum).
 
 Why: no labelled source shows the router a one-line arithmetic question, a word to translate, a
 greeting, a unit conversion or a tiny creative ask (all answerable by any model), nor a short
@@ -12,8 +13,8 @@ this file; no text copied from any data set or web page), same licence as the re
 rows are generated deterministically from the lists below (``template_rows``).
 
 Rule: none of these rows copies or paraphrases a prompt of the demo (``nadir_extproc/demo.py``,
-``tests/routing/test_router.py``) or of the hand-labelled chat set (``docs/router-eval/
-chat_prompts.jsonl``); ``tests/routing/test_templates.py`` checks that no row is within a small
+``tests/routing/test_router.py``) or of the hand-labelled chat sets (``docs/router-eval/
+chat_prompts.jsonl``, ``kinds_val.jsonl``, ``kinds_test.jsonl``); ``tests/routing/test_templates.py`` checks that no row is within a small
 edit distance of, or shares a 4-word run with, any of those prompts. Topics the demo uses (for
 example specific sums, the square root of 2, quicksort, cycle detection, SQL joins, shell loops,
 miles, Spanish / Japanese greetings, haiku and limericks) are left out on purpose.
@@ -33,13 +34,22 @@ _ARITH = (
     "Add {a} and {b}, please.", "Divide {c} by {b}.", "How much is {a} take away {b}?",
     "Half of {c}, please.", "Double {a}.", "Subtract {b} from {c}.",
 )
+#: The same trivial sums written with operators, as people type them into a chat box. Without these
+#: the operator bytes (``features`` symbol share) of a one-line sum read like code or a math exam.
+_ARITH_SYM = (
+    "{a}+{b}?", "{a} - {b} = ?", "{a}*{b}", "calc {c}/{b}", "Compute {a} x {b}.", "How much is {a} - {b}?",
+    "quick math: {a} + {b}", "whats {a}*{b}", "{c} / {b} =", "Calculate {a}+{b} please", "Can you do {a} * {b}?",
+    "{b}% of {h}?", "Tell me {a} plus {b}.", "is {a} + {b} equal to {s}?", "Answer only: {a} - {b}",
+    "{b} squared?", "square root of {q}", "{c} divided by {b}", "what's {a} times {b}", "{a} + {b} + {b}",
+    "Is {a} an even number?", "Round {a}.{b} to the nearest whole number.", "{a} minus {b} plus 1",
+)
 _TRANSL_WORDS = ("cat", "thank you", "water", "bread", "goodbye", "friend", "book", "please", "house", "tree",
                  "rain", "coffee", "yes", "no", "sorry")
 _LANGS = ("French", "German", "Italian", "Portuguese", "Dutch", "Swedish", "Korean", "Polish", "Turkish", "Greek")
 _TRANSL = ("What's the {lang} word for '{w}'?", "'{w}' in {lang}?", "How would a {lang} speaker write '{w}'?",
            "Give me '{w}' in {lang}.")
 _GREET = ("Hey!", "Yo, what's up?", "Good evening :)", "Hiya, how's it going?", "Howdy!", "Morning!",
-          "Hello, nice to meet you.", "Thank you so much!", "Cheers, that's all for now.", "Bye for now!",
+          "Hello, nice to meet you.", "Thanks a lot, bye!", "Cheers, that's all for now.", "Bye for now!",
           "Hey there, are you awake?", "Good night!", "Sup?", "Greetings, assistant.", "Ok thanks, bye.")
 _CONV = ("How many grams are in {n} pounds?", "{n} degrees Celsius in Fahrenheit?", "Turn {n} inches into centimetres.",
          "How many millilitres is {n} cups?", "{n} hours is how many minutes?", "Express {n} feet in metres.",
@@ -49,13 +59,13 @@ _SMALL = ("a sleepy cat", "rainy Mondays", "fresh coffee", "the ocean", "a paper
 _CREATIVE = ("Write a two-line rhyme about {t}.", "Give me a short, cute caption for a photo of {t}.",
              "A four-word slogan about {t}, please.", "Make up a silly title for a song about {t}.",
              "One sentence of poetry about {t}.", "Suggest a pun about {t}.")
-_TRIVIA = ("Which ocean is the largest?", "What's the chemical symbol for gold?", "How many legs does a spider have?",
-           "What colour do you get mixing blue and yellow?", "Who painted the Mona Lisa?",
-           "What's the opposite of 'ancient'?", "Spell 'necessary' for me.", "Is a whale a mammal?",
+_TRIVIA = ("Which ocean is the largest?", "Which metal is liquid at room temperature?", "Which animal has a trunk?",
+           "What's the main ingredient of guacamole?", "Who painted the Mona Lisa?",
+           "What's the opposite of 'generous'?", "Spell 'necessary' for me.", "Is a whale a mammal?",
            "Which is bigger, a kilometre or a mile?", "What's the plural of 'mouse'?", "Name a vegetable that is green.",
            "How many minutes are in an hour?", "What day comes after Thursday?", "Give me a word that rhymes with 'cake'.",
-           "How many continents are there?", "What does 'CPU' stand for?", "Name three farm animals.",
-           "Recommend a board game for two people.", "What's a nice name for a goldfish?", "Pick a random colour.")
+           "How many sides does a hexagon have?", "What does 'CPU' stand for?", "Name three farm animals.",
+           "Recommend a board game for two people.", "Suggest a name for a pet hamster.", "Pick a random colour.")
 
 # --- hard (label 1) ---------------------------------------------------------------------------
 
@@ -64,7 +74,7 @@ _PROOF_CLAIMS = (
     "every tree with k vertices has exactly k - 1 edges", "there are infinitely many primes of the form 4k + 3",
     "a graph is bipartite if and only if it has no odd cycle", "n^3 - n is divisible by 6 for every integer n",
     "the harmonic series diverges", "every finite integral domain is a field",
-    "the set of real numbers is uncountable", "log base 2 of 5 is irrational",
+    "the set of real numbers is uncountable", "the logarithm of 5 to base 2 cannot be a ratio of integers",
     "the interior angles of a triangle add up to 180 degrees in Euclidean geometry",
     "any two bases of a finite-dimensional vector space have the same size",
     "a continuous function on a closed interval attains its maximum",
@@ -92,6 +102,30 @@ _BUGS = (
     ("python", "import threading\ncount = 0\ndef work():\n    global count\n    for _ in range(100000): count += 1"),
     ("cpp", "std::vector<int> v{1,2,3};\nfor (auto it = v.begin(); it != v.end(); ++it)\n  if (*it == 2) v.erase(it);"),
     ("python", "with open(path) as f:\n    rows = f.readlines\nprint(len(rows))"),
+)
+#: Short conceptual questions about algorithms and data structures (why a bound holds, what breaks).
+_ALGO_WHY = (
+    "Why is comparison-based sorting bounded below by k log k comparisons?",
+    "Why does a red-black tree stay balanced? Explain the invariant.",
+    "Why can't Dijkstra's algorithm handle negative edge weights? Give an example.",
+    "What makes the travelling salesman problem NP-hard?",
+    "Explain how a skip list achieves logarithmic search in expectation.",
+    "Argue why the greedy choice is optimal for interval scheduling.",
+    "Derive the worst-case height of an AVL tree.",
+    "Analyse the space used by recursive depth-first search on a path graph.",
+    "What is the lower bound for selecting the median, and why?",
+    "Explain why hashing gives expected constant lookups but a bad worst case.",
+    "Why is bubble sort quadratic on reversed input? Count the swaps.",
+    "Explain the recursion depth of merge sort and why it matters for stack space.",
+    "Analyze binary search: why does it need sorted input, and how many probes can it take?",
+    "Why is finding a Hamiltonian path harder than finding an Eulerian path?",
+)
+_SERIES = (
+    "Derive a formula for 1 + 3 + 5 + ... up to the k-th odd number.",
+    "Add up the geometric series a + ar + ar^2 + ... + ar^(k-1), with derivation.",
+    "Show that 1^3 + 2^3 + ... + k^3 equals the square of a triangular number.",
+    "Evaluate the telescoping sum of 1/(i(i+1)) for i from 1 to k and justify it.",
+    "Work out the sum of an arithmetic progression with first term a and difference d, step by step.",
 )
 _DEBUG = ("What's wrong with this code?\n```{lang}\n{code}\n```", "Find the bug:\n```{lang}\n{code}\n```",
           "This behaves unexpectedly, why?\n```{lang}\n{code}\n```")
@@ -129,6 +163,11 @@ def _easy(rnd: random.Random) -> list[str]:
         for _ in range(4):
             a, b = rnd.randint(11, 99), rnd.randint(2, 12)
             out.append(t.format(a=a, b=b, c=a * b))
+    for t in _ARITH_SYM:
+        for _ in range(3):
+            a, b = rnd.randint(2, 99), rnd.randint(2, 30)
+            out.append(t.format(a=a, b=b, c=a * b, h=rnd.choice((40, 50, 60, 80, 120, 200, 250, 300)), s=a + b,
+                                   q=rnd.randint(2, 15) ** 2))
     for t, lang in itertools.product(_TRANSL, _LANGS):
         out.append(t.format(lang=lang, w=rnd.choice(_TRANSL_WORDS)))
     out.extend(_GREET)
@@ -147,11 +186,13 @@ def _hard(rnd: random.Random) -> list[str]:
     for c in _PROOF_CLAIMS:
         out.extend(t.format(c=c) for t in rnd.sample(_PROOF, 2))
     for a in _ALGOS:
-        out.extend(t.format(a=a) for t in rnd.sample(_COMPLEX, 2))
+        out.extend(t.format(a=a) for t in rnd.sample(_COMPLEX, 4))
     for lang, code in _BUGS:
         out.extend(t.format(lang=lang, code=code) for t in rnd.sample(_DEBUG, 2))
     out.extend(_PERF)
     out.extend(_MATH)
+    out.extend(_ALGO_WHY)
+    out.extend(_SERIES)
     return out
 
 

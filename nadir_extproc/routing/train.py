@@ -57,9 +57,12 @@ GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.01, 0.1) for a 
 #: Each source's share of the total training weight (step 4; ``arena`` is the ``arena_share``
 #: hyper-parameter). The category-labelled sources (``data.category_rows``) together weigh as much
 #: as the chat prompts; MMLU and GSM8K half as much, so 14,000 multiple-choice rows do not decide
-#: what a chat prompt looks like (issue 15).
+#: what a chat prompt looks like (issue 15). The hand-written templates weigh as much as one chat
+#: source (v2.3; 0.3 in v2.2): chosen over 0.3 and 0.6 on the cross-validated figures and the
+#: held-out kinds validation set (``docs/router-eval/kinds_val.jsonl``), never on MT-bench or
+#: ``kinds_test.jsonl`` (model card).
 SHARES: dict[str, float] = {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3,
-                            "templates": 0.3}
+                            "templates": 1.0}
 EMBED_DIM = 256
 EPS = 1e-12
 #: Standardised features are clipped to [-CLIP, CLIP] (step 3).

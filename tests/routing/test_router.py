@@ -41,12 +41,15 @@ def test_decision_follows_the_score_bands(router):
 
 
 # Issue 15's demo targets (nadir_extproc/demo.py): chit-chat weak; proofs, debugging and
-# algorithm prompts strong. The shipped model (router v2.2: v2.1's recipe plus the hand-written
-# ``templates`` source, nadir_extproc/routing/templates.py) meets all but two of them
-# (docs/router-eval/report.md, "demo prompt" table): "What is 17 + 25?" still scores like a math
-# problem (strong) and quicksort's worst case still scores low (weak). "Say hello in Japanese."
-# goes weak with little margin (0.184 against mid 0.186933). Strict xfails, so they fail loudly
-# the day a model meets them.
+# algorithm prompts strong. The shipped model (router v2.3: v2.2's recipe with more hand-written
+# ``templates`` rows at a larger weight, nadir_extproc/routing/templates.py) meets 12 of 14 and 4 of 7
+# with the OpenAI trio (docs/router-eval/report.md, "demo prompt" table): "What is 17 + 25?" (0.187)
+# and "What colour is the sky on Mars?" (0.220) land in the mid band (mid 0.150996), and the
+# square-root-of-2 proof (0.576, strong 0.587132), quicksort's worst case (0.262) and "derive the
+# closed form" (0.338) land in mid, not strong. On a two-tier provider the mid band goes to the
+# strong model, so there all seven hard prompts go strong. v2.2 met 13 and 6 here but ranked the
+# independent kinds sets worse (test_kinds_sets_are_ranked_as_measured). Strict xfails, so they
+# fail loudly the day a model meets them.
 CHIT_CHAT = ("Hi! What's the capital of France?", "Translate 'good morning' into Spanish.",
              "Give me three synonyms for 'happy'.", "Write a haiku about autumn leaves.", "What is 17 + 25?",
              "Name a fruit that is yellow.", "Say hello in Japanese.", "What's a good name for a golden retriever?",
@@ -68,28 +71,61 @@ def test_demo_prompts_are_the_demo_s():
     assert set(CHIT_CHAT) | set(HARD) <= {p for _, p in PROMPTS}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 target not met: 1 of 14 chit-chat prompts (17 + 25) reaches strong (docs/router-eval/report.md)")
+@pytest.mark.xfail(strict=True, reason="issue 15 target not met: 2 of 14 chit-chat prompts (17 + 25, the sky on Mars) reach the mid band (docs/router-eval/report.md)")
 def test_demo_chit_chat_routes_weak_on_every_provider(router):
     bad = [(p, round(router.scorer.score(p), 3)) for p in CHIT_CHAT
            if any(router.route(req(p, prov)).tier != "weak" for prov in ("openai", "anthropic", "google"))]
     assert not bad
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 target not met: 1 of 7 hard prompts (quicksort) scores below strong (docs/router-eval/report.md)")
+@pytest.mark.xfail(strict=True, reason="issue 15 target not met: 3 of 7 hard prompts (square root of 2, quicksort, closed form) score in the mid band (docs/router-eval/report.md)")
 def test_demo_proofs_debugging_algorithms_route_strong(router):
     bad = [(p[:30], round(router.scorer.score(p), 3)) for p in HARD if router.route(req(p)).tier != "strong"]
     assert not bad
 
 
 def test_demo_targets_partly_met_by_the_shipped_model(router):
-    # Measured facts of router v2.2 (docs/router-eval/report.md), a floor against regressions:
-    # 13 of the 14 chit-chat prompts go weak on every provider (v2.1: 11, v2: 6), 6 of the 7 hard
-    # ones go strong (v2.1: 4, v2: 3). The misses are the ones named above the xfails.
+    # Measured facts of router v2.3 (docs/router-eval/report.md), a floor against regressions:
+    # 12 of the 14 chit-chat prompts go weak on every provider (v2.2: 13, v2.1: 11, v2: 6); 4 of the
+    # 7 hard ones go strong with a mid tier (v2.2: 6) and all 7 on a two-tier provider. The misses
+    # are the ones named above the xfails.
     weak = [p for p in CHIT_CHAT if all(router.route(req(p, prov)).tier == "weak" for prov in ("openai", "anthropic", "google"))]
     strong = [p for p in HARD if router.route(req(p)).tier == "strong"]
-    assert len(weak) >= 13 and len(strong) >= 6
-    assert set(CHIT_CHAT) - set(weak) <= {"What is 17 + 25?"}
-    assert set(HARD) - set(strong) <= {"Analyze the time complexity of quicksort in the worst case and explain why."}
+    assert len(weak) >= 12 and len(strong) >= 4
+    assert set(CHIT_CHAT) - set(weak) <= {"What is 17 + 25?", "What colour is the sky on Mars?"}
+    assert set(HARD) - set(strong) <= {"Prove that the square root of 2 is irrational.",
+                                       "Analyze the time complexity of quicksort in the worst case and explain why.",
+                                       "Derive the closed form of the sum 1 + 2 + ... + n."}
+    assert all(router.route(req(p, "anthropic")).tier == "strong" for p in HARD)
+
+
+def _kinds(name: str) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "router-eval" / name
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name, auc_floor, easy_weak, hard_strong", [
+    # Measured with the shipped model (docs/router-eval/report.md, "Prompts outside the data"):
+    # kinds_val 100 prompts (60 easy / 40 hard), kinds_test 85 (50 / 35); both written by hand apart
+    # from the templates (docs/router-eval/README.md). v2.2 on kinds_test: AUC 0.934, 32/50, 31/35.
+    # v2.3 measured: kinds_val AUC 0.989, 44 of 60 easy weak, 37 of 40 hard strong; kinds_test 0.995, 38/50, 34/35.
+    ("kinds_val.jsonl", 0.985, 44, 37),
+    ("kinds_test.jsonl", 0.99, 38, 34),
+])
+def test_kinds_sets_are_ranked_as_measured(router, name, auc_floor, easy_weak, hard_strong):
+    rows = _kinds(name)
+    scores = np.array([router.scorer.score(r["prompt"]) for r in rows])
+    y = np.array([r["label"] for r in rows])
+    # AUC by hand: the share of (hard, easy) pairs the score orders correctly, ties half.
+    pos, neg = scores[y == 1], scores[y == 0]
+    auc = (np.sum(pos[:, None] > neg[None, :]) + 0.5 * np.sum(pos[:, None] == neg[None, :])) / (pos.size * neg.size)
+    tiers = [router.route(req(r["prompt"])).tier for r in rows]
+    assert auc >= auc_floor
+    assert sum(t == "weak" for t, lab in zip(tiers, y) if lab == 0) >= easy_weak
+    assert sum(t == "strong" for t, lab in zip(tiers, y) if lab == 1) >= hard_strong
 
 
 def test_what_the_shipped_model_does_route_weak_and_strong(router):

@@ -14,9 +14,9 @@ from tests.integration.conftest import clear_upstream, upstream_requests
 KEY = "sk-test-not-a-real-key"
 HARD = "Implement a lock-free multi-producer multi-consumer queue in C++ with correct memory ordering, and prove it is linearizable."
 EASY = "hi"
-# The rule router and the ONNX router disagree here: "algorithm" is a rule marker (-> strong), while
-# the model scores this multiple-choice quiz below the strong band. Which model it reaches shows who decided.
-QUIZ = "Which sorting algorithm is stable?\nA. Quicksort\nB. Heapsort\nC. Merge sort\nD. Selection sort\nAnswer:"
+# The rule router and the ONNX router disagree here: "step by step" is a rule marker (-> strong), while
+# the model (v2.3) scores this everyday question in the mid band (0.547). Which model it reaches shows who decided.
+QUIZ = "Why is the sky blue? Explain step by step."
 
 
 def sent_model(stack: Stack, prompt: str, headers: dict[str, str] | None = None) -> str:

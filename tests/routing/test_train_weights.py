@@ -17,7 +17,7 @@ def ex(source: str) -> Example:
 
 def test_each_source_gets_its_share_spread_over_its_rows():
     # The documented shares: MMLU and GSM8K half of arena-bench's, category sources as stated.
-    assert SHARES == {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3, "templates": 0.3}
+    assert SHARES == {"mmlu": 0.5, "gsm8k": 0.5, "arena_hard_v2": 1.0, "vicuna": 1.0, "humaneval": 0.3, "templates": 1.0}
     # 4 MMLU rows (share 0.5 -> 0.125 each), 1 arena row (share 2 -> 2), 2 HumanEval rows (0.3 -> 0.15 each).
     # Raw: [.125]*4 + [2] + [.15]*2, sum 2.8; scaled to average 1 over 7 rows: x 7 / 2.8 = 2.5.
     rows = [ex("mmlu")] * 4 + [ex("arena")] + [ex("humaneval")] * 2
