@@ -131,10 +131,10 @@ def test_cli_opportunity_json_csv_and_table_state_the_router_quality(filled):
     assert (t["cost_usd"], t["shadow_requests"], t["downgradable_cost_usd"], t["downgradable_share"], t["opportunity_usd"]) == (
         "0.02895", 4, "0.0135", "0.466321", "0.01105")
     q = doc["router_quality"]
-    # MODEL_CARD.md: thresholds 0.186933 / 0.626228; >= mid keeps 80.4 % of the gap with 77.6 % of calls, >= strong 51.0 % with 45.9 %
-    assert q["thresholds"] == {"mid": 0.186933, "strong": 0.626228}
-    assert q["at_mid"] == {"pgr_pct": 80.4, "calls_pct": 77.6} and q["at_strong"] == {"pgr_pct": 51.0, "calls_pct": 45.9}
-    assert q["apgr"]["value"] == 0.507 and q["random_apgr"] == 0.5
+    # MODEL_CARD.md (router v2.3): thresholds 0.150996 / 0.587132; >= mid keeps 80.4 % of the gap with 79.1 % of calls, >= strong 50.3 % with 50.0 %
+    assert q["thresholds"] == {"mid": 0.150996, "strong": 0.587132}
+    assert q["at_mid"] == {"pgr_pct": 80.4, "calls_pct": 79.1} and q["at_strong"] == {"pgr_pct": 50.3, "calls_pct": 50.0}
+    assert q["apgr"]["value"] == 0.489 and q["apgr"]["ci95"] == [0.432, 0.541] and q["random_apgr"] == 0.5
     assert "estimate" in doc["note"]
 
     res = CliRunner().invoke(app, ["report", "--opportunity", *args, "--by", "team", "--format", "csv"])
