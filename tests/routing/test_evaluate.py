@@ -137,3 +137,35 @@ def test_report_made_by_line_is_the_command_that_was_run() -> None:
     m = {"seed": 7, "k": 5, "bootstrap": 50, "scorers": {"shipped": {"help": "h"}, "rules": {"help": "h"}},
          "sets": {}, "categories": {}, "command": cmd}
     assert f"Made by `{cmd}` (repo root" in _report(m)
+
+
+def test_chat_sets_each_reported_with_per_kind_counts(tmp_path):
+    # Two hand-labelled sets, scored by a fixed scorer (the length of the prompt / 100), under the
+    # default thresholds (mid 0.150996, strong 0.587132): by hand, "hi" 0.02 weak, "what is 2+2" 0.11
+    # weak, "x" * 20 0.20 mid, "y" * 70 0.70 strong, "z" * 40 0.40 mid.
+    import json as _json
+
+    import numpy as _np
+
+    from nadir_extproc.routing.evaluate import dev_checks
+    from nadir_extproc.routing.policy import TierPolicy
+
+    a = tmp_path / "a.jsonl"
+    a.write_text("\n".join(_json.dumps(r) for r in [
+        {"prompt": "hi", "label": 0, "kind": "greeting"},
+        {"prompt": "what is 2+2", "label": 0, "kind": "arithmetic"},
+        {"prompt": "x" * 20, "label": 0, "kind": "arithmetic"},
+        {"prompt": "y" * 70, "label": 1, "kind": "proof"},
+        {"prompt": "z" * 40, "label": 1, "kind": "proof"},
+    ]) + "\n")
+    b = tmp_path / "b.jsonl"
+    b.write_text(_json.dumps({"prompt": "hi", "label": 0, "kind": "greeting"}) + "\n"
+                 + _json.dumps({"prompt": "y" * 70, "label": 1, "kind": "proof"}) + "\n")
+    out = dev_checks(lambda texts: _np.array([len(t) / 100 for t in texts]), TierPolicy(), tmp_path,
+                     (a, tmp_path / "absent.jsonl", b))
+    sets = out["chat_sets"]
+    assert [c["file"] for c in sets] == ["a.jsonl", "b.jsonl"] and out["chat"] is sets[0]
+    assert sets[0]["by_kind"] == {"greeting": [1, 1], "arithmetic": [1, 2], "proof": [1, 2]}
+    assert sets[0]["by_provider"]["openai"] == {"easy": {"weak": 2, "mid": 1}, "hard": {"strong": 1, "mid": 1}}
+    assert sets[0]["auc"] == 1.0  # both hard prompts score above all three easy ones
+    assert sets[1]["by_kind"] == {"greeting": [1, 1], "proof": [1, 1]}
