@@ -5,11 +5,14 @@ this machine (31 µs in a tight loop: between two requests its code and data lea
 caches), while the arithmetic is one embedding lookup, a sum and a 262-long dot product.
 ``DirectGraph.load`` reads the graph's nodes and initializers straight from the file (a minimal
 reader of ONNX's protobuf wire format: no ``onnx`` package at run time) and is used only when the
-nodes are exactly the ones ``train.export_onnx`` writes (``onnx_router`` module docstring)::
+nodes are exactly the ones ``train.export_onnx`` writes (``onnx_router`` module docstring), with
+either head::
 
     rows = float32(table[ids]); pooled = sum(rows, 0) / max(n, 1)
     v = pooled / sqrt(sum(pooled * pooled) + eps); x = concat(v, dense)
-    score = sigmoid(clip((x - mean) / std, lo, hi) @ w + b)
+    z = clip((x - mean) / std, lo, hi)
+    score = sigmoid(z @ w + b)                      (linear head, EXPECTED_NODES)
+    score = sigmoid(relu(z @ w1 + b1) @ w + b)      (hidden layer, EXPECTED_NODES_MLP)
 
 Any other graph (a retrained one with other nodes, names or attributes) gives ``None`` and the
 scorer keeps ``session.run``; ``OnnxScorer`` also compares both on probe prompts at load and keeps
@@ -56,6 +59,14 @@ EXPECTED_NODES: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[tuple[s
     ("Add", ("zw1", "b"), ("logit",), ()),
     ("Sigmoid", ("logit",), ("score",), ()),
 )
+#: The same graph with the hidden layer (``train.export_onnx`` of an MLP head): ``h = relu(z @ w1 + b1)``
+#: before the output ``MatMul``.
+EXPECTED_NODES_MLP = EXPECTED_NODES[:16] + (
+    ("MatMul", ("z", "w1"), ("h1",), ()),
+    ("Add", ("h1", "b1"), ("h1b",), ()),
+    ("Relu", ("h1b",), ("h",), ()),
+    ("MatMul", ("h", "w"), ("zw",), ()),
+) + EXPECTED_NODES[17:]
 
 #: ONNX TensorProto.DataType -> numpy dtype (the types the router graph uses), little-endian.
 _DTYPES = {1: "<f4", 7: "<i8", 10: "<f2", 11: "<f8"}
@@ -164,7 +175,7 @@ class DirectGraph:
     graph's inputs (``features.Features``: int64 ``(n,)`` and float32 ``(1, k)``) and returns the
     score as a Python float."""
 
-    __slots__ = ("table", "mean", "std", "w", "b", "eps", "lo", "hi", "_ones", "_zero")
+    __slots__ = ("table", "mean", "std", "w1", "b1", "w", "b", "eps", "lo", "hi", "_ones", "_zero")
 
     def __init__(self, init: dict[str, np.ndarray]) -> None:
         table = init["table"]
@@ -175,11 +186,20 @@ class DirectGraph:
         self.mean = np.array(init["mean"], dtype=np.float32).reshape(-1)
         self.std = np.array(init["std"], dtype=np.float32).reshape(-1)
         self.w = np.array(init["w"], dtype=np.float32).reshape(-1)
+        self.w1: np.ndarray | None = None
+        self.b1: np.ndarray | None = None
+        k = self.w.size
+        if "w1" in init:
+            self.w1 = np.ascontiguousarray(np.array(init["w1"], dtype=np.float32))
+            self.b1 = np.array(init["b1"], dtype=np.float32).reshape(-1)
+            if self.w1.ndim != 2 or self.w1.shape[1] != self.w.size or self.b1.size != self.w.size:
+                raise ValueError("router graph: unexpected hidden-layer shapes")
+            k = self.w1.shape[0]
         self.b = float(np.float32(init["b"].reshape(-1)[0]))
         self.eps = np.float32(init["eps"].reshape(-1)[0])
         self.lo = np.float32(init["lo"].reshape(-1)[0])
         self.hi = np.float32(init["hi"].reshape(-1)[0])
-        if float(init["one"].reshape(-1)[0]) != 1.0 or not (self.mean.size == self.std.size == self.w.size > table.shape[1]):
+        if float(init["one"].reshape(-1)[0]) != 1.0 or not (self.mean.size == self.std.size == k > table.shape[1]):
             raise ValueError("router graph: unexpected initializer shapes")
         self._ones = np.ones(0, dtype=np.float32)
         self._zero = np.zeros(table.shape[1], dtype=np.float32)
@@ -200,15 +220,19 @@ class DirectGraph:
                 elif num == 5 and wt == 2:
                     name, arr = _tensor(v)
                     init[name] = arr
-            if tuple(nodes) != EXPECTED_NODES:
-                return None
-            return cls(init)
+            if tuple(nodes) == EXPECTED_NODES:
+                init.pop("w1", None)
+                return cls(init)
+            if tuple(nodes) == EXPECTED_NODES_MLP and "w1" in init and "b1" in init:
+                return cls(init)
+            return None
         except (OSError, ValueError, KeyError, IndexError, TypeError):
             return None
 
     def score(self, ids: np.ndarray, dense: np.ndarray) -> float:
-        """sigmoid(clip((concat(v, dense) - mean) / std, lo, hi) @ w + b) (module docstring), in
-        float32 as the graph computes it up to the logit."""
+        """sigmoid(z @ w + b), or sigmoid(relu(z @ w1 + b1) @ w + b) with the hidden layer, where
+        z = clip((concat(v, dense) - mean) / std, lo, hi) (module docstring); in float32 as the
+        graph computes it up to the logit."""
         n = ids.shape[0]
         if n:
             ones = self._ones
@@ -220,6 +244,10 @@ class DirectGraph:
         v = pooled / np.sqrt(np.dot(pooled, pooled) + self.eps)
         z = (np.concatenate((v, dense.reshape(-1))) - self.mean) / self.std
         np.minimum(np.maximum(z, self.lo, out=z), self.hi, out=z)
+        if self.w1 is not None:
+            z = z @ self.w1
+            z += self.b1
+            np.maximum(z, np.float32(0.0), out=z)
         logit = float(np.dot(z, self.w)) + self.b
         if logit < -700.0:  # exp overflow: the sigmoid is 0 to double precision
             return 0.0

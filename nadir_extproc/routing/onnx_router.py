@@ -9,7 +9,9 @@ file) when it is exactly that graph, else by one onnxruntime session::
     pooled = sum(rows, axis 0) / max(n, 1);  v = pooled / sqrt(sum(pooled * pooled) + 1e-12)
     x      = concat(v, dense)                    [1, 262]
     z      = clip((x - mean) / std, -3, 3)
-    score  = sigmoid(z @ w + b)                                           output  score float32 [1]
+    h      = relu(z @ w1 + b1)                   w1 [262, 32], b1 [1, 32]: the hidden layer (router v2.4;
+                                                 up to v2.3 the head was linear: h = z)
+    score  = sigmoid(h @ w + b)                                           output  score float32 [1]
 
 The tokenizer is ``tokenizer.json`` beside the model file; the graph's metadata records its
 sha256 (``tokenizer_sha256``) and a mismatch is a load error. The session is created once, with one

@@ -1,5 +1,6 @@
-"""Train the router: static word embeddings (wordllama) mean-pooled + dense statistics -> logistic
-regression -> one ONNX graph (embedding table, pooling, standardisation, classifier).
+"""Train the router: static word embeddings (wordllama) mean-pooled + dense statistics -> a small
+MLP (one hidden ReLU layer; logistic regression up to v2.3) -> one ONNX graph (embedding table,
+pooling, standardisation, classifier).
 
 Training-only module (the ``train`` extra: scikit-learn, onnx, wordllama). Recipe (``train``):
 
@@ -20,16 +21,21 @@ Training-only module (the ``train`` extra: scikit-learn, onnx, wordllama). Recip
    20 standard deviations on a prompt that has it and swamp every other feature).
 4. **Row weights**: each source gets a share of the total weight, spread evenly over its rows
    (``SHARES``; arena-bench ``arena_share``), scaled to average 1.
-5. **Hyper-parameters** ``(C, arena_share)`` from ``GRID`` by ``INNER_K``-fold cross-validation on
+5. **Hyper-parameters** ``(reg, arena_share)`` from ``GRID`` by ``INNER_K``-fold cross-validation on
    the training rows only (``data.folds``: MMLU by subject), maximising the mean over sources of
-   APGR (``evaluate.routing_curve``) of the out-of-fold scores.
-6. ``LogisticRegression(C, solver="newton-cholesky")`` with the row weights, exported by ``export_onnx``.
+   APGR (``evaluate.routing_curve``) of the out-of-fold scores; skipped when ``GRID`` holds one
+   candidate (router v2.4: ``alpha`` 300, fixed before the final training, model card).
+6. **Head** (``fit``): one hidden layer of ``HIDDEN`` (32) ReLU units, scikit-learn's
+   ``MLPClassifier(alpha, solver="lbfgs", random_state=0)`` with the row weights (router v2.4); with
+   ``HIDDEN = 0``, ``LogisticRegression(C, solver="newton-cholesky")`` (v2-v2.3). Exported by
+   ``export_onnx``.
 
 ``cross_validate`` runs the whole recipe (steps 3-6, selection included) inside each of ``K`` outer
 folds and returns out-of-fold scores: those are the figures ``router eval`` reports, and what the
 default thresholds are calibrated on. No outer held-out fold is used for any choice.
 
-Deterministic for a given seed and data (the Newton solver is deterministic; no sampling besides the folds).
+Deterministic for a given seed and data (lbfgs from a fixed initialisation, and the Newton solver,
+are deterministic; no sampling besides the folds).
 """
 
 from __future__ import annotations
@@ -52,8 +58,13 @@ ALL_SOURCES = SOURCES + CATEGORY_SOURCES
 #: Outer cross-validation folds (the reported figures) and inner folds (hyper-parameter choice).
 K = 5
 INNER_K = 3
-#: (C, arena_share) candidates.
-GRID: tuple[tuple[float, float], ...] = tuple((c, a) for c in (0.01, 0.1) for a in (1.0,))
+#: The head: ``HIDDEN`` ReLU units (router v2.4; 0 = logistic regression, v2-v2.3) with L2 ``alpha``.
+HIDDEN = 32
+MLP_MAX_ITER = 400
+#: (regularisation, arena_share) candidates: the MLP's ``alpha`` (C of the logistic regression when
+#: ``HIDDEN`` is 0). One candidate: chosen by cross-validation on ``../shared`` and the ``kinds_val``
+#: set among hidden 8/16/32/64 x alpha 10-1000 (model card), so no inner selection runs.
+GRID: tuple[tuple[float, float], ...] = ((300.0, 1.0),)
 #: Each source's share of the total training weight (step 4; ``arena`` is the ``arena_share``
 #: hyper-parameter). The category-labelled sources (``data.category_rows``) together weigh as much
 #: as the chat prompts; MMLU and GSM8K half as much, so 14,000 multiple-choice rows do not decide
@@ -148,8 +159,10 @@ def pool(feats: list[Features], table: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Fitted:
-    """A fitted model: standardisation ``mean``/``std`` ``(262,)``, ``coef`` ``(262,)``, ``intercept``,
-    and the hyper-parameters it was fitted with."""
+    """A fitted model: standardisation ``mean``/``std`` ``(262,)``; the head: logistic regression
+    (``w1 is None``: ``coef`` ``(262,)``, ``intercept``) or one hidden ReLU layer (``w1`` ``(262, H)``,
+    ``b1`` ``(H,)``, then ``coef`` ``(H,)``, ``intercept``); and the hyper-parameters it was fitted
+    with (``c``: the regularisation, C of the logistic regression or the MLP's L2 ``alpha``)."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -157,10 +170,15 @@ class Fitted:
     intercept: float
     c: float
     arena_share: float
+    w1: np.ndarray | None = None
+    b1: np.ndarray | None = None
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """P(strong needed) of design rows ``x`` (float64)."""
-        return 1.0 / (1.0 + np.exp(-(standardise(x, self.mean, self.std) @ self.coef + self.intercept)))
+        z = standardise(x, self.mean, self.std)
+        if self.w1 is not None:
+            z = np.maximum(z @ self.w1 + self.b1, 0.0)
+        return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept)))
 
 
 def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -177,18 +195,41 @@ def weights(examples: list[Example], arena_share: float) -> np.ndarray:
     return w * (len(w) / w.sum())
 
 
-def fit(examples: list[Example], x: np.ndarray, c: float, arena_share: float) -> Fitted:
-    """Logistic regression on design rows ``x`` of ``examples`` (steps 3-6, fixed hyper-parameters)."""
-    from sklearn.linear_model import LogisticRegression
-
+def fit(examples: list[Example], x: np.ndarray, c: float, arena_share: float, hidden: int | None = None) -> Fitted:
+    """The head (step 6) on design rows ``x`` of ``examples`` with fixed hyper-parameters: ``hidden``
+    (default ``HIDDEN``) ReLU units trained by ``MLPClassifier(alpha=c, solver="lbfgs",
+    max_iter=MLP_MAX_ITER, random_state=0)``, or with ``hidden=0`` ``LogisticRegression(C=c,
+    solver="newton-cholesky")``; both with the row weights. Deterministic."""
+    hidden = HIDDEN if hidden is None else hidden
     x64 = x.astype(np.float64)
     mean = x64.mean(axis=0)
     std = x64.std(axis=0)
     std[std == 0] = 1.0
     y = np.array([e.label for e in examples])
-    m = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200)
-    m.fit(standardise(x64, mean, std), y, sample_weight=weights(examples, arena_share))
-    return Fitted(mean, std, m.coef_[0].astype(np.float64), float(m.intercept_[0]), c, arena_share)
+    z, w = standardise(x64, mean, std), weights(examples, arena_share)
+    if hidden == 0:
+        from sklearn.linear_model import LogisticRegression
+
+        m = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200)
+        m.fit(z, y, sample_weight=w)
+        return Fitted(mean, std, m.coef_[0].astype(np.float64), float(m.intercept_[0]), c, arena_share)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    mlp = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=c, solver="lbfgs", max_iter=MLP_MAX_ITER, random_state=0)
+    with warnings.catch_warnings():
+        # lbfgs stops at MLP_MAX_ITER on the full data (the loss still falls by < 1e-4 per step there).
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(z, y, sample_weight=w)
+    return Fitted(mean, std, mlp.coefs_[1][:, 0].astype(np.float64), float(mlp.intercepts_[1][0]), c, arena_share,
+                  w1=mlp.coefs_[0].astype(np.float64), b1=mlp.intercepts_[0].astype(np.float64))
+
+
+def head(m: Fitted) -> str:
+    """``"logreg"`` or ``"mlp<H>"`` (the head of a fitted model)."""
+    return "logreg" if m.w1 is None else f"mlp{m.w1.shape[1]}"
 
 
 def mean_apgr(examples: list[Example], scores: np.ndarray) -> float:
@@ -211,6 +252,8 @@ def mean_apgr(examples: list[Example], scores: np.ndarray) -> float:
 def select(examples: list[Example], x: np.ndarray, seed: int) -> tuple[tuple[float, float], dict[str, float]]:
     """``(C, arena_share)`` from ``GRID`` by ``INNER_K``-fold CV on these rows only (step 5); also
     returns every candidate's mean APGR."""
+    if len(GRID) == 1:
+        return GRID[0], {}
     f = np.array(folds(examples, INNER_K, seed + 1))
     results = {}
     for c, a in GRID:
@@ -242,25 +285,27 @@ def cross_validate(examples: list[Example], x: np.ndarray, seed: int = DEFAULT_S
         tr, te = np.flatnonzero(fa != j), np.flatnonzero(fa == j)
         m, res = fit_selected([examples[i] for i in tr], x[tr], seed + 100 * (j + 1))
         oof[te] = m.score(x[te])
-        info.append({"fold": j, "train_rows": int(tr.size), "test_rows": int(te.size), "C": m.c,
+        info.append({"fold": j, "train_rows": int(tr.size), "test_rows": int(te.size), "reg": m.c,
                      "arena_share": m.arena_share})
-        log(f"fold {j + 1}/{k}: C={m.c} arena_share={m.arena_share} ({te.size} rows scored)")
+        log(f"fold {j + 1}/{k}: reg={m.c} arena_share={m.arena_share} ({te.size} rows scored)")
     return oof, f, info
 
 
 def export_onnx(path: Path, table: np.ndarray, m: Fitted, metadata: dict[str, str]) -> None:
-    """Write the router graph (``onnx_router`` module docstring) to ``path``.
+    """Write the router graph (``onnx_router`` module docstring) to ``path``: the linear head, or
+    with ``m.w1`` the hidden layer (``MatMul w1``, ``Add b1``, ``Relu``) before the output ``MatMul``.
 
     The table is stored as float16 (as in the wheel); everything else as float32."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     d = EMBED_DIM + len(DENSE_NAMES)
+    k = d if m.w1 is None else m.w1.shape[1]
     inits = [
         numpy_helper.from_array(np.ascontiguousarray(table.astype(np.float16)), "table"),
         numpy_helper.from_array(m.mean.astype(np.float32).reshape(1, d), "mean"),
         numpy_helper.from_array(m.std.astype(np.float32).reshape(1, d), "std"),
-        numpy_helper.from_array(m.coef.astype(np.float32).reshape(d, 1), "w"),
+        numpy_helper.from_array(m.coef.astype(np.float32).reshape(k, 1), "w"),
         numpy_helper.from_array(np.array([m.intercept], dtype=np.float32), "b"),
         numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one"),
         numpy_helper.from_array(np.array(EPS, dtype=np.float32), "eps"),
@@ -270,6 +315,9 @@ def export_onnx(path: Path, table: np.ndarray, m: Fitted, metadata: dict[str, st
         numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "shape1"),
     ]
+    if m.w1 is not None:
+        inits += [numpy_helper.from_array(m.w1.astype(np.float32).reshape(d, k), "w1"),
+                  numpy_helper.from_array(m.b1.astype(np.float32).reshape(1, k), "b1")]
     N = helper.make_node
     nodes = [
         N("Gather", ["table", "ids"], ["rows16"], axis=0),
@@ -288,7 +336,12 @@ def export_onnx(path: Path, table: np.ndarray, m: Fitted, metadata: dict[str, st
         N("Sub", ["x", "mean"], ["xc"]),
         N("Div", ["xc", "std"], ["zu"]),
         N("Clip", ["zu", "lo", "hi"], ["z"]),
-        N("MatMul", ["z", "w"], ["zw"]),
+        *([] if m.w1 is None else [
+            N("MatMul", ["z", "w1"], ["h1"]),
+            N("Add", ["h1", "b1"], ["h1b"]),
+            N("Relu", ["h1b"], ["h"]),
+        ]),
+        N("MatMul", ["z" if m.w1 is None else "h", "w"], ["zw"]),
         N("Reshape", ["zw", "shape1"], ["zw1"]),
         N("Add", ["zw1", "b"], ["logit"]),
         N("Sigmoid", ["logit"], ["score"]),
@@ -343,7 +396,7 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
     log(f"rows: {len(examples)} (" + ", ".join(f"{s} {sum(e.source == s for e in examples)}" for s in ALL_SOURCES) + ")")
     oof, fold_of, fold_info = cross_validate(examples, x, seed, log=log)
     model, results = fit_selected(examples, x, seed)
-    log(f"final: C={model.c} arena_share={model.arena_share} (inner-CV mean APGR {results})")
+    log(f"final: head={head(model)} reg={model.c} arena_share={model.arena_share} (inner-CV mean APGR {results})")
     cal = calibrate.calibrate_policy(examples, oof, calibrate_target or calibrate.DEFAULT_TARGETS)
     log(f"thresholds (from out-of-fold scores): {cal['thresholds']}")
     date = dt.date.today().isoformat()
@@ -351,7 +404,8 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
         "version": f"router-v2-{date}-seed{seed}",
         "trained": date,
         "seed": str(seed),
-        "C": str(model.c),
+        "head": head(model),
+        "reg": str(model.c),
         "arena_share": str(model.arena_share),
         "label": label,
         "features": "wordllama l2_supercat 256 mean-pool + dense6",
@@ -363,7 +417,8 @@ def train(data_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED, log: Callable
     info: dict[str, Any] = {
         "trained": date,
         "seed": seed,
-        "C": model.c,
+        "head": head(model),
+        "reg": model.c,
         "arena_share": model.arena_share,
         "label": label,
         "grid_mean_apgr": results,

@@ -141,8 +141,8 @@ def test_report_made_by_line_is_the_command_that_was_run() -> None:
 
 def test_chat_sets_each_reported_with_per_kind_counts(tmp_path):
     # Two hand-labelled sets, scored by a fixed scorer (the length of the prompt / 100), under the
-    # default thresholds (mid 0.150996, strong 0.587132): by hand, "hi" 0.02 weak, "what is 2+2" 0.11
-    # weak, "x" * 20 0.20 mid, "y" * 70 0.70 strong, "z" * 40 0.40 mid.
+    # thresholds mid 0.15, strong 0.6: by hand, "hi" 0.02 weak, "what is 2+2" 0.11 weak, "x" * 20
+    # 0.20 mid, "y" * 70 0.70 strong, "z" * 40 0.40 mid.
     import json as _json
 
     import numpy as _np
@@ -161,7 +161,8 @@ def test_chat_sets_each_reported_with_per_kind_counts(tmp_path):
     b = tmp_path / "b.jsonl"
     b.write_text(_json.dumps({"prompt": "hi", "label": 0, "kind": "greeting"}) + "\n"
                  + _json.dumps({"prompt": "y" * 70, "label": 1, "kind": "proof"}) + "\n")
-    out = dev_checks(lambda texts: _np.array([len(t) / 100 for t in texts]), TierPolicy(), tmp_path,
+    policy = TierPolicy(thresholds={"weak": 0.0, "mid": 0.15, "strong": 0.6})
+    out = dev_checks(lambda texts: _np.array([len(t) / 100 for t in texts]), policy, tmp_path,
                      (a, tmp_path / "absent.jsonl", b))
     sets = out["chat_sets"]
     assert [c["file"] for c in sets] == ["a.jsonl", "b.jsonl"] and out["chat"] is sets[0]

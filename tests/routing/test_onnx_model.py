@@ -72,13 +72,16 @@ def test_embedding_lookup_and_pooling_equal_numpy_on_the_table(graph, weights):
 
 
 def by_hand(text: str, w: dict[str, np.ndarray]) -> float:
-    """The model card's formula in plain numpy float64: sigmoid(clip((concat(v, dense) - mean) / std, -3, 3) . w + b)."""
+    """The model card's formula in plain numpy float64: z = clip((concat(v, dense) - mean) / std, -3, 3),
+    then sigmoid(max(z . w1 + b1, 0) . w + b) (the hidden layer, when the graph has ``w1``) or sigmoid(z . w + b)."""
     f = featurise(text, load_tokenizer())
     rows = w["table"][f.ids].astype(np.float64)
     m = rows.sum(axis=0) / max(f.ids.size, 1) if f.ids.size else np.zeros(256)
     v = m / math.sqrt(float((m * m).sum()) + 1e-12)
     x = np.concatenate([v, f.dense[0].astype(np.float64)])
     z = np.clip((x - w["mean"][0].astype(np.float64)) / w["std"][0].astype(np.float64), -3.0, 3.0)
+    if "w1" in w:
+        z = np.maximum(z @ w["w1"].astype(np.float64) + w["b1"][0].astype(np.float64), 0.0)
     return 1.0 / (1.0 + math.exp(-(float(z @ w["w"][:, 0].astype(np.float64)) + float(w["b"][0]))))
 
 
@@ -112,9 +115,15 @@ def test_tokenizer_must_be_the_trained_one(tmp_path):
         OnnxScorer(DEFAULT_MODEL_PATH, tmp_path / "missing.json")
 
 
-def test_export_agrees_with_scikit_learn(tmp_path):
-    # A tiny table and model exported here: the graph's scores equal Fitted.score (numpy) and
-    # scikit-learn's predict_proba.
+def test_the_shipped_graph_has_the_hidden_layer(weights):
+    # Router v2.4 (model card): 32 ReLU units between the standardised features and the output.
+    assert weights["w1"].shape == (262, 32) and weights["b1"].shape == (1, 32) and weights["w"].shape == (32, 1)
+
+
+@pytest.mark.parametrize("hidden", [0, 4])
+def test_export_agrees_with_scikit_learn(tmp_path, hidden):
+    # A tiny table and model exported here, with either head: the graph's scores (session.run and
+    # the numpy DirectGraph) equal Fitted.score (numpy) and scikit-learn's own predict_proba.
     pytest.importorskip("sklearn", reason="the 'train' extra")
     from nadir_extproc.routing.data import Example
     from nadir_extproc.routing.train import fit, export_onnx, pool
@@ -126,10 +135,29 @@ def test_export_agrees_with_scikit_learn(tmp_path):
     texts = ["hello there", "what time is it", "prove the lemma by induction", "implement quicksort in C", "hi", "derive the gradient"]
     ex = [Example("mmlu", "mmlu/x", t, y, 1.0, 0.0) for t, y in zip(texts, (0, 0, 1, 1, 0, 1))]
     x = pool(featurise_many(texts, tok), table)
-    m = fit(ex, x, 10.0, 1.0)
+    m = fit(ex, x, 10.0 if hidden == 0 else 0.01, 1.0, hidden=hidden)
+    assert (m.w1 is None) == (hidden == 0)
     path = tmp_path / "tiny.onnx"
     export_onnx(path, table, m, {"version": "router-v2-test", "seed": "0"})
     s = OnnxScorer(path, DEFAULT_TOKENIZER_PATH)
+    assert s.direct is not None  # the exported graph is one the numpy path knows
+    slow = OnnxScorer(path, DEFAULT_TOKENIZER_PATH, direct=False)
     probe = ["prove it by induction", "hello", "", "quicksort proof"]
-    expect = m.score(pool(featurise_many(probe, tok), table))
+    xp = pool(featurise_many(probe, tok), table)
+    expect = m.score(xp)
     assert [s.score(p) for p in probe] == pytest.approx(list(expect), abs=1e-5)
+    assert [slow.score(p) for p in probe] == pytest.approx(list(expect), abs=1e-5)
+    # scikit-learn's own answer on the same standardised rows.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    from nadir_extproc.routing.train import standardise, weights as row_weights
+
+    z = standardise(x, m.mean, m.std)
+    y = [e.label for e in ex]
+    if hidden == 0:
+        ref = LogisticRegression(C=10.0, solver="newton-cholesky", max_iter=200).fit(z, y, sample_weight=row_weights(ex, 1.0))
+    else:
+        ref = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=0.01, solver="lbfgs", max_iter=400, random_state=0).fit(
+            z, y, sample_weight=row_weights(ex, 1.0))
+    assert list(ref.predict_proba(standardise(xp, m.mean, m.std))[:, 1]) == pytest.approx(list(expect), abs=1e-6)

@@ -15,8 +15,8 @@ KEY = "sk-test-not-a-real-key"
 HARD = "Implement a lock-free multi-producer multi-consumer queue in C++ with correct memory ordering, and prove it is linearizable."
 EASY = "hi"
 # The rule router and the ONNX router disagree here: "step by step" is a rule marker (-> strong), while
-# the model (v2.3) scores this everyday question in the mid band (0.547). Which model it reaches shows who decided.
-QUIZ = "Why is the sky blue? Explain step by step."
+# the model (v2.4) scores this everyday question weak (0.156). Which model it reaches shows who decided.
+QUIZ = "Step by step, how do I tie a tie?"
 
 
 def sent_model(stack: Stack, prompt: str, headers: dict[str, str] | None = None) -> str:
