@@ -90,9 +90,10 @@ def test_first_hour_walkthrough(tmp_path, emulator):
     data = json.loads(rep.stdout)
     assert sum(g["requests"] for g in data["groups"]) == 2 * 60, data
     # the table report: one total row, every model name whole (the longest names the demo's traffic
-    # reaches; since router v2.2 no demo prompt scores in the mid band, so no mid model appears)
+    # reaches; with router v2.4 the square-root-of-2 proof and the CFO summary score in the mid band,
+    # so the OpenAI mid model appears too)
     assert len(re.findall(r"\btotal\b", out.split("nadir-extproc report", 1)[-1])) >= 1
-    for model in ("gpt-4o-mini-2024-07-18", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001"):
+    for model in ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001"):
         assert model in out, out[-4000:]
     # 5. the opportunity report over both runs, with the router's quality beside it
     assert "What routing would save by model" in out and "Router quality at its thresholds" in out, out[-4000:]
