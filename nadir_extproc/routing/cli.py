@@ -118,6 +118,9 @@ def calibrate(
         typer.echo(f"{tier}: threshold {a['threshold']:.6f} -> {100 * a['strong_share']:.1f} % strong calls, "
                    f"PGR {a['pgr']:.3f}, {100 * a['quality_share']:.1f} % of the strong model's quality "
                    f"(target PGR {targets[tier]:.3f}, {len(rows)} prompts)", err=True)
+        if a["pgr"] < targets[tier] - 1e-12:
+            typer.echo(f"warning: {tier}: no threshold reaches target PGR {targets[tier]:.3f} on this data; "
+                       f"this is the threshold of the best PGR reached ({a['pgr']:.3f})", err=True)
     typer.echo(yaml.safe_dump({"thresholds": res["thresholds"]}, sort_keys=False), nl=False)
 
 
@@ -232,7 +235,7 @@ def score(
     provider: Optional[str] = typer.Option(None, help="Provider whose tiers to use: openai, anthropic, google (or gemini); default: from each line's shape."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Settings YAML (router model, policy)."),
 ) -> None:
-    """Score prompts given as arguments, or lines from --file or standard input (a plain-text prompt, or JSONL: {"prompt": ...} or request bodies) with the service's router; one JSON line out per prompt/non-blank line, in order (blank lines are skipped; an empty prompt is an error line). Exit 1 if a line could not be scored."""
+    """Score prompts given as arguments, or lines from --file or standard input (a plain-text prompt, or JSONL: {"prompt": ...} or request bodies) with the service's router; one JSON line out per prompt/non-blank line, in order (blank lines are skipped; an empty prompt text is an error line, while a request body is routed as the service routes it, even with no text, e.g. an image-only message). Exit 1 if a line could not be scored."""
     from nadir_extproc.cliutil import settings_or_exit
     from nadir_extproc.routing.onnx_router import load_router
 

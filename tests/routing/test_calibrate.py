@@ -83,3 +83,20 @@ def test_cli_calibrate_by_hand(tmp_path):
     bad.write_text('{"prompt": "x", "strong": "good"}\n', encoding="utf-8")
     r = CliRunner().invoke(app, ["router", "calibrate", "--data", str(bad)], env={"NADIR_CONFIG": ""})
     assert r.exit_code == 2 and "bad.jsonl:1" in r.output
+
+
+def test_cli_calibrate_warns_when_a_target_is_out_of_reach(tmp_path):
+    # One prompt of four carries the whole gap: the best PGR any threshold reaches is 1.0, so a mid
+    # target of 1.5 cannot be met; the answer is the best threshold, with a warning that says so.
+    from typer.testing import CliRunner
+
+    from nadir_extproc.cli import app
+
+    rows = [{"prompt": p, "strong": 1, "weak": 1} for p in ("hi", "Name a colour.", "Prove Fermat's little theorem.", "Say hello.")]
+    rows[2]["weak"] = 0
+    f = tmp_path / "cal.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    r = CliRunner().invoke(app, ["router", "calibrate", "--data", str(f), "--target-mid", "1.5"], env={"NADIR_CONFIG": ""})
+    assert r.exit_code == 0, r.output
+    assert "warning: mid: no threshold reaches target PGR 1.500 on this data" in r.stderr
+    assert "(1.000)" in r.stderr and "warning: strong" not in r.stderr
