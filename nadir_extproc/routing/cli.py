@@ -52,7 +52,7 @@ def eval_(
     scorer: list[str] = typer.Option(list(BUILTIN), "--scorer", "-s", help="Scorer to evaluate (repeatable): cv, cv-difficulty, shipped, rules, length, random, or onnx:PATH."),
     seed: Optional[int] = typer.Option(None, help="Cross-validation seed (default: the shipped model's)."),
     bootstrap: int = typer.Option(500, help="Bootstrap resamples for the 95 % intervals."),
-    chat: list[Path] = typer.Option([Path("docs/router-eval/chat_prompts.jsonl"), Path("docs/router-eval/kinds_val.jsonl"), Path("docs/router-eval/kinds_test.jsonl")], help="Hand-labelled chat prompts (JSONL prompt/label/kind), repeatable; absent files are skipped."),
+    chat: list[Path] = typer.Option([Path("docs/router-eval/chat_prompts.jsonl"), Path("docs/router-eval/kinds_val.jsonl"), Path("docs/router-eval/kinds_test.jsonl"), Path("docs/router-eval/kinds_final.jsonl")], help="Hand-labelled chat prompts (JSONL prompt/label/kind), repeatable; absent files are skipped."),
     external: Optional[list[Path]] = typer.Option(None, "--external", "-x", help="External set to measure (repeatable): JSONL {\"prompt\", \"strong\", \"weak\"[, \"category\"]} per line, e.g. MT-bench questions with two models' judge scores; scored by the fixed scorers (shipped, onnx:PATH, rules, length, random) only, never trained on."),
 ) -> None:
     """Cross-validated APGR, CPT(50 %) and CPT(80 %) per data set and per category, for any scorers; external sets measured; curves as a PNG."""

@@ -53,7 +53,7 @@ TIER_ORDER: tuple[str, ...] = ("weak", "mid", "strong")
 #: cross-validated scores of arena-bench-v1 chat prompts: ``mid`` recovers 80 % of the GPT-4-vs-Mixtral
 #: quality gap when the mid band goes strong (two-tier providers), ``strong`` 50 %. Source of truth:
 #: ``routing/model/calibration.json`` (a test keeps them equal); recalibrate: ``nadir-extproc router calibrate``.
-DEFAULT_THRESHOLDS: dict[str, float] = {"weak": 0.0, "mid": 0.28192, "strong": 0.592574}
+DEFAULT_THRESHOLDS: dict[str, float] = {"weak": 0.0, "mid": 0.211378, "strong": 0.583837}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Hand-written template prompts: generic trivially-easy requests (label 0) and generic short hard
 requests (label 1) — the ``templates`` training source (issue 15, third round; v2.3 adds sums
-written with operators, short "why does this algorithm cost that" questions and series to sum).
+written with operators, short "why does this algorithm cost that" questions and series to sum;
+v2.5 conversions asked the short way, with unit abbreviations).
 
 Why: no labelled source shows the router a one-line arithmetic question, a word to translate, a
 greeting, a unit conversion or a tiny creative ask (all answerable by any model), nor a short
@@ -54,6 +55,14 @@ _GREET = ("Hey!", "Yo, what's up?", "Good evening :)", "Hiya, how's it going?", 
 _CONV = ("How many grams are in {n} pounds?", "{n} degrees Celsius in Fahrenheit?", "Turn {n} inches into centimetres.",
          "How many millilitres is {n} cups?", "{n} hours is how many minutes?", "Express {n} feet in metres.",
          "What is {n} kilograms in pounds?", "How many seconds in {n} minutes?", "{n} litres to gallons?")
+#: Unit pairs for conversions asked the short way, often with abbreviations ("how many mm in a m"):
+#: without these, metric abbreviations read like a physics or code question (issue 15, fresh-user pass).
+_UNITS = (("mm", "cm"), ("cm", "m"), ("m", "km"), ("ml", "l"), ("mg", "g"), ("g", "kg"), ("oz", "lb"),
+          ("in", "ft"), ("ft", "yd"), ("cl", "dl"), ("millimetres", "centimetre"), ("centimeters", "decimeter"),
+          ("metres", "kilometre"), ("grams", "kilo"), ("seconds", "day"), ("minutes", "week"), ("days", "year"),
+          ("bytes", "kilobyte"), ("pints", "gallon"), ("teaspoons", "tablespoon"))
+_CONV_SHORT = ("how many {a} in a {b}", "How many {a} are there in one {b}?", "{a} per {b}?",
+               "1 {b} = how many {a}?", "number of {a} in a {b} pls")
 _SMALL = ("a sleepy cat", "rainy Mondays", "fresh coffee", "the ocean", "a paper boat", "my houseplant",
           "a lost sock", "the moon", "a bicycle ride", "pancakes", "snow days", "a lighthouse")
 _CREATIVE = ("Write a two-line rhyme about {t}.", "Give me a short, cute caption for a photo of {t}.",
@@ -174,6 +183,8 @@ def _easy(rnd: random.Random) -> list[str]:
     for t in _CONV:
         for n in rnd.sample(range(2, 60), 3):
             out.append(t.format(n=n))
+    for a, b in _UNITS:
+        out.extend(t.format(a=a, b=b) for t in rnd.sample(_CONV_SHORT, 2))
     for t in _CREATIVE:
         for topic in rnd.sample(_SMALL, 4):
             out.append(t.format(t=topic))

@@ -15,7 +15,7 @@ KEY = "sk-test-not-a-real-key"
 HARD = "Implement a lock-free multi-producer multi-consumer queue in C++ with correct memory ordering, and prove it is linearizable."
 EASY = "hi"
 # The rule router and the ONNX router disagree here: "step by step" is a rule marker (-> strong), while
-# the model (v2.4) scores this everyday question weak (0.156). Which model it reaches shows who decided.
+# the model (v2.5) scores this everyday question weak (0.158). Which model it reaches shows who decided.
 QUIZ = "Step by step, how do I tie a tie?"
 
 

@@ -45,8 +45,8 @@ def protected() -> list[str]:
 
 
 def kinds_sets() -> list[str]:
-    rows = read_set("kinds_val.jsonl") + read_set("kinds_test.jsonl")
-    assert len(rows) == 100 + 85
+    rows = read_set("kinds_val.jsonl") + read_set("kinds_test.jsonl") + read_set("kinds_final.jsonl")
+    assert len(rows) == 100 + 85 + 98
     return rows
 
 
