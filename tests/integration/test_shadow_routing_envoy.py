@@ -118,7 +118,7 @@ def test_explicit_model_traffic_records_what_routing_would_save(stack, receiver)
             t["downgradable_share"], t["opportunity_usd"]) == (4, "0.02895", 3, 2, "0.0135", "0.466321", "0.01105")
     by = {g["team"]: (g["cost_usd"], g["downgradable_cost_usd"], g["opportunity_usd"]) for g in doc["groups"]}
     assert by == {"search": ("0.0225", "0.0075", "0.00705"), "ads": ("0.00645", "0.006", "0.004")}
-    assert "80.0 %" in doc["router_quality"]["statement"]
+    assert "80.2 %" in doc["router_quality"]["statement"]
 
 
 def test_sample_rate_0_turns_shadow_scoring_off(tmp_path):

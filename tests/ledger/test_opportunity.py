@@ -131,10 +131,10 @@ def test_cli_opportunity_json_csv_and_table_state_the_router_quality(filled):
     assert (t["cost_usd"], t["shadow_requests"], t["downgradable_cost_usd"], t["downgradable_share"], t["opportunity_usd"]) == (
         "0.02895", 4, "0.0135", "0.466321", "0.01105")
     q = doc["router_quality"]
-    # MODEL_CARD.md (router v2.4): thresholds 0.28192 / 0.592574; >= mid keeps 80.0 % of the gap with 73.5 % of calls, >= strong 50.3 % with 49.0 %
-    assert q["thresholds"] == {"mid": 0.28192, "strong": 0.592574}
-    assert q["at_mid"] == {"pgr_pct": 80.0, "calls_pct": 73.5} and q["at_strong"] == {"pgr_pct": 50.3, "calls_pct": 49.0}
-    assert q["apgr"]["value"] == 0.508 and q["apgr"]["ci95"] == [0.447, 0.569] and q["random_apgr"] == 0.5
+    # MODEL_CARD.md (router v2.5): thresholds 0.211378 / 0.583837; >= mid keeps 80.2 % of the gap with 77.6 % of calls, >= strong 51.0 % with 50.0 %
+    assert q["thresholds"] == {"mid": 0.211378, "strong": 0.583837}
+    assert q["at_mid"] == {"pgr_pct": 80.2, "calls_pct": 77.6} and q["at_strong"] == {"pgr_pct": 51.0, "calls_pct": 50.0}
+    assert q["apgr"]["value"] == 0.514 and q["apgr"]["ci95"] == [0.454, 0.575] and q["random_apgr"] == 0.5
     assert "estimate" in doc["note"]
 
     res = CliRunner().invoke(app, ["report", "--opportunity", *args, "--by", "team", "--format", "csv"])
@@ -148,7 +148,7 @@ def test_cli_opportunity_json_csv_and_table_state_the_router_quality(filled):
     # nothing but records on stdout (a CSV reader chokes on comment lines); the notes go to stderr
     assert len(lines) == 4 and len(list(csv.reader(io.StringIO(res.stdout)))) == 4
     err = res.stderr.splitlines()
-    assert err[0].startswith("Router quality at its thresholds") and "80.0 %" in err[0] and "shadow_cost_usd" in err[1]
+    assert err[0].startswith("Router quality at its thresholds") and "80.2 %" in err[0] and "shadow_cost_usd" in err[1]
 
     res = CliRunner().invoke(app, ["report", "--opportunity", *args, "--by", "team"], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
