@@ -230,7 +230,7 @@ def _write_decision(dst: TextIO, router: Any, request: Any) -> int:
 
 @router_app.command()
 def score(
-    prompts: Optional[list[str]] = typer.Argument(None, help="Prompt texts to score (else the lines of --file or standard input: plain text or JSONL)."),
+    prompts: Optional[list[str]] = typer.Argument(None, help="Prompt texts to score; put -- before a prompt that starts with - (router score -- \"-40C in F\") (else the lines of --file or standard input: plain text or JSONL)."),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="Input file: one prompt per line, or JSONL ({\"prompt\": ...} or request bodies)."),
     provider: Optional[str] = typer.Option(None, help="Provider whose tiers to use: openai, anthropic, google (or gemini); default: from each line's shape."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Settings YAML (router model, policy)."),
